@@ -1,0 +1,58 @@
+// Diagnostics: everything a user should read about their config or their system, as values.
+// Collected and shown all at once (never thrown one at a time). Rendering to text lives here
+// too because it is pure: it takes the source text as input and returns a string.
+
+export type Severity = "error" | "warning";
+
+/** 1-based line and column; `file` is the path exactly as the user gave it. */
+export type SourceLocation = {
+  file: string;
+  line: number;
+  column: number;
+  endLine?: number;
+  endColumn?: number;
+};
+
+export type Diagnostic = {
+  severity: Severity;
+  /** Stable code, e.g. `QIAC-E021`; tests and users match on it, never on the message. */
+  code: string;
+  message: string;
+  /** What to do about it. */
+  hint?: string;
+  location?: SourceLocation;
+  /** Address of the resource in the state, e.g. `qube.work.netvm`, when the location is not a file. */
+  address?: string;
+};
+
+export const hasErrors = (ds: readonly Diagnostic[]): boolean => ds.some((d) => d.severity === "error");
+
+/**
+ * Renders one diagnostic in the compiler style:
+ *   x.yaml:12:5: error QIAC-E021: label 'magneta' does not exist
+ *      12 |     label: magneta
+ *         |            ^^^^^^^
+ *     hint: ...
+ */
+export function renderDiagnostic(d: Diagnostic, sourceOf: (file: string) => string | undefined): string {
+  const where = d.location ? `${d.location.file}:${d.location.line}:${d.location.column}: ` : d.address ? `${d.address}: ` : "";
+  const lines = [`${where}${d.severity} ${d.code}: ${d.message}`];
+  const src = d.location ? sourceOf(d.location.file) : undefined;
+  if (d.location && src !== undefined) {
+    const text = src.split(/\r?\n/)[d.location.line - 1];
+    if (text !== undefined) {
+      const num = String(d.location.line);
+      const pad = " ".repeat(num.length);
+      const startCol = Math.max(1, d.location.column);
+      const width =
+        d.location.endLine === d.location.line && d.location.endColumn && d.location.endColumn > startCol
+          ? d.location.endColumn - startCol
+          : 1;
+      const visible = text.replace(/\t/g, " ");
+      lines.push(`  ${num} | ${visible}`);
+      lines.push(`  ${pad} | ${" ".repeat(startCol - 1)}${"^".repeat(Math.min(width, Math.max(1, visible.length - startCol + 1)))}`);
+    }
+  }
+  if (d.hint) lines.push(`  hint: ${d.hint}`);
+  return lines.join("\n");
+}
