@@ -1,0 +1,382 @@
+// Typed Admin API client: one function per admin.* call the reconciler needs, over any
+// Transport. It validates every request before sending (qrexec charset, names, 64 KiB cap),
+// decodes replies into typed values, and turns every failure into a QubesApiError. It holds no
+// Qubes state except one fact learned per run: whether property.GetAll is refused.
+
+import { checkRequest, decodeReply, EventStreamDecoder, type QubesEvent } from "./codec.js";
+import { QubesApiError } from "./errors.js";
+import {
+  parseKeyValueLines,
+  parseLines,
+  parsePropertyDefault,
+  parsePropertyGet,
+  parsePropertyGetAll,
+  parseVmList,
+  type Parsed,
+  type PropertyValue,
+  type VmListEntry,
+} from "./properties.js";
+import { describeCall, type AdminCall, type Transport } from "./transport.js";
+import { mapLimit } from "../../util/concurrency.js";
+
+export type AdminClientOptions = {
+  /** Per-call timeout for ordinary calls (ms). */
+  timeoutMs?: number;
+  /** Per-call timeout for calls that wait on a qube (Start, Shutdown, Create, Remove, Resize). */
+  slowTimeoutMs?: number;
+  /** Parallelism of the per-property fallback when GetAll is refused. */
+  parallelism?: number;
+  /** Observes every call's outcome (tests, progress, call counting). */
+  onCall?: (info: { call: AdminCall; outcome: "ok" | "error"; ms: number }) => void;
+};
+
+/** Where a property lives: a qube (`admin.vm.property.*`) or the global Qubes object (`admin.property.*`). */
+export type PropertyHolder = { vm: string } | "global";
+
+export type CreateQube = {
+  klass: string;
+  name: string;
+  label: string;
+  /** Template (AppVM, DispVM); absent = the server's default. */
+  template?: string;
+  /** All volumes in this pool (CreateInPool). */
+  pool?: string;
+  /** Per-volume pools (CreateInPool), e.g. {private: "fast"}. */
+  volumePools?: Record<string, string>;
+};
+
+export type VolumeInfo = {
+  pool: string;
+  vid: string;
+  size: bigint;
+  usage: bigint;
+  rw: boolean;
+  revisionsToKeep: number;
+  fields: Map<string, string>;
+};
+
+export type EventSubscription = AsyncIterable<QubesEvent> & { close(): void };
+
+const SLOW_METHODS = new Set([
+  "admin.vm.Start",
+  "admin.vm.Shutdown",
+  "admin.vm.Kill",
+  "admin.vm.Remove",
+  "admin.vm.volume.Resize",
+  "admin.pool.Add",
+  "admin.pool.Remove",
+]);
+
+const enc = (s: string): Buffer => Buffer.from(s, "utf8");
+
+export function createAdminClient(transport: Transport, options: AdminClientOptions = {}) {
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const slowTimeoutMs = options.slowTimeoutMs ?? 300_000;
+  const parallelism = options.parallelism ?? 8;
+  let getAllRefused = false;
+
+  /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
+  async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<Buffer> {
+    const body = typeof payload === "string" ? enc(payload) : payload;
+    const c: AdminCall = body === undefined ? { method, dest, arg } : { method, dest, arg, payload: body };
+    const invalid = checkRequest({ method, arg, src: "dom0", dest, payload: body ?? new Uint8Array() });
+    if (invalid) throw new QubesApiError("invalid-request", invalid, { call: describeCall(c), maybeDelivered: false });
+    const started = performance.now();
+    let outcome: "ok" | "error" = "error";
+    try {
+      const isSlow = SLOW_METHODS.has(method) || method.startsWith("admin.vm.Create");
+      const raw = await transport.call(c, { timeoutMs: isSlow ? slowTimeoutMs : timeoutMs });
+      const reply = decodeReply(raw);
+      switch (reply.kind) {
+        case "ok":
+          outcome = "ok";
+          return reply.body;
+        case "exception":
+          throw new QubesApiError("exception", `${reply.qubesClass}: ${reply.message}`, {
+            qubesClass: reply.qubesClass,
+            call: describeCall(c),
+          });
+        case "empty":
+          throw new QubesApiError(
+            "empty-reply",
+            `qubesd gave an empty reply to ${describeCall(c)}: the call was refused or failed; the reason is only in dom0's journal (journalctl -u qubesd)`,
+            { call: describeCall(c) },
+          );
+        case "events":
+        case "malformed": {
+          const why = reply.kind === "events" ? "an event stream" : reply.reason;
+          throw new QubesApiError("bad-reply", `invalid reply to ${describeCall(c)}: ${why}`, { call: describeCall(c), maybeDelivered: true });
+        }
+        default: {
+          const never: never = reply;
+          throw new Error(`unhandled reply ${String(never)}`);
+        }
+      }
+    } finally {
+      options.onCall?.({ call: c, outcome, ms: performance.now() - started });
+    }
+  }
+
+  const text = async (method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<string> =>
+    (await call(method, dest, arg, payload)).toString("utf8");
+  const lines = async (method: string, dest: string, arg = ""): Promise<string[]> => parseLines(await text(method, dest, arg));
+  const unit = async (method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<void> => {
+    await call(method, dest, arg, payload);
+  };
+
+  function unwrap<T>(r: Parsed<T>, method: string, dest: string, arg = ""): T {
+    if (r.ok) return r.value;
+    throw new QubesApiError("bad-reply", `invalid reply to ${method}+${arg} → ${dest}: ${r.error}`, { call: `${method}+${arg} → ${dest}` });
+  }
+
+  const propPrefix = (h: PropertyHolder): { prefix: string; dest: string } =>
+    h === "global" ? { prefix: "admin.property", dest: "dom0" } : { prefix: "admin.vm.property", dest: h.vm };
+
+  /** True when a QubesApiError is the Qubes exception `cls`. */
+  const isQubes = (e: unknown, cls: string): boolean => e instanceof QubesApiError && e.code === "exception" && e.qubesClass === cls;
+
+  const property = {
+    list: async (h: PropertyHolder): Promise<string[]> => {
+      const { prefix, dest } = propPrefix(h);
+      return lines(`${prefix}.List`, dest);
+    },
+    get: async (h: PropertyHolder, name: string): Promise<PropertyValue> => {
+      const { prefix, dest } = propPrefix(h);
+      return unwrap(parsePropertyGet(await text(`${prefix}.Get`, dest, name)), `${prefix}.Get`, dest, name);
+    },
+    getDefault: async (h: PropertyHolder, name: string): Promise<Omit<PropertyValue, "isDefault"> | null> => {
+      const { prefix, dest } = propPrefix(h);
+      return unwrap(parsePropertyDefault(await text(`${prefix}.GetDefault`, dest, name)), `${prefix}.GetDefault`, dest, name);
+    },
+    /**
+     * All properties in one call. When GetAll is refused (PermissionDenied, an empty reply, or a
+     * qrexec refusal — the default policy denies it to management qubes) it falls back to List +
+     * one Get per property, and skips GetAll for the rest of the run.
+     */
+    getAll: async (h: PropertyHolder): Promise<Map<string, PropertyValue>> => {
+      const { prefix, dest } = propPrefix(h);
+      if (!getAllRefused) {
+        try {
+          return unwrap(parsePropertyGetAll(await text(`${prefix}.GetAll`, dest)), `${prefix}.GetAll`, dest);
+        } catch (e) {
+          if (!(e instanceof QubesApiError && e.isDenied)) throw e;
+          getAllRefused = true;
+        }
+      }
+      const names = await property.list(h);
+      const values = await mapLimit(names, parallelism, (n) => property.get(h, n));
+      return new Map(names.map((n, i) => [n, values[i] as PropertyValue]));
+    },
+    /** Sets a value; `null` sends the empty payload ("none" for vm properties). */
+    set: async (h: PropertyHolder, name: string, value: string | null): Promise<void> => {
+      const { prefix, dest } = propPrefix(h);
+      await unit(`${prefix}.Set`, dest, name, value ?? "");
+    },
+    reset: async (h: PropertyHolder, name: string): Promise<void> => {
+      const { prefix, dest } = propPrefix(h);
+      await unit(`${prefix}.Reset`, dest, name);
+    },
+    help: async (h: PropertyHolder, name: string): Promise<string> => {
+      const { prefix, dest } = propPrefix(h);
+      return text(`${prefix}.Help`, dest, name);
+    },
+  };
+
+  const vm = {
+    classes: (): Promise<string[]> => lines("admin.vmclass.List", "dom0"),
+    /** Every qube (dest dom0) or one qube's line (dest = name or `uuid:…`). */
+    list: async (dest = "dom0"): Promise<VmListEntry[]> => unwrap(parseVmList(await text("admin.vm.List", dest)), "admin.vm.List", dest),
+    create: async (q: CreateQube): Promise<void> => {
+      const inPool = q.pool !== undefined || (q.volumePools !== undefined && Object.keys(q.volumePools).length > 0);
+      let payload = `name=${q.name} label=${q.label}`;
+      if (q.pool !== undefined) payload += ` pool=${q.pool}`;
+      for (const [vol, pool] of Object.entries(q.volumePools ?? {})) payload += ` pool:${vol}=${pool}`;
+      const names = [q.name, q.label, ...(q.pool === undefined ? [] : [q.pool]), ...Object.entries(q.volumePools ?? {}).flat()];
+      for (const part of names) {
+        if (!/^[A-Za-z0-9_.-]+$/.test(part)) {
+          throw new QubesApiError("invalid-request", `create ${q.name}: ${JSON.stringify(part)} is not a valid name`, { maybeDelivered: false });
+        }
+      }
+      await unit(`admin.vm.${inPool ? "CreateInPool" : "Create"}.${q.klass}`, "dom0", q.template ?? "", payload);
+    },
+    remove: (name: string): Promise<void> => unit("admin.vm.Remove", name),
+    start: (name: string): Promise<void> => unit("admin.vm.Start", name),
+    shutdown: (name: string, o: { force?: boolean; wait?: boolean } = {}): Promise<void> =>
+      unit("admin.vm.Shutdown", name, [o.force ? "force" : "", o.wait ? "wait" : ""].filter(Boolean).join("+")),
+    pause: (name: string): Promise<void> => unit("admin.vm.Pause", name),
+    unpause: (name: string): Promise<void> => unit("admin.vm.Unpause", name),
+    kill: (name: string): Promise<void> => unit("admin.vm.Kill", name),
+  };
+
+  const label = {
+    list: (): Promise<string[]> => lines("admin.label.List", "dom0"),
+    /** Colour `0xRRGGBB`. Note: qubesd answers empty for a label created in the same daemon lifetime (upstream quirk). */
+    get: (name: string): Promise<string> => text("admin.label.Get", "dom0", name),
+    index: async (name: string): Promise<number> => Number(await text("admin.label.Index", "dom0", name)),
+    create: (name: string, colour: string): Promise<void> => unit("admin.label.Create", "dom0", name, colour),
+    remove: (name: string): Promise<void> => unit("admin.label.Remove", "dom0", name),
+  };
+
+  const feature = {
+    list: (vmName: string): Promise<string[]> => lines("admin.vm.feature.List", vmName),
+    get: (vmName: string, name: string): Promise<string> => text("admin.vm.feature.Get", vmName, name),
+    /** The value, or undefined when the feature is not set. */
+    getOptional: async (vmName: string, name: string): Promise<string | undefined> => {
+      try {
+        return await text("admin.vm.feature.Get", vmName, name);
+      } catch (e) {
+        if (isQubes(e, "QubesFeatureNotFoundError")) return undefined;
+        throw e;
+      }
+    },
+    checkWithTemplate: (vmName: string, name: string): Promise<string> => text("admin.vm.feature.CheckWithTemplate", vmName, name),
+    checkWithNetvm: (vmName: string, name: string): Promise<string> => text("admin.vm.feature.CheckWithNetvm", vmName, name),
+    checkWithAdminVM: (vmName: string, name: string): Promise<string> => text("admin.vm.feature.CheckWithAdminVM", vmName, name),
+    checkWithTemplateAndAdminVM: (vmName: string, name: string): Promise<string> =>
+      text("admin.vm.feature.CheckWithTemplateAndAdminVM", vmName, name),
+    set: (vmName: string, name: string, value: string): Promise<void> => unit("admin.vm.feature.Set", vmName, name, value),
+    remove: (vmName: string, name: string): Promise<void> => unit("admin.vm.feature.Remove", vmName, name),
+  };
+
+  const tag = {
+    list: (vmName: string): Promise<string[]> => lines("admin.vm.tag.List", vmName),
+    get: async (vmName: string, name: string): Promise<boolean> => (await text("admin.vm.tag.Get", vmName, name)) === "1",
+    set: (vmName: string, name: string): Promise<void> => unit("admin.vm.tag.Set", vmName, name),
+    remove: (vmName: string, name: string): Promise<void> => unit("admin.vm.tag.Remove", vmName, name),
+  };
+
+  const firewall = {
+    /** Rules in the server's canonical form, one string each. */
+    get: (vmName: string): Promise<string[]> => lines("admin.vm.firewall.Get", vmName),
+    /** Replaces the whole list atomically. An empty list is sent as one `action=drop` (qubesd ≥ 4.4 refuses an empty payload). */
+    set: (vmName: string, rules: readonly string[]): Promise<void> => {
+      for (const r of rules) {
+        if (r.includes("\n") || r === "") throw new QubesApiError("invalid-request", `firewall rule for ${vmName} must be one non-empty line`, { maybeDelivered: false });
+      }
+      const list = rules.length === 0 ? ["action=drop"] : rules;
+      return unit("admin.vm.firewall.Set", vmName, "", list.map((r) => `${r}\n`).join(""));
+    },
+    reload: (vmName: string): Promise<void> => unit("admin.vm.firewall.Reload", vmName),
+  };
+
+  const pool = {
+    list: (): Promise<string[]> => lines("admin.pool.List", "dom0"),
+    /** driver → its parameter names, in the server's order. */
+    listDrivers: async (): Promise<Map<string, string[]>> =>
+      new Map((await lines("admin.pool.ListDrivers", "dom0")).map((l) => {
+        const [driver = "", ...params] = l.split(" ");
+        return [driver, params] as const;
+      })),
+    info: async (name: string): Promise<Map<string, string>> =>
+      unwrap(parseKeyValueLines(await text("admin.pool.Info", "dom0", name)), "admin.pool.Info", "dom0", name),
+    usageDetails: async (name: string): Promise<Map<string, string>> =>
+      unwrap(parseKeyValueLines(await text("admin.pool.UsageDetails", "dom0", name)), "admin.pool.UsageDetails", "dom0", name),
+    add: (driver: string, name: string, params: Record<string, string>): Promise<void> => {
+      const entries: Array<[string, string]> = [["name", name], ...Object.entries(params)];
+      for (const [k, v] of entries) {
+        if (/[\n=]/.test(k) || v.includes("\n") || !/^[\x20-\x7e]*$/.test(v)) {
+          throw new QubesApiError("invalid-request", `pool ${name}: parameter ${JSON.stringify(k)} has characters qubesd cannot take`, { maybeDelivered: false });
+        }
+      }
+      return unit("admin.pool.Add", "dom0", driver, entries.map(([k, v]) => `${k}=${v}\n`).join(""));
+    },
+    remove: (name: string): Promise<void> => unit("admin.pool.Remove", "dom0", name),
+    setRevisionsToKeep: (name: string, n: number): Promise<void> => unit("admin.pool.Set.revisions_to_keep", "dom0", name, String(n)),
+  };
+
+  const volume = {
+    list: (vmName: string): Promise<string[]> => lines("admin.vm.volume.List", vmName),
+    info: async (vmName: string, vol: string): Promise<VolumeInfo> => {
+      const m = unwrap(parseKeyValueLines(await text("admin.vm.volume.Info", vmName, vol)), "admin.vm.volume.Info", vmName, vol);
+      const num = (k: string): bigint => {
+        const v = m.get(k) ?? "";
+        if (!/^-?[0-9]+$/.test(v)) throw new QubesApiError("bad-reply", `volume ${vmName}:${vol} has invalid ${k}=${JSON.stringify(v)}`);
+        return BigInt(v);
+      };
+      return {
+        pool: m.get("pool") ?? "",
+        vid: m.get("vid") ?? "",
+        size: num("size"),
+        usage: /^[0-9]+$/.test(m.get("usage") ?? "") ? num("usage") : 0n,
+        rw: m.get("rw") === "True",
+        revisionsToKeep: Number(m.get("revisions_to_keep") ?? "0"),
+        fields: m,
+      };
+    },
+    resize: (vmName: string, vol: string, size: bigint): Promise<void> => unit("admin.vm.volume.Resize", vmName, vol, size.toString()),
+    setRevisionsToKeep: (vmName: string, vol: string, n: number): Promise<void> =>
+      unit("admin.vm.volume.Set.revisions_to_keep", vmName, vol, String(n)),
+    setRw: (vmName: string, vol: string, rw: boolean): Promise<void> => unit("admin.vm.volume.Set.rw", vmName, vol, rw ? "True" : "False"),
+  };
+
+  /**
+   * Opens admin.Events and resolves once `connection-established` arrived (handlers are
+   * registered server-side from then on); iterating yields the events after it.
+   */
+  async function events(dest = "dom0"): Promise<EventSubscription> {
+    const invalid = checkRequest({ method: "admin.Events", arg: "", src: "dom0", dest, payload: new Uint8Array() });
+    if (invalid) throw new QubesApiError("invalid-request", invalid, { maybeDelivered: false });
+    const raw = transport.stream({ method: "admin.Events", dest, arg: "" });
+    const it = raw[Symbol.asyncIterator]();
+    const decoder = new EventStreamDecoder();
+    const queue: QubesEvent[] = [];
+    const fill = async (): Promise<boolean> => {
+      while (queue.length === 0) {
+        const next = await it.next();
+        if (next.done) {
+          if (decoder.pendingBytes > 0) throw new QubesApiError("bad-reply", `event stream from ${dest} ended inside an event`);
+          return false;
+        }
+        const r = decoder.push(next.value);
+        queue.push(...r.events);
+        if (r.error) {
+          raw.close();
+          throw new QubesApiError("bad-reply", `event stream from ${dest}: ${r.error}`);
+        }
+      }
+      return true;
+    };
+    const established = await fill().catch((e: unknown) => {
+      raw.close();
+      throw e;
+    });
+    const first = queue.shift();
+    if (!established || first?.event !== "connection-established") {
+      raw.close();
+      const why = established ? `first event was ${first?.event}` : "the server closed the stream";
+      throw new QubesApiError("bad-reply", `admin.Events to ${dest}: expected connection-established, ${why}`);
+    }
+    return {
+      close: () => raw.close(),
+      async *[Symbol.asyncIterator](): AsyncGenerator<QubesEvent> {
+        try {
+          while (await fill()) yield queue.shift() as QubesEvent;
+        } finally {
+          raw.close();
+        }
+      },
+    };
+  }
+
+  return {
+    transport,
+    /** Raw call (for `sim call` and for methods without a typed wrapper): returns the OK body. */
+    call,
+    /** Whether this run learned that property.GetAll is refused. */
+    get getAllRefused(): boolean {
+      return getAllRefused;
+    },
+    vm,
+    property,
+    label,
+    feature,
+    tag,
+    firewall,
+    pool,
+    volume,
+    events,
+    close: (): Promise<void> => transport.close(),
+  };
+}
+
+export type AdminClient = ReturnType<typeof createAdminClient>;
