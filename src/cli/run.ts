@@ -1,0 +1,78 @@
+// Command-line surface: parses arguments with commander and dispatches to the commands. Every
+// command returns its exit code; only main.ts calls process.exit. Errors the user can fix are
+// CliErrors (message, exit 1); anything else is a bug and says so.
+
+import { Command, CommanderError, Option } from "commander";
+import { QubesApiError } from "../providers/qubes/errors.js";
+import { CliError, write, type CliIO } from "./io.js";
+import { packageVersion } from "./version.js";
+
+const connectOption = (): Option =>
+  new Option("--connect <how>", "how to reach Qubes: qubesd[:SOCKET] | qrexec | sim[:STATEFILE] (env QUBES_IAC_CONNECT)");
+const timeoutOption = (): Option => new Option("--timeout <seconds>", "timeout of each Admin API call").default("60");
+
+export async function runCli(io: CliIO): Promise<number> {
+  let exitCode = 0;
+  const program = new Command("qubes-iac")
+    .description("Declarative infrastructure-as-code for Qubes OS")
+    .version(packageVersion(), "-V, --version")
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)");
+
+  program
+    .command("validate")
+    .description("check configuration files; makes no Admin API call")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .option("--json", "print diagnostics as JSON")
+    .action(async (paths: string[], o: { json?: boolean }) => {
+      const { validateCommand } = await import("./commands/validate.js");
+      exitCode = await validateCommand(io, paths, o);
+    });
+
+  const sim = program.command("sim").description("the built-in qubesd simulator");
+  sim
+    .command("serve")
+    .description("serve the Admin API on a Unix socket, state kept in a file, until interrupted")
+    .requiredOption("--socket <path>", "Unix socket to listen on")
+    .option("--state <file>", "state file (created from the default fixture when missing)")
+    .option("--reset", "discard the state file's contents and start from the fixture")
+    .option("--log <file>", "append one JSON line per call")
+    .action(async (o: { socket: string; state?: string; reset?: boolean; log?: string }) => {
+      const { simServe } = await import("./commands/sim.js");
+      exitCode = await simServe(io, o);
+    });
+  sim
+    .command("call")
+    .description("send one raw Admin API call (payload from stdin when piped) and print the reply")
+    .argument("<method>", "e.g. admin.vm.List")
+    .argument("[dest]", "destination qube", "dom0")
+    .argument("[arg]", "service argument", "")
+    .addOption(connectOption())
+    .addOption(timeoutOption())
+    .option("--raw", "write the reply bytes unchanged")
+    .action(async (method: string, dest: string, arg: string, o: { connect?: string; timeout?: string; raw?: boolean }) => {
+      const { simCall } = await import("./commands/sim.js");
+      exitCode = await simCall(io, method, dest, arg, o);
+    });
+
+  try {
+    await program.parseAsync(io.argv, { from: "user" });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
+    if (e instanceof CliError) {
+      write(io.stderr, `qubes-iac: ${e.message}`);
+      return e.exitCode;
+    }
+    if (e instanceof QubesApiError) {
+      write(io.stderr, `qubes-iac: ${e.message}`);
+      return 1;
+    }
+    write(io.stderr, `qubes-iac: internal error (this is a bug, please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return 1;
+  }
+}
