@@ -264,3 +264,64 @@ export function formatFirewallRule(rule: FirewallRule): string {
   if (rule.comment !== undefined) parts.push(`comment=${rule.comment}`);
   return parts.join(" ");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Property values (qubes/__init__.py property.sanitize; setters in qubes/vm/qubesvm.py and
+// qubes/vm/mix/net.py). Messages are the server's where it sends one, ours otherwise.
+
+const PYTHON_PRINTABLE_RE = /^[\x20-\x7e\t\n\r\x0b\x0c]*$/;
+
+/** property.sanitize of a str-typed property value: ASCII, then Python's `string.printable`. */
+export function checkStrPropertyValue(value: string): string | null {
+  if (!/^[\x00-\x7f]*$/.test(value)) return "Non-ASCII bytes in property value";
+  if (!PYTHON_PRINTABLE_RE.test(value)) return "Invalid characters in property value";
+  return null;
+}
+
+const POSITIVE_INT_PROPERTIES: ReadonlySet<string> = new Set(["memory", "vcpus", "qrexec_timeout", "shutdown_timeout", "stubdom_mem"]);
+const DEFAULT_USER_RE = /^[A-Za-z0-9_\-+,.]*$/;
+const MAC_RE = /^([0-9a-f][0-9a-f]:){5}[0-9a-f][0-9a-f]$/;
+const DEVICES_DENIED_RE = /^([bump*][0-9a-f*]{6})*$/;
+
+/** The setter rule of a qube property beyond its type (after sanitize): the server's message, or null. */
+export function checkVmPropertyRule(name: string, value: string | number | boolean): string | null {
+  if (typeof value === "number") {
+    if (POSITIVE_INT_PROPERTIES.has(name) && value <= 0) return `${name} must be positive`;
+    if (name === "maxmem" && value < 0) return "maxmem must be positive or zero";
+    return null;
+  }
+  if (typeof value !== "string") return null;
+  switch (name) {
+    case "kernel":
+      return value.includes("/") ? "Kernel name cannot contain '/'" : null;
+    case "kernelopts":
+      return value.length > 512 ? "Kernelopts value too long (512 chars max)" : null;
+    case "default_user":
+      return DEFAULT_USER_RE.test(value) ? null : "Username can contain only those characters: letters, digits and _-+,.";
+    case "virt_mode":
+      return ["hvm", "pv", "pvh"].includes(value.toLowerCase()) ? null : "Invalid virtualization mode, supported values: hvm, pv, pvh";
+    case "keyboard_layout":
+      return checkKeyboardLayout(value);
+    case "mac":
+      return MAC_RE.test(value.toLowerCase()) ? null : "Invalid MAC address value";
+    case "ip":
+      return isIPv4(value) ? null : `'${value}' is not an IPv4 address`;
+    case "ip6":
+      return isIPv6(value) ? null : `'${value}' is not an IPv6 address`;
+    case "devices_denied":
+      return DEVICES_DENIED_RE.test(value) ? null : "devices_denied must be 7-character interface codes like u0e0100";
+    default:
+      return null;
+  }
+}
+
+function checkKeyboardLayout(value: string): string | null {
+  if (!/^[\x00-\x7f]*$/.test(value)) return "Keyboard layouts must be ASCII";
+  const parts = value.split("+");
+  if (parts.length !== 3) return "invalid number of keyboard layout parameters";
+  const [layout = "", variant = "", options = ""] = parts;
+  if (!/^[A-Za-z]+$/.test(layout)) return "Invalid keyboard layout provided";
+  if (!/^[A-Za-z0-9_-]*$/.test(variant)) return "Invalid layout variant provided";
+  if (!/^[A-Za-z0-9_:,-]*$/.test(options)) return "Invalid layout options provided";
+  return null;
+}
