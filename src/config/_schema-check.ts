@@ -1,0 +1,158 @@
+// Checks one file's data against the JSON Schema with ajv (all errors) and turns ajv's errors
+// into diagnostics a person can act on: located at the offending YAML node, worded in the
+// config's terms, with "did you mean" for misspelled keys, and without ajv's anyOf/if noise.
+
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import type { Diagnostic } from "../model/diagnostics.js";
+import { diagnostic } from "./codes.js";
+import { childPointer, describePath, locateIn, pointerSegments } from "./_paths.js";
+import { buildSchema } from "./schema.js";
+import { didYouMean } from "./_suggest.js";
+import type { WrittenFile } from "./_yaml.js";
+
+let compiled: ValidateFunction | undefined;
+const validator = (): ValidateFunction =>
+  (compiled ??= new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true }).compile(buildSchema()));
+
+/** One schema problem, after ajv's errors are folded together. */
+type Issue =
+  | { kind: "unknown-key"; ptr: string; key: string; allowed: string[] }
+  | { kind: "missing"; ptr: string; key: string }
+  | { kind: "type"; ptr: string; expected: string[]; data: unknown }
+  | { kind: "enum"; ptr: string; allowed: unknown[]; data: unknown }
+  | { kind: "other"; ptr: string; message: string };
+
+export function checkSchema(w: WrittenFile): Diagnostic[] {
+  const validate = validator();
+  if (validate(w.value)) return [];
+  const issues = foldErrors([...(validate.errors ?? [])]);
+  const seen = new Set<string>();
+  const out: Diagnostic[] = [];
+  for (const issue of issues) {
+    const id = JSON.stringify(issue);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(toDiagnostic(issue, w));
+  }
+  return out;
+}
+
+/** Drops `if` wrappers and replaces each failed anyOf by what its branches say together. */
+function foldErrors(errors: ErrorObject[]): Issue[] {
+  let rest = errors.filter((e) => e.keyword !== "if");
+  const alternatives = rest.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf").sort((a, b) => b.schemaPath.length - a.schemaPath.length);
+  const folded: Issue[] = [];
+  for (const alt of alternatives) {
+    if (!rest.includes(alt)) continue;
+    const branches = rest.filter((e) => e.schemaPath.startsWith(`${alt.schemaPath}/`));
+    rest = rest.filter((e) => e !== alt && !branches.includes(e));
+    const deeper = branches.filter((e) => e.instancePath.length > alt.instancePath.length);
+    if (deeper.length > 0) {
+      // The value had the shape of some branch: what went wrong inside it is the useful part.
+      folded.push(...deeper.map(toIssue));
+      continue;
+    }
+    const expected = branches.flatMap((e) => {
+      if (e.keyword === "type") return asList(e.params.type);
+      if (e.keyword === "const") return [JSON.stringify(e.params.allowedValue)];
+      if (e.keyword === "enum") return (e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v));
+      return [];
+    });
+    folded.push({ kind: "type", ptr: alt.instancePath, expected, data: alt.data });
+  }
+  return [...rest.map(toIssue), ...folded];
+}
+
+const asList = (t: unknown): string[] => (Array.isArray(t) ? t.map(String) : [String(t)]);
+
+function toIssue(e: ErrorObject): Issue {
+  switch (e.keyword) {
+    case "additionalProperties": {
+      const props = (e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+      return { kind: "unknown-key", ptr: e.instancePath, key: String(e.params.additionalProperty), allowed: Object.keys(props) };
+    }
+    case "required":
+      return { kind: "missing", ptr: e.instancePath, key: String(e.params.missingProperty) };
+    case "type":
+      return { kind: "type", ptr: e.instancePath, expected: asList(e.params.type), data: e.data };
+    case "const":
+      return { kind: "enum", ptr: e.instancePath, allowed: [e.params.allowedValue], data: e.data };
+    case "enum":
+      return { kind: "enum", ptr: e.instancePath, allowed: e.params.allowedValues as unknown[], data: e.data };
+    default:
+      return { kind: "other", ptr: e.instancePath, message: e.message ?? e.keyword };
+  }
+}
+
+function toDiagnostic(issue: Issue, w: WrittenFile): Diagnostic {
+  const where = describePath(issue.ptr);
+  switch (issue.kind) {
+    case "unknown-key": {
+      const loc = locateIn(w.spans, w.start, childPointer(issue.ptr, issue.key), true);
+      const context = issue.ptr === "" ? "at the top level" : `in ${where}`;
+      const hint = didYouMean(issue.key, issue.allowed) ?? (issue.allowed.length > 0 ? `allowed keys: ${issue.allowed.join(", ")}` : undefined);
+      return diagnostic("QIAC-E010", `unknown key '${issue.key}' ${context}`, loc, hint);
+    }
+    case "missing": {
+      const loc = locateIn(w.spans, w.start, issue.ptr, true);
+      return diagnostic("QIAC-E011", `${capitalise(where)} lacks the required key '${issue.key}'`, loc, `add ${issue.key}: to ${where}`);
+    }
+    case "type": {
+      const loc = locateIn(w.spans, w.start, issue.ptr);
+      if (issue.data === null && isPropertyPath(issue.ptr)) {
+        return diagnostic(
+          "QIAC-E044",
+          `${capitalise(where)} cannot be null: null means "none" only for properties that hold a qube`,
+          loc,
+          'write "*default*" to reset it to its default value',
+        );
+      }
+      const yaml11 = typeof issue.data === "string" && /^(yes|no|on|off|y|n|true|false)$/i.test(issue.data) && issue.expected.includes("boolean");
+      const hint = yaml11 ? "this is a string in YAML 1.2: write true or false, without quotes" : undefined;
+      return diagnostic("QIAC-E012", `${capitalise(where)} must be ${expectedText(issue.expected)}, not ${valueText(issue.data)}`, loc, hint);
+    }
+    case "enum": {
+      const loc = locateIn(w.spans, w.start, issue.ptr);
+      const allowed = issue.allowed.map((v) => (typeof v === "string" ? v : JSON.stringify(v)));
+      const hint = typeof issue.data === "string" ? didYouMean(issue.data, allowed) : undefined;
+      const choice = allowed.length === 1 ? allowed[0] : `one of ${allowed.join(", ")}`;
+      return diagnostic("QIAC-E013", `${capitalise(where)} must be ${choice}, not ${valueText(issue.data)}`, loc, hint);
+    }
+    case "other":
+      return diagnostic("QIAC-E014", `${capitalise(where)} ${issue.message}`, locateIn(w.spans, w.start, issue.ptr));
+    default: {
+      const never: never = issue;
+      return never;
+    }
+  }
+}
+
+const isPropertyPath = (ptr: string): boolean => {
+  const s = pointerSegments(ptr);
+  return (s.length === 4 && s[0] === "qubes" && s[2] === "properties") || (s.length === 2 && s[0] === "properties");
+};
+
+const TYPE_WORDS: Record<string, string> = {
+  string: "a string",
+  integer: "an integer",
+  number: "a number",
+  boolean: "true/false",
+  null: "null",
+  object: "a mapping",
+  array: "a list",
+};
+
+function expectedText(expected: string[]): string {
+  const words = [...new Set(expected.map((t) => TYPE_WORDS[t] ?? t))];
+  return words.length <= 1 ? (words[0] ?? "something else") : `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}`;
+}
+
+export function valueText(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  return String(v);
+}
+
+const capitalise = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);

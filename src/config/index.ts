@@ -1,0 +1,111 @@
+// Loading a config: files (or directories of *.yaml/*.yml) → YAML with positions → JSON Schema →
+// normalised values with Qubes' rules → merged → cross-entry rules → DesiredState, or every
+// diagnostic found on the way. File access comes in through ConfigIO; nothing here touches dom0.
+
+import { hasErrors, type Diagnostic } from "../model/diagnostics.js";
+import type { DesiredState } from "../model/desired.js";
+import { diagnostic } from "./codes.js";
+import { mergeParts } from "./_merge.js";
+import { normalizeFile, type ConfigPart } from "./_normalize.js";
+import { checkRules } from "./rules.js";
+import { checkSchema } from "./_schema-check.js";
+import { readYaml } from "./_yaml.js";
+
+export { nodeConfigIO } from "./node-io.js";
+export { CONFIG_CODES, type ConfigCode } from "./codes.js";
+export { buildSchema } from "./schema.js";
+
+/** File access for the loader. `readDir` returns entry names (not paths); paths are used as given. */
+export type ConfigIO = {
+  readFile(path: string): string;
+  readDir(path: string): string[];
+  isDirectory(path: string): boolean;
+  exists(path: string): boolean;
+};
+
+export type LoadResult = {
+  /** Present only when no diagnostic is an error. */
+  config?: DesiredState;
+  /** Every diagnostic, sorted by file (in load order), line and column. */
+  diagnostics: Diagnostic[];
+  /** Each file read (path as given) and its text, for rendering source lines with a caret. */
+  sources: Map<string, string>;
+};
+
+export const DEFAULT_CONFIG_PATH = "qubes.yaml";
+const CONFIG_FILE_RE = /\.ya?ml$/;
+
+/** Loads and validates the config at `paths` (files or directories); none means qubes.yaml. */
+export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
+  const diagnostics: Diagnostic[] = [];
+  const sources = new Map<string, string>();
+  const files = configFiles(paths.length > 0 ? paths : [DEFAULT_CONFIG_PATH], io, diagnostics, paths.length === 0);
+  const parts: ConfigPart[] = [];
+  let complete = diagnostics.length === 0;
+  for (const file of files) {
+    let text: string;
+    try {
+      text = io.readFile(file);
+    } catch (e) {
+      diagnostics.push(diagnostic("QIAC-E001", `cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`, undefined));
+      complete = false;
+      continue;
+    }
+    sources.set(file, text);
+    const read = readYaml(file, text);
+    diagnostics.push(...read.diagnostics);
+    if (!read.written) {
+      complete = false;
+      continue;
+    }
+    diagnostics.push(...checkSchema(read.written));
+    const normalized = normalizeFile(read.written);
+    diagnostics.push(...normalized.diagnostics);
+    parts.push(normalized.part);
+  }
+  let config: DesiredState | undefined;
+  if (parts.length > 0) {
+    const merged = mergeParts(parts, complete);
+    diagnostics.push(...merged.diagnostics, ...checkRules(merged.state));
+    config = merged.state;
+  }
+  const sorted = sortDiagnostics(diagnostics, files);
+  return hasErrors(sorted) || config === undefined ? { diagnostics: sorted, sources } : { config, diagnostics: sorted, sources };
+}
+
+/** The files a list of paths stands for: files as given, directories' *.yaml and *.yml (sorted, not recursive). */
+function configFiles(paths: string[], io: ConfigIO, diagnostics: Diagnostic[], implicit: boolean): string[] {
+  const files: string[] = [];
+  const add = (f: string): void => {
+    if (!files.includes(f)) files.push(f);
+  };
+  for (const p of paths) {
+    if (!io.exists(p)) {
+      const hint = implicit ? "run in the directory that holds qubes.yaml, or name the config: qubes-iac validate <file-or-directory>" : undefined;
+      diagnostics.push(diagnostic("QIAC-E001", `config path ${p} does not exist`, undefined, hint));
+      continue;
+    }
+    if (!io.isDirectory(p)) {
+      add(p);
+      continue;
+    }
+    const entries = io
+      .readDir(p)
+      .filter((name) => CONFIG_FILE_RE.test(name))
+      .sort()
+      .map((name) => (p.endsWith("/") ? `${p}${name}` : `${p}/${name}`))
+      .filter((f) => !io.isDirectory(f));
+    if (entries.length === 0) diagnostics.push(diagnostic("QIAC-E002", `directory ${p} holds no *.yaml or *.yml file`, undefined));
+    entries.forEach(add);
+  }
+  return files;
+}
+
+function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
+  const rank = (d: Diagnostic): [number, number, number] =>
+    d.location ? [files.indexOf(d.location.file) + 1, d.location.line, d.location.column] : [0, 0, 0];
+  return ds
+    .map((d, i) => ({ d, i, r: rank(d) }))
+    .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1] || a.r[2] - b.r[2] || a.i - b.i)
+    .map((x) => x.d);
+}

@@ -1,0 +1,234 @@
+// Cross-field and cross-entry checks on the merged desired state, as a list of small named rules.
+// Each decides only what the config alone can decide: a reference to a qube, label or pool that
+// is not in the config is left to the planner, which sees the real system; a reference to an
+// entry of the config that cannot fill its role is an error here.
+
+import { DEFAULT_LABELS } from "../model/qubes-rules.js";
+import type { Diagnostic } from "../model/diagnostics.js";
+import { TEMPLATE_BASED_CLASSES, locate, type DesiredQube, type DesiredState, type QubeField, type TopField } from "../model/desired.js";
+import { GLOBAL_PROPERTIES, QUBE_PROPERTIES, classesOf, type ReferenceRole } from "./catalog.js";
+import { diagnostic } from "./codes.js";
+import { closest } from "./_suggest.js";
+
+export type Rule = (state: DesiredState) => Diagnostic[];
+
+const a = (cls: string): string => `${/^[AEIOU]/.test(cls) ? "an" : "a"} ${cls}`;
+
+/** A vm-typed property of a qube or of the system that names a qube, with where it was written. */
+type VmReference = { from: string; property: string; target: string; role: ReferenceRole | undefined; at: ReturnType<typeof locate> };
+
+function vmReferences(state: DesiredState): VmReference[] {
+  const refs: VmReference[] = [];
+  for (const q of state.qubes.values()) {
+    for (const [name, v] of q.properties) {
+      if (v.kind === "vm" && v.value !== null) {
+        refs.push({ from: `qube '${q.name}'`, property: name, target: v.value, role: QUBE_PROPERTIES[name]?.role, at: locate(q, `properties.${name}`) });
+      }
+    }
+  }
+  for (const [name, v] of state.properties) {
+    if (v.kind === "vm" && v.value !== null) {
+      refs.push({ from: "the system", property: name, target: v.value, role: GLOBAL_PROPERTIES[name]?.role, at: locate(state, `properties.${name}` as TopField) });
+    }
+  }
+  return refs;
+}
+
+/** A bool property as the config decides it: its value, `false` when a created qube leaves it at the default, or unknown. */
+function boolProperty(q: DesiredQube, name: string): boolean | undefined {
+  const v = q.properties.get(name);
+  if (v?.kind === "bool") return v.value;
+  if (v?.kind === "default") return false;
+  return q.adopt ? undefined : false;
+}
+
+export const createdQubesAreComplete: Rule = (state) =>
+  [...state.qubes.values()].flatMap((q) => {
+    if (q.adopt) return [];
+    const missing = [q.class === undefined ? "class" : undefined, q.label === undefined ? "label" : undefined];
+    if (q.class !== undefined && TEMPLATE_BASED_CLASSES.has(q.class) && q.template === undefined) missing.push("template");
+    const keys = missing.filter((m): m is string => m !== undefined);
+    if (keys.length === 0) return [];
+    return [
+      diagnostic(
+        "QIAC-E050",
+        `qube '${q.name}' cannot be created without ${keys.join(", ")}`,
+        q.at,
+        `add ${keys.map((k) => `${k}:`).join(" and ")}, or adopt: true if the qube already exists`,
+      ),
+    ];
+  });
+
+export const templateOnlyForTemplateBasedClasses: Rule = (state) =>
+  [...state.qubes.values()].flatMap((q) =>
+    q.class !== undefined && q.template !== undefined && !TEMPLATE_BASED_CLASSES.has(q.class)
+      ? [diagnostic("QIAC-E051", `${a(q.class)} is not based on a template`, locate(q, "template"), `remove template: from qube '${q.name}'`)]
+      : [],
+  );
+
+export const propertiesExistForClass: Rule = (state) =>
+  [...state.qubes.values()].flatMap((q) => {
+    const cls = q.class;
+    if (cls === undefined) return [];
+    return [...q.properties.keys()].flatMap((name) => {
+      const spec = QUBE_PROPERTIES[name];
+      if (!spec || classesOf(spec).includes(cls)) return [];
+      return [
+        diagnostic("QIAC-E042", `${a(cls)} has no property '${name}'`, locate(q, `properties.${name}`), `'${name}' exists for ${classesOf(spec).join(", ")}`),
+      ];
+    });
+  });
+
+export const volumesCanBeSized: Rule = (state) =>
+  [...state.qubes.values()].flatMap((q) => {
+    const fixed = q.class === "AppVM" ? ["root"] : q.class === "DispVM" ? ["root", "private"] : [];
+    return fixed
+      .filter((v) => q.volumes.has(v as "root" | "private"))
+      .map((v) =>
+        diagnostic(
+          "QIAC-E047",
+          `the ${v} volume of ${a(q.class ?? "")} comes from its template`,
+          locate(q, `volumes.${v}` as QubeField),
+          q.template ? `size the ${v} volume of '${q.template}' instead` : "size it on the template",
+        ),
+      );
+  });
+
+export const templatesCanServe: Rule = (state) =>
+  [...state.qubes.values()].flatMap((q) => {
+    const target = q.template === undefined ? undefined : state.qubes.get(q.template);
+    if (!target || q.class === undefined) return [];
+    const at = locate(q, "template");
+    if (q.class === "AppVM" && target.class !== undefined && target.class !== "TemplateVM") {
+      return [diagnostic("QIAC-E052", `template '${target.name}' is ${a(target.class)}, not a TemplateVM`, at, "an AppVM is based on a TemplateVM")];
+    }
+    if (q.class === "DispVM") return disposableTemplateProblem(target, at, "template");
+    return [];
+  });
+
+function disposableTemplateProblem(target: DesiredQube, at: ReturnType<typeof locate>, what: string): Diagnostic[] {
+  if (target.class !== undefined && target.class !== "AppVM" && target.class !== "StandaloneVM") {
+    return [diagnostic("QIAC-E052", `${what} '${target.name}' is ${a(target.class)}, which cannot be a disposable template`, at, "use an AppVM with template_for_dispvms: true")];
+  }
+  if (boolProperty(target, "template_for_dispvms") === false) {
+    return [
+      diagnostic("QIAC-E052", `${what} '${target.name}' is not a disposable template`, at, `set template_for_dispvms: true in the properties of '${target.name}'`),
+    ];
+  }
+  return [];
+}
+
+export const referencesCanServe: Rule = (state) =>
+  vmReferences(state).flatMap((ref) => {
+    const what = `${ref.property} of ${ref.from}`;
+    if (ref.role === "netvm" && ref.target === "dom0") {
+      return [diagnostic("QIAC-E052", `${what}: dom0 does not provide network`, ref.at, "name a qube with provides_network: true, or null for no network")];
+    }
+    const target = state.qubes.get(ref.target);
+    if (!target) return [];
+    switch (ref.role) {
+      case "netvm":
+        return boolProperty(target, "provides_network") === false
+          ? [diagnostic("QIAC-E052", `${what}: '${target.name}' does not provide network`, ref.at, `set provides_network: true in the properties of '${target.name}'`)]
+          : [];
+      case "dispvm-template":
+        return disposableTemplateProblem(target, ref.at, ref.property);
+      case "template":
+        return target.class !== undefined && target.class !== "TemplateVM"
+          ? [diagnostic("QIAC-E052", `${what}: '${target.name}' is ${a(target.class)}, not a TemplateVM`, ref.at)]
+          : [];
+      case undefined:
+        return [];
+      default: {
+        const never: never = ref.role;
+        return never;
+      }
+    }
+  });
+
+export const noNetworkLoops: Rule = (state) => {
+  const netvmOf = (q: DesiredQube): string | undefined => {
+    const v = q.properties.get("netvm");
+    return v?.kind === "vm" && v.value !== null ? v.value : undefined;
+  };
+  const reported = new Set<string>();
+  const out: Diagnostic[] = [];
+  for (const start of state.qubes.values()) {
+    const chain: string[] = [];
+    let current: DesiredQube | undefined = start;
+    while (current && !chain.includes(current.name)) {
+      chain.push(current.name);
+      const next = netvmOf(current);
+      current = next === undefined ? undefined : state.qubes.get(next);
+    }
+    if (!current || current.name !== start.name) continue;
+    const key = [...chain].sort().join(" ");
+    if (reported.has(key)) continue;
+    reported.add(key);
+    out.push(
+      diagnostic(
+        "QIAC-E053",
+        `network loop: ${[...chain, start.name].join(" -> ")}`,
+        locate(start, "properties.netvm"),
+        "Qubes refuses loops in the network; end the chain at a qube with no netvm (like sys-net)",
+      ),
+    );
+  }
+  return out;
+};
+
+/** Whether two names differ only in digits (fedora-40 vs fedora-41): versions, not typos. */
+const differOnlyInDigits = (a: string, b: string): boolean => a.replace(/[0-9]+/g, "#") === b.replace(/[0-9]+/g, "#");
+
+function nearMiss(name: string, candidates: Iterable<string>): string | undefined {
+  const c = closest(name, candidates);
+  return c !== undefined && !differOnlyInDigits(name, c) ? c : undefined;
+}
+
+export const referencesLookIntended: Rule = (state) => {
+  const out: Diagnostic[] = [];
+  const warn = (kind: string, name: string, suggestion: string, at: ReturnType<typeof locate>): void => {
+    out.push(
+      diagnostic("QIAC-W012", `${kind} '${name}' is not defined in this config, so it must already exist on the system`, at, `did you mean '${suggestion}'?`),
+    );
+  };
+  const qubeNames = [...state.qubes.keys()];
+  const checkQube = (name: string, at: ReturnType<typeof locate>): void => {
+    if (state.qubes.has(name) || name === "dom0") return;
+    const s = nearMiss(name, qubeNames);
+    if (s) warn("qube", name, s, at);
+  };
+  const labels = [...DEFAULT_LABELS.map(([n]) => n), ...state.labels.keys()];
+  const pools = [...state.pools.keys()];
+  const checkPool = (name: string, at: ReturnType<typeof locate>): void => {
+    if (state.pools.has(name)) return;
+    const s = nearMiss(name, pools);
+    if (s) warn("pool", name, s, at);
+  };
+  for (const q of state.qubes.values()) {
+    if (q.template !== undefined) checkQube(q.template, locate(q, "template"));
+    if (q.label !== undefined && !labels.includes(q.label)) {
+      const s = nearMiss(q.label, labels);
+      if (s) warn("label", q.label, s, locate(q, "label"));
+    }
+    if (q.pool !== undefined) checkPool(q.pool, locate(q, "pool"));
+  }
+  for (const ref of vmReferences(state)) checkQube(ref.target, ref.at);
+  for (const [name, v] of state.properties) {
+    if (GLOBAL_PROPERTIES[name]?.pool && v.kind === "str") checkPool(v.value, locate(state, `properties.${name}` as TopField));
+  }
+  return out;
+};
+
+export const RULES: readonly Rule[] = [
+  createdQubesAreComplete,
+  templateOnlyForTemplateBasedClasses,
+  propertiesExistForClass,
+  volumesCanBeSized,
+  templatesCanServe,
+  referencesCanServe,
+  noNetworkLoops,
+  referencesLookIntended,
+];
+
+export const checkRules = (state: DesiredState): Diagnostic[] => RULES.flatMap((rule) => rule(state));
