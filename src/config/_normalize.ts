@@ -169,16 +169,15 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
   };
 
   // A name that a qube, label or pool field refers to.
-  const reference = (raw: unknown, ptr: string, code: ConfigCode, check: (s: string) => string | null): string | undefined => {
+  const reference = (raw: unknown, ptr: string, what: string, code: ConfigCode, check: (s: string) => string | null): string | undefined => {
     if (typeof raw !== "string") return undefined;
-    const where = describePath(ptr);
     if (raw === DEFAULT_MARKER) {
-      report("QIAC-E044", `${where} cannot be "${DEFAULT_MARKER}": it has no default to reset to`, ptr, "name it explicitly");
+      report("QIAC-E044", `${describePath(ptr)} cannot be "${DEFAULT_MARKER}": it has no default to reset to`, ptr, "name it explicitly");
       return undefined;
     }
     const bad = check(raw);
     if (bad) {
-      report(code, `${where} '${raw}': ${bad}`, ptr);
+      report(code, `${what} '${raw}' ${bad.charAt(0).toLowerCase()}${bad.slice(1)}`, ptr);
       return undefined;
     }
     return raw;
@@ -300,9 +299,10 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     }
 
     const cls = typeof raw.class === "string" && (QUBE_CLASSES as readonly string[]).includes(raw.class) ? (raw.class as QubeClass) : undefined;
-    const template = reference(raw.template, at("template"), "QIAC-E030", checkVmName);
-    const label = reference(raw.label, at("label"), "QIAC-E031", (l) => checkLabelName(l));
-    const pool = reference(raw.pool, at("pool"), "QIAC-E039", checkPoolName);
+    const of = `of qube '${name}'`;
+    const template = reference(raw.template, at("template"), `template ${of}:`, "QIAC-E030", checkVmName);
+    const label = reference(raw.label, at("label"), `label ${of}:`, "QIAC-E031", (l) => checkLabelName(l));
+    const pool = reference(raw.pool, at("pool"), `pool ${of}:`, "QIAC-E039", checkPoolName);
     const state = typeof raw.state === "string" && ["running", "halted", "paused"].includes(raw.state) ? (raw.state as PowerState) : undefined;
 
     const properties = new Map<string, PropertyValue>();
@@ -411,7 +411,9 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
 
     const qube: DesiredQube = {
       name,
-      adopt: raw.adopt === true,
+      // A non-boolean adopt is already an error; reading it as adopt spares the user a second
+      // diagnostic about what creating the qube would need.
+      adopt: raw.adopt === true || ("adopt" in raw && typeof raw.adopt !== "boolean"),
       protect: raw.protect === true,
       properties,
       features,
@@ -430,11 +432,12 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
   }
 
   function firewallLine(rule: unknown, ptr: string): string | undefined {
-    if (!isRecord(rule)) return undefined;
+    // Shapes the schema rejects (missing or unknown action, unknown keys, wrong types) are its to report.
+    if (!isRecord(rule) || (rule.action !== "accept" && rule.action !== "drop")) return undefined;
     const options: Record<string, string | undefined> = {};
     for (const [key, value] of Object.entries(rule)) {
-      if (typeof value === "string" || typeof value === "number") options[key] = String(value);
-      else return undefined;
+      if (!FIREWALL_OPTIONS.has(key) || (typeof value !== "string" && typeof value !== "number")) return undefined;
+      options[key] = String(value);
     }
     const built = buildFirewallRule(options);
     if (!built.ok) {
@@ -448,6 +451,8 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
 
   return { part, diagnostics };
 }
+
+const FIREWALL_OPTIONS: ReadonlySet<string> = new Set(["action", "dsthost", "proto", "dstports", "icmptype", "specialtarget", "expire", "comment"]);
 
 /** Which option a firewall rule error is about, to point at it rather than at the whole rule. */
 const FIREWALL_ERROR_FIELDS: ReadonlyArray<readonly [RegExp, string]> = [

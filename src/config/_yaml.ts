@@ -41,6 +41,13 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
     return { file, line: a.line, column: a.col, endLine: b.line, endColumn: b.col };
   };
   const start: SourceLocation = { file, line: 1, column: 1, endLine: 1, endColumn: 2 };
+  // Errors found at the end of the input (an unclosed list) are shown just after the last text.
+  const afterText = (offset: number): number => {
+    let o = Math.min(offset, text.length);
+    if (text.slice(o).trim() !== "") return offset;
+    while (o > 0 && /\s/.test(text[o - 1]!)) o--;
+    return o;
+  };
   const diagnostics: Diagnostic[] = [];
 
   for (const e of doc.errors) {
@@ -49,13 +56,13 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
       diagnostic(
         "QIAC-E003",
         multiple ? "a config file holds one YAML document, but this one has several" : `YAML syntax error: ${firstLine(e.message)}`,
-        at(e.pos[0], e.pos[1]),
+        at(afterText(e.pos[0]), Math.max(afterText(e.pos[0]) + 1, e.pos[1] === e.pos[0] ? 0 : afterText(e.pos[1]))),
         multiple ? "put each document (after ---) in its own file of the config directory" : "fix the YAML syntax at this spot",
       ),
     );
   }
   for (const w of doc.warnings) {
-    diagnostics.push(diagnostic("QIAC-W001", firstLine(w.message), at(w.pos[0], w.pos[1])));
+    diagnostics.push(diagnostic("QIAC-W001", firstLine(w.message), at(w.pos[0], w.pos[1]), "qubes-iac ignores YAML tags: remove it"));
   }
   if (doc.errors.length > 0) return { diagnostics };
 

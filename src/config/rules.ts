@@ -45,8 +45,9 @@ function boolProperty(q: DesiredQube, name: string): boolean | undefined {
 export const createdQubesAreComplete: Rule = (state) =>
   [...state.qubes.values()].flatMap((q) => {
     if (q.adopt) return [];
-    const missing = [q.class === undefined ? "class" : undefined, q.label === undefined ? "label" : undefined];
-    if (q.class !== undefined && TEMPLATE_BASED_CLASSES.has(q.class) && q.template === undefined) missing.push("template");
+    // A key that is written but invalid has its own diagnostic: only keys not written are missing.
+    const missing = [q.locations.has("class") ? undefined : "class", q.locations.has("label") ? undefined : "label"];
+    if (q.class !== undefined && TEMPLATE_BASED_CLASSES.has(q.class) && !q.locations.has("template")) missing.push("template");
     const keys = missing.filter((m): m is string => m !== undefined);
     if (keys.length === 0) return [];
     return [
@@ -99,20 +100,21 @@ export const templatesCanServe: Rule = (state) =>
     const target = q.template === undefined ? undefined : state.qubes.get(q.template);
     if (!target || q.class === undefined) return [];
     const at = locate(q, "template");
+    const what = `template of qube '${q.name}'`;
     if (q.class === "AppVM" && target.class !== undefined && target.class !== "TemplateVM") {
-      return [diagnostic("QIAC-E052", `template '${target.name}' is ${a(target.class)}, not a TemplateVM`, at, "an AppVM is based on a TemplateVM")];
+      return [diagnostic("QIAC-E052", `${what}: '${target.name}' is ${a(target.class)}, not a TemplateVM`, at, "an AppVM is based on a TemplateVM")];
     }
-    if (q.class === "DispVM") return disposableTemplateProblem(target, at, "template");
+    if (q.class === "DispVM") return disposableTemplateProblem(target, at, what);
     return [];
   });
 
 function disposableTemplateProblem(target: DesiredQube, at: ReturnType<typeof locate>, what: string): Diagnostic[] {
   if (target.class !== undefined && target.class !== "AppVM" && target.class !== "StandaloneVM") {
-    return [diagnostic("QIAC-E052", `${what} '${target.name}' is ${a(target.class)}, which cannot be a disposable template`, at, "use an AppVM with template_for_dispvms: true")];
+    return [diagnostic("QIAC-E052", `${what}: '${target.name}' is ${a(target.class)}, which cannot be a disposable template`, at, "use an AppVM with template_for_dispvms: true")];
   }
   if (boolProperty(target, "template_for_dispvms") === false) {
     return [
-      diagnostic("QIAC-E052", `${what} '${target.name}' is not a disposable template`, at, `set template_for_dispvms: true in the properties of '${target.name}'`),
+      diagnostic("QIAC-E052", `${what}: '${target.name}' is not a disposable template`, at, `set template_for_dispvms: true in the properties of '${target.name}'`),
     ];
   }
   return [];
@@ -132,7 +134,7 @@ export const referencesCanServe: Rule = (state) =>
           ? [diagnostic("QIAC-E052", `${what}: '${target.name}' does not provide network`, ref.at, `set provides_network: true in the properties of '${target.name}'`)]
           : [];
       case "dispvm-template":
-        return disposableTemplateProblem(target, ref.at, ref.property);
+        return disposableTemplateProblem(target, ref.at, what);
       case "template":
         return target.class !== undefined && target.class !== "TemplateVM"
           ? [diagnostic("QIAC-E052", `${what}: '${target.name}' is ${a(target.class)}, not a TemplateVM`, ref.at)]

@@ -143,6 +143,9 @@ export function buildSchema(): Schema {
     description: "Desired state of a Qubes OS system: labels, pools, global properties and qubes. See docs/config.md.",
     type: "object",
     additionalProperties: false,
+    patternProperties: {
+      "^x-": { description: "Ignored by qubes-iac: a place for YAML anchors to reuse with aliases and merge keys (<<: *name)." },
+    },
     properties: {
       version: { description: "Format version of this file: 1.", const: 1 },
       owner: {
