@@ -1,0 +1,291 @@
+// Storage methods: admin.pool.* and admin.vm.volume.*. Drivers are simulated: file and
+// file-reflink pools always work, lvm_thin only for thin pools the host document lists, and
+// the file driver's limit of one revision is kept (qubesd answers with an empty reply).
+
+import type { Call, MethodSpec } from "./call.js";
+import { argumentNotIn, emptyReply, protocolError, qubesError } from "./errors.js";
+import { APP, parsePyBool, readProp } from "./model.js";
+import type { Pool, Qube, Volume, World } from "./state.js";
+import { findVolume, formatVolumeInfo, pathOf, poolVolumes } from "./volumes.js";
+import { checkDecimal, checkPoolName } from "../../../model/qubes-rules.js";
+
+/** Driver name → its __init__ parameters in order, and which of them have no default. */
+const DRIVERS: ReadonlyArray<{ name: string; params: string[]; required: string[]; defaults: Record<string, string> }> = [
+  { name: "callback", params: ["conf_id"], required: ["conf_id"], defaults: {} },
+  {
+    name: "file",
+    params: ["revisions_to_keep", "dir_path", "ephemeral_volatile"],
+    required: ["dir_path"],
+    defaults: { revisions_to_keep: "1", ephemeral_volatile: "False" },
+  },
+  {
+    name: "file-reflink",
+    params: ["revisions_to_keep", "dir_path", "setup_check", "ephemeral_volatile"],
+    required: ["dir_path"],
+    defaults: { revisions_to_keep: "1", ephemeral_volatile: "False" },
+  },
+  { name: "linux-kernel", params: ["dir_path"], required: ["dir_path"], defaults: {} },
+  {
+    name: "lvm_thin",
+    params: ["revisions_to_keep", "volume_group", "thin_pool", "ephemeral_volatile"],
+    required: ["volume_group", "thin_pool"],
+    defaults: { revisions_to_keep: "1", ephemeral_volatile: "False" },
+  },
+  {
+    name: "zfs",
+    params: ["revisions_to_keep", "container", "ephemeral_volatile", "snap_on_start_forensics"],
+    required: ["container"],
+    defaults: { revisions_to_keep: "1", ephemeral_volatile: "False", snap_on_start_forensics: "False" },
+  },
+];
+
+const isFileDriver = (p: Pool): boolean => p.driver === "file" || p.driver === "file-reflink";
+
+type Shape = Pick<MethodSpec, "dest" | "arg" | "payload" | "mutates">;
+const spec = (shape: Shape, run: (call: Call) => string | null): MethodSpec => ({ ...shape, run });
+
+function poolArg(call: Call): Pool {
+  const pool = call.world.pools.get(call.arg);
+  if (!pool) throw argumentNotIn("pools");
+  return pool;
+}
+
+/** The other pool whose directory holds this one (pool.included_in). */
+function includedIn(world: World, pool: Pool): Pool | undefined {
+  const dir = pool.config.get("dir_path");
+  if (!dir) return undefined;
+  return [...world.pools.values()].find((o) => {
+    const od = o.config.get("dir_path");
+    return o !== pool && isFileDriver(o) && od !== undefined && dir.startsWith(`${od}/`);
+  });
+}
+
+function poolInfo(world: World, pool: Pool): string {
+  const config = new Map(pool.config);
+  config.set("driver", pool.driver);
+  config.set("name", pool.name);
+  const lines = [...config].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}\n`);
+  if (isFileDriver(pool)) lines.push(`size=${world.host.poolSize}\n`, `usage=${world.host.poolUsage}\n`);
+  const parent = includedIn(world, pool);
+  if (parent) lines.push(`included_in=${parent.name}\n`);
+  return lines.join("");
+}
+
+/** validate_size of qubesd: the ProtocolError texts of checkDecimal. */
+function parseNumber(text: string, allowNegative: boolean): bigint {
+  const err = checkDecimal(text, "Volume size", allowNegative);
+  if (err) throw protocolError(err);
+  return BigInt(text);
+}
+
+function revisionsLimit(pool: Pool | undefined, value: bigint): void {
+  // FilePool.revisions_to_keep raises NotImplementedError above 1: an empty reply.
+  if (pool && isFileDriver(pool) && value > 1n) throw emptyReply("file driver keeps at most 1 revision");
+}
+
+function boolPayload(call: Call): boolean {
+  const b = call.payload.some((x) => x > 0x7f) ? null : parsePyBool(Buffer.from(call.payload).toString("latin1"));
+  if (b === null) throw protocolError("Payload is not boolean ASCII");
+  return b;
+}
+
+function addPool(call: Call): null {
+  const { world } = call;
+  const driver = DRIVERS.find((d) => d.name === call.arg);
+  if (!driver) throw argumentNotIn("available drivers");
+  if (call.payload.some((b) => b > 0x7f)) throw emptyReply("pool configuration is not ASCII");
+  const lines = Buffer.from(call.payload).toString("latin1").split(/\r\n|\n|\r/);
+  if (lines[lines.length - 1] === "") lines.pop();
+  const config = new Map<string, string>();
+  for (const line of lines) {
+    const eq = line.indexOf("=");
+    if (eq < 0) throw protocolError("Pool configuration lines must be key=value");
+    const key = line.slice(0, eq);
+    if (config.has(key)) throw protocolError("Duplicated pool configuration option");
+    config.set(key, line.slice(eq + 1));
+  }
+  const name = config.get("name");
+  if (name === undefined) throw protocolError("Pool name is missing");
+  const nameError = checkPoolName(name);
+  if (nameError) throw protocolError(nameError);
+  config.delete("name");
+  if ([...config.keys()].some((k) => !driver.params.includes(k))) throw protocolError("Unexpected driver options found");
+  if (world.pools.has(name)) throw qubesError("QubesPoolInUseError", `Storage pool is in use: '${name}'`);
+  const missing = driver.required.filter((k) => !config.has(k));
+  if (missing.length > 0) throw qubesError("QubesException", `missing required driver options: ${missing.join(", ")}`);
+  for (const [k, v] of Object.entries(driver.defaults)) if (!config.has(k)) config.set(k, v);
+  if (config.has("ephemeral_volatile")) {
+    const b = parsePyBool(config.get("ephemeral_volatile") ?? "");
+    if (b === null) throw emptyReply("ephemeral_volatile is not a boolean");
+    config.set("ephemeral_volatile", b ? "True" : "False");
+  }
+  const rtk = config.get("revisions_to_keep");
+  if (rtk !== undefined) {
+    if (!/^-?[0-9]+$/.test(rtk)) throw emptyReply("revisions_to_keep is not a number");
+    revisionsLimit({ name, driver: driver.name, config }, BigInt(rtk));
+  }
+  switch (driver.name) {
+    case "lvm_thin": {
+      const thin = `${config.get("volume_group")}/${config.get("thin_pool")}`;
+      if (!world.host.lvmThinPools.includes(thin)) throw qubesError("StoragePoolException", `Thin pool ${thin} does not exist`);
+      break;
+    }
+    case "zfs":
+      throw qubesError("StoragePoolException", `ZFS container ${config.get("container") ?? ""} does not exist`);
+    case "callback":
+      throw qubesError("StoragePoolException", `callback pool ${config.get("conf_id") ?? ""} is not configured on this host`);
+  }
+  world.pools.set(name, { name, driver: driver.name, config });
+  call.emit(null, "pool-add", { pool: name });
+  return null;
+}
+
+function removePool(call: Call): null {
+  const { world } = call;
+  const pool = poolArg(call);
+  const inUse = [...world.qubes.values()].some((q) => q.volumes.some((v) => v.pool === pool.name));
+  if (inUse) throw qubesError("QubesPoolInUseError", `Storage pool is in use: '${pool.name}'`);
+  for (const suffix of ["", "_kernel", "_private", "_root", "_volatile"]) {
+    if (readProp(world, APP, `default_pool${suffix}`) === pool.name) {
+      throw qubesError("QubesPoolInUseError", `Storage pool is in use: set as default_pool${suffix}`);
+    }
+  }
+  call.emit(null, "pool-pre-delete", { pool: pool.name });
+  world.pools.delete(pool.name);
+  call.emit(null, "pool-delete", { pool: pool.name });
+  return null;
+}
+
+const DOM0_READ = (arg: MethodSpec["arg"]): Shape => ({ dest: "adminvm", arg, payload: "none", mutates: false });
+const DOM0_WRITE: Shape = { dest: "adminvm", arg: "required", payload: "required", mutates: true };
+
+const poolMethods: Record<string, MethodSpec> = {
+  "admin.pool.List": spec(DOM0_READ("none"), (call) => [...call.world.pools.keys()].map((p) => `${p}\n`).join("")),
+  "admin.pool.ListDrivers": spec(DOM0_READ("none"), () => DRIVERS.map((d) => `${d.name} ${d.params.join(" ")}\n`).join("")),
+  "admin.pool.Info": spec(DOM0_READ("required"), (call) => poolInfo(call.world, poolArg(call))),
+  "admin.pool.UsageDetails": spec(DOM0_READ("required"), (call) => {
+    const pool = poolArg(call);
+    return isFileDriver(pool) ? `data_size=${call.world.host.poolSize}\ndata_usage=${call.world.host.poolUsage}\n` : "";
+  }),
+  "admin.pool.volume.List": spec(DOM0_READ("required"), (call) =>
+    poolVolumes(call.world, poolArg(call))
+      .map((v) => `${v}\n`)
+      .join(""),
+  ),
+  "admin.pool.Add": spec(DOM0_WRITE, addPool),
+  "admin.pool.Remove": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, removePool),
+  "admin.pool.Set.revisions_to_keep": spec(DOM0_WRITE, (call) => {
+    const pool = poolArg(call);
+    const value = parseNumber(Buffer.from(call.payload).toString("latin1"), true);
+    if (value < -1n) throw protocolError("Invalid value for revisions_to_keep");
+    if (!pool.config.has("revisions_to_keep")) throw emptyReply(`${pool.driver} pools have no revisions_to_keep`);
+    revisionsLimit(pool, value);
+    pool.config.set("revisions_to_keep", value.toString());
+    return null;
+  }),
+  "admin.pool.Set.ephemeral_volatile": spec(DOM0_WRITE, (call) => {
+    const pool = poolArg(call);
+    const value = boolPayload(call);
+    if (!pool.config.has("ephemeral_volatile")) throw emptyReply(`${pool.driver} pools have no ephemeral_volatile`);
+    pool.config.set("ephemeral_volatile", value ? "True" : "False");
+    return null;
+  }),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Volumes of a qube
+
+function volumeArg(call: Call): Volume {
+  const vol = findVolume(call.dest, call.arg);
+  if (!vol) throw argumentNotIn(`${call.dest.name} volumes`);
+  return vol;
+}
+
+function requireHalted(q: Qube): void {
+  if (q.power !== "Halted") throw qubesError("QubesVMNotHaltedError", `Domain is not powered off: '${q.name}'`);
+}
+
+const VOL_READ: Shape = { dest: "any", arg: "required", payload: "none", mutates: false };
+const VOL_WRITE: Shape = { dest: "any", arg: "required", payload: "required", mutates: true };
+const TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+const volumeMethods: Record<string, MethodSpec> = {
+  "admin.vm.volume.List": spec({ dest: "any", arg: "none", payload: "none", mutates: false }, (call) =>
+    call.dest.volumes.map((v) => `${v.name}\n`).join(""),
+  ),
+  "admin.vm.volume.Info": spec(VOL_READ, (call) => formatVolumeInfo(call.world, call.dest, volumeArg(call))),
+  "admin.vm.volume.ListSnapshots": spec(VOL_READ, (call) => {
+    volumeArg(call);
+    return "";
+  }),
+  "admin.vm.volume.Revert": spec(VOL_WRITE, (call) => {
+    volumeArg(call);
+    const revision = Buffer.from(call.payload).toString("latin1").trim();
+    if (!/^[A-Za-z0-9:_.-]+$/.test(revision)) throw protocolError("Invalid revision name");
+    // No revisions are kept by the simulated drivers; qubesd fails with a bare KeyError.
+    throw emptyReply(`no revision ${revision}`);
+  }),
+  "admin.vm.volume.Resize": spec(VOL_WRITE, (call) => {
+    const vol = volumeArg(call);
+    const size = parseNumber(Buffer.from(call.payload).toString("latin1").trim(), false);
+    if (vol.name === "kernel") throw emptyReply("kernel volumes cannot be resized");
+    if (size < BigInt(vol.size)) {
+      throw qubesError(
+        "StoragePoolException",
+        `For your own safety, shrinking of ${vol.name} is disabled (${size} < ${vol.size}). If you really know what you are doing, use \`truncate\` on ${pathOf(call.world, call.dest, vol)} manually.`,
+      );
+    }
+    vol.size = size.toString();
+    return null;
+  }),
+  "admin.vm.volume.Clear": spec({ ...VOL_READ, mutates: true }, (call) => {
+    volumeArg(call);
+    requireHalted(call.dest);
+    return null;
+  }),
+  "admin.vm.volume.CloneFrom": spec({ ...VOL_READ, mutates: false }, (call) => {
+    const vol = volumeArg(call);
+    let token = "";
+    for (let i = 0; i < 32; i++) token += TOKEN_CHARS[call.services.randomInt(TOKEN_CHARS.length)];
+    call.world.runtime.cloneTokens.set(token, { qube: call.dest.name, volume: vol.name });
+    return token;
+  }),
+  "admin.vm.volume.CloneTo": spec(VOL_WRITE, (call) => {
+    const dst = volumeArg(call);
+    const token = Buffer.from(call.payload).toString("latin1").trim();
+    const from = call.world.runtime.cloneTokens.get(token);
+    call.world.runtime.cloneTokens.delete(token);
+    if (!from) throw qubesError("QubesVolumeCopyTokenNotFoundError", "Invalid token");
+    const src = call.world.qubes.get(from.qube);
+    const srcVol = src ? findVolume(src, from.volume) : undefined;
+    if (!srcVol) throw emptyReply("source volume is gone");
+    requireHalted(call.dest);
+    dst.size = srcVol.size;
+    return null;
+  }),
+  "admin.vm.volume.Set.revisions_to_keep": spec(VOL_WRITE, (call) => {
+    const vol = volumeArg(call);
+    const value = parseNumber(Buffer.from(call.payload).toString("latin1"), true);
+    revisionsLimit(call.world.pools.get(vol.pool), value);
+    vol.revisionsToKeep = value.toString();
+    return null;
+  }),
+  "admin.vm.volume.Set.rw": spec(VOL_WRITE, (call) => {
+    const vol = volumeArg(call);
+    const value = boolPayload(call);
+    requireHalted(call.dest);
+    vol.rw = value;
+    return null;
+  }),
+  "admin.vm.volume.Set.ephemeral": spec(VOL_WRITE, (call) => {
+    const vol = volumeArg(call);
+    const value = boolPayload(call);
+    requireHalted(call.dest);
+    vol.ephemeral = value;
+    return null;
+  }),
+};
+
+export function storageMethods(): Record<string, MethodSpec> {
+  return { ...poolMethods, ...volumeMethods };
+}

@@ -1,0 +1,298 @@
+// The simulator's persistent state: the in-memory World and its versioned JSON document.
+// Pure: parsing and serialising only; reading and writing files is store.ts's job.
+//
+// Document (format "qubes-iac-sim-state", version 1):
+//   host     facts qubesd reads from the machine: memory_mib, cpus, dom0_maxmem_mib (decimal
+//            strings where values can exceed 2^53), installed kernels, pool size/usage,
+//            lvm_thin_pools (volume_group/thin_pool pairs that exist; none in the default fixture)
+//   labels   [{index, name, color}] in index order
+//   pools    [{name, driver, config}]: config holds the driver options as strings (no name/driver)
+//   globals  explicitly set global properties; unset ones take their default
+//   qubes    in qid order: {name, class, props (explicit values only: ints as decimal strings,
+//            bools, VM/label names, null for "none"), features ([name, value] in insertion
+//            order), tags, firewall (rule lines, or null for the default "action=accept"),
+//            notes, volumes [{name, pool, size, rw, save_on_stop, snap_on_start,
+//            revisions_to_keep, ephemeral}], power}
+// A document that does not parse is an error naming the file; it is never silently replaced.
+
+export const STATE_FORMAT = "qubes-iac-sim-state";
+export const STATE_VERSION = 1;
+
+export const VM_CLASSES = ["AdminVM", "AppVM", "DispVM", "RemoteVM", "StandaloneVM", "TemplateVM"] as const;
+export type VmClass = (typeof VM_CLASSES)[number];
+
+export type PowerState = "Halted" | "Running" | "Paused" | "Suspended";
+const POWER_STATES: readonly PowerState[] = ["Halted", "Running", "Paused", "Suspended"];
+
+/** A stored property value: ints as canonical decimal strings, VM and label references by name. */
+export type PropValue = string | boolean | null;
+
+export type Volume = {
+  name: string;
+  pool: string;
+  /** Bytes, decimal. */
+  size: string;
+  rw: boolean;
+  saveOnStop: boolean;
+  snapOnStart: boolean;
+  revisionsToKeep: string;
+  ephemeral: boolean;
+};
+
+export type Qube = {
+  name: string;
+  klass: VmClass;
+  /** Explicitly set properties; absent = default. */
+  props: Map<string, PropValue>;
+  features: Map<string, string>;
+  tags: Set<string>;
+  firewall: string[] | null;
+  notes: string;
+  volumes: Volume[];
+  power: PowerState;
+  /** Runtime only: Xen domain id while running, start time (seconds since the epoch). */
+  xid: number;
+  startTime: string | null;
+};
+
+export type Label = { index: number; name: string; color: string };
+
+export type Pool = { name: string; driver: string; config: Map<string, string> };
+
+export type Host = {
+  memoryMiB: string;
+  cpus: number;
+  dom0MaxmemMiB: string;
+  kernels: string[];
+  poolSize: string;
+  poolUsage: string;
+  lvmThinPools: string[];
+};
+
+export type World = {
+  host: Host;
+  labels: Label[];
+  pools: Map<string, Pool>;
+  globals: Map<string, PropValue>;
+  qubes: Map<string, Qube>;
+  byUuid: Map<string, Qube>;
+  /** What qubesd keeps in memory only and loses on restart. */
+  runtime: {
+    /** Labels created in this lifetime: their colour is still bytes, so label.Get fails (upstream quirk). */
+    freshLabels: Set<string>;
+    cloneTokens: Map<string, { qube: string; volume: string }>;
+    nextXid: number;
+  };
+};
+
+export class StateFormatError extends Error {
+  override readonly name = "StateFormatError";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Document → World
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Parses and checks a state document; throws StateFormatError saying what is wrong and where. */
+export function parseState(text: string): World {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new StateFormatError(`not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  return worldFromDocument(doc);
+}
+
+/** Builds a fresh World from an already parsed document (the fixture, or a state file). */
+export function worldFromDocument(doc: unknown): World {
+  const top = obj(doc as Json, "document");
+  if (top.format !== STATE_FORMAT) {
+    throw new StateFormatError(`format is ${JSON.stringify(top.format ?? null)}, expected "${STATE_FORMAT}"`);
+  }
+  if (top.version !== STATE_VERSION) {
+    throw new StateFormatError(
+      `version ${JSON.stringify(top.version ?? null)} is not supported (this simulator reads version ${STATE_VERSION})`,
+    );
+  }
+  const hostDoc = obj(top.host, "host");
+  const host: Host = {
+    memoryMiB: decimal(hostDoc.memory_mib, "host.memory_mib"),
+    cpus: int(hostDoc.cpus, "host.cpus"),
+    dom0MaxmemMiB: decimal(hostDoc.dom0_maxmem_mib, "host.dom0_maxmem_mib"),
+    kernels: arr(hostDoc.kernels, "host.kernels").map((k, i) => str(k, `host.kernels[${i}]`)),
+    poolSize: decimal(hostDoc.pool_size, "host.pool_size"),
+    poolUsage: decimal(hostDoc.pool_usage, "host.pool_usage"),
+    lvmThinPools: arr(hostDoc.lvm_thin_pools, "host.lvm_thin_pools").map((k, i) => str(k, `host.lvm_thin_pools[${i}]`)),
+  };
+  const labels = arr(top.labels, "labels").map((l, i): Label => {
+    const o = obj(l, `labels[${i}]`);
+    return { index: int(o.index, `labels[${i}].index`), name: str(o.name, `labels[${i}].name`), color: str(o.color, `labels[${i}].color`) };
+  });
+  labels.sort((a, b) => a.index - b.index);
+  const pools = new Map<string, Pool>();
+  for (const [i, p] of arr(top.pools, "pools").entries()) {
+    const o = obj(p, `pools[${i}]`);
+    const name = str(o.name, `pools[${i}].name`);
+    const config = new Map<string, string>();
+    for (const [k, v] of Object.entries(obj(o.config, `pools[${i}].config`))) config.set(k, str(v, `pools[${i}].config.${k}`));
+    pools.set(name, { name, driver: str(o.driver, `pools[${i}].driver`), config });
+  }
+  const globals = new Map<string, PropValue>();
+  for (const [k, v] of Object.entries(obj(top.globals, "globals"))) globals.set(k, propValue(v, `globals.${k}`));
+  const world: World = {
+    host,
+    labels,
+    pools,
+    globals,
+    qubes: new Map(),
+    byUuid: new Map(),
+    runtime: { freshLabels: new Set(), cloneTokens: new Map(), nextXid: 1 },
+  };
+  for (const [i, q] of arr(top.qubes, "qubes").entries()) {
+    const qube = parseQube(obj(q, `qubes[${i}]`), `qubes[${i}]`);
+    if (world.qubes.has(qube.name)) throw new StateFormatError(`qubes[${i}]: duplicate qube ${qube.name}`);
+    addQube(world, qube);
+  }
+  if (![...world.qubes.values()].some((q) => q.klass === "AdminVM")) throw new StateFormatError("qubes: no AdminVM (dom0)");
+  return world;
+}
+
+function parseQube(o: { [k: string]: Json }, at: string): Qube {
+  const klass = str(o.class, `${at}.class`);
+  if (!(VM_CLASSES as readonly string[]).includes(klass)) throw new StateFormatError(`${at}.class: unknown class ${klass}`);
+  const power = str(o.power, `${at}.power`);
+  if (!(POWER_STATES as readonly string[]).includes(power)) throw new StateFormatError(`${at}.power: unknown state ${power}`);
+  const props = new Map<string, PropValue>();
+  for (const [k, v] of Object.entries(obj(o.props, `${at}.props`))) props.set(k, propValue(v, `${at}.props.${k}`));
+  const features = new Map<string, string>();
+  for (const [j, f] of arr(o.features, `${at}.features`).entries()) {
+    const pair = arr(f, `${at}.features[${j}]`);
+    features.set(str(pair[0], `${at}.features[${j}][0]`), str(pair[1], `${at}.features[${j}][1]`));
+  }
+  const firewall =
+    o.firewall === undefined || o.firewall === null
+      ? null
+      : arr(o.firewall, `${at}.firewall`).map((r, j) => str(r, `${at}.firewall[${j}]`));
+  const volumes = arr(o.volumes, `${at}.volumes`).map((v, j): Volume => {
+    const vo = obj(v, `${at}.volumes[${j}]`);
+    const p = `${at}.volumes[${j}]`;
+    return {
+      name: str(vo.name, `${p}.name`),
+      pool: str(vo.pool, `${p}.pool`),
+      size: decimal(vo.size, `${p}.size`),
+      rw: bool(vo.rw, `${p}.rw`),
+      saveOnStop: bool(vo.save_on_stop, `${p}.save_on_stop`),
+      snapOnStart: bool(vo.snap_on_start, `${p}.snap_on_start`),
+      revisionsToKeep: decimal(vo.revisions_to_keep, `${p}.revisions_to_keep`, true),
+      ephemeral: bool(vo.ephemeral, `${p}.ephemeral`),
+    };
+  });
+  return {
+    name: str(o.name, `${at}.name`),
+    klass: klass as VmClass,
+    props,
+    features,
+    tags: new Set(arr(o.tags, `${at}.tags`).map((t, j) => str(t, `${at}.tags[${j}]`))),
+    firewall,
+    notes: o.notes === undefined ? "" : str(o.notes, `${at}.notes`),
+    volumes,
+    power: power as PowerState,
+    xid: -1,
+    startTime: null,
+  };
+}
+
+/** Registers a qube in the world's indexes. */
+export function addQube(world: World, qube: Qube): void {
+  world.qubes.set(qube.name, qube);
+  const uuid = qube.props.get("uuid");
+  if (typeof uuid === "string") world.byUuid.set(uuid, qube);
+}
+
+export function deleteQube(world: World, qube: Qube): void {
+  world.qubes.delete(qube.name);
+  const uuid = qube.props.get("uuid");
+  if (typeof uuid === "string") world.byUuid.delete(uuid);
+}
+
+function obj(v: Json | undefined, at: string): { [k: string]: Json } {
+  if (v === null || v === undefined || typeof v !== "object" || Array.isArray(v)) throw new StateFormatError(`${at}: expected an object`);
+  return v;
+}
+function arr(v: Json | undefined, at: string): Json[] {
+  if (!Array.isArray(v)) throw new StateFormatError(`${at}: expected an array`);
+  return v;
+}
+function str(v: Json | undefined, at: string): string {
+  if (typeof v !== "string") throw new StateFormatError(`${at}: expected a string`);
+  return v;
+}
+function bool(v: Json | undefined, at: string): boolean {
+  if (typeof v !== "boolean") throw new StateFormatError(`${at}: expected true or false`);
+  return v;
+}
+function int(v: Json | undefined, at: string): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) throw new StateFormatError(`${at}: expected an integer`);
+  return v;
+}
+function decimal(v: Json | undefined, at: string, signed = false): string {
+  const s = str(v, at);
+  if (!(signed ? /^-?[0-9]+$/ : /^[0-9]+$/).test(s)) throw new StateFormatError(`${at}: expected a decimal number as a string`);
+  return s;
+}
+function propValue(v: Json | undefined, at: string): PropValue {
+  if (v === null || typeof v === "string" || typeof v === "boolean") return v;
+  throw new StateFormatError(`${at}: expected a string, true/false or null`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// World → Document
+
+export function serializeState(world: World): string {
+  const qubes = [...world.qubes.values()].sort((a, b) => qidOf(a) - qidOf(b));
+  const doc = {
+    format: STATE_FORMAT,
+    version: STATE_VERSION,
+    host: {
+      memory_mib: world.host.memoryMiB,
+      cpus: world.host.cpus,
+      dom0_maxmem_mib: world.host.dom0MaxmemMiB,
+      kernels: world.host.kernels,
+      pool_size: world.host.poolSize,
+      pool_usage: world.host.poolUsage,
+      lvm_thin_pools: world.host.lvmThinPools,
+    },
+    labels: world.labels.map((l) => ({ index: l.index, name: l.name, color: l.color })),
+    pools: [...world.pools.values()].map((p) => ({ name: p.name, driver: p.driver, config: Object.fromEntries(p.config) })),
+    globals: Object.fromEntries(world.globals),
+    qubes: qubes.map((q) => ({
+      name: q.name,
+      class: q.klass,
+      props: Object.fromEntries(q.props),
+      features: [...q.features],
+      tags: [...q.tags].sort(),
+      firewall: q.firewall,
+      notes: q.notes,
+      volumes: q.volumes.map((v) => ({
+        name: v.name,
+        pool: v.pool,
+        size: v.size,
+        rw: v.rw,
+        save_on_stop: v.saveOnStop,
+        snap_on_start: v.snapOnStart,
+        revisions_to_keep: v.revisionsToKeep,
+        ephemeral: v.ephemeral,
+      })),
+      power: q.power,
+    })),
+  };
+  return JSON.stringify(doc) + "\n";
+}
+
+/** qid of a qube: stored for every class but AdminVM, which is always 0. */
+export function qidOf(q: Qube): number {
+  const v = q.props.get("qid");
+  return typeof v === "string" ? Number(v) : 0;
+}

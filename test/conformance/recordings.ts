@@ -1,0 +1,62 @@
+// Access to the recorded qubesd replies in ../shared/conformance/qubesd (beside the repository,
+// as CI has it), and the one normaliser for values that depend on the recording host or on
+// randomness: exactly the ones the recordings' README lists, nothing else.
+
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const DIR = fileURLToPath(new URL("../../../shared/conformance/qubesd/", import.meta.url));
+
+export type Row = {
+  phase?: number;
+  src?: string;
+  method: string;
+  dest: string;
+  arg: string;
+  payload: string;
+  reply_b64: string;
+  kind?: "ok" | "exception" | "events" | "empty";
+  exc_type?: string | null;
+  note?: string;
+};
+
+export function readRows(file: "transcripts.jsonl" | "fixture-state.jsonl" | "classes.jsonl"): Row[] {
+  return readFileSync(DIR + file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Row);
+}
+
+export const replyOf = (row: Row): Buffer => Buffer.from(row.reply_b64, "base64");
+
+/** Payloads are recorded as text; code points below 256 are the bytes sent. */
+export const payloadOf = (row: Row): Buffer => Buffer.from(row.payload, "latin1");
+
+/** UUIDs of the fixture's qubes: fixed, so compared exactly. */
+export function fixtureUuids(): Set<string> {
+  const list = readRows("fixture-state.jsonl").find((r) => r.method === "admin.vm.List" && r.dest === "dom0");
+  if (!list) throw new Error("fixture dump has no admin.vm.List");
+  return new Set([...replyOf(list).toString("latin1").matchAll(/uuid=([0-9a-f-]{36})/g)].map((m) => m[1] ?? ""));
+}
+
+const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+
+/**
+ * Host- and chance-dependent values compared by shape: UUIDs of qubes created during the run,
+ * `disp<N>` names, dispid and the 10.138.x.y addresses derived from it, pool size/usage, and
+ * the directory prefix of volume paths.
+ */
+export function normalise(method: string, reply: Buffer, knownUuids: ReadonlySet<string>): string {
+  // The 2-byte reply header stays out of the line-anchored patterns below.
+  const header = reply.subarray(0, 2).toString("latin1");
+  let s = reply.subarray(2).toString("latin1");
+  s = s.replace(UUID_RE, (u) => (knownUuids.has(u) ? u : "<uuid>"));
+  s = s.replace(/\bdisp[0-9]+\b/g, "disp<N>");
+  s = s.replace(/^(dispid default=False type=int )[0-9]+$/gm, "$1<N>");
+  s = s.replace(/\b10\.138\.[0-9]+\.[0-9]+\b/g, "10.138.<x>.<y>");
+  if (method === "admin.pool.Info" || method === "admin.pool.UsageDetails") {
+    s = s.replace(/^((?:data_)?(?:size|usage))=[0-9]+$/gm, "$1=<n>");
+  }
+  s = s.replace(/^path=\/.*\/(appvms|vm-templates|vm-kernels)\//gm, "path=<dir>/$1/");
+  return header + s;
+}
