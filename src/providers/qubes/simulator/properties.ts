@@ -85,12 +85,26 @@ export function connectedVms(c: PropCtx, q: Qube): Qube[] {
   return [...c.world.qubes.values()].filter((o) => o !== q && c.of(o, "netvm") === q.name);
 }
 
+/** netvm name → the qubes connected to it, built in one pass so graph walks stay linear. */
+export type NetvmIndex = ReadonlyMap<string, readonly Qube[]>;
+export function netvmIndex(c: PropCtx): NetvmIndex {
+  const index = new Map<string, Qube[]>();
+  for (const q of c.world.qubes.values()) {
+    const netvm = c.of(q, "netvm");
+    if (typeof netvm !== "string" || netvm === q.name) continue;
+    const list = index.get(netvm);
+    if (list) list.push(q);
+    else index.set(netvm, [q]);
+  }
+  return index;
+}
+
 /** Every qube that reaches the network through `q`, directly or not. */
-export function vmsConnectedTo(c: PropCtx, q: Qube): Set<Qube> {
+export function vmsConnectedTo(c: PropCtx, q: Qube, index: NetvmIndex = netvmIndex(c)): Set<Qube> {
   const found = new Set<Qube>();
   const todo = [q];
   for (let cur = todo.pop(); cur; cur = todo.pop()) {
-    for (const vm of connectedVms(c, cur)) {
+    for (const vm of index.get(cur.name) ?? []) {
       if (found.has(vm)) continue;
       found.add(vm);
       todo.push(vm);
@@ -358,9 +372,12 @@ function defaultNetvmSetter(c: PropCtx, v: PropValue): PropValue {
   const target = c.qube(v);
   if (!target) return v;
   const byQid = [...c.world.qubes.values()].sort((a, b) => Number(c.of(a, "qid")) - Number(c.of(b, "qid")));
+  // `target` is connected to a qube exactly when that qube is on target's own netvm chain.
+  const upstream = new Set<Qube>();
+  for (let cur = c.qube(c.of(target, "netvm")), hops = 0; cur && hops < 64; cur = c.qube(c.of(cur, "netvm")), hops++) upstream.add(cur);
   for (const vm of byQid) {
     if (c.of(vm, "netvm") === NO_VALUE || vm.props.has("netvm")) continue;
-    if (target === vm || vmsConnectedTo(c, vm).has(target)) {
+    if (target === vm || upstream.has(vm)) {
       throw invalidValue(c, "default_netvm", `Network loop on ${pyRepr(vm.name)}`);
     }
   }
