@@ -33,6 +33,26 @@ export async function runCli(io: CliIO): Promise<number> {
       exitCode = await validateCommand(io, paths, o);
     });
 
+  const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+  program
+    .command("plan")
+    .description("read Qubes, compare it with the config and show the changes apply would make; changes nothing")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .addOption(connectOption())
+    .addOption(timeoutOption())
+    .option("--parallelism <n>", "Admin API reads at once", "8")
+    .option("--json", "print the JSON plan")
+    .option("--out <file>", "save the plan for `qubes-iac apply FILE`")
+    .option("--target <address>", "only this resource and what it depends on (qube.NAME, label.NAME, pool.NAME, properties); repeatable", collect)
+    .option("--exclude <address>", "leave this resource out; repeatable", collect)
+    .option("--allow-restart", "let apply shut qubes down for changes Qubes makes only on halted qubes, and start them again")
+    .option("--detailed-exitcode", "exit 0 when there are no changes, 2 when there are, 1 on errors")
+    .option("--no-color", "never colour the output (colour is used only on a terminal, and never with NO_COLOR)")
+    .action(async (paths: string[], o: import("./commands/plan.js").PlanCommandOptions) => {
+      const { planCommand } = await import("./commands/plan.js");
+      exitCode = await planCommand(io, paths, o);
+    });
+
   const sim = program.command("sim").description("the built-in qubesd simulator");
   sim
     .command("serve")

@@ -1,0 +1,74 @@
+// The actual state: what the planner learned from Qubes, as plain data. Produced only by the
+// plan's state reader (src/plan/reader.ts), read by the pure diff. It holds exactly what was
+// read: a part that was not read is `undefined`, never an empty stand-in, so the diff can tell
+// "absent" from "not looked at". No I/O and no interpretation of ownership here.
+
+/** Property value types as qubesd names them after `type=`. */
+export type ActualPropertyType = "bool" | "int" | "str" | "vm" | "label";
+
+/** One property as property.Get/GetAll print it: `raw` is the text after `type=<t> ` ("" = none / unset). */
+export type ActualProperty = { isDefault: boolean; type: ActualPropertyType; raw: string };
+
+/** One line of admin.vm.List. `power` is qubesd's power state word (`Halted`, `Running`, `Paused`, …). */
+export type ListedQube = { name: string; klass: string; power: string };
+
+export type ActualVolume = { pool: string; size: bigint; rw: boolean };
+
+export type ActualQube = {
+  name: string;
+  klass: string;
+  power: string;
+  /** property.GetAll (or its per-property fallback). */
+  properties: ReadonlyMap<string, ActualProperty>;
+  /** tag.List; undefined when only the properties were read (reference scan). */
+  tags?: ReadonlySet<string>;
+  /** feature.List: the names of every feature set on the qube; undefined when not read. */
+  featureNames?: ReadonlySet<string>;
+  /** Values of the features that were read (a subset of featureNames). */
+  features: ReadonlyMap<string, string>;
+  /** firewall.Get in canonical form; undefined when not read. */
+  firewall?: readonly string[];
+  /** volume.Info of the volumes that were read. */
+  volumes: ReadonlyMap<string, ActualVolume>;
+};
+
+/** A label; `colour` undefined when qubesd answered empty (created in this daemon lifetime). */
+export type ActualLabel = { name: string; colour?: string };
+
+export type ActualPool = { name: string; driver: string; params: ReadonlyMap<string, string> };
+
+export type ActualState = {
+  /** Every qube admin.vm.List returned, by name. */
+  listing: ReadonlyMap<string, ListedQube>;
+  /** Qubes read in depth or scanned for references, by name. */
+  qubes: ReadonlyMap<string, ActualQube>;
+  /** True when every listed qube's properties were read (the reference scan ran). */
+  scanned: boolean;
+  /** dom0's features: every name (feature.List) and the values that were read. */
+  dom0FeatureNames: ReadonlySet<string>;
+  dom0Features: ReadonlyMap<string, string>;
+  /** label.List with colours of the labels that were read; undefined when not read. */
+  labels?: ReadonlyMap<string, ActualLabel>;
+  /** pool.List with the info of the pools that were read; undefined when not read. */
+  poolNames?: ReadonlySet<string>;
+  pools: ReadonlyMap<string, ActualPool>;
+  /** Global properties (admin.property.GetAll); undefined when not read. */
+  globals?: ReadonlyMap<string, ActualProperty>;
+};
+
+/** Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is in flux. */
+export type SettledPower = "running" | "halted" | "paused";
+
+export function settledPower(power: string): SettledPower | undefined {
+  switch (power) {
+    case "Running":
+      return "running";
+    case "Halted":
+      return "halted";
+    case "Paused":
+    case "Suspended":
+      return "paused";
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,67 @@
+// The in-memory plan vocabulary: one ResourceChange per resource (what a reviewer reads) and the
+// PlannedSteps that carry it out (what apply executes). The diff produces both; ordering turns
+// the steps' dependency hints into a graph. Plain data, shared by diff, order, scope and format.
+
+import type { ResourceType } from "../model/address.js";
+import type { Action } from "./action.js";
+import type { Op } from "./ops.js";
+
+/**
+ * An attribute as the plan shows it. `null`: not set (a feature or tag that is absent, a vm
+ * property set to none, a value reset to a default the plan cannot know). Lists are ordered
+ * (firewall rules) or sorted (tags).
+ */
+export type AttrValue = string | string[] | null;
+export type Attributes = Record<string, AttrValue>;
+
+/**
+ * What happens to one resource. `before` and `after` hold only the attributes qubes-iac manages
+ * on it (the ones the config names or qubes-iac owns), keyed like `label`, `properties.netvm`,
+ * `features.service.cups`, `tags`, `firewall`, `volumes.private.size`:
+ * - create: before null, after the desired attributes;
+ * - delete: before what was read, after null;
+ * - update, replace, no-op: both; a replace's `after` is the new qube;
+ * - forget: before the ownership record, after null.
+ * `reasons` are for display only; nothing may branch on them.
+ */
+export type ResourceChange = {
+  address: string;
+  type: ResourceType;
+  /** The resource's name; null for the global properties. */
+  name: string | null;
+  action: Action;
+  before: Attributes | null;
+  after: Attributes | null;
+  /** Attributes whose `before` value is Qubes' default rather than a value set on it. */
+  beforeDefault: string[];
+  /** Attributes reset to their default (their `after` is null: Qubes decides the value). */
+  afterDefault: string[];
+  /** Attributes Qubes changes only on a halted qube, while this qube is not halted. */
+  needsHalt: string[];
+  reasons: string[];
+  /** The change deletes a qube's volumes (delete, replace). */
+  destroysData: boolean;
+};
+
+export type StepKind = "setup" | "create" | "update" | "delete" | "forget";
+
+/**
+ * One unit of apply work on one resource: its ops run in order, after every step it depends on.
+ * Dependencies are given as hints resolved by `orderSteps`:
+ * - `uses`: addresses that must reach their final form first (their create/update steps);
+ * - `unreferences`: addresses this step stops referring to (their delete steps wait for it);
+ * - `after`: explicit step ids.
+ */
+export type PlannedStep = {
+  id: string;
+  address: string;
+  kind: StepKind;
+  ops: Op[];
+  uses: string[];
+  unreferences: string[];
+  after: string[];
+};
+
+export function stepId(kind: StepKind, address: string, part?: string): string {
+  return part === undefined ? `${kind}:${address}` : `${kind}:${address}:${part}`;
+}

@@ -1,0 +1,44 @@
+// The stable diagnostic codes of planning (config codes are below 100, see src/config/codes.ts),
+// each with its one-line meaning; docs/plan.md lists them and a test keeps the two in step.
+// `E` codes are errors (the plan cannot be applied), `W` codes warnings: the letter decides.
+
+import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
+
+export const PLAN_CODES = {
+  "QIAC-E101": "a qube of the config exists but is not managed by this owner (set `adopt: true` to take it over)",
+  "QIAC-E102": "ownership drift: the inventory lists a qube whose `managed-by-<owner>` tag was removed",
+  "QIAC-E103": "a protected qube would be destroyed (delete or replace)",
+  "QIAC-E104": "a qube or label to remove is still used by something the config does not change",
+  "QIAC-E105": "a change Qubes accepts only on a halted qube, on a qube that is not halted (blocked without --allow-restart)",
+  "QIAC-E106": "a dependency cycle between steps",
+  "QIAC-E107": "a reference to a qube, label or pool that is neither in the config nor in the system",
+  "QIAC-E108": "a property the qube (or the global object) does not have",
+  "QIAC-E109": "a value that does not fit the property's type in Qubes",
+  "QIAC-E110": "a volume size smaller than the volume (volumes only grow)",
+  "QIAC-E111": "an adopted qube's class differs from the config's `class`",
+  "QIAC-E112": "a qube to create has no `class` or `label`",
+  "QIAC-E113": "a label colour change on a label that is in use",
+  "QIAC-E114": "a label of the config exists with another colour and is not managed by this owner",
+  "QIAC-E115": "a pool of the config exists with other settings and is not managed by this owner",
+  "QIAC-E116": "ownership records written by a newer qubes-iac (unknown format version)",
+  "QIAC-E117": "a qube is in a transitional power state (Transient, Halting, Dying, Crashed)",
+  "QIAC-E118": "a targeted change depends on an excluded change",
+  "QIAC-E119": "a feature name in qubes-iac's reserved prefix `qubes-iac.`",
+  "QIAC-E120": "the settings of a managed pool differ from the config (pools cannot be changed in place)",
+  "QIAC-E121": "a qube to replace is still used by another qube",
+  "QIAC-E122": "an AdminVM (dom0) or a class qubes-iac does not manage is named in the config",
+  "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
+  "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
+} as const;
+
+export type PlanCode = keyof typeof PLAN_CODES;
+
+export type PlanDiagnosticOptions = { address?: string; location?: SourceLocation; hint?: string };
+
+export function planDiagnostic(code: PlanCode, message: string, o: PlanDiagnosticOptions = {}): Diagnostic {
+  const d: Diagnostic = { severity: code.startsWith("QIAC-E") ? "error" : "warning", code, message };
+  if (o.hint !== undefined) d.hint = o.hint;
+  if (o.location !== undefined) d.location = o.location;
+  if (o.address !== undefined) d.address = o.address;
+  return d;
+}

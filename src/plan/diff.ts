@@ -1,0 +1,147 @@
+// diffState: the pure diff of a desired state against an actual state. It yields every resource's
+// change, the unordered steps that carry the changes out (with dependency hints), the current
+// values the plan relies on, and the diagnostics — including removals blocked by references the
+// plan does not release. No I/O: the reader has already read everything this needs.
+
+import { compareAddresses } from "../model/address.js";
+import type { ActualState } from "../model/actual.js";
+import type { DesiredState } from "../model/desired.js";
+import type { Diagnostic } from "../model/diagnostics.js";
+import { OWNERSHIP_FORMAT_VERSION, parseFormatVersion, RECORD_PREFIX } from "../model/ownership.js";
+import { createContext, type DiffContext, type DiffOptions } from "./_context.js";
+import { stepId, type PlannedStep, type ResourceChange } from "./changes.js";
+import { planDiagnostic } from "./codes.js";
+import { desiredReferences, diffDesiredQube, diffUndesiredQube } from "./diff-qube.js";
+import { diffGlobals, diffLabels, diffPools } from "./diff-shared.js";
+import { checkedValue, type Check } from "./ops.js";
+import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
+
+export type { DiffOptions } from "./_context.js";
+
+export type DiffResult = {
+  changes: ResourceChange[];
+  steps: PlannedStep[];
+  checks: Check[];
+  diagnostics: Diagnostic[];
+};
+
+export const SETUP_STEP = stepId("setup", "ownership");
+
+/** Names of the inventory entries, confirmed or intended, that the config does not declare. */
+function undesiredInventory(ctx: DiffContext): string[] {
+  return [...new Set([...ctx.inventory.qubes, ...ctx.inventory.intents])].filter((n) => !ctx.desired.qubes.has(n)).sort();
+}
+
+/**
+ * Whether planning needs the reference scan (every qube's properties and the globals): only when
+ * something may be removed — a qube or label the config dropped, a class or colour change.
+ */
+export function needsReferenceScan(desired: DesiredState, actual: ActualState): boolean {
+  const ctx = createContext(desired, actual, { allowRestart: false });
+  for (const name of undesiredInventory(ctx)) {
+    if (actual.listing.has(name) && ctx.ownership(name).kind === "owned") return true;
+  }
+  for (const q of desired.qubes.values()) {
+    const listed = actual.listing.get(q.name);
+    if (listed && q.class !== undefined && listed.klass !== q.class && ctx.ownership(q.name).kind === "owned") return true;
+  }
+  for (const name of ctx.inventory.labels) {
+    const want = desired.labels.get(name);
+    const have = actual.labels?.get(name);
+    if (have && (want === undefined || (have.colour !== undefined && have.colour.toLowerCase() !== want.colour))) return true;
+  }
+  return false;
+}
+
+function checkFormat(ctx: DiffContext): boolean {
+  if (!ctx.inventory.formatPresent) return true;
+  const raw = ctx.actual.dom0Features.get(ctx.names.format);
+  const version = parseFormatVersion(raw);
+  ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.format, expect: checkedValue(raw) });
+  if (version !== undefined && version <= OWNERSHIP_FORMAT_VERSION) return true;
+  ctx.diagnostics.push(
+    planDiagnostic("QIAC-E116", `the ownership records of ${ctx.desired.owner} have format ${raw ?? "(unreadable)"}; this qubes-iac reads format ${OWNERSHIP_FORMAT_VERSION}`, {
+      location: ctx.desired.at,
+      hint: "use the qubes-iac version that wrote them, or a newer one",
+    }),
+  );
+  return false;
+}
+
+/** Removals the plan cannot make because something it does not change still refers to the qube. */
+function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], release: ReleaseContext): void {
+  for (const c of changes) {
+    if (c.type !== "qube" || c.name === null || (c.action !== "delete" && c.action !== "replace")) continue;
+    const name = c.name;
+    const blockers = findReferrers(ctx.actual, "qube", name)
+      .filter((r) => !isReleased(r, "qube", name, release))
+      .map(describeReferrer);
+    if (c.action === "delete") {
+      for (const q of ctx.desired.qubes.values()) {
+        if (desiredReferences(q).some((r) => r.kind === "qube" && r.name === name)) blockers.push(`qube ${q.name} of the config`);
+      }
+      for (const [g, v] of ctx.desired.properties) if (v.kind === "vm" && v.value === name) blockers.push(`the global property ${g} of the config`);
+    }
+    if (blockers.length === 0) continue;
+    const unique = [...new Set(blockers)];
+    ctx.diagnostics.push(
+      c.action === "delete"
+        ? planDiagnostic("QIAC-E104", `qube ${name} is to be deleted but is still used by ${unique.join(", ")}`, {
+            address: c.address,
+            hint: "point those at another qube (qubes-iac changes only what the config manages), or keep the qube in the config",
+          })
+        : planDiagnostic("QIAC-E121", `qube ${name} is to be replaced but Qubes refuses to delete a qube in use: it is used by ${unique.join(", ")}`, {
+            address: c.address,
+            hint: "point those at another qube first, or keep the class",
+          }),
+    );
+  }
+}
+
+export function diffState(desired: DesiredState, actual: ActualState, options: DiffOptions): DiffResult {
+  const ctx = createContext(desired, actual, options);
+  if (!checkFormat(ctx)) return { changes: [], steps: [], checks: ctx.checks(), diagnostics: ctx.diagnostics };
+
+  const changes: ResourceChange[] = [];
+  const steps: PlannedStep[] = [];
+  const take = (d: { change?: ResourceChange; changes?: ResourceChange[]; steps: PlannedStep[] }): void => {
+    if (d.change) changes.push(d.change);
+    if (d.changes) changes.push(...d.changes);
+    steps.push(...d.steps);
+  };
+
+  for (const q of [...desired.qubes.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) take(diffDesiredQube(ctx, q));
+  for (const name of undesiredInventory(ctx)) take(diffUndesiredQube(ctx, name));
+
+  const deleted = new Set(changes.filter((c) => c.type === "qube" && c.action === "delete").map((c) => c.name as string));
+  const managed = new Set(changes.filter((c) => c.type === "qube" && (c.action === "update" || c.action === "no-op")).map((c) => c.name as string));
+  const release: ReleaseContext = { desired, deleted, managed };
+  checkRemovals(ctx, changes, release);
+
+  take(diffLabels(ctx, release));
+  take(diffPools(ctx));
+  take(diffGlobals(ctx));
+
+  // A pool can be removed only once no qube has volumes in it: after every qube deletion.
+  const qubeDeletions = steps.filter((s) => s.kind === "delete" && s.address.startsWith("qube.")).map((s) => s.id);
+  for (const s of steps) if (s.kind === "delete" && s.address.startsWith("pool.")) s.after.push(...qubeDeletions);
+
+  // The first apply that writes any record writes the format record before it.
+  const writesRecords = steps.some((s) => s.ops.some((o) => (o.op === "feature.set" || o.op === "tag.set") && (o.name.startsWith(RECORD_PREFIX) || o.name === ctx.names.ownerTag)));
+  if (writesRecords && !ctx.inventory.formatPresent) {
+    ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.format, expect: { absent: true } });
+    for (const s of steps) if (s.kind !== "forget") s.after.push(SETUP_STEP);
+    steps.push({
+      id: SETUP_STEP,
+      address: "ownership",
+      kind: "setup",
+      ops: [{ op: "feature.set", vm: "dom0", name: ctx.names.format, value: String(OWNERSHIP_FORMAT_VERSION) }],
+      uses: [],
+      unreferences: [],
+      after: [],
+    });
+  }
+
+  changes.sort((a, b) => compareAddresses(a.address, b.address));
+  return { changes, steps, checks: ctx.checks(), diagnostics: ctx.diagnostics };
+}

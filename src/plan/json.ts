@@ -1,0 +1,114 @@
+// The public JSON plan (`--json`, `--out FILE`): a versioned, self-identifying document described
+// by schemas/plan.schema.json. The human plan is rendered from this, never from the in-memory
+// Plan, so a person can never read more than a machine can check. A saved plan is recognised by
+// its `format` field, not by its file name.
+
+import type { Diagnostic } from "../model/diagnostics.js";
+import { hasErrors } from "../model/diagnostics.js";
+import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, type Action } from "./action.js";
+import type { AttrValue, StepKind } from "./changes.js";
+import type { Check, Op } from "./ops.js";
+import type { Plan } from "./plan.js";
+import { formatAddress } from "../model/address.js";
+
+export const PLAN_FORMAT = "qubes-iac-plan";
+/** Bump on any change a reader of version 1 could misread; readers refuse newer majors. */
+export const PLAN_FORMAT_VERSION = 1;
+
+export type JsonResourceChange = {
+  address: string;
+  type: "qube" | "label" | "pool" | "properties";
+  name: string | null;
+  action: Action;
+  reasons: string[];
+  destroys_data: boolean;
+  before: Record<string, AttrValue> | null;
+  after: Record<string, AttrValue> | null;
+  before_default: string[];
+  after_default: string[];
+  needs_halt: string[];
+};
+
+export type JsonStep = {
+  id: string;
+  address: string;
+  kind: StepKind;
+  wave: number;
+  depends_on: string[];
+  ops: Op[];
+};
+
+export type JsonPlan = {
+  format: typeof PLAN_FORMAT;
+  format_version: number;
+  qubes_iac_version: string;
+  owner: string;
+  options: { allow_restart: boolean; targets: string[]; excludes: string[] };
+  /** True when the plan holds an error: it is shown in full but cannot be applied. */
+  errored: boolean;
+  /** No errors and at least one step. */
+  applyable: boolean;
+  summary: { add: number; change: number; destroy: number; forget: number };
+  resource_changes: JsonResourceChange[];
+  steps: JsonStep[];
+  /** Current values the plan relies on; apply re-reads them and refuses if any changed. */
+  prior_state: Check[];
+  diagnostics: Diagnostic[];
+};
+
+export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan {
+  const errored = hasErrors(plan.diagnostics);
+  const count = (pred: (a: Action) => boolean): number => plan.changes.filter((c) => pred(c.action)).length;
+  return {
+    format: PLAN_FORMAT,
+    format_version: PLAN_FORMAT_VERSION,
+    qubes_iac_version: generator.version,
+    owner: plan.owner,
+    options: {
+      allow_restart: plan.options.allowRestart,
+      targets: plan.options.targets.map(formatAddress),
+      excludes: plan.options.excludes.map(formatAddress),
+    },
+    errored,
+    applyable: !errored && plan.steps.length > 0,
+    summary: { add: count(countsAsAdd), change: count(countsAsChange), destroy: count(countsAsDestroy), forget: count(countsAsForget) },
+    resource_changes: plan.changes.map((c) => ({
+      address: c.address,
+      type: c.type,
+      name: c.name,
+      action: c.action,
+      reasons: c.reasons,
+      destroys_data: c.destroysData,
+      before: c.before,
+      after: c.after,
+      before_default: c.beforeDefault,
+      after_default: c.afterDefault,
+      needs_halt: c.needsHalt,
+    })),
+    steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
+    prior_state: plan.checks,
+    diagnostics: plan.diagnostics,
+  };
+}
+
+export type SavedPlanRecognition =
+  | { kind: "plan"; plan: unknown }
+  | { kind: "newer"; version: unknown }
+  | { kind: "not-a-plan" };
+
+/**
+ * Tells a saved plan from anything else by its content: a JSON object whose `format` is
+ * `qubes-iac-plan`. Schema validation of the rest is the reader's next step.
+ */
+export function recognizeSavedPlan(text: string): SavedPlanRecognition {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { kind: "not-a-plan" };
+  }
+  if (typeof parsed !== "object" || parsed === null || (parsed as { format?: unknown }).format !== PLAN_FORMAT) return { kind: "not-a-plan" };
+  const version = (parsed as { format_version?: unknown }).format_version;
+  if (version !== PLAN_FORMAT_VERSION) return { kind: "newer", version };
+  return { kind: "plan", plan: parsed };
+}

@@ -1,0 +1,119 @@
+// The operations a plan step performs and the checks a saved plan carries, as JSON-ready data.
+// This is the contract with apply: each `Op` is exactly one Admin API call, executed as written
+// (apply never diffs again), and each `Check` is one current value the plan relied on, which apply
+// re-reads before acting. Both are part of the versioned plan format (schemas/plan.schema.json).
+
+import { createHash } from "node:crypto";
+
+/** Where a property lives: a qube (`admin.vm.property.*`) or the global Qubes object (`admin.property.*`). */
+export type Holder = { vm: string } | "global";
+
+export type Op =
+  /** admin.vm.Create.<class> (or CreateInPool with `pool`); template in the argument when given. */
+  | { op: "vm.create"; class: string; name: string; label: string; template?: string; pool?: string }
+  | { op: "vm.remove"; vm: string }
+  | { op: "vm.start"; vm: string }
+  /** admin.vm.Shutdown+wait: returns once the qube is halted. */
+  | { op: "vm.shutdown"; vm: string }
+  | { op: "vm.pause"; vm: string }
+  | { op: "vm.unpause"; vm: string }
+  /** `value` is the exact payload ("" = none for vm properties). */
+  | { op: "property.set"; holder: Holder; name: string; value: string }
+  | { op: "property.reset"; holder: Holder; name: string }
+  | { op: "feature.set"; vm: string; name: string; value: string }
+  | { op: "feature.remove"; vm: string; name: string }
+  | { op: "tag.set"; vm: string; name: string }
+  | { op: "tag.remove"; vm: string; name: string }
+  /** Replaces the whole rule list (canonical rule strings, in order). */
+  | { op: "firewall.set"; vm: string; rules: string[] }
+  | { op: "label.create"; name: string; colour: string }
+  | { op: "label.remove"; name: string }
+  | { op: "pool.add"; driver: string; name: string; params: Record<string, string> }
+  | { op: "pool.remove"; name: string }
+  /** New size in bytes, decimal (bigger than 2^53 is possible, so a string). */
+  | { op: "volume.resize"; vm: string; volume: string; size: string };
+
+export type OpName = Op["op"];
+
+/** The Admin API method an op calls, for the human plan and for counting calls. */
+export function opMethod(o: Op): string {
+  switch (o.op) {
+    case "vm.create":
+      return `admin.vm.${o.pool !== undefined ? "CreateInPool" : "Create"}.${o.class}`;
+    case "vm.remove":
+      return "admin.vm.Remove";
+    case "vm.start":
+      return "admin.vm.Start";
+    case "vm.shutdown":
+      return "admin.vm.Shutdown";
+    case "vm.pause":
+      return "admin.vm.Pause";
+    case "vm.unpause":
+      return "admin.vm.Unpause";
+    case "property.set":
+      return o.holder === "global" ? "admin.property.Set" : "admin.vm.property.Set";
+    case "property.reset":
+      return o.holder === "global" ? "admin.property.Reset" : "admin.vm.property.Reset";
+    case "feature.set":
+      return "admin.vm.feature.Set";
+    case "feature.remove":
+      return "admin.vm.feature.Remove";
+    case "tag.set":
+      return "admin.vm.tag.Set";
+    case "tag.remove":
+      return "admin.vm.tag.Remove";
+    case "firewall.set":
+      return "admin.vm.firewall.Set";
+    case "label.create":
+      return "admin.label.Create";
+    case "label.remove":
+      return "admin.label.Remove";
+    case "pool.add":
+      return "admin.pool.Add";
+    case "pool.remove":
+      return "admin.pool.Remove";
+    case "volume.resize":
+      return "admin.vm.volume.Resize";
+    default: {
+      const never: never = o;
+      return never;
+    }
+  }
+}
+
+/**
+ * A value the plan relied on. `sha256` stands in for a value too large to copy; `present` says
+ * only that it exists (the plan looked at the name, not the value).
+ */
+export type CheckedValue = { value: string } | { sha256: string } | { present: true } | { absent: true };
+
+export type Check =
+  /** The qube's admin.vm.List line: class and power state; `absent` when it must not exist. */
+  | { check: "qube"; vm: string; class: string; power: string }
+  | { check: "qube-absent"; vm: string }
+  /** A property as property.Get prints it: default flag and value text. */
+  | { check: "property"; holder: Holder; name: string; default: boolean; value: string }
+  | { check: "feature"; vm: string; name: string; expect: CheckedValue }
+  | { check: "tag"; vm: string; name: string; present: boolean }
+  /** The whole rule list, hashed (`sha256` of the rules joined with "\n"). */
+  | { check: "firewall"; vm: string; expect: CheckedValue }
+  | { check: "label"; name: string; expect: CheckedValue }
+  | { check: "pool"; name: string; expect: CheckedValue }
+  | { check: "volume-size"; vm: string; volume: string; size: string };
+
+/** Values longer than this are checked by hash: a saved plan never holds large contents. */
+export const LARGE_VALUE = 256;
+
+export const sha256 = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
+
+export function checkedValue(value: string | undefined): CheckedValue {
+  if (value === undefined) return { absent: true };
+  return value.length > LARGE_VALUE ? { sha256: sha256(value) } : { value };
+}
+
+/** The form a pool's identity is checked in: driver and parameters, sorted, one `k=v` per line. */
+export function poolFingerprint(driver: string, params: ReadonlyMap<string, string>): string {
+  return [`driver=${driver}`, ...[...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`)].join("\n");
+}
+
+export const firewallFingerprint = (rules: readonly string[]): CheckedValue => ({ sha256: sha256(rules.join("\n")) });

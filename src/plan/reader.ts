@@ -1,0 +1,150 @@
+// The state reader: reads from Qubes exactly what planning needs and returns an ActualState. It
+// receives a QubesReader — read calls only, so a plan cannot mutate anything — and bounds how
+// many calls run at once. What it reads: the qube list and dom0's features (the inventory), then
+// per qube the config names or the inventory lists its properties, tags and feature names, the
+// feature values, firewall and volumes the config names or qubes-iac owns; labels, pools and
+// global properties only when the config or the inventory has them. Other qubes cost nothing
+// beyond their admin.vm.List line, unless something may be removed: then every qube's properties
+// are read once to find who still refers to it (the reference scan).
+
+import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
+import type { DesiredState } from "../model/desired.js";
+import { ownershipNames, readInventory, readQubeRecords } from "../model/ownership.js";
+import { DEFAULT_LABELS } from "../model/qubes-rules.js";
+import { createLimiter } from "../util/concurrency.js";
+import { needsReferenceScan } from "./diff.js";
+import type { Holder } from "./ops.js";
+
+/** Read-only access to Qubes: the capability planning is given (never a writer). */
+export type QubesReader = {
+  listQubes(): Promise<ListedQube[]>;
+  /** All properties of a qube or of the global object (GetAll, or its per-property fallback). */
+  properties(holder: Holder): Promise<Map<string, ActualProperty>>;
+  tags(vm: string): Promise<string[]>;
+  featureNames(vm: string): Promise<string[]>;
+  /** A feature's value; undefined when it is not set. */
+  feature(vm: string, name: string): Promise<string | undefined>;
+  firewall(vm: string): Promise<string[]>;
+  labels(): Promise<string[]>;
+  /** `0xrrggbb`; undefined when qubesd answers empty (a label created since it started). */
+  labelColour(name: string): Promise<string | undefined>;
+  pools(): Promise<string[]>;
+  pool(name: string): Promise<ActualPool>;
+  volume(vm: string, volume: string): Promise<ActualVolume>;
+};
+
+export type ReadOptions = { parallelism: number };
+
+const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
+
+/** Wraps every call of a reader so that at most `limit` run at once. */
+function limitReader(reader: QubesReader, limit: number): QubesReader {
+  const run = createLimiter(limit);
+  const wrapped = {} as Record<string, unknown>;
+  for (const [k, fn] of Object.entries(reader) as Array<[string, (...args: unknown[]) => Promise<unknown>]>) {
+    wrapped[k] = (...args: unknown[]) => run(() => fn(...args));
+  }
+  return wrapped as QubesReader;
+}
+
+async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQube, intentListed: boolean): Promise<{ qube: ActualQube; intent?: string }> {
+  const names = ownershipNames(desired.owner);
+  const vm = listed.name;
+  const [properties, tags, featureNames] = await Promise.all([r.properties({ vm }), r.tags(vm), r.featureNames(vm)]);
+  const featureSet = new Set(featureNames);
+  const records = readQubeRecords(desired.owner, featureSet);
+  const want = desired.qubes.get(vm);
+  const featureKeys = [...new Set([...(want?.features.keys() ?? []), ...records.features])].filter((f) => featureSet.has(f));
+  const tagSet = new Set(tags);
+  const [values, firewall, volumes, intent] = await Promise.all([
+    Promise.all(featureKeys.map(async (f) => [f, (await r.feature(vm, f)) ?? ""] as const)),
+    want?.firewall !== undefined || records.firewall ? r.firewall(vm) : Promise.resolve(undefined),
+    Promise.all([...(want?.volumes.keys() ?? [])].map(async (v) => [v, await r.volume(vm, v)] as const)),
+    // The intent's value matters only for a qube that lacks the owner tag (an interrupted create or adopt).
+    intentListed && !tagSet.has(names.ownerTag) ? r.feature("dom0", names.intent(vm)) : Promise.resolve(undefined),
+  ]);
+  const qube: ActualQube = {
+    name: vm,
+    klass: listed.klass,
+    power: listed.power,
+    properties,
+    tags: tagSet,
+    featureNames: featureSet,
+    features: new Map(values),
+    volumes: new Map(volumes),
+  };
+  if (firewall !== undefined) qube.firewall = firewall;
+  return intent === undefined ? { qube } : { qube, intent };
+}
+
+export async function readActualState(reader: QubesReader, desired: DesiredState, o: ReadOptions): Promise<ActualState> {
+  const r = limitReader(reader, o.parallelism);
+  const names = ownershipNames(desired.owner);
+  const [list, dom0FeatureList] = await Promise.all([r.listQubes(), r.featureNames("dom0")]);
+  const listing = new Map(list.map((q) => [q.name, q]));
+  const dom0FeatureNames = new Set(dom0FeatureList);
+  const inventory = readInventory(desired.owner, dom0FeatureNames);
+  const dom0Features = new Map<string, string>();
+
+  const qubes = [...new Set([...desired.qubes.keys(), ...inventory.qubes, ...inventory.intents])]
+    .filter((n) => listing.has(n))
+    .sort();
+  const wantsLabels =
+    desired.labels.size > 0 || inventory.labels.size > 0 || [...desired.qubes.values()].some((q) => q.label !== undefined && !DEFAULT_LABEL_NAMES.has(q.label));
+  const wantsPools =
+    desired.pools.size > 0 ||
+    inventory.pools.size > 0 ||
+    [...desired.qubes.values()].some((q) => q.pool !== undefined) ||
+    [...desired.properties.keys()].some((g) => g.startsWith("default_pool"));
+
+  const readLabels = async (): Promise<Map<string, ActualLabel> | undefined> => {
+    if (!wantsLabels) return undefined;
+    const all = await r.labels();
+    const interesting = new Set([...desired.labels.keys(), ...inventory.labels]);
+    const colours = await Promise.all(all.map(async (n) => (interesting.has(n) ? ([n, await r.labelColour(n)] as const) : ([n, undefined] as const))));
+    return new Map(colours.map(([name, colour]) => [name, colour === undefined ? { name } : { name, colour }]));
+  };
+  const readPools = async (): Promise<{ names?: Set<string>; pools: Map<string, ActualPool> }> => {
+    if (!wantsPools) return { pools: new Map() };
+    const all = new Set(await r.pools());
+    const interesting = [...new Set([...desired.pools.keys(), ...inventory.pools])].filter((p) => all.has(p)).sort();
+    const infos = await Promise.all(interesting.map(async (p) => [p, await r.pool(p)] as const));
+    return { names: all, pools: new Map(infos) };
+  };
+
+  const [format, labels, pools, globals, details] = await Promise.all([
+    inventory.formatPresent ? r.feature("dom0", names.format) : Promise.resolve(undefined),
+    readLabels(),
+    readPools(),
+    desired.properties.size > 0 ? r.properties("global") : Promise.resolve(undefined),
+    Promise.all(qubes.map((n) => readQube(r, desired, listing.get(n) as ListedQube, inventory.intents.has(n)))),
+  ]);
+  if (format !== undefined) dom0Features.set(names.format, format);
+  for (const d of details) if (d.intent !== undefined) dom0Features.set(names.intent(d.qube.name), d.intent);
+
+  const actual: ActualState = {
+    listing,
+    qubes: new Map(details.map((d) => [d.qube.name, d.qube])),
+    scanned: false,
+    dom0FeatureNames,
+    dom0Features,
+    pools: pools.pools,
+  };
+  if (labels !== undefined) actual.labels = labels;
+  if (pools.names !== undefined) actual.poolNames = pools.names;
+  if (globals !== undefined) actual.globals = globals;
+  if (!needsReferenceScan(desired, actual)) return actual;
+
+  // The reference scan: who else refers to what may be removed.
+  const rest = [...listing.keys()].filter((n) => !actual.qubes.has(n)).sort();
+  const [scanned, scanGlobals] = await Promise.all([
+    Promise.all(rest.map(async (n) => [n, await r.properties({ vm: n })] as const)),
+    actual.globals ?? r.properties("global"),
+  ]);
+  const all = new Map(actual.qubes);
+  for (const [n, properties] of scanned) {
+    const l = listing.get(n) as ListedQube;
+    all.set(n, { name: n, klass: l.klass, power: l.power, properties, features: new Map(), volumes: new Map() });
+  }
+  return { ...actual, qubes: all, scanned: true, globals: scanGlobals };
+}

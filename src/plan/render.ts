@@ -1,0 +1,177 @@
+// The human plan, rendered from the JSON plan only: one block per changed resource with its
+// symbol (+ ~ - -/+ .), attribute lines `name: old → new` (unchanged attributes hidden), rule
+// lists as a line diff, then the steps in execution order and the summary line. Returns a
+// string; the CLI decides where it goes and whether it is coloured.
+
+import { diffArrays } from "diff";
+import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
+import type { AttrValue } from "./changes.js";
+import type { JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
+import { opMethod } from "./ops.js";
+
+export type RenderOptions = { color: boolean };
+
+type Paint = (style: "add" | "change" | "remove" | "dim" | "bold", text: string) => string;
+
+const ANSI: Record<Parameters<Paint>[0], string> = { add: "32", change: "33", remove: "31", dim: "2", bold: "1" };
+
+function painter(color: boolean): Paint {
+  return color ? (style, text) => `\x1b[${ANSI[style]}m${text}\x1b[0m` : (_style, text) => text;
+}
+
+function actionStyle(a: Action): Parameters<Paint>[0] {
+  switch (a) {
+    case "create":
+      return "add";
+    case "update":
+      return "change";
+    case "delete":
+    case "replace":
+      return "remove";
+    case "forget":
+    case "no-op":
+      return "dim";
+    default: {
+      const never: never = a;
+      return never;
+    }
+  }
+}
+
+const UNITS = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
+/** Bytes as `20 GiB` when exact in a binary unit, else as given. */
+function showBytes(text: string): string {
+  if (!/^[0-9]+$/.test(text)) return text;
+  let n = BigInt(text);
+  let unit = "bytes";
+  for (const u of UNITS) {
+    if (n === 0n || n % 1024n !== 0n) break;
+    n /= 1024n;
+    unit = u;
+  }
+  return unit === "bytes" ? `${text} bytes` : `${n} ${unit}`;
+}
+
+/** One value as a reviewer reads it. */
+function showValue(key: string, v: AttrValue, isDefault: boolean): string {
+  if (Array.isArray(v)) return v.length === 0 ? "(none)" : v.join(", ");
+  if (v === null) {
+    if (isDefault) return "(default)";
+    return key.startsWith("properties.") || key === "template" ? "none" : "(absent)";
+  }
+  const text = v === "" ? '""' : key.endsWith(".size") ? showBytes(v) : v;
+  return isDefault ? `${text} (default)` : text;
+}
+
+const sameValue = (a: AttrValue | undefined, b: AttrValue | undefined): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+
+/** Keys in a stable reading order: identity first, then the rest as the plan lists them. */
+function attributeKeys(c: JsonResourceChange): string[] {
+  const first = ["class", "template", "label", "pool", "driver", "colour", "state", "protect"];
+  const keys = new Set([...Object.keys(c.before ?? {}), ...Object.keys(c.after ?? {})]);
+  return [...first.filter((k) => keys.has(k)), ...[...keys].filter((k) => !first.includes(k))];
+}
+
+function renderListDiff(before: readonly string[], after: readonly string[], indent: string, paint: Paint): string[] {
+  const out: string[] = [];
+  for (const part of diffArrays([...before], [...after])) {
+    for (const line of part.value) {
+      if (part.added) out.push(paint("add", `${indent}+ ${line}`));
+      else if (part.removed) out.push(paint("remove", `${indent}- ${line}`));
+      else out.push(`${indent}  ${line}`);
+    }
+  }
+  return out;
+}
+
+function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
+  const lines: string[] = [];
+  const ind = "      ";
+  const halt = new Set(c.needs_halt);
+  for (const key of attributeKeys(c)) {
+    const before = c.before?.[key];
+    const after = c.after?.[key];
+    const suffix = halt.has(key) ? paint("dim", "  (needs halt)") : "";
+    const bDefault = c.before_default.includes(key);
+    const aDefault = c.after_default.includes(key);
+    if (c.before === null && after !== undefined) {
+      if (Array.isArray(after) && key === "firewall") {
+        lines.push(`${ind}${key}:`);
+        lines.push(...after.map((r) => paint("add", `${ind}  + ${r}`)));
+      } else lines.push(`${ind}${key}: ${showValue(key, after, aDefault)}`);
+      continue;
+    }
+    if (c.after === null) {
+      if (before !== undefined) lines.push(`${ind}${key}: ${showValue(key, before, bDefault)}`);
+      continue;
+    }
+    if (sameValue(before, after) && bDefault === aDefault) continue;
+    if (Array.isArray(before) && Array.isArray(after) && key === "firewall") {
+      lines.push(`${ind}${key}:${suffix}`);
+      lines.push(...renderListDiff(before, after, `${ind}  `, paint));
+      continue;
+    }
+    const old = before === undefined ? "(not managed)" : showValue(key, before, bDefault);
+    lines.push(`${ind}${key}: ${old} → ${showValue(key, after ?? null, aDefault)}${suffix}`);
+  }
+  return lines;
+}
+
+function renderChange(c: JsonResourceChange, paint: Paint): string[] {
+  const style = actionStyle(c.action);
+  const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
+  if (c.destroys_data) comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
+  for (const r of c.reasons) comment.push(`# ${r}`);
+  return [
+    ...comment.map((l) => paint("dim", `  ${l}`)),
+    paint(style, `${actionSymbol(c.action).padStart(4)} ${c.address}`),
+    ...renderAttributes(c, paint),
+    "",
+  ];
+}
+
+function renderSteps(steps: readonly JsonStep[], paint: Paint): string[] {
+  if (steps.length === 0) return [];
+  const width = Math.max(...steps.map((s) => s.id.length));
+  const lines = [paint("bold", "Steps, in order (the steps of one wave do not depend on each other):")];
+  let wave = 0;
+  for (const s of steps) {
+    const head = s.wave !== wave ? `wave ${s.wave}`.padEnd(8) : " ".repeat(8);
+    wave = s.wave;
+    const calls = `${s.ops.length} call${s.ops.length === 1 ? "" : "s"}`;
+    const methods = [...new Set(s.ops.map(opMethod))];
+    // The ownership setup precedes everything; naming it on every line would hide the real order.
+    const deps = s.depends_on.filter((d) => !d.startsWith("setup:"));
+    const after = deps.length > 0 ? `  after ${deps.join(", ")}` : "";
+    lines.push(`  ${head}${s.id.padEnd(width)}  ${calls}${after}`);
+    lines.push(paint("dim", `  ${" ".repeat(8)}  ${methods.join(" ")}`));
+  }
+  lines.push("");
+  return lines;
+}
+
+export function summaryLine(plan: JsonPlan): string {
+  const { add, change, destroy, forget } = plan.summary;
+  if (add + change + destroy + forget === 0) return "No changes.";
+  return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${forget > 0 ? `, ${forget} to forget` : ""}.`;
+}
+
+export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
+  const paint = painter(o.color);
+  const changed = plan.resource_changes.filter((c) => !isNoOp(c.action));
+  const lines: string[] = [];
+  if (changed.length > 0) {
+    lines.push(`qubes-iac (owner ${plan.owner}) will make these changes:`, "");
+    for (const c of changed) lines.push(...renderChange(c, paint));
+    lines.push(...renderSteps(plan.steps, paint));
+  }
+  if (plan.options.targets.length > 0 || plan.options.excludes.length > 0) {
+    const scope = [...plan.options.targets.map((t) => `--target ${t}`), ...plan.options.excludes.map((e) => `--exclude ${e}`)].join(" ");
+    lines.push(paint("change", `Scope limited by ${scope}: other changes are not shown and will not be made.`));
+  }
+  lines.push(paint("bold", summaryLine(plan)));
+  const errors = plan.diagnostics.filter((d) => d.severity === "error").length;
+  if (errors > 0) lines.push(paint("remove", `The plan holds ${errors} error${errors === 1 ? "" : "s"} (listed on stderr) and cannot be applied.`));
+  return `${lines.join("\n")}\n`;
+}

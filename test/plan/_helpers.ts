@@ -1,0 +1,131 @@
+// Plan test support: load a config, plan it against the simulator over its real socket, and
+// carry out a plan's ops literally with the Admin API client. The executor is test scaffolding
+// standing in for apply (issue 5): it runs each op as exactly one client call, so a test fails if
+// a plan ever holds an op qubesd would refuse.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Ajv } from "ajv";
+import { expect } from "vitest";
+import { readerFromClient } from "../../src/cli/commands/plan.js";
+import { loadConfig, nodeConfigIO } from "../../src/config/index.js";
+import type { Address } from "../../src/model/address.js";
+import type { DesiredState } from "../../src/model/desired.js";
+import { renderDiagnostic } from "../../src/model/diagnostics.js";
+import { toJsonPlan, type JsonPlan } from "../../src/plan/json.js";
+import type { Op } from "../../src/plan/ops.js";
+import { buildPlan, type Plan } from "../../src/plan/plan.js";
+import { readActualState } from "../../src/plan/reader.js";
+import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
+import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
+import { repoRoot } from "../helpers/shared.js";
+import { startTestSim, type TestSim } from "../helpers/sim.js";
+
+export const TEST_VERSION = "0.0.0-test";
+export const fixtureDir = join(repoRoot, "test", "plan", "fixtures");
+
+/** Loads a config (paths relative to the repository root); fails the test on config errors. */
+export function loadDesired(...paths: string[]): DesiredState {
+  const io = { ...nodeConfigIO, readFile: (p: string) => nodeConfigIO.readFile(join(repoRoot, p)), readDir: (p: string) => nodeConfigIO.readDir(join(repoRoot, p)), isDirectory: (p: string) => nodeConfigIO.isDirectory(join(repoRoot, p)), exists: (p: string) => nodeConfigIO.exists(join(repoRoot, p)) };
+  const r = loadConfig(paths, io);
+  if (!r.config) throw new Error(`config ${paths.join(", ")} is invalid:\n${r.diagnostics.map((d) => renderDiagnostic(d, () => undefined)).join("\n")}`);
+  return r.config;
+}
+
+export type SimSession = { sim: TestSim; client: AdminClient; stop(): Promise<void> };
+
+export async function startSession(): Promise<SimSession> {
+  const sim = await startTestSim();
+  const client = createAdminClient(createSocketTransport(sim.socketPath, { timeoutMs: 10_000 }));
+  return {
+    sim,
+    client,
+    stop: async () => {
+      await client.close();
+      await sim.stop();
+    },
+  };
+}
+
+export type PlanRun = { plan: Plan; json: JsonPlan };
+
+export async function planWith(
+  s: SimSession,
+  desired: DesiredState,
+  o: { allowRestart?: boolean; targets?: Address[]; excludes?: Address[]; parallelism?: number } = {},
+): Promise<PlanRun> {
+  const actual = await readActualState(readerFromClient(s.client), desired, { parallelism: o.parallelism ?? 8 });
+  const plan = buildPlan(desired, actual, { allowRestart: o.allowRestart ?? false, targets: o.targets ?? [], excludes: o.excludes ?? [] });
+  return { plan, json: toJsonPlan(plan, { version: TEST_VERSION }) };
+}
+
+/** Runs one op as the one Admin API call it names. */
+export async function runOp(client: AdminClient, o: Op): Promise<void> {
+  switch (o.op) {
+    case "vm.create":
+      return client.vm.create({ klass: o.class, name: o.name, label: o.label, ...(o.template !== undefined ? { template: o.template } : {}), ...(o.pool !== undefined ? { pool: o.pool } : {}) });
+    case "vm.remove":
+      return client.vm.remove(o.vm);
+    case "vm.start":
+      return client.vm.start(o.vm);
+    case "vm.shutdown":
+      return client.vm.shutdown(o.vm, { wait: true });
+    case "vm.pause":
+      return client.vm.pause(o.vm);
+    case "vm.unpause":
+      return client.vm.unpause(o.vm);
+    case "property.set":
+      return client.property.set(o.holder, o.name, o.value);
+    case "property.reset":
+      return client.property.reset(o.holder, o.name);
+    case "feature.set":
+      return client.feature.set(o.vm, o.name, o.value);
+    case "feature.remove":
+      return client.feature.remove(o.vm, o.name);
+    case "tag.set":
+      return client.tag.set(o.vm, o.name);
+    case "tag.remove":
+      return client.tag.remove(o.vm, o.name);
+    case "firewall.set":
+      return client.firewall.set(o.vm, o.rules);
+    case "label.create":
+      return client.label.create(o.name, o.colour);
+    case "label.remove":
+      return client.label.remove(o.name);
+    case "pool.add":
+      return client.pool.add(o.driver, o.name, o.params);
+    case "pool.remove":
+      return client.pool.remove(o.name);
+    case "volume.resize":
+      return client.volume.resize(o.vm, o.volume, BigInt(o.size));
+    default: {
+      const never: never = o;
+      throw new Error(`unknown op ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Every op of the plan, in step order. */
+export const planOps = (json: JsonPlan): Op[] => json.steps.flatMap((s) => s.ops);
+
+export async function runOps(client: AdminClient, ops: readonly Op[]): Promise<void> {
+  for (const o of ops) await runOp(client, o);
+}
+
+/** Plans and carries the plan out; the plan must be applyable. */
+export async function converge(s: SimSession, desired: DesiredState, o: { allowRestart?: boolean } = {}): Promise<void> {
+  const { json } = await planWith(s, desired, o);
+  expect(json.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+  await runOps(s.client, planOps(json));
+}
+
+const schema = JSON.parse(readFileSync(join(repoRoot, "schemas", "plan.schema.json"), "utf8")) as object;
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(schema);
+
+/** Fails the test when the JSON plan does not match schemas/plan.schema.json. */
+export function expectValidPlanJson(json: unknown): void {
+  const ok = validate(json);
+  expect(ok ? [] : validate.errors).toEqual([]);
+}
+
+export const errorCodes = (json: JsonPlan): string[] => json.diagnostics.filter((d) => d.severity === "error").map((d) => d.code);
