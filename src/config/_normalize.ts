@@ -392,7 +392,9 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
         firewall.push("action=drop");
         keep("firewall.0", fwptr);
       }
-      if (!fitsOneRequest("admin.vm.firewall.Set", "", name, firewall.map((l) => `${l}\n`).join(""))) tooLarge(describePath(fwptr), fwptr);
+      if (!fitsOneRequest("admin.vm.firewall.Set", "", name, firewall.map((l) => `${l}\n`).join(""))) {
+        report("QIAC-E045", `${describePath(fwptr)} is too large for one Admin API request (64 KiB with its header)`, fwptr, "use fewer or shorter rules", true);
+      }
     }
 
     const volumes = new Map<VolumeName, DesiredVolume>();

@@ -48,3 +48,11 @@ test.each([...cases("valid"), ...examples])("%s is valid and clean", (path) => {
   expect(result.diagnostics).toEqual([]);
   expect(result.config).toBeDefined();
 });
+
+test("the corpus shows every diagnostic code at least once", async () => {
+  const { CONFIG_CODES } = await import("../../src/config/index.js");
+  // Missing paths, empty directories and 64 KiB values are shown in load.test.ts instead.
+  const elsewhere = new Set(["QIAC-E001", "QIAC-E002", "QIAC-E045"]);
+  const shown = new Set([...cases("invalid"), ...cases("warnings")].flatMap((p) => expectedOf(p).map((e) => e.split(" ")[0])));
+  expect(Object.keys(CONFIG_CODES).filter((c) => !elsewhere.has(c) && !shown.has(c))).toEqual([]);
+});
