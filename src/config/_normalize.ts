@@ -82,6 +82,9 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 const entriesOf = (v: unknown): Array<[string, unknown]> => (isRecord(v) ? Object.entries(v) : []);
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
+const QUBE_NAME_HINT = "qube names start with a letter, then letters, digits, _ . and -, at most 31 characters";
+const LABEL_NAME_HINT = "label names are letters, digits and _.- (not only digits)";
+const POOL_NAME_HINT = "pool names are letters, digits and _.-";
 const FEATURE_PAYLOAD_HINT = "feature values are printable ASCII on one line: no newline, tab, NUL or non-ASCII characters";
 
 export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: Diagnostic[] } {
@@ -135,7 +138,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
         else if (typeof raw === "string") {
           const bad = checkVmName(raw);
           if (bad) {
-            report("QIAC-E030", `${where}: ${bad}`, ptr, "name a qube, or write null for none");
+            report("QIAC-E030", `${where}: ${bad}`, ptr, `${QUBE_NAME_HINT}; null means none`);
             return undefined;
           }
           value = { kind: "vm", value: raw };
@@ -157,7 +160,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     if (spec?.pool && value.kind === "str") {
       const bad = checkPoolName(value.value);
       if (bad) {
-        report("QIAC-E039", `${where}: ${bad}`, ptr);
+        report("QIAC-E039", `${where}: ${bad}`, ptr, POOL_NAME_HINT);
         return undefined;
       }
     }
@@ -169,7 +172,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
   };
 
   // A name that a qube, label or pool field refers to.
-  const reference = (raw: unknown, ptr: string, what: string, code: ConfigCode, check: (s: string) => string | null): string | undefined => {
+  const reference = (raw: unknown, ptr: string, what: string, code: ConfigCode, hint: string, check: (s: string) => string | null): string | undefined => {
     if (typeof raw !== "string") return undefined;
     if (raw === DEFAULT_MARKER) {
       report("QIAC-E044", `${describePath(ptr)} cannot be "${DEFAULT_MARKER}": it has no default to reset to`, ptr, "name it explicitly");
@@ -177,7 +180,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     }
     const bad = check(raw);
     if (bad) {
-      report(code, `${what} '${raw}' ${bad.charAt(0).toLowerCase()}${bad.slice(1)}`, ptr);
+      report(code, `${what} '${raw}' ${bad.charAt(0).toLowerCase()}${bad.slice(1)}`, ptr, hint);
       return undefined;
     }
     return raw;
@@ -198,7 +201,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     const ptr = pointerOf("labels", name);
     const colour = labelColour(raw, w.spans.get(ptr)?.raw);
     const badName = checkLabelName(name, true);
-    if (badName) report("QIAC-E031", `label '${name}': ${badName}`, ptr, undefined, true);
+    if (badName) report("QIAC-E031", `label '${name}': ${badName}`, ptr, LABEL_NAME_HINT, true);
     else if (DEFAULT_LABEL_NAMES.has(name)) {
       report("QIAC-E033", `'${name}' is one of the 8 default labels: it always exists and its colour cannot change`, ptr, `remove '${name}' from labels`, true);
     } else if (!fitsOneRequest("admin.label.Create", name, "dom0", "0x000000")) tooLarge(`label name '${name.slice(0, 20)}…'`, ptr);
@@ -214,7 +217,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
   for (const [name, raw] of entriesOf(written.pools)) {
     const ptr = pointerOf("pools", name);
     const bad = checkPoolName(name);
-    if (bad) report("QIAC-E039", `pool '${name}': ${bad}`, ptr, undefined, true);
+    if (bad) report("QIAC-E039", `pool '${name}': ${bad}`, ptr, POOL_NAME_HINT, true);
     if (!isRecord(raw) || typeof raw.driver !== "string") continue;
     const driverName = raw.driver;
     const driver = POOL_DRIVERS[driverName];
@@ -289,7 +292,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
       return undefined;
     }
     const badName = checkVmName(name);
-    if (badName) report("QIAC-E030", `qube name '${name}': ${badName}`, ptr, undefined, true);
+    if (badName) report("QIAC-E030", `qube name '${name}': ${badName}`, ptr, QUBE_NAME_HINT, true);
     if (!isRecord(raw)) return undefined;
     const at = (field: string): string => childPointer(ptr, field);
     const locations = new Map<QubeField, SourceLocation>();
@@ -300,9 +303,9 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
 
     const cls = typeof raw.class === "string" && (QUBE_CLASSES as readonly string[]).includes(raw.class) ? (raw.class as QubeClass) : undefined;
     const of = `of qube '${name}'`;
-    const template = reference(raw.template, at("template"), `template ${of}:`, "QIAC-E030", checkVmName);
-    const label = reference(raw.label, at("label"), `label ${of}:`, "QIAC-E031", (l) => checkLabelName(l));
-    const pool = reference(raw.pool, at("pool"), `pool ${of}:`, "QIAC-E039", checkPoolName);
+    const template = reference(raw.template, at("template"), `template ${of}:`, "QIAC-E030", QUBE_NAME_HINT, checkVmName);
+    const label = reference(raw.label, at("label"), `label ${of}:`, "QIAC-E031", LABEL_NAME_HINT, (l) => checkLabelName(l));
+    const pool = reference(raw.pool, at("pool"), `pool ${of}:`, "QIAC-E039", POOL_NAME_HINT, checkPoolName);
     const state = typeof raw.state === "string" && ["running", "halted", "paused"].includes(raw.state) ? (raw.state as PowerState) : undefined;
 
     const properties = new Map<string, PropertyValue>();
@@ -445,7 +448,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     if (!built.ok) {
       const field = FIREWALL_ERROR_FIELDS.find(([re]) => re.test(built.error))?.[1];
       const where = field !== undefined && field in rule ? childPointer(ptr, field) : ptr;
-      report("QIAC-E048", `${describePath(ptr)}: ${built.error}`, where);
+      report("QIAC-E048", `${describePath(ptr)}: ${built.error}`, where, "docs/config.md (firewall) lists each option and the values qubesd accepts");
       return undefined;
     }
     return formatFirewallRule(built.rule);

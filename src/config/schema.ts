@@ -87,7 +87,7 @@ const qube: Schema = {
     adopt: { description: "Manage an existing qube that qubes-iac did not create.", type: "boolean" },
     protect: { description: "Never destroy or replace this qube.", type: "boolean" },
     state: { description: "Power state to keep: running, halted or paused. Absent: not managed.", enum: ["running", "halted", "paused"] },
-    properties: { type: "object" },
+    properties: { description: `Qube properties (qvm-prefs); "${DEFAULT_MARKER}" resets one to its default.`, type: "object" },
     features: {
       description: 'Features (qvm-features). A string value is set as is; true is "1", false is "" (Qubes\' convention); null makes sure the feature is absent.',
       type: "object",
