@@ -129,7 +129,8 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     }
     let bytes = outcome.bytes;
     let excType = outcome.excType;
-    if (outcome.mutates && statePath) {
+    // A failed call changed nothing unless it fired events before failing (qubesd has no rollback).
+    if (outcome.mutates && statePath && (outcome.reply === "ok" || outcome.events.length > 0)) {
       try {
         saveStateFile(statePath, world);
       } catch (e) {
@@ -155,7 +156,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     const timer = setInterval(() => {
       for (const q of world.qubes.values()) {
         if ((qube === null || q.name === qube) && (q.klass === "AdminVM" || q.power === "Running")) {
-          writeIfOpen(socket, encodeEvent(statsEvent(world, q)));
+          writeIfOpen(socket, encodeEvent(statsEvent(world, q, services.now())));
         }
       }
     }, Math.max(1, interval) * 1000);
@@ -246,12 +247,12 @@ function writeIfOpen(socket: Socket, bytes: Buffer): void {
 }
 
 /** One HEAD `vm-stats` event for a running qube, with figures derived from its memory and vcpus. */
-function statsEvent(world: World, q: Qube): QubesEvent {
+function statsEvent(world: World, q: Qube, nowMs: number): QubesEvent {
   const h = q.klass === "AdminVM" ? APP : qubeHolder(q);
   const memMiB = q.klass === "AdminVM" ? world.host.dom0MaxmemMiB : String(readProp(world, h, "memory"));
   const vcpus = q.klass === "AdminVM" ? String(world.host.cpus) : String(readProp(world, h, "vcpus"));
   const memKb = (BigInt(memMiB) * 1024n).toString();
-  const seconds = q.startTime === null ? 0 : Math.max(0, Date.now() / 1000 - Number(q.startTime));
+  const seconds = q.startTime === null ? 0 : Math.max(0, nowMs / 1000 - Number(q.startTime));
   return {
     subject: q.name,
     event: "vm-stats",

@@ -9,6 +9,7 @@ import {
   addTag,
   ctxFor,
   deleteFeature,
+  findLabel,
   formatGet,
   formatGetAll,
   formatGetDefault,
@@ -79,30 +80,19 @@ function propertyMethods(prefix: string, holderOf: (call: Call) => Holder, dest:
 // ---------------------------------------------------------------------------------------------
 // Labels
 
-function findLabel(call: Call): { index: number; name: string; color: string } {
-  const { labels } = call.world;
-  const a = call.arg;
-  const label =
-    labels.find((l) => String(l.index) === a && /^[0-9]+$/.test(a)) ??
-    labels.find((l) => l.name === a) ??
-    (/^\s*[0-9]+\s*$/.test(a) ? labels.find((l) => l.index === Number(a)) : undefined);
-  if (!label) throw qubesError("QubesLabelNotFoundError", `Label does not exist: ${a}`);
-  return label;
-}
-
 const labelMethods: Record<string, MethodSpec> = {
   "admin.label.List": spec({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, (call) =>
     call.world.labels.map((l) => `${l.name}\n`).join(""),
   ),
   "admin.label.Get": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) => {
-    const label = findLabel(call);
+    const label = findLabel(call.world, call.arg);
     if (call.world.runtime.freshLabels.has(label.name)) {
       throw emptyReply("colour of a label created in this lifetime is still bytes");
     }
     return label.color;
   }),
   "admin.label.Index": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) =>
-    String(findLabel(call).index),
+    String(findLabel(call.world, call.arg).index),
   ),
   "admin.label.Create": spec({ dest: "adminvm", arg: "required", payload: "required", mutates: true }, (call) => {
     const { world, arg } = call;
@@ -119,7 +109,7 @@ const labelMethods: Record<string, MethodSpec> = {
   }),
   "admin.label.Remove": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, (call) => {
     const { world } = call;
-    const label = findLabel(call);
+    const label = findLabel(call.world, call.arg);
     if (label.index <= MAX_DEFAULT_LABEL) throw protocolError("Can only remove custom labels");
     for (const q of world.qubes.values()) {
       if (readProp(world, qubeHolder(q), "label") === label.name) {

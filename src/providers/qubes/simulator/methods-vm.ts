@@ -27,8 +27,11 @@ const MAX_QID = 10000;
 // ---------------------------------------------------------------------------------------------
 // Listing
 
+/** AdminVM and RemoteVM are always Running for qubesd. */
+const alwaysRunning = (q: Qube): boolean => q.klass === "AdminVM" || q.klass === "RemoteVM";
+
 function powerState(q: Qube): string {
-  return isAdminVm(q) ? "Running" : q.power;
+  return alwaysRunning(q) ? "Running" : q.power;
 }
 
 /** admin.vm.List line; `withUuid` false gives the R4.2 format. */
@@ -316,7 +319,7 @@ const removeMethod: MethodSpec = {
 // Power
 
 function startQube(call: Call, q: Qube, depth = 0): void {
-  if (isAdminVm(q) || q.power !== "Halted") return;
+  if (alwaysRunning(q) || q.power !== "Halted") return;
   const prohibit = q.features.get("prohibit-start");
   if (prohibit) throw qubesError("QubesException", `Qube start is prohibited. Rationale: ${prohibit}`);
   if (q.klass === "AppVM" || q.klass === "DispVM") {
@@ -354,7 +357,7 @@ const shutdownMethod: MethodSpec = {
     const opts = arg === "" ? [] : arg.split("+");
     if (!opts.every((o) => o === "force" || o === "wait")) throw protocolError("Argument must match: force, wait");
     const force = opts.includes("force");
-    if (isAdminVm(dest)) throw qubesError("QubesVMError", "Cannot shutdown dom0 through the Admin API");
+    if (alwaysRunning(dest)) throw qubesError("QubesVMError", `Cannot shut down ${dest.klass} ${pyRepr(dest.name)}`);
     if (dest.power === "Halted") throw vmNotStarted(dest.name);
     if (dest.power !== "Running" && !force) throw vmNotRunning(dest.name);
     const running = connectedVms(ctxFor(call.world, qubeHolder(dest)), dest).filter((q) => q.power !== "Halted");
@@ -386,13 +389,13 @@ function powerMethod(run: (call: Call, q: Qube) => void): MethodSpec {
 const startMethod = powerMethod((call, q) => startQube(call, q));
 
 const killMethod = powerMethod((call, q) => {
-  if (isAdminVm(q)) throw qubesError("QubesVMError", "Cannot kill dom0");
+  if (alwaysRunning(q)) throw qubesError("QubesVMError", `Cannot kill ${q.klass} ${pyRepr(q.name)}`);
   if (q.power === "Halted") throw vmNotStarted(q.name);
   stopped(call, q);
 });
 
 const pauseMethod = powerMethod((call, q) => {
-  if (isAdminVm(q)) throw qubesError("QubesVMError", "Cannot pause dom0");
+  if (alwaysRunning(q)) throw qubesError("QubesVMError", `Cannot pause ${q.klass} ${pyRepr(q.name)}`);
   if (q.power === "Halted" || q.power === "Suspended") throw vmNotRunning(q.name);
   if (q.power === "Paused") return;
   q.power = "Paused";
@@ -406,7 +409,7 @@ const unpauseMethod = powerMethod((call, q) => {
 });
 
 const suspendMethod = powerMethod((_call, q) => {
-  if (isAdminVm(q)) throw qubesError("QubesVMError", "Cannot suspend dom0");
+  if (alwaysRunning(q)) throw qubesError("QubesVMError", `Cannot suspend ${q.klass} ${pyRepr(q.name)}`);
   if (q.power !== "Running") throw vmNotRunning(q.name);
   q.power = "Suspended";
 });
@@ -423,7 +426,7 @@ const currentState: MethodSpec = {
   mutates: false,
   run({ world, dest, services }) {
     const state = powerState(dest);
-    if (state === "Halted") return "mem=0 mem_static_max=0 cputime=0 power_state=Halted";
+    if (state === "Halted" || dest.klass === "RemoteVM") return `mem=0 mem_static_max=0 cputime=0 power_state=${state}`;
     const h = qubeHolder(dest);
     const memory = isAdminVm(dest) ? BigInt(world.host.dom0MaxmemMiB) : BigInt(String(readProp(world, h, "memory")));
     const maxmem = isAdminVm(dest) ? memory : BigInt(String(readProp(world, h, "maxmem")));

@@ -10,7 +10,7 @@ import {
   type SimError,
 } from "./errors.js";
 import { NO_VALUE, propTable, type Holder, type PropCtx, type PropDef, type Value } from "./properties.js";
-import type { PropValue, Qube, World } from "./state.js";
+import type { Label, PropValue, Qube, World } from "./state.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
 
 export type Emit = (subject: string | null, event: string, kwargs?: Record<string, string>) => void;
@@ -223,14 +223,18 @@ function throwErr(e: SimError): never {
   throw e;
 }
 
+/** app.get_label: a label by name, else by index given as a number (Python int() rules). */
+export function findLabel(world: World, ref: string): Label {
+  const index = parsePyInt(ref);
+  const label = world.labels.find((l) => l.name === ref) ?? (index === null ? undefined : world.labels.find((l) => String(l.index) === index));
+  if (!label) throw qubesError("QubesLabelNotFoundError", `Label does not exist: ${ref}`);
+  return label;
+}
+
+/** setter_label: also accepts the `label-<index>` form of qubes.xml. */
 function resolveLabel(world: World, v: string): string {
-  const byIndex = (i: number) => world.labels.find((l) => l.index === i);
   const m = /^label-([0-9]+)$/.exec(v);
-  const label = m
-    ? byIndex(Number(m[1]))
-    : (world.labels.find((l) => l.name === v) ?? (/^[0-9]+$/.test(v.trim()) ? byIndex(Number(v)) : undefined));
-  if (!label) throw qubesError("QubesLabelNotFoundError", `Label does not exist: ${v}`);
-  return label.name;
+  return findLabel(world, m ? (m[1] ?? "") : v).name;
 }
 
 /** The checks of VMProperty.__set__ and of the property's own setter; returns the value to store. */
