@@ -171,7 +171,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     return value;
   };
 
-  // A name that a qube, label or pool field refers to.
+  // A name that a qube, label or pool field refers to; `%` in `what` stands for the name.
   const reference = (raw: unknown, ptr: string, what: string, code: ConfigCode, hint: string, check: (s: string) => string | null): string | undefined => {
     if (typeof raw !== "string") return undefined;
     if (raw === DEFAULT_MARKER) {
@@ -180,7 +180,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     }
     const bad = check(raw);
     if (bad) {
-      report(code, `${what} '${raw}' ${bad.charAt(0).toLowerCase()}${bad.slice(1)}`, ptr, hint);
+      report(code, `${what.replace("%", () => `'${raw}'`)}: ${bad}`, ptr, hint);
       return undefined;
     }
     return raw;
@@ -302,10 +302,9 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     }
 
     const cls = typeof raw.class === "string" && (QUBE_CLASSES as readonly string[]).includes(raw.class) ? (raw.class as QubeClass) : undefined;
-    const of = `of qube '${name}'`;
-    const template = reference(raw.template, at("template"), `template ${of}:`, "QIAC-E030", QUBE_NAME_HINT, checkVmName);
-    const label = reference(raw.label, at("label"), `label ${of}:`, "QIAC-E031", LABEL_NAME_HINT, (l) => checkLabelName(l));
-    const pool = reference(raw.pool, at("pool"), `pool ${of}:`, "QIAC-E039", POOL_NAME_HINT, checkPoolName);
+    const template = reference(raw.template, at("template"), `template % of qube '${name}'`, "QIAC-E030", QUBE_NAME_HINT, checkVmName);
+    const label = reference(raw.label, at("label"), `label % of qube '${name}'`, "QIAC-E031", LABEL_NAME_HINT, (l) => checkLabelName(l));
+    const pool = reference(raw.pool, at("pool"), `pool % of qube '${name}'`, "QIAC-E039", POOL_NAME_HINT, checkPoolName);
     const state = typeof raw.state === "string" && ["running", "halted", "paused"].includes(raw.state) ? (raw.state as PowerState) : undefined;
 
     const properties = new Map<string, PropertyValue>();
