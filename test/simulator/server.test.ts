@@ -38,9 +38,12 @@ describe("persistence", () => {
     await ok(s.socketPath, "admin.property.Set", "default_qrexec_timeout", "dom0", "99");
     await ok(s.socketPath, "admin.vm.Start", "", "kept");
     const uuid = (await ok(s.socketPath, "admin.vm.List", "", "kept")).match(/uuid=(\S+)/)?.[1];
+    const xid = await ok(s.socketPath, "admin.vm.property.Get", "xid", "kept");
+    expect(xid).not.toBe("default=True type=int -1");
 
     await s.restart();
 
+    expect(await ok(s.socketPath, "admin.vm.property.Get", "xid", "kept")).toBe(xid);
     expect(await ok(s.socketPath, "admin.vm.property.Get", "memory", "work")).toBe("default=False type=int 800");
     expect(await ok(s.socketPath, "admin.vm.List", "", "kept")).toBe(`kept class=AppVM state=Running uuid=${uuid}\n`);
     expect(await ok(s.socketPath, "admin.vm.feature.Get", "f1", "kept")).toBe("v1");

@@ -54,7 +54,7 @@ function methodTable(vmListUuid: boolean): ReadonlyMap<string, AnySpec> {
 }
 
 /** decode_vm of qubesd: a name or `uuid:<uuid>`. */
-export function resolveQube(world: World, token: string): Qube {
+function resolveQube(world: World, token: string): Qube {
   if (token.startsWith("uuid:")) {
     const uuid = token.slice(5);
     if (token.length !== 41 || !UUID_RE.test(uuid)) throw qubesError("QubesVMInvalidUUIDError", `VM UUID is not valid: '${uuid}'`);

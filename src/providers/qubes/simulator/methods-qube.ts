@@ -245,7 +245,7 @@ const firewallMethods: Record<string, MethodSpec> = {
 };
 
 /** Characters libqubes-pure does not consider safe for display become `_` (tab and newline stay). */
-export function sanitizeNotes(text: string): string {
+function sanitizeNotes(text: string): string {
   return text.replace(/[^\t\n\p{L}\p{M}\p{N}\p{P}\p{S}\p{Zs}]/gu, "_");
 }
 

@@ -35,13 +35,13 @@ function powerState(q: Qube): string {
 }
 
 /** admin.vm.List line; `withUuid` false gives the R4.2 format. */
-export function vmListLine(world: World, q: Qube, withUuid: boolean): string {
+function vmListLine(world: World, q: Qube, withUuid: boolean): string {
   const base = `${q.name} class=${q.klass} state=${powerState(q)}`;
   return withUuid ? `${base} uuid=${String(readProp(world, qubeHolder(q), "uuid"))}\n` : `${base}\n`;
 }
 
 /** AdminVM first, then by name (qubesd's VM ordering). */
-export function sortedQubes(world: World): Qube[] {
+function sortedQubes(world: World): Qube[] {
   return [...world.qubes.values()].sort((a, b) =>
     isAdminVm(a) !== isAdminVm(b) ? (isAdminVm(a) ? -1 : 1) : a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
   );
@@ -77,7 +77,7 @@ type NewQube = {
 };
 
 /** app.add_new_vm + create_on_disk, and the created-by tag of the admin API. */
-export function createQube(call: Call, spec: NewQube): Qube {
+function createQube(call: Call, spec: NewQube): Qube {
   const { world, emit } = call;
   const props = new Map<string, PropValue>([
     ["name", spec.name],
@@ -272,7 +272,7 @@ const createDisposable: MethodSpec = {
 // Removal
 
 /** Where qubesd's domain-pre-delete finds the qube still referenced. */
-export function referencesTo(world: World, q: Qube): string[] {
+function referencesTo(world: World, q: Qube): string[] {
   const refs: string[] = [];
   for (const def of propTable(APP).list) {
     if (def.wire === "vm" && readProp(world, APP, def.name) === q.name) refs.push(`@GLOBAL:${def.name}`);
@@ -286,7 +286,7 @@ export function referencesTo(world: World, q: Qube): string[] {
   return refs;
 }
 
-export function removeQube(world: World, q: Qube, emit: Emit): void {
+function removeQube(world: World, q: Qube, emit: Emit): void {
   emit(null, "domain-pre-delete", { vm: q.name });
   deleteQube(world, q);
   for (const [token, t] of world.runtime.cloneTokens) if (t.qube === q.name) world.runtime.cloneTokens.delete(token);

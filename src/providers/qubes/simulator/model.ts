@@ -50,7 +50,7 @@ export function ctxFor(world: World, holder: Holder): PropCtx {
   };
 }
 
-export function isDefault(holder: Holder, name: string, world: World): boolean {
+function isDefault(holder: Holder, name: string, world: World): boolean {
   return !(holder.kind === "app" ? world.globals : holder.qube.props).has(name);
 }
 
@@ -59,11 +59,6 @@ export function vmProp(world: World, q: Qube, name: string): Qube | undefined {
   const v = readProp(world, qubeHolder(q), name);
   return typeof v === "string" ? world.qubes.get(v) : undefined;
 }
-
-export const globalVm = (world: World, name: string): Qube | undefined => {
-  const v = readProp(world, APP, name);
-  return typeof v === "string" ? world.qubes.get(v) : undefined;
-};
 
 /** str() of a value in event arguments: None, True/False, names, numbers. */
 export function eventValue(v: Value): string {
@@ -119,7 +114,7 @@ export function parsePyBool(s: string): boolean | null {
 }
 
 /** Python int(): surrounding whitespace, a sign and digit-group underscores are accepted. */
-export function parsePyInt(s: string): string | null {
+function parsePyInt(s: string): string | null {
   const m = /^\s*([+-]?)(\d+(?:_\d+)*)\s*$/.exec(s);
   if (!m) return null;
   return BigInt(`${m[1]}${(m[2] ?? "").replace(/_/g, "")}`).toString();
@@ -185,7 +180,7 @@ function parseIPv6(s: string): string | null {
 }
 
 /** property.sanitize: the payload turned into a typed value, or the QubesValueError qubesd sends. */
-export function sanitizeProp(def: PropDef, payload: Uint8Array): PropValue {
+function sanitizeProp(def: PropDef, payload: Uint8Array): PropValue {
   if (payload.some((b) => b > 0x7f)) throw qubesError("QubesValueError", "Non-ASCII bytes in property value");
   const s = Buffer.from(payload).toString("latin1");
   const parseFailed = (type: string): SimError => qubesError("QubesValueError", `Failed to parse property value as ${type}`);

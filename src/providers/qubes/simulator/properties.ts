@@ -86,8 +86,8 @@ export function connectedVms(c: PropCtx, q: Qube): Qube[] {
 }
 
 /** netvm name → the qubes connected to it, built in one pass so graph walks stay linear. */
-export type NetvmIndex = ReadonlyMap<string, readonly Qube[]>;
-export function netvmIndex(c: PropCtx): NetvmIndex {
+type NetvmIndex = ReadonlyMap<string, readonly Qube[]>;
+function netvmIndex(c: PropCtx): NetvmIndex {
   const index = new Map<string, Qube[]>();
   for (const q of c.world.qubes.values()) {
     const netvm = c.of(q, "netvm");
@@ -100,7 +100,7 @@ export function netvmIndex(c: PropCtx): NetvmIndex {
 }
 
 /** Every qube that reaches the network through `q`, directly or not. */
-export function vmsConnectedTo(c: PropCtx, q: Qube, index: NetvmIndex = netvmIndex(c)): Set<Qube> {
+function vmsConnectedTo(c: PropCtx, q: Qube, index: NetvmIndex = netvmIndex(c)): Set<Qube> {
   const found = new Set<Qube>();
   const todo = [q];
   for (let cur = todo.pop(); cur; cur = todo.pop()) {
@@ -745,8 +745,4 @@ const TABLES: Record<VmClass | "Qubes", PropTable> = {
 
 export function propTable(holder: Holder): PropTable {
   return TABLES[holder.kind === "app" ? "Qubes" : holder.qube.klass];
-}
-
-export function classHasProp(klass: VmClass, name: string): boolean {
-  return TABLES[klass].byName.has(name);
 }

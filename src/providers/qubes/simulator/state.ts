@@ -12,7 +12,7 @@
 //            bools, VM/label names, null for "none"), features ([name, value] in insertion
 //            order), tags, firewall (rule lines, or null for the default "action=accept"),
 //            notes, volumes [{name, pool, size, rw, save_on_stop, snap_on_start,
-//            revisions_to_keep, ephemeral}], power}
+//            revisions_to_keep, ephemeral}], power, and while not Halted xid and start_time}
 // A document that does not parse is an error naming the file; it is never silently replaced.
 
 export const STATE_FORMAT = "qubes-iac-sim-state";
@@ -50,7 +50,7 @@ export type Qube = {
   notes: string;
   volumes: Volume[];
   power: PowerState;
-  /** Runtime only: Xen domain id while running, start time (seconds since the epoch). */
+  /** Xen domain id while not Halted, else -1; start time in seconds since the epoch. */
   xid: number;
   startTime: string | null;
 };
@@ -154,6 +154,7 @@ export function worldFromDocument(doc: unknown): World {
     const qube = parseQube(obj(q, `qubes[${i}]`), `qubes[${i}]`);
     if (world.qubes.has(qube.name)) throw new StateFormatError(`qubes[${i}]: duplicate qube ${qube.name}`);
     addQube(world, qube);
+    world.runtime.nextXid = Math.max(world.runtime.nextXid, qube.xid + 1);
   }
   if (![...world.qubes.values()].some((q) => q.klass === "AdminVM")) throw new StateFormatError("qubes: no AdminVM (dom0)");
   return world;
@@ -199,8 +200,8 @@ function parseQube(o: { [k: string]: Json }, at: string): Qube {
     notes: o.notes === undefined ? "" : str(o.notes, `${at}.notes`),
     volumes,
     power: power as PowerState,
-    xid: -1,
-    startTime: null,
+    xid: o.xid === undefined ? -1 : int(o.xid, `${at}.xid`),
+    startTime: o.start_time === undefined || o.start_time === null ? null : str(o.start_time, `${at}.start_time`),
   };
 }
 
@@ -286,6 +287,7 @@ export function serializeState(world: World): string {
         ephemeral: v.ephemeral,
       })),
       power: q.power,
+      ...(q.power === "Halted" ? {} : { xid: q.xid, start_time: q.startTime }),
     })),
   };
   return JSON.stringify(doc) + "\n";

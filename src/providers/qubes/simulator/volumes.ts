@@ -21,7 +21,7 @@ export function findVolume(q: Qube, name: string): Volume | undefined {
 }
 
 /** The volume whose data a snap_on_start volume starts from (followed to its origin). */
-export function sourceOf(world: World, q: Qube, vol: Volume): { qube: Qube; volume: Volume } | undefined {
+function sourceOf(world: World, q: Qube, vol: Volume): { qube: Qube; volume: Volume } | undefined {
   let cur = { qube: q, volume: vol };
   for (let hops = 0; hops < 8 && cur.volume.snapOnStart; hops++) {
     const tpl = vmProp(world, cur.qube, "template");
@@ -32,7 +32,7 @@ export function sourceOf(world: World, q: Qube, vol: Volume): { qube: Qube; volu
   return cur.qube === q ? undefined : cur;
 }
 
-export function vidOf(world: World, q: Qube, vol: Volume): string {
+function vidOf(world: World, q: Qube, vol: Volume): string {
   if (vol.name === "kernel") {
     const k = readProp(world, qubeHolder(q), "kernel");
     return typeof k === "string" ? k : "";
