@@ -6,6 +6,7 @@
 import { diffArrays } from "diff";
 import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
 import type { AttrValue } from "./changes.js";
+import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
 import { opMethod } from "./ops.js";
 
@@ -95,36 +96,41 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
     const suffix = halt.has(key) ? paint("dim", "  (needs halt)") : "";
     const bDefault = c.before_default.includes(key);
     const aDefault = c.after_default.includes(key);
-    if (c.before === null && after !== undefined) {
-      if (Array.isArray(after) && key === "firewall") {
-        lines.push(`${ind}${key}:`);
-        lines.push(...after.map((r) => paint("add", `${ind}  + ${r}`)));
-      } else lines.push(`${ind}${key}: ${showValue(key, after, aDefault)}`);
-      continue;
-    }
+    const isList = key === "firewall";
+    // A new qube (create, or the new one of a replace) is shown in full.
+    const showAll = c.before === null || c.action === "replace";
     if (c.after === null) {
       if (before !== undefined) lines.push(`${ind}${key}: ${showValue(key, before, bDefault)}`);
       continue;
     }
-    if (sameValue(before, after) && bDefault === aDefault) continue;
-    if (Array.isArray(before) && Array.isArray(after) && key === "firewall") {
+    if (after === undefined && c.action === "replace") continue;
+    const unchanged = sameValue(before, after) && bDefault === aDefault;
+    if (unchanged && !showAll) continue;
+    if (before === undefined || unchanged) {
+      if (isList && Array.isArray(after)) {
+        lines.push(`${ind}${key}:`);
+        lines.push(...after.map((r) => (before === undefined ? paint("add", `${ind}  + ${r}`) : `${ind}    ${r}`)));
+      } else lines.push(`${ind}${key}: ${showValue(key, after ?? null, aDefault)}`);
+      continue;
+    }
+    if (isList && Array.isArray(before) && Array.isArray(after)) {
       lines.push(`${ind}${key}:${suffix}`);
       lines.push(...renderListDiff(before, after, `${ind}  `, paint));
       continue;
     }
-    const old = before === undefined ? "(not managed)" : showValue(key, before, bDefault);
-    lines.push(`${ind}${key}: ${old} → ${showValue(key, after ?? null, aDefault)}${suffix}`);
+    lines.push(`${ind}${key}: ${showValue(key, before, bDefault)} → ${showValue(key, after ?? null, aDefault)}${suffix}`);
   }
   return lines;
 }
 
-function renderChange(c: JsonResourceChange, paint: Paint): string[] {
+function renderChange(c: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint): string[] {
   const style = actionStyle(c.action);
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   if (c.destroys_data) comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
   for (const r of c.reasons) comment.push(`# ${r}`);
   return [
     ...comment.map((l) => paint("dim", `  ${l}`)),
+    ...errors.map((d) => paint("remove", `  # refused, ${d.code}: ${d.message}`)),
     paint(style, `${actionSymbol(c.action).padStart(4)} ${c.address}`),
     ...renderAttributes(c, paint),
     "",
@@ -163,7 +169,7 @@ export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
   const lines: string[] = [];
   if (changed.length > 0) {
     lines.push(`qubes-iac (owner ${plan.owner}) will make these changes:`, "");
-    for (const c of changed) lines.push(...renderChange(c, paint));
+    for (const c of changed) lines.push(...renderChange(c, plan.diagnostics.filter((d) => d.severity === "error" && d.address === c.address), paint));
     lines.push(...renderSteps(plan.steps, paint));
   }
   if (plan.options.targets.length > 0 || plan.options.excludes.length > 0) {

@@ -31,6 +31,22 @@ export function loadDesired(...paths: string[]): DesiredState {
   return r.config;
 }
 
+/** Loads a config given as YAML text (as file `qubes.yaml`); fails the test on config errors. */
+export function desiredFromYaml(text: string): DesiredState {
+  const io = {
+    readFile: (p: string) => {
+      if (p !== "qubes.yaml") throw new Error(`no file ${p}`);
+      return text;
+    },
+    readDir: () => [],
+    isDirectory: () => false,
+    exists: (p: string) => p === "qubes.yaml",
+  };
+  const r = loadConfig(["qubes.yaml"], io);
+  if (!r.config) throw new Error(`config is invalid:\n${r.diagnostics.map((d) => renderDiagnostic(d, () => text)).join("\n")}`);
+  return r.config;
+}
+
 export type SimSession = { sim: TestSim; client: AdminClient; stop(): Promise<void> };
 
 export async function startSession(): Promise<SimSession> {
