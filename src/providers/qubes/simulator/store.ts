@@ -74,7 +74,9 @@ export function lockStateFile(statePath: string, started: Date): () => void {
         if (readLock(lockPath)?.pid === process.pid && existsSync(lockPath)) unlinkSync(lockPath);
       };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
+        throw new StateFileError(`cannot create the lock ${lockPath}: ${e instanceof Error ? e.message : String(e)}`);
+      }
       const holder = readLock(lockPath);
       if (holder && processAlive(holder.pid)) {
         throw new StateFileError(
