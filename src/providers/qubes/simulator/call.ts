@@ -16,7 +16,6 @@ export type Services = {
 
 export type Call = {
   world: World;
-  method: string;
   arg: string;
   payload: Uint8Array;
   src: Qube;
@@ -34,6 +33,11 @@ export type MethodSpec = {
   /** Returns the OK body (null = empty body); throws SimError. */
   run(call: Call): string | null;
 };
+
+/** A method's decorator fields and whether it changes state. */
+export type Shape = Pick<MethodSpec, "dest" | "arg" | "payload" | "mutates">;
+
+export const method = (shape: Shape, run: (call: Call) => string | null): MethodSpec => ({ ...shape, run });
 
 export type StreamSpec = {
   dest: "any";

@@ -92,7 +92,6 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
     mutates = method.mutates;
     const call: Call = {
       world,
-      method: req.method,
       arg: req.arg,
       payload: req.payload,
       src,

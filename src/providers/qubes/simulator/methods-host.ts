@@ -2,7 +2,7 @@
 // PCI enumeration needs the hypervisor, as in the offline recording), the per-qube list of
 // denied device interfaces, and backup profiles (none are configured).
 
-import type { Call, MethodSpec } from "./call.js";
+import { method, type Call, type MethodSpec, type Shape } from "./call.js";
 import { isAdminVm } from "./call.js";
 import { protocolError, qubesError } from "./errors.js";
 import { assignProp, lookupProp, qubeHolder, readProp } from "./model.js";
@@ -10,23 +10,21 @@ import { assignProp, lookupProp, qubeHolder, readProp } from "./model.js";
 const DEVICE_CLASSES = ["block", "pci"] as const;
 const INTERFACE_RE = /^[bump*?][0-9a-f*]{6}$/;
 
-type Shape = Pick<MethodSpec, "dest" | "arg" | "payload" | "mutates">;
-const spec = (shape: Shape, run: (call: Call) => string | null): MethodSpec => ({ ...shape, run });
 const READ: Shape = { dest: "any", arg: "optional", payload: "none", mutates: false };
 
 function deviceMethods(): Record<string, MethodSpec> {
   const methods: Record<string, MethodSpec> = {
-    "admin.deviceclass.List": spec({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, () =>
+    "admin.deviceclass.List": method({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, () =>
       DEVICE_CLASSES.map((c) => `${c}\n`).join(""),
     ),
   };
   for (const cls of DEVICE_CLASSES) {
-    methods[`admin.vm.device.${cls}.Available`] = spec(READ, (call) => {
+    methods[`admin.vm.device.${cls}.Available`] = method(READ, (call) => {
       if (cls === "pci" && isAdminVm(call.dest)) throw qubesError("QubesException", "VMM operations disabled in offline mode");
       return "";
     });
-    methods[`admin.vm.device.${cls}.Assigned`] = spec(READ, () => "");
-    methods[`admin.vm.device.${cls}.Attached`] = spec(READ, () => "");
+    methods[`admin.vm.device.${cls}.Assigned`] = method(READ, () => "");
+    methods[`admin.vm.device.${cls}.Attached`] = method(READ, () => "");
   }
   return methods;
 }
@@ -59,16 +57,16 @@ function storeDenied(call: Call, codes: string[]): void {
 }
 
 const deniedMethods: Record<string, MethodSpec> = {
-  "admin.vm.device.denied.List": spec({ dest: "any", arg: "none", payload: "none", mutates: false }, (call) =>
+  "admin.vm.device.denied.List": method({ dest: "any", arg: "none", payload: "none", mutates: false }, (call) =>
     deniedList(call).join("\n"),
   ),
-  "admin.vm.device.denied.Add": spec({ dest: "any", arg: "none", payload: "optional", mutates: true }, (call) => {
+  "admin.vm.device.denied.Add": method({ dest: "any", arg: "none", payload: "optional", mutates: true }, (call) => {
     const current = deniedList(call);
     const added = interfaces(call).filter((c) => !current.includes(c));
     if (added.length > 0) storeDenied(call, [...current, ...added]);
     return null;
   }),
-  "admin.vm.device.denied.Remove": spec({ dest: "any", arg: "none", payload: "optional", mutates: true }, (call) => {
+  "admin.vm.device.denied.Remove": method({ dest: "any", arg: "none", payload: "optional", mutates: true }, (call) => {
     const current = deniedList(call);
     const all = Buffer.from(call.payload).toString("latin1") === "all";
     const removed = all ? current : interfaces(call);
@@ -85,13 +83,13 @@ function profileArg(call: Call): string {
 
 const BACKUP: Shape = { dest: "adminvm", arg: "required", payload: "none", mutates: false };
 const backupMethods: Record<string, MethodSpec> = {
-  "admin.backup.Info": spec(BACKUP, (call) => {
+  "admin.backup.Info": method(BACKUP, (call) => {
     throw qubesError("QubesBackupProfileNotFoundError", `Backup profile does not exist: ${profileArg(call)}`);
   }),
-  "admin.backup.Execute": spec(BACKUP, (call) => {
+  "admin.backup.Execute": method(BACKUP, (call) => {
     throw qubesError("QubesBackupProfileNotFoundError", `Backup profile does not exist: ${profileArg(call)}`);
   }),
-  "admin.backup.Cancel": spec(BACKUP, (call) => {
+  "admin.backup.Cancel": method(BACKUP, (call) => {
     profileArg(call);
     throw qubesError("QubesException", "Backup operation not running");
   }),

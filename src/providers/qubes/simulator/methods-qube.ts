@@ -1,7 +1,7 @@
 // Per-qube and global configuration methods: properties (admin.property.*, admin.vm.property.*),
 // labels, features, tags, firewall and notes. Validation and messages follow qubesd HEAD.
 
-import type { Call, MethodSpec } from "./call.js";
+import { method, type Call, type MethodSpec, type Shape } from "./call.js";
 import { isAdminVm } from "./call.js";
 import { emptyReply, permissionDenied, protocolError, qubesError } from "./errors.js";
 import {
@@ -38,8 +38,6 @@ import {
 const MAX_DEFAULT_LABEL = 8;
 const MAX_NOTES_BYTES = 256000;
 
-type Shape = Pick<MethodSpec, "dest" | "arg" | "payload" | "mutates">;
-const spec = (shape: Shape, run: (call: Call) => string | null): MethodSpec => ({ ...shape, run });
 const READ = (arg: MethodSpec["arg"]): Shape => ({ dest: "any", arg, payload: "none", mutates: false });
 
 // ---------------------------------------------------------------------------------------------
@@ -49,27 +47,27 @@ const READ = (arg: MethodSpec["arg"]): Shape => ({ dest: "any", arg, payload: "n
 function propertyMethods(prefix: string, holderOf: (call: Call) => Holder, dest: MethodSpec["dest"]): Record<string, MethodSpec> {
   const r = (arg: MethodSpec["arg"]): Shape => ({ dest, arg, payload: "none", mutates: false });
   return {
-    [`${prefix}.List`]: spec(r("none"), (call) =>
+    [`${prefix}.List`]: method(r("none"), (call) =>
       propTable(holderOf(call))
         .list.map((d) => `${d.name}\n`)
         .join(""),
     ),
-    [`${prefix}.Get`]: spec(r("required"), (call) => {
+    [`${prefix}.Get`]: method(r("required"), (call) => {
       const h = holderOf(call);
       return formatGet(call.world, h, lookupProp(h, call.arg));
     }),
-    [`${prefix}.GetAll`]: spec(r("none"), (call) => formatGetAll(call.world, holderOf(call))),
-    [`${prefix}.GetDefault`]: spec(r("required"), (call) => {
+    [`${prefix}.GetAll`]: method(r("none"), (call) => formatGetAll(call.world, holderOf(call))),
+    [`${prefix}.GetDefault`]: method(r("required"), (call) => {
       const h = holderOf(call);
       return formatGetDefault(call.world, h, lookupProp(h, call.arg));
     }),
-    [`${prefix}.Help`]: spec(r("required"), (call) => lookupProp(holderOf(call), call.arg).help),
-    [`${prefix}.Set`]: spec({ dest, arg: "required", payload: "optional", mutates: true }, (call) => {
+    [`${prefix}.Help`]: method(r("required"), (call) => lookupProp(holderOf(call), call.arg).help),
+    [`${prefix}.Set`]: method({ dest, arg: "required", payload: "optional", mutates: true }, (call) => {
       const h = holderOf(call);
       setProp(call.world, h, lookupProp(h, call.arg), call.payload, call.emit);
       return null;
     }),
-    [`${prefix}.Reset`]: spec({ dest, arg: "required", payload: "none", mutates: true }, (call) => {
+    [`${prefix}.Reset`]: method({ dest, arg: "required", payload: "none", mutates: true }, (call) => {
       const h = holderOf(call);
       resetProp(call.world, h, lookupProp(h, call.arg), call.emit);
       return null;
@@ -81,20 +79,20 @@ function propertyMethods(prefix: string, holderOf: (call: Call) => Holder, dest:
 // Labels
 
 const labelMethods: Record<string, MethodSpec> = {
-  "admin.label.List": spec({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, (call) =>
+  "admin.label.List": method({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, (call) =>
     call.world.labels.map((l) => `${l.name}\n`).join(""),
   ),
-  "admin.label.Get": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) => {
+  "admin.label.Get": method({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) => {
     const label = findLabel(call.world, call.arg);
     if (call.world.runtime.freshLabels.has(label.name)) {
       throw emptyReply("colour of a label created in this lifetime is still bytes");
     }
     return label.color;
   }),
-  "admin.label.Index": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) =>
+  "admin.label.Index": method({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) =>
     String(findLabel(call.world, call.arg).index),
   ),
-  "admin.label.Create": spec({ dest: "adminvm", arg: "required", payload: "required", mutates: true }, (call) => {
+  "admin.label.Create": method({ dest: "adminvm", arg: "required", payload: "required", mutates: true }, (call) => {
     const { world, arg } = call;
     const nameError = checkLabelName(arg, true);
     if (nameError) throw qubesError("QubesInvalidLabelError", nameError);
@@ -107,7 +105,7 @@ const labelMethods: Record<string, MethodSpec> = {
     world.runtime.freshLabels.add(arg);
     return null;
   }),
-  "admin.label.Remove": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, (call) => {
+  "admin.label.Remove": method({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, (call) => {
     const { world } = call;
     const label = findLabel(call.world, call.arg);
     if (label.index <= MAX_DEFAULT_LABEL) throw protocolError("Can only remove custom labels");
@@ -128,7 +126,7 @@ const labelMethods: Record<string, MethodSpec> = {
 const notSet = (q: Qube, feature: string) => qubesError("QubesFeatureNotFoundError", `Feature not set for domain ${q.name}: ${feature}`);
 
 function featureCheck(lookup: (call: Call) => string | undefined): MethodSpec {
-  return spec(READ("required"), (call) => {
+  return method(READ("required"), (call) => {
     const v = lookup(call);
     if (v === undefined) throw notSet(call.dest, call.arg);
     return v;
@@ -140,7 +138,7 @@ const ctx = (call: Call) => ctxFor(call.world, qubeHolder(call.dest));
 const dom0Of = (call: Call): Qube | undefined => [...call.world.qubes.values()].find(isAdminVm);
 
 const featureMethods: Record<string, MethodSpec> = {
-  "admin.vm.feature.List": spec(READ("none"), (call) => [...call.dest.features.keys()].map((f) => `${f}\n`).join("")),
+  "admin.vm.feature.List": method(READ("none"), (call) => [...call.dest.features.keys()].map((f) => `${f}\n`).join("")),
   "admin.vm.feature.Get": featureCheck((call) => call.dest.features.get(call.arg)),
   "admin.vm.feature.CheckWithTemplate": featureCheck((call) => featureWithTemplate(ctx(call), call.dest, call.arg)),
   "admin.vm.feature.CheckWithNetvm": featureCheck((call) => featureWithNetvm(ctx(call), call.dest, call.arg)),
@@ -150,7 +148,7 @@ const featureMethods: Record<string, MethodSpec> = {
   "admin.vm.feature.CheckWithTemplateAndAdminVM": featureCheck(
     (call) => featureWithTemplate(ctx(call), call.dest, call.arg) ?? dom0Of(call)?.features.get(call.arg),
   ),
-  "admin.vm.feature.Set": spec({ dest: "any", arg: "required", payload: "optional", mutates: true }, (call) => {
+  "admin.vm.feature.Set": method({ dest: "any", arg: "required", payload: "optional", mutates: true }, (call) => {
     const nameError = checkFeatureName(call.arg);
     if (nameError) throw protocolError(nameError);
     const value = Buffer.from(call.payload).toString("latin1");
@@ -160,7 +158,7 @@ const featureMethods: Record<string, MethodSpec> = {
     setFeature(call.dest, call.arg, value, call.emit);
     return null;
   }),
-  "admin.vm.feature.Remove": spec({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
+  "admin.vm.feature.Remove": method({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
     if (PROHIBITED_FEATURES.has(call.arg)) throw permissionDenied("changing this feature is prohibited by qubes.ext.admin.AdminExtension");
     if (!call.dest.features.has(call.arg)) throw notSet(call.dest, call.arg);
     deleteFeature(call.dest, call.arg, call.emit);
@@ -184,21 +182,21 @@ function guardCreatedBy(call: Call, tag: string): void {
 }
 
 const tagMethods: Record<string, MethodSpec> = {
-  "admin.vm.tag.List": spec(READ("none"), (call) =>
+  "admin.vm.tag.List": method(READ("none"), (call) =>
     [...call.dest.tags]
       .sort()
       .map((t) => `${t}\n`)
       .join(""),
   ),
-  "admin.vm.tag.Get": spec(READ("required"), (call) => (call.dest.tags.has(validTag(call)) ? "1" : "0")),
-  "admin.vm.tag.Set": spec({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
+  "admin.vm.tag.Get": method(READ("required"), (call) => (call.dest.tags.has(validTag(call)) ? "1" : "0")),
+  "admin.vm.tag.Set": method({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
     const tag = validTag(call);
     guardCreatedBy(call, tag);
     if (tag.startsWith("created-by-")) tagCreatedBy(call, call.dest, tag);
     else addTag(call.dest, tag, call.emit);
     return null;
   }),
-  "admin.vm.tag.Remove": spec({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
+  "admin.vm.tag.Remove": method({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
     const tag = validTag(call);
     guardCreatedBy(call, tag);
     if (!call.dest.tags.has(tag)) throw qubesError("QubesTagNotFoundError", `Tag not set for domain ${call.dest.name}: ${tag}`);
@@ -219,12 +217,12 @@ function activeRules(rules: string[], nowSeconds: number): string[] {
 }
 
 const firewallMethods: Record<string, MethodSpec> = {
-  "admin.vm.firewall.Get": spec({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) =>
+  "admin.vm.firewall.Get": method({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) =>
     activeRules(call.dest.firewall ?? ["action=accept"], call.services.now() / 1000)
       .map((r) => `${r}\n`)
       .join(""),
   ),
-  "admin.vm.firewall.Set": spec({ dest: "not-adminvm", arg: "none", payload: "required", mutates: true }, (call) => {
+  "admin.vm.firewall.Set": method({ dest: "not-adminvm", arg: "none", payload: "required", mutates: true }, (call) => {
     if (call.payload.some((b) => b > 0x7f)) throw protocolError("Rules contains non-ASCII characters");
     const text = Buffer.from(call.payload).toString("latin1");
     const rules: string[] = [];
@@ -238,7 +236,7 @@ const firewallMethods: Record<string, MethodSpec> = {
     call.emit(call.dest.name, "firewall-changed");
     return null;
   }),
-  "admin.vm.firewall.Reload": spec({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) => {
+  "admin.vm.firewall.Reload": method({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) => {
     call.emit(call.dest.name, "firewall-changed");
     return null;
   }),
@@ -250,8 +248,8 @@ function sanitizeNotes(text: string): string {
 }
 
 const notesMethods: Record<string, MethodSpec> = {
-  "admin.vm.notes.Get": spec({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) => call.dest.notes),
-  "admin.vm.notes.Set": spec({ dest: "not-adminvm", arg: "none", payload: "required", mutates: true }, (call) => {
+  "admin.vm.notes.Get": method({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) => call.dest.notes),
+  "admin.vm.notes.Set": method({ dest: "not-adminvm", arg: "none", payload: "required", mutates: true }, (call) => {
     if (call.payload.length > MAX_NOTES_BYTES) throw protocolError(`Maximum note size is ${MAX_NOTES_BYTES} bytes`);
     let text: string;
     try {

@@ -2,7 +2,7 @@
 // file-reflink pools always work, lvm_thin only for thin pools the host document lists, and
 // the file driver's limit of one revision is kept (qubesd answers with an empty reply).
 
-import type { Call, MethodSpec } from "./call.js";
+import { method, type Call, type MethodSpec, type Shape } from "./call.js";
 import { argumentNotIn, emptyReply, protocolError, qubesError } from "./errors.js";
 import { APP, parsePyBool, readProp } from "./model.js";
 import type { Pool, Qube, Volume, World } from "./state.js";
@@ -41,8 +41,6 @@ const DRIVERS: ReadonlyArray<{ name: string; params: string[]; required: string[
 
 const isFileDriver = (p: Pool): boolean => p.driver === "file" || p.driver === "file-reflink";
 
-type Shape = Pick<MethodSpec, "dest" | "arg" | "payload" | "mutates">;
-const spec = (shape: Shape, run: (call: Call) => string | null): MethodSpec => ({ ...shape, run });
 
 function poolArg(call: Call): Pool {
   const pool = call.world.pools.get(call.arg);
@@ -160,21 +158,21 @@ const DOM0_READ = (arg: MethodSpec["arg"]): Shape => ({ dest: "adminvm", arg, pa
 const DOM0_WRITE: Shape = { dest: "adminvm", arg: "required", payload: "required", mutates: true };
 
 const poolMethods: Record<string, MethodSpec> = {
-  "admin.pool.List": spec(DOM0_READ("none"), (call) => [...call.world.pools.keys()].map((p) => `${p}\n`).join("")),
-  "admin.pool.ListDrivers": spec(DOM0_READ("none"), () => DRIVERS.map((d) => `${d.name} ${d.params.join(" ")}\n`).join("")),
-  "admin.pool.Info": spec(DOM0_READ("required"), (call) => poolInfo(call.world, poolArg(call))),
-  "admin.pool.UsageDetails": spec(DOM0_READ("required"), (call) => {
+  "admin.pool.List": method(DOM0_READ("none"), (call) => [...call.world.pools.keys()].map((p) => `${p}\n`).join("")),
+  "admin.pool.ListDrivers": method(DOM0_READ("none"), () => DRIVERS.map((d) => `${d.name} ${d.params.join(" ")}\n`).join("")),
+  "admin.pool.Info": method(DOM0_READ("required"), (call) => poolInfo(call.world, poolArg(call))),
+  "admin.pool.UsageDetails": method(DOM0_READ("required"), (call) => {
     const pool = poolArg(call);
     return isFileDriver(pool) ? `data_size=${call.world.host.poolSize}\ndata_usage=${call.world.host.poolUsage}\n` : "";
   }),
-  "admin.pool.volume.List": spec(DOM0_READ("required"), (call) =>
+  "admin.pool.volume.List": method(DOM0_READ("required"), (call) =>
     poolVolumes(call.world, poolArg(call))
       .map((v) => `${v}\n`)
       .join(""),
   ),
-  "admin.pool.Add": spec(DOM0_WRITE, addPool),
-  "admin.pool.Remove": spec({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, removePool),
-  "admin.pool.Set.revisions_to_keep": spec(DOM0_WRITE, (call) => {
+  "admin.pool.Add": method(DOM0_WRITE, addPool),
+  "admin.pool.Remove": method({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, removePool),
+  "admin.pool.Set.revisions_to_keep": method(DOM0_WRITE, (call) => {
     const pool = poolArg(call);
     const value = parseNumber(Buffer.from(call.payload).toString("latin1"), true);
     if (value < -1n) throw protocolError("Invalid value for revisions_to_keep");
@@ -183,7 +181,7 @@ const poolMethods: Record<string, MethodSpec> = {
     pool.config.set("revisions_to_keep", value.toString());
     return null;
   }),
-  "admin.pool.Set.ephemeral_volatile": spec(DOM0_WRITE, (call) => {
+  "admin.pool.Set.ephemeral_volatile": method(DOM0_WRITE, (call) => {
     const pool = poolArg(call);
     const value = boolPayload(call);
     if (!pool.config.has("ephemeral_volatile")) throw emptyReply(`${pool.driver} pools have no ephemeral_volatile`);
@@ -210,22 +208,22 @@ const VOL_WRITE: Shape = { dest: "any", arg: "required", payload: "required", mu
 const TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 const volumeMethods: Record<string, MethodSpec> = {
-  "admin.vm.volume.List": spec({ dest: "any", arg: "none", payload: "none", mutates: false }, (call) =>
+  "admin.vm.volume.List": method({ dest: "any", arg: "none", payload: "none", mutates: false }, (call) =>
     call.dest.volumes.map((v) => `${v.name}\n`).join(""),
   ),
-  "admin.vm.volume.Info": spec(VOL_READ, (call) => formatVolumeInfo(call.world, call.dest, volumeArg(call))),
-  "admin.vm.volume.ListSnapshots": spec(VOL_READ, (call) => {
+  "admin.vm.volume.Info": method(VOL_READ, (call) => formatVolumeInfo(call.world, call.dest, volumeArg(call))),
+  "admin.vm.volume.ListSnapshots": method(VOL_READ, (call) => {
     volumeArg(call);
     return "";
   }),
-  "admin.vm.volume.Revert": spec(VOL_WRITE, (call) => {
+  "admin.vm.volume.Revert": method(VOL_WRITE, (call) => {
     volumeArg(call);
     const revision = Buffer.from(call.payload).toString("latin1").trim();
     if (!/^[A-Za-z0-9:_.-]+$/.test(revision)) throw protocolError("Invalid revision name");
     // No revisions are kept by the simulated drivers; qubesd fails with a bare KeyError.
     throw emptyReply(`no revision ${revision}`);
   }),
-  "admin.vm.volume.Resize": spec(VOL_WRITE, (call) => {
+  "admin.vm.volume.Resize": method(VOL_WRITE, (call) => {
     const vol = volumeArg(call);
     const size = parseNumber(Buffer.from(call.payload).toString("latin1").trim(), false);
     if (vol.name === "kernel") throw emptyReply("kernel volumes cannot be resized");
@@ -238,19 +236,19 @@ const volumeMethods: Record<string, MethodSpec> = {
     vol.size = size.toString();
     return null;
   }),
-  "admin.vm.volume.Clear": spec({ ...VOL_READ, mutates: true }, (call) => {
+  "admin.vm.volume.Clear": method({ ...VOL_READ, mutates: true }, (call) => {
     volumeArg(call);
     requireHalted(call.dest);
     return null;
   }),
-  "admin.vm.volume.CloneFrom": spec({ ...VOL_READ, mutates: false }, (call) => {
+  "admin.vm.volume.CloneFrom": method({ ...VOL_READ, mutates: false }, (call) => {
     const vol = volumeArg(call);
     let token = "";
     for (let i = 0; i < 32; i++) token += TOKEN_CHARS[call.services.randomInt(TOKEN_CHARS.length)];
     call.world.runtime.cloneTokens.set(token, { qube: call.dest.name, volume: vol.name });
     return token;
   }),
-  "admin.vm.volume.CloneTo": spec(VOL_WRITE, (call) => {
+  "admin.vm.volume.CloneTo": method(VOL_WRITE, (call) => {
     const dst = volumeArg(call);
     const token = Buffer.from(call.payload).toString("latin1").trim();
     const from = call.world.runtime.cloneTokens.get(token);
@@ -263,21 +261,21 @@ const volumeMethods: Record<string, MethodSpec> = {
     dst.size = srcVol.size;
     return null;
   }),
-  "admin.vm.volume.Set.revisions_to_keep": spec(VOL_WRITE, (call) => {
+  "admin.vm.volume.Set.revisions_to_keep": method(VOL_WRITE, (call) => {
     const vol = volumeArg(call);
     const value = parseNumber(Buffer.from(call.payload).toString("latin1"), true);
     revisionsLimit(call.world.pools.get(vol.pool), value);
     vol.revisionsToKeep = value.toString();
     return null;
   }),
-  "admin.vm.volume.Set.rw": spec(VOL_WRITE, (call) => {
+  "admin.vm.volume.Set.rw": method(VOL_WRITE, (call) => {
     const vol = volumeArg(call);
     const value = boolPayload(call);
     requireHalted(call.dest);
     vol.rw = value;
     return null;
   }),
-  "admin.vm.volume.Set.ephemeral": spec(VOL_WRITE, (call) => {
+  "admin.vm.volume.Set.ephemeral": method(VOL_WRITE, (call) => {
     const vol = volumeArg(call);
     const value = boolPayload(call);
     requireHalted(call.dest);

@@ -11,6 +11,7 @@ import {
 } from "./errors.js";
 import { NO_VALUE, propTable, type Holder, type PropCtx, type PropDef, type Value } from "./properties.js";
 import type { Label, PropValue, Qube, World } from "./state.js";
+import { parseIPv4, parseIPv6 } from "./ip.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
 
 export type Emit = (subject: string | null, event: string, kwargs?: Record<string, string>) => void;
@@ -120,15 +121,6 @@ function parsePyInt(s: string): string | null {
   return BigInt(`${m[1]}${(m[2] ?? "").replace(/_/g, "")}`).toString();
 }
 
-function parseIPv4(s: string): string | null {
-  const parts = s.split(".");
-  if (parts.length !== 4) return null;
-  for (const p of parts) {
-    if (!/^[0-9]{1,3}$/.test(p) || (p.length > 1 && p.startsWith("0")) || Number(p) > 255) return null;
-  }
-  return s;
-}
-
 function parseUuid(s: string): string | null {
   const hex = s
     .replace(/^urn:uuid:/i, "")
@@ -137,46 +129,6 @@ function parseUuid(s: string): string | null {
   if (!/^[0-9a-fA-F]{32}$/.test(hex)) return null;
   const h = hex.toLowerCase();
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function parseIPv6(s: string): string | null {
-  if (!/^[0-9A-Fa-f:.]+$/.test(s) || (s.match(/::/g) ?? []).length > 1) return null;
-  const [head = "", tail] = s.split("::");
-  const groups = (x: string): string[] => (x === "" ? [] : x.split(":"));
-  const h = groups(head);
-  const t = tail === undefined ? [] : groups(tail);
-  const expand = (gs: string[]): string[] | null => {
-    const out: string[] = [];
-    for (const [i, g] of gs.entries()) {
-      if (g.includes(".") && i === gs.length - 1) {
-        const v4 = parseIPv4(g);
-        if (!v4) return null;
-        const [a = 0, b = 0, c = 0, d = 0] = v4.split(".").map(Number);
-        out.push(((a << 8) | b).toString(16), ((c << 8) | d).toString(16));
-      } else if (/^[0-9A-Fa-f]{1,4}$/.test(g)) out.push(Number.parseInt(g, 16).toString(16));
-      else return null;
-    }
-    return out;
-  };
-  const eh = expand(h);
-  const et = expand(t);
-  if (!eh || !et) return null;
-  const missing = 8 - eh.length - et.length;
-  if (tail === undefined ? missing !== 0 : missing < 1) return null;
-  const all = [...eh, ...Array<string>(missing).fill("0"), ...et];
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && all[j] === "0") j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j === i ? i + 1 : j;
-  }
-  if (best < 0) return all.join(":");
-  return `${all.slice(0, best).join(":")}::${all.slice(best + bestLen).join(":")}`;
 }
 
 /** property.sanitize: the payload turned into a typed value, or the QubesValueError qubesd sends. */

@@ -4,6 +4,7 @@
 // Derived from the recordings (fixture-state.jsonl, classes.jsonl); resolution lives in model.ts.
 
 import { emptyReply, pyRepr, qubesError, vmNotHalted, type SimError } from "./errors.js";
+import { parseIPv6 } from "./ip.js";
 import type { PropValue, Qube, VmClass, World } from "./state.js";
 
 export const NO_VALUE = Symbol("no value");
@@ -155,34 +156,8 @@ function ipFor(c: PropCtx, q: Qube): string {
 
 function ip6For(c: PropCtx, q: Qube): string {
   const id = q.klass === "DispVM" ? Number(c.of(q, "dispid")) : Number(c.of(q, "qid"));
-  return compressIPv6(`${IPV6_PREFIX}::${q.klass === "DispVM" ? "a8a" : "a89"}:${id.toString(16)}`);
-}
-
-/** The textual form Python's ipaddress gives: lower case, longest zero run as `::`. */
-function compressIPv6(addr: string): string {
-  const [head = "", tail = ""] = addr.split("::");
-  const h = head === "" ? [] : head.split(":");
-  const t = tail === "" ? [] : tail.split(":");
-  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t].map((g) =>
-    Number.parseInt(g, 16).toString(16),
-  );
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > bestLen && j - i > 1) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return groups.join(":");
-  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+  const addr = `${IPV6_PREFIX}::${q.klass === "DispVM" ? "a8a" : "a89"}:${id.toString(16)}`;
+  return parseIPv6(addr) ?? addr;
 }
 
 const ipDefault = (c: PropCtx): Value => {
