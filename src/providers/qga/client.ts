@@ -393,6 +393,21 @@ export async function connectAgent(spec: AgentSpec, opts: ConnectOptions): Promi
       });
     });
 
+  const closeChannel = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (closed) return resolve();
+      const timer = setTimeout(() => {
+        // The channel did not report its end in time; treat it as ended all the same.
+        onClose(null);
+        resolve();
+      }, CLOSE_WAIT_MS);
+      closeListeners.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      channel.close();
+    });
+
   const decodeWith = async <T>(p: Promise<JsonValue>, decode: (v: JsonValue) => T): Promise<T> => decode(await p);
 
   const checkHandle = (command: string, handle: number): void => {
@@ -475,7 +490,7 @@ export async function connectAgent(spec: AgentSpec, opts: ConnectOptions): Promi
     fsfreezeThaw: (o) => decodeWith(call("guest-fsfreeze-thaw", undefined, o), (v) => decodeCount("guest-fsfreeze-thaw", v)),
     shutdown: async (o = {}) => {
       await callWithoutSuccessReply("guest-shutdown", undefined, o.timeoutMs ?? callTimeoutMs, "timeout", o.stopped);
-      channel.close();
+      await closeChannel();
     },
     suspend: async (kind, o = {}) => {
       const outcome = await callWithoutSuccessReply(`guest-suspend-${kind}`, undefined, o.timeoutMs ?? DEFAULT_SUSPEND_WINDOW_MS, "resolve");
@@ -484,16 +499,7 @@ export async function connectAgent(spec: AgentSpec, opts: ConnectOptions): Promi
     networkGetInterfaces: (o) => decodeWith(call("guest-network-get-interfaces", undefined, o), decodeInterfaces),
     getOsInfo: (o) => decodeWith(call("guest-get-osinfo", undefined, o), decodeOsInfo),
     getHostName: (o) => decodeWith(call("guest-get-host-name", undefined, o), decodeHostName),
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (closed) return resolve();
-        const timer = setTimeout(resolve, CLOSE_WAIT_MS);
-        closeListeners.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-        channel.close();
-      }),
+    close: () => closeChannel(),
   };
 
   try {

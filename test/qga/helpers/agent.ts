@@ -3,7 +3,7 @@
 // dropped to nobody:nogroup so its file commands cannot touch root-owned files. Tests keep every
 // guest path under `dir`. Missing qemu-ga skips the tests, except under CI=true where it fails.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,16 +60,26 @@ export type TestAgent = {
   socket: string;
   spec: AgentSpec;
   process: ChildProcess;
+  /**
+   * With `verbose`: every byte the agent has read so far, from its own debug log (`-v -l`), as
+   * latin1 text (0xFF stays one char). The agent's view of what we sent: the call log of a test.
+   */
+  received(): string;
   stop(): Promise<void>;
 };
 
-export async function startTestAgent(opts: { block?: string[] } = {}): Promise<TestAgent> {
+/** The commands in a stretch of received bytes, in order, e.g. ["guest-sync-delimited", "guest-info"]. */
+export const commandsIn = (received: string): string[] => [...received.matchAll(/"execute":"([a-z0-9-]+)"/g)].map((m) => m[1]!);
+
+/** `dir`: an empty temp dir to use (so a test can know the socket path before the agent starts). */
+export async function startTestAgent(opts: { block?: string[]; verbose?: boolean; dir?: string } = {}): Promise<TestAgent> {
   if (!QEMU_GA) throw new Error("qemu-ga is not installed");
-  const dir = mkdtempSync(join(tmpdir(), "qiac-qga-"));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "qiac-qga-"));
   const state = join(dir, "state");
   mkdirSync(state);
   const socket = join(dir, "qga.sock");
-  const args = ["-m", "unix-listen", "-p", socket, "-t", state, "-b", (opts.block ?? HOST_BLOCK_LIST).join(",")];
+  const log = join(dir, "agent.log");
+  const args = ["-m", "unix-listen", "-p", socket, "-t", state, "-b", (opts.block ?? HOST_BLOCK_LIST).join(","), ...(opts.verbose ? ["-v", "-l", log] : [])];
   let child: ChildProcess;
   if (isRoot) {
     chownSync(dir, 65534, 65534);
@@ -107,7 +117,14 @@ export async function startTestAgent(opts: { block?: string[] } = {}): Promise<T
     }
     await sleep(5);
   }
-  return { dir, socket, spec: { kind: "socket", path: socket }, process: child, stop };
+  const received = (): string => {
+    if (!opts.verbose) throw new Error("received() needs startTestAgent({ verbose: true })");
+    const text = existsSync(log) ? readFileSync(log, "latin1") : "";
+    return [...text.matchAll(/debug: read data, count: (\d+), data: /g)]
+      .map((m) => text.substr(m.index + m[0].length, Number(m[1])))
+      .join("");
+  };
+  return { dir, socket, spec: { kind: "socket", path: socket }, process: child, received, stop };
 }
 
 /** Connects and disconnects at once, sending nothing (the agent's parser is untouched). */
