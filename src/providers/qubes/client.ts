@@ -20,7 +20,7 @@ import { describeCall, type AdminCall, type Transport } from "./transport.js";
 import { mapLimit } from "../../util/concurrency.js";
 
 export type AdminClientOptions = {
-  /** Per-call timeout for ordinary calls (ms). */
+  /** Per-call timeout for ordinary calls (ms); absent = the transport's own default. */
   timeoutMs?: number;
   /** Per-call timeout for calls that wait on a qube (Start, Shutdown, Create, Remove, Resize). */
   slowTimeoutMs?: number;
@@ -70,7 +70,7 @@ const SLOW_METHODS = new Set([
 const enc = (s: string): Buffer => Buffer.from(s, "utf8");
 
 export function createAdminClient(transport: Transport, options: AdminClientOptions = {}) {
-  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timeoutMs = options.timeoutMs;
   const slowTimeoutMs = options.slowTimeoutMs ?? 300_000;
   const parallelism = options.parallelism ?? 8;
   let getAllRefused = false;
@@ -85,7 +85,8 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     let outcome: "ok" | "error" = "error";
     try {
       const isSlow = SLOW_METHODS.has(method) || method.startsWith("admin.vm.Create");
-      const raw = await transport.call(c, { timeoutMs: isSlow ? slowTimeoutMs : timeoutMs });
+      const callTimeout = isSlow ? slowTimeoutMs : timeoutMs;
+      const raw = await transport.call(c, callTimeout === undefined ? {} : { timeoutMs: callTimeout });
       const reply = decodeReply(raw);
       switch (reply.kind) {
         case "ok":
@@ -249,7 +250,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     /** Rules in the server's canonical form, one string each. */
     get: (vmName: string): Promise<string[]> => lines("admin.vm.firewall.Get", vmName),
     /** Replaces the whole list atomically. An empty list is sent as one `action=drop` (qubesd ≥ 4.4 refuses an empty payload). */
-    set: (vmName: string, rules: readonly string[]): Promise<void> => {
+    set: async (vmName: string, rules: readonly string[]): Promise<void> => {
       for (const r of rules) {
         if (r.includes("\n") || r === "") throw new QubesApiError("invalid-request", `firewall rule for ${vmName} must be one non-empty line`, { maybeDelivered: false });
       }
@@ -271,7 +272,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
       unwrap(parseKeyValueLines(await text("admin.pool.Info", "dom0", name)), "admin.pool.Info", "dom0", name),
     usageDetails: async (name: string): Promise<Map<string, string>> =>
       unwrap(parseKeyValueLines(await text("admin.pool.UsageDetails", "dom0", name)), "admin.pool.UsageDetails", "dom0", name),
-    add: (driver: string, name: string, params: Record<string, string>): Promise<void> => {
+    add: async (driver: string, name: string, params: Record<string, string>): Promise<void> => {
       const entries: Array<[string, string]> = [["name", name], ...Object.entries(params)];
       for (const [k, v] of entries) {
         if (/[\n=]/.test(k) || v.includes("\n") || !/^[\x20-\x7e]*$/.test(v)) {

@@ -1,0 +1,36 @@
+// Starts the simulator on a real Unix socket in a fresh temp dir, for tests that talk to it the
+// way qubes-iac talks to a real dom0.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startSimulator, type SimCallLogEntry, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
+
+export type TestSim = SimulatorServer & { dir: string; calls: SimCallLogEntry[]; statePath: string; stop(): Promise<void> };
+
+export async function startTestSim(opts: Partial<SimulatorOptions> = {}): Promise<TestSim> {
+  const dir = mkdtempSync(join(tmpdir(), "qiac-test-"));
+  const calls: SimCallLogEntry[] = [];
+  const statePath = opts.statePath ?? join(dir, "state.json");
+  const server = await startSimulator({
+    socketPath: join(dir, "qubesd.sock"),
+    statePath,
+    ...opts,
+    onCall: (e) => {
+      calls.push(e);
+      opts.onCall?.(e);
+    },
+  });
+  return {
+    ...server,
+    dir,
+    calls,
+    statePath,
+    stop: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const MUTATING = /\.(Create|CreateInPool|CreateDisposable|Remove|Set|Reset|Add|Resize|Start|Shutdown|Pause|Unpause|Kill|Suspend|Resume|Revert|Clear|Import|CloneTo|CloneFrom|Reload|Assign|Unassign|Attach|Detach)(\.|$)/;
+export const isMutating = (method: string): boolean => MUTATING.test(method.replace(/^admin\./, "."));
