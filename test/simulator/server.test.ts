@@ -2,7 +2,7 @@
 // state-file lock, refusing bad state files, and the call log.
 
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -51,6 +51,35 @@ describe("persistence", () => {
     expect(await ok(s.socketPath, "admin.vm.firewall.Get", "", "kept")).toBe("action=drop proto=udp\naction=accept\n");
     expect(await ok(s.socketPath, "admin.vm.notes.Get", "", "kept")).toBe("my notes");
     expect(await ok(s.socketPath, "admin.vm.property.Get", "qrexec_timeout", "kept")).toBe("default=True type=int 99");
+  });
+
+  it("saves exactly the in-memory state after every change (a copy of the file answers alike)", async () => {
+    const s = await sim();
+    const steps: Array<[string, string, string, string?]> = [
+      ["admin.vm.Create.AppVM", "", "dom0", "name=a1 label=red"],
+      ["admin.vm.CreateDisposable", "", "dom0"],
+      ["admin.vm.Create.DispVM", "default-dvm", "dom0", "name=d1 label=green"],
+      ["admin.vm.property.Set", "provides_network", "a1", "True"],
+      ["admin.vm.property.Set", "netvm", "work", "a1"],
+      ["admin.property.Set", "clockvm", "dom0", "a1"],
+      ["admin.property.Set", "default_guivm", "dom0", "vault"],
+      ["admin.vm.Start", "", "work"],
+      ["admin.vm.Suspend", "", "work"],
+      ["admin.vm.notes.Set", "", "personal", "silent change"],
+      ["admin.vm.volume.Resize", "private", "untrusted", "4294967296"],
+      ["admin.vm.volume.Set.rw", "root", "vault", "False"],
+      ["admin.vm.tag.Set", "created-by-nobody", "vault"],
+      ["admin.vm.device.denied.Add", "", "personal", "u******"],
+      ["admin.label.Create", "teal", "dom0", "0x008080"],
+      ["admin.pool.Add", "file", "dom0", "name=p2\ndir_path=/p2\n"],
+    ];
+    for (const [method, arg, dest, payload] of steps) await call(s.socketPath, method, arg, dest, payload ?? "");
+
+    const copyDir = tempDir();
+    copyFileSync(s.statePath, join(copyDir, "state.json"));
+    const copy = await startSimulator({ socketPath: join(copyDir, "s.sock"), statePath: join(copyDir, "state.json") });
+    cleanup.push(() => copy.close());
+    expect(await dump(copy.socketPath)).toEqual(await dump(s.socketPath));
   });
 
   it("writes a versioned JSON document, replaced atomically", async () => {
@@ -180,3 +209,28 @@ describe("call log", () => {
     expect(s.calls).toEqual(lines);
   });
 });
+
+/** Everything the API shows of the state, call by call, for comparing two servers. */
+async function dump(socketPath: string): Promise<string[]> {
+  const out: string[] = [];
+  const get = async (method: string, arg: string, dest: string) => {
+    const r = (await call(socketPath, method, arg, dest)).toString("latin1");
+    out.push(`${method}+${arg} ${dest} => ${r}`);
+    return r.slice(2);
+  };
+  const lines = (t: string) => t.split("\n").filter((l) => l !== "");
+  for (const m of ["admin.property.GetAll", "admin.label.List", "admin.pool.List"]) await get(m, "", "dom0");
+  for (const line of lines(await get("admin.vm.List", "", "dom0"))) {
+    const vm = line.split(" ")[0] ?? "";
+    await get("admin.vm.property.GetAll", "", vm);
+    await get("admin.vm.tag.List", "", vm);
+    await get("admin.vm.device.denied.List", "", vm);
+    for (const f of lines(await get("admin.vm.feature.List", "", vm))) await get("admin.vm.feature.Get", f, vm);
+    for (const v of lines(await get("admin.vm.volume.List", "", vm))) await get("admin.vm.volume.Info", v, vm);
+    if (vm !== "dom0") {
+      await get("admin.vm.firewall.Get", "", vm);
+      await get("admin.vm.notes.Get", "", vm);
+    }
+  }
+  return out;
+}

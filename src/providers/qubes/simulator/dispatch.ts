@@ -29,6 +29,8 @@ export type Outcome =
       excType?: string;
       /** The method may have changed persistent state: write the state file. */
       mutates: boolean;
+      /** Qubes the call may have changed: its destination and every qube an event names. */
+      touched: Set<string>;
       events: QubesEvent[];
     }
   | { kind: "stream"; stream: "events" | "stats"; dest: Qube };
@@ -80,10 +82,12 @@ function checkDecorator(spec: AnySpec, req: AdminRequest, dest: Qube): void {
 
 export function dispatch(world: World, req: AdminRequest, options: DispatchOptions, services: Services): Outcome {
   const events: QubesEvent[] = [];
+  const touched = new Set<string>();
   let mutates = false;
   try {
     const src = resolveQube(world, req.src);
     const dest = resolveQube(world, req.dest);
+    touched.add(dest.name);
     const spec = methodTable(options.vmListUuid).get(req.method);
     if (!spec) throw protocolError(`no such method: '${req.method}'`);
     checkDecorator(spec, req, dest);
@@ -99,15 +103,26 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
       services,
       emit: (subject, event, kwargs = {}) => {
         events.push({ subject, event, kwargs });
+        // Every change to a qube fires an event naming it, as subject or (domain-add) as `vm`.
+        if (subject !== null) touched.add(subject);
+        if (kwargs.vm !== undefined) touched.add(kwargs.vm);
       },
     };
     const body = method.run(call);
-    return { kind: "reply", bytes: encodeOk(body ?? ""), reply: "ok", mutates, events };
+    return { kind: "reply", bytes: encodeOk(body ?? ""), reply: "ok", mutates, touched, events };
   } catch (e) {
     if (!(e instanceof SimError)) throw e;
     const f = e.failure;
     if (f.kind === "empty" || (options.errorStyle === "r4.3" && PROTOCOL_ERROR_CLASSES.has(f.qubesClass))) {
-      return { kind: "reply", bytes: Buffer.alloc(0), reply: "empty", ...(f.kind === "exception" ? { excType: f.qubesClass } : {}), mutates, events };
+      return {
+        kind: "reply",
+        bytes: Buffer.alloc(0),
+        reply: "empty",
+        ...(f.kind === "exception" ? { excType: f.qubesClass } : {}),
+        mutates,
+        touched,
+        events,
+      };
     }
     return {
       kind: "reply",
@@ -115,6 +130,7 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
       reply: "exception",
       excType: f.qubesClass,
       mutates,
+      touched,
       events,
     };
   }

@@ -13,7 +13,7 @@ import type { Services } from "./call.js";
 import { dispatch, type DispatchOptions, type ErrorStyle, type Outcome } from "./dispatch.js";
 import fixtureDefault from "./fixture-default.json" with { type: "json" };
 import { APP, qubeHolder, readProp } from "./model.js";
-import { worldFromDocument, type Qube, type World } from "./state.js";
+import { worldFromDocument, type FragmentCache, type Qube, type World } from "./state.js";
 import { loadStateFile, lockStateFile, saveStateFile } from "./store.js";
 
 export type SimulatorOptions = {
@@ -84,6 +84,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     vmListUuid: opts.release !== "r4.2",
   };
   const services: Services = { now: () => Date.now(), randomUuid: () => randomUUID(), randomInt: (max) => randomInt(max) };
+  const fragments: FragmentCache = new WeakMap();
   const sockets = new Set<Socket>();
   const subscribers = new Set<Subscriber>();
   const timers = new Set<NodeJS.Timeout>();
@@ -132,7 +133,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     // A failed call changed nothing unless it fired events before failing (qubesd has no rollback).
     if (outcome.mutates && statePath && (outcome.reply === "ok" || outcome.events.length > 0)) {
       try {
-        saveStateFile(statePath, world);
+        saveStateFile(statePath, world, fragments, outcome.touched);
       } catch (e) {
         bytes = Buffer.alloc(0);
         excType = e instanceof Error ? e.name : "Error";

@@ -251,9 +251,15 @@ function propValue(v: Json | undefined, at: string): PropValue {
 // ---------------------------------------------------------------------------------------------
 // World → Document
 
-export function serializeState(world: World): string {
+/**
+ * Qubes' serialised JSON kept between saves, so a save re-serialises only the qubes a call
+ * touched (`dirty`, by name); everything else is reused. Without a cache, all are serialised.
+ */
+export type FragmentCache = WeakMap<Qube, string>;
+
+export function serializeState(world: World, cache?: FragmentCache, dirty?: ReadonlySet<string>): string {
   const qubes = [...world.qubes.values()].sort((a, b) => qidOf(a) - qidOf(b));
-  const doc = {
+  const head = {
     format: STATE_FORMAT,
     version: STATE_VERSION,
     host: {
@@ -268,29 +274,39 @@ export function serializeState(world: World): string {
     labels: world.labels.map((l) => ({ index: l.index, name: l.name, color: l.color })),
     pools: [...world.pools.values()].map((p) => ({ name: p.name, driver: p.driver, config: Object.fromEntries(p.config) })),
     globals: Object.fromEntries(world.globals),
-    qubes: qubes.map((q) => ({
-      name: q.name,
-      class: q.klass,
-      props: Object.fromEntries(q.props),
-      features: [...q.features],
-      tags: [...q.tags].sort(),
-      firewall: q.firewall,
-      notes: q.notes,
-      volumes: q.volumes.map((v) => ({
-        name: v.name,
-        pool: v.pool,
-        size: v.size,
-        rw: v.rw,
-        save_on_stop: v.saveOnStop,
-        snap_on_start: v.snapOnStart,
-        revisions_to_keep: v.revisionsToKeep,
-        ephemeral: v.ephemeral,
-      })),
-      power: q.power,
-      ...(q.power === "Halted" ? {} : { xid: q.xid, start_time: q.startTime }),
-    })),
   };
-  return JSON.stringify(doc) + "\n";
+  const fragments = qubes.map((q) => {
+    const hit = cache && dirty && !dirty.has(q.name) ? cache.get(q) : undefined;
+    if (hit !== undefined) return hit;
+    const json = JSON.stringify(qubeDocument(q));
+    cache?.set(q, json);
+    return json;
+  });
+  return `${JSON.stringify(head).slice(0, -1)},"qubes":[${fragments.join(",")}]}\n`;
+}
+
+function qubeDocument(q: Qube): object {
+  return {
+    name: q.name,
+    class: q.klass,
+    props: Object.fromEntries(q.props),
+    features: [...q.features],
+    tags: [...q.tags].sort(),
+    firewall: q.firewall,
+    notes: q.notes,
+    volumes: q.volumes.map((v) => ({
+      name: v.name,
+      pool: v.pool,
+      size: v.size,
+      rw: v.rw,
+      save_on_stop: v.saveOnStop,
+      snap_on_start: v.snapOnStart,
+      revisions_to_keep: v.revisionsToKeep,
+      ephemeral: v.ephemeral,
+    })),
+    power: q.power,
+    ...(q.power === "Halted" ? {} : { xid: q.xid, start_time: q.startTime }),
+  };
 }
 
 /** qid of a qube: stored for every class but AdminVM, which is always 0. */

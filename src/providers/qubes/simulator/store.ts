@@ -3,7 +3,7 @@
 // The only module of the simulator that touches the file system besides the call log.
 
 import { closeSync, existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
-import { parseState, serializeState, StateFormatError, type World } from "./state.js";
+import { parseState, serializeState, StateFormatError, type FragmentCache, type World } from "./state.js";
 
 export class StateFileError extends Error {
   override readonly name = "StateFileError";
@@ -29,9 +29,10 @@ export function loadStateFile(path: string): World {
   }
 }
 
-export function saveStateFile(path: string, world: World): void {
+/** Writes the whole state to a temp file and renames it over `path`. See serializeState for the cache. */
+export function saveStateFile(path: string, world: World, cache?: FragmentCache, dirty?: ReadonlySet<string>): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, serializeState(world));
+  writeFileSync(tmp, serializeState(world, cache, dirty));
   renameSync(tmp, path);
 }
 
