@@ -67,7 +67,18 @@ export function checkDesiredReferences(ctx: DiffContext, q: DesiredQube): void {
         : r.kind === "label"
           ? DEFAULT_LABEL_NAMES.has(r.name) || ctx.desired.labels.has(r.name) || (ctx.actual.labels?.has(r.name) ?? false)
           : ctx.desired.pools.has(r.name) || (ctx.actual.poolNames?.has(r.name) ?? false);
-    if (known) continue;
+    if (known) {
+      // What the plan relies on of things the config does not declare: that they still exist.
+      if (r.kind === "qube" && !ctx.desired.qubes.has(r.name)) {
+        const l = ctx.actual.listing.get(r.name);
+        if (l) ctx.addCheck({ check: "qube", vm: r.name, class: l.klass });
+      } else if (r.kind === "label" && !ctx.desired.labels.has(r.name) && !DEFAULT_LABEL_NAMES.has(r.name)) {
+        ctx.addCheck({ check: "label", name: r.name, expect: { present: true } });
+      } else if (r.kind === "pool" && !ctx.desired.pools.has(r.name)) {
+        ctx.addCheck({ check: "pool", name: r.name, expect: { present: true } });
+      }
+      continue;
+    }
     const what = r.field === "template" ? "template" : r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.kind;
     ctx.diagnostics.push(
       planDiagnostic("QIAC-E107", `qube ${q.name}: ${what} '${r.name}' is neither in the config nor in the system`, {
@@ -400,6 +411,25 @@ function diffAttributes(ctx: DiffContext, q: DesiredQube, a: ActualQube & { tags
   }
 }
 
+/**
+ * The netvm to start before a running qube is connected to it: qubesd refuses to attach a running
+ * qube to a halted netvm (and starts the netvm itself only when it starts the qube).
+ */
+function netvmToStart(ctx: DiffContext, current: SettledPower | undefined, pre: readonly Op[], acc: Acc): string | undefined {
+  if (current === undefined || current === "halted" || pre.some((o) => o.op === "vm.shutdown")) return undefined;
+  const set = acc.ops.find((o) => o.op === "property.set" && o.name === "netvm");
+  if (set === undefined || set.op !== "property.set" || set.value === "") return undefined;
+  const netvm = set.value;
+  const declared = ctx.desired.qubes.get(netvm);
+  if (declared?.state === "running" || declared?.state === "paused") return undefined;
+  const listed = ctx.actual.listing.get(netvm);
+  if (listed) {
+    ctx.addCheck({ check: "qube", vm: netvm, class: listed.klass, power: listed.power });
+    if (settledPower(listed.power) !== "halted") return undefined;
+  }
+  return netvm;
+}
+
 function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, adoption: Adoption): QubeDiff {
   const vm = q.name;
   const address = `qube.${vm}`;
@@ -469,6 +499,11 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
     post.push(...powerOps(vm, current, target));
   }
 
+  const startsNetvm = netvmToStart(ctx, current, pre, acc);
+  if (startsNetvm !== undefined) {
+    const at = acc.ops.findIndex((o) => o.op === "property.set" && o.name === "netvm");
+    acc.ops.splice(at, 0, { op: "vm.start", vm: startsNetvm });
+  }
   const ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, own, adoption) : [];
   ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.qube(vm), expect: own.confirmed ? { present: true } : { absent: true } });
   ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.intent(vm), expect: own.intent ? { present: true } : { absent: true } });
@@ -483,6 +518,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
   if (adoption === "adopt") change.reasons.push(`adopt: qubes-iac takes over this existing qube (tag ${ctx.names.ownerTag})`);
   else if (ownOps.length > 0) change.reasons.push("finish an interrupted create: record ownership");
   if (pre.length > 0 && needsHalt.length > 0) change.reasons.push(`apply shuts the qube down for ${needsHalt.join(", ")} and starts it again`);
+  if (startsNetvm !== undefined) change.reasons.push(`apply starts ${startsNetvm} first: Qubes connects a running qube only to a running netvm`);
   if (ops.length === 0) return { change, steps: [] };
   return {
     change,

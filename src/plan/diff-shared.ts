@@ -286,6 +286,8 @@ export function diffGlobals(ctx: DiffContext): SharedDiff {
         after[g] = displayProperty(ag.type, cmp.payload);
         const uses = refName(cmp.payload);
         const old = refName(ag.raw);
+        const listed = ag.type === "vm" && cmp.payload !== "" && !desired.qubes.has(cmp.payload) ? actual.listing.get(cmp.payload) : undefined;
+        if (listed) ctx.addCheck({ check: "qube", vm: listed.name, class: listed.klass });
         if (ag.type === "vm" && cmp.payload !== "" && !ctx.qubeKnown(cmp.payload)) {
           ctx.diagnostics.push(planDiagnostic("QIAC-E107", `global ${g}: qube '${cmp.payload}' is neither in the config nor in the system`, { location, address: "properties" }));
         }

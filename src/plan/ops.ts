@@ -88,8 +88,11 @@ export function opMethod(o: Op): string {
 export type CheckedValue = { value: string } | { sha256: string } | { present: true } | { absent: true };
 
 export type Check =
-  /** The qube's admin.vm.List line: class and power state; `absent` when it must not exist. */
-  | { check: "qube"; vm: string; class: string; power: string }
+  /**
+   * The qube's admin.vm.List line: its class, and its power state when the plan relied on it
+   * (the qube's own changes); a qube the plan only refers to is checked without it.
+   */
+  | { check: "qube"; vm: string; class: string; power?: string }
   | { check: "qube-absent"; vm: string }
   /** A property as property.Get prints it: default flag and value text. */
   | { check: "property"; holder: Holder; name: string; default: boolean; value: string }

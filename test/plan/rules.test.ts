@@ -299,6 +299,20 @@ describe("power states and halted-only changes", () => {
     expect((await s.client.vm.list("work"))[0]?.state).toBe("Running");
   });
 
+  it("a running qube moved to a halted netvm gets the netvm started first (qubesd refuses otherwise)", async () => {
+    await s.client.vm.start("vault");
+    const j = await plan(yaml("o", "qubes:\n  vault: {adopt: true, properties: {netvm: sys-firewall}}\n"));
+    expect(opsOf(j, "update:qube.vault").slice(-2)).toEqual([
+      { op: "vm.start", vm: "sys-firewall" },
+      { op: "property.set", holder: { vm: "vault" }, name: "netvm", value: "sys-firewall" },
+    ]);
+    expect(j.resource_changes[0]?.reasons).toContain("apply starts sys-firewall first: Qubes connects a running qube only to a running netvm");
+    await runOps(s.client, planOps(j));
+    await s.client.vm.shutdown("vault", { wait: true });
+    const halted = await plan(yaml("o", "qubes:\n  vault: {adopt: true, properties: {netvm: sys-net}}\n"));
+    expect(opsOf(halted, "update:qube.vault").map((o) => o.op)).toEqual(["property.set"]);
+  });
+
   it("state: running starts, state: halted shuts down first, paused pauses", async () => {
     const run = await plan(yaml("o", "qubes:\n  work: {adopt: true, state: running}\n"));
     expect(opsOf(run, "update:qube.work").at(-1)).toEqual({ op: "vm.start", vm: "work" });
@@ -327,6 +341,19 @@ qubes:
     expect(stepIds(j)).toEqual(["setup:ownership", "create:label.magenta", "create:qube.a"]);
     expect(j.resource_changes.map((c) => c.address)).toEqual(["label.magenta", "qube.a"]);
     expect(j.options.targets).toEqual(["qube.a"]);
+  });
+
+  it("--target properties takes the global properties and the qubes they name", async () => {
+    const withGlobal = yaml(
+      "o",
+      `properties: {default_dispvm: d}
+qubes:
+  a: {class: AppVM, template: fedora-40, label: red}
+  d: {class: AppVM, template: fedora-40, label: red, properties: {template_for_dispvms: true}}
+`,
+    );
+    const j = await plan(withGlobal, { targets: ["properties"] });
+    expect(stepIds(j)).toEqual(["setup:ownership", "create:qube.d", "update:properties:default_dispvm"]);
   });
 
   it("--exclude leaves a resource out; a target that needs it is an error", async () => {
