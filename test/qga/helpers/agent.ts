@@ -3,7 +3,7 @@
 // dropped to nobody:nogroup so its file commands cannot touch root-owned files. Tests keep every
 // guest path under `dir`. Missing qemu-ga skips the tests, except under CI=true where it fails.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,6 +67,14 @@ export type TestAgent = {
   received(): string;
   stop(): Promise<void>;
 };
+
+/** Creates a file in the agent's temp dir owned by the agent's user, as if the guest had it already. */
+export function plantFile(agent: TestAgent, name: string, content: string | Uint8Array): string {
+  const path = join(agent.dir, name);
+  writeFileSync(path, content);
+  if (isRoot) chownSync(path, 65534, 65534);
+  return path;
+}
 
 /** The commands in a stretch of received bytes, in order, e.g. ["guest-sync-delimited", "guest-info"]. */
 export const commandsIn = (received: string): string[] => [...received.matchAll(/"execute":"([a-z0-9-]+)"/g)].map((m) => m[1]!);
