@@ -28,6 +28,9 @@ export type QubeOwnership =
   | { kind: "pending-adopt"; confirmed: false; intent: true; tagged: false }
   | { kind: "foreign"; confirmed: false; intent: false; tagged: boolean };
 
+/** A qube read in depth: its properties, tags and feature names. */
+export type DetailedQube = ActualQube & { tags: ReadonlySet<string>; featureNames: ReadonlySet<string> };
+
 export type DiffContext = {
   desired: DesiredState;
   actual: ActualState;
@@ -39,7 +42,7 @@ export type DiffContext = {
   checks(): Check[];
   ownership(name: string): QubeOwnership;
   /** The in-depth read of a qube; a missing read is a bug of the reader. */
-  detail(name: string): ActualQube & { tags: ReadonlySet<string>; featureNames: ReadonlySet<string> };
+  detail(name: string): DetailedQube;
   /** Exists now or is declared by the config. */
   qubeKnown(name: string): boolean;
 };
@@ -50,10 +53,10 @@ export function createContext(desired: DesiredState, actual: ActualState, option
   const diagnostics: Diagnostic[] = [];
   const checks = new Map<string, Check>();
 
-  const detail = (name: string): ActualQube & { tags: ReadonlySet<string>; featureNames: ReadonlySet<string> } => {
+  const detail = (name: string): DetailedQube => {
     const q = actual.qubes.get(name);
     if (!q || !q.tags || !q.featureNames) throw new Error(`internal: qube '${name}' was not read in depth`);
-    return q as ActualQube & { tags: ReadonlySet<string>; featureNames: ReadonlySet<string> };
+    return q as DetailedQube;
   };
 
   const intentOf = (name: string): QubeIntent | undefined => parseIntent(actual.dom0Features.get(names.intent(name)));

@@ -1,29 +1,27 @@
 // The diff of one qube: create, update (including adopt and finishing an interrupted create),
 // replace, delete or forget, each as a ResourceChange plus the steps that carry it out, with the
 // ownership records written in crash-safe order (intent before Create, tag right after, then the
-// confirmed inventory entry). Pure; reads only the DiffContext.
+// confirmed inventory entry) and the power transitions around halted-only changes. Pure; reads
+// only the DiffContext (attribute comparison is in diff-attributes.ts).
 
-import { formatAddress, labelAddress, qubeAddress } from "../model/address.js";
+import { formatAddress, qubeAddress } from "../model/address.js";
 import { settledPower, type ActualQube, type SettledPower } from "../model/actual.js";
 import { locate, TEMPLATE_BASED_CLASSES, type DesiredQube, type QubeClass, type QubeField } from "../model/desired.js";
-import { ENTRY_OWNED, MARKER_VALUE, RECORD_PREFIX, readQubeRecords, type QubeRecords } from "../model/ownership.js";
+import { ENTRY_OWNED, MARKER_VALUE, readQubeRecords, type QubeRecords } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
-import type { DiffContext, QubeOwnership } from "./_context.js";
+import type { DetailedQube, DiffContext, QubeOwnership } from "./_context.js";
 import type { Action } from "./action.js";
+import { diffAttributes, newAcc, type Acc } from "./diff-attributes.js";
 import { stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
-import { compareProperty, displayProperty, payloadOf } from "./normalize.js";
-import { checkedValue, firewallFingerprint, type Op } from "./ops.js";
+import { displayProperty, payloadOf } from "./normalize.js";
+import type { Op } from "./ops.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
 export type QubeDiff = { change?: ResourceChange; steps: PlannedStep[] };
 
-/** Qubes' default firewall: what a qube has when qubes-iac stops managing its rules. */
-export const DEFAULT_FIREWALL: readonly string[] = ["action=accept"];
-
 const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
-const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Attributes Qubes changes only while the qube is halted (reference §5.3). */
 function haltOnly(key: string, klass: string): boolean {
@@ -213,204 +211,6 @@ function ownershipOps(ctx: DiffContext, vm: string, own: ExistingOwnership, adop
   return ops;
 }
 
-type Acc = {
-  before: Attributes;
-  after: Attributes;
-  beforeDefault: string[];
-  afterDefault: string[];
-  ops: Op[];
-  /** Changed attribute keys. */
-  changed: string[];
-  uses: string[];
-  unreferences: string[];
-};
-
-function newAcc(): Acc {
-  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], uses: [], unreferences: [] };
-}
-
-function diffAttributes(ctx: DiffContext, q: DesiredQube, a: ActualQube & { tags: ReadonlySet<string>; featureNames: ReadonlySet<string> }, rec: QubeRecords, acc: Acc): void {
-  const { names } = ctx;
-  const vm = q.name;
-  const address = `qube.${vm}`;
-  const prop = (p: string) => a.properties.get(p);
-
-  if (q.label !== undefined) {
-    const cur = prop("label")?.raw ?? "";
-    acc.before.label = cur;
-    acc.after.label = q.label;
-    ctx.addCheck({ check: "property", holder: { vm }, name: "label", default: prop("label")?.isDefault ?? false, value: cur });
-    if (cur !== q.label) {
-      acc.ops.push({ op: "property.set", holder: { vm }, name: "label", value: q.label });
-      acc.changed.push("label");
-      acc.uses.push(formatAddress(labelAddress(q.label)));
-      if (cur !== "") acc.unreferences.push(formatAddress(labelAddress(cur)));
-    }
-  }
-
-  if (q.template !== undefined && TEMPLATE_BASED_CLASSES.has(a.klass as QubeClass)) {
-    const t = prop("template");
-    const cur = t?.raw ?? "";
-    acc.before.template = cur === "" ? null : cur;
-    acc.after.template = q.template;
-    ctx.addCheck({ check: "property", holder: { vm }, name: "template", default: t?.isDefault ?? false, value: cur });
-    if (cur !== q.template) {
-      acc.ops.push({ op: "property.set", holder: { vm }, name: "template", value: q.template });
-      acc.changed.push("template");
-      acc.uses.push(`qube.${q.template}`);
-      if (cur !== "") acc.unreferences.push(`qube.${cur}`);
-    }
-  }
-
-  for (const [p, v] of q.properties) {
-    const key = `properties.${p}`;
-    const ap = prop(p);
-    if (ap === undefined) {
-      ctx.diagnostics.push(
-        planDiagnostic("QIAC-E108", `qube ${vm} (${a.klass}) has no property '${p}'`, { location: locate(q, key), address }),
-      );
-      continue;
-    }
-    ctx.addCheck({ check: "property", holder: { vm }, name: p, default: ap.isDefault, value: ap.raw });
-    acc.before[key] = displayProperty(ap.type, ap.raw);
-    if (ap.isDefault) acc.beforeDefault.push(key);
-    const cmp = compareProperty(v, ap);
-    switch (cmp.kind) {
-      case "equal":
-        acc.after[key] = acc.before[key] ?? null;
-        if (ap.isDefault) acc.afterDefault.push(key);
-        break;
-      case "set":
-        acc.after[key] = displayProperty(ap.type, cmp.payload);
-        acc.ops.push({ op: "property.set", holder: { vm }, name: p, value: cmp.payload });
-        acc.changed.push(key);
-        if (ap.type === "vm" && cmp.payload !== "") acc.uses.push(`qube.${cmp.payload}`);
-        if (ap.type === "vm" && ap.raw !== "") acc.unreferences.push(`qube.${ap.raw}`);
-        break;
-      case "reset":
-        acc.after[key] = null;
-        acc.afterDefault.push(key);
-        acc.ops.push({ op: "property.reset", holder: { vm }, name: p });
-        acc.changed.push(key);
-        if (ap.type === "vm" && ap.raw !== "") acc.unreferences.push(`qube.${ap.raw}`);
-        break;
-      case "invalid":
-        ctx.diagnostics.push(
-          planDiagnostic("QIAC-E109", `qube ${vm}: ${p} is of type ${ap.type} in Qubes: ${cmp.error}`, { location: locate(q, key), address }),
-        );
-        break;
-      default: {
-        const never: never = cmp;
-        throw new Error(`unhandled comparison ${String(never)}`);
-      }
-    }
-  }
-
-  // Features: the config's, then those qubes-iac set earlier and the config no longer names.
-  const featureKeys = [...q.features.keys(), ...sorted(rec.features).filter((f) => !q.features.has(f))];
-  for (const f of featureKeys) {
-    const key = `features.${f}`;
-    if (f.startsWith(RECORD_PREFIX)) {
-      ctx.diagnostics.push(
-        planDiagnostic("QIAC-E119", `qube ${vm}: feature '${f}' is in qubes-iac's reserved prefix '${RECORD_PREFIX}'`, { location: locate(q, key), address }),
-      );
-      continue;
-    }
-    const present = a.featureNames.has(f);
-    const cur = present ? (a.features.get(f) ?? "") : null;
-    const want = q.features.has(f) ? (q.features.get(f) ?? null) : null;
-    const owned = rec.features.has(f);
-    ctx.addCheck({ check: "feature", vm, name: f, expect: checkedValue(cur ?? undefined) });
-    ctx.addCheck({ check: "feature", vm, name: names.feature(f), expect: owned ? { present: true } : { absent: true } });
-    acc.before[key] = cur;
-    acc.after[key] = want;
-    if (want !== null) {
-      if (cur !== want) {
-        if (!owned) acc.ops.push({ op: "feature.set", vm, name: names.feature(f), value: MARKER_VALUE });
-        acc.ops.push({ op: "feature.set", vm, name: f, value: want });
-        acc.changed.push(key);
-      }
-    } else {
-      if (present) {
-        acc.ops.push({ op: "feature.remove", vm, name: f });
-        acc.changed.push(key);
-      }
-      if (owned) acc.ops.push({ op: "feature.remove", vm, name: names.feature(f) });
-    }
-  }
-
-  // Tags: the owner tag (handled by ownershipOps), the config's, and those qubes-iac set earlier.
-  const relevant = new Set([...q.tags, ...rec.tags, names.ownerTag]);
-  for (const t of sorted(relevant)) {
-    ctx.addCheck({ check: "tag", vm, name: t, present: a.tags.has(t) });
-    if (t !== names.ownerTag) ctx.addCheck({ check: "feature", vm, name: names.tag(t), expect: rec.tags.has(t) ? { present: true } : { absent: true } });
-  }
-  acc.before.tags = sorted([...relevant].filter((t) => a.tags.has(t)));
-  acc.after.tags = sorted([...q.tags, names.ownerTag]);
-  for (const t of sorted(q.tags)) {
-    if (a.tags.has(t)) continue;
-    if (!rec.tags.has(t)) acc.ops.push({ op: "feature.set", vm, name: names.tag(t), value: MARKER_VALUE });
-    acc.ops.push({ op: "tag.set", vm, name: t });
-  }
-  for (const t of sorted(rec.tags)) {
-    if (q.tags.has(t)) continue;
-    if (a.tags.has(t)) acc.ops.push({ op: "tag.remove", vm, name: t });
-    acc.ops.push({ op: "feature.remove", vm, name: names.tag(t) });
-  }
-  if (!sameList(acc.before.tags, acc.after.tags)) acc.changed.push("tags");
-
-  // Firewall: the config's list, or back to Qubes' default when qubes-iac set it and the config dropped it.
-  if (q.firewall !== undefined || rec.firewall) {
-    const cur = a.firewall;
-    if (cur === undefined) throw new Error(`internal: the firewall of qube '${vm}' was not read`);
-    ctx.addCheck({ check: "firewall", vm, expect: firewallFingerprint(cur) });
-    ctx.addCheck({ check: "feature", vm, name: names.firewall, expect: rec.firewall ? { present: true } : { absent: true } });
-    const want = q.firewall ?? DEFAULT_FIREWALL;
-    acc.before.firewall = [...cur];
-    acc.after.firewall = [...want];
-    if (!sameList(cur, want)) {
-      if (q.firewall !== undefined && !rec.firewall) acc.ops.push({ op: "feature.set", vm, name: names.firewall, value: MARKER_VALUE });
-      acc.ops.push({ op: "firewall.set", vm, rules: [...want] });
-      acc.changed.push("firewall");
-    }
-    if (q.firewall === undefined) acc.ops.push({ op: "feature.remove", vm, name: names.firewall });
-  }
-
-  for (const [v, { size }] of q.volumes) {
-    const key = `volumes.${v}.size`;
-    const av = a.volumes.get(v);
-    if (av === undefined) throw new Error(`internal: volume ${v} of qube '${vm}' was not read`);
-    ctx.addCheck({ check: "volume-size", vm, volume: v, size: av.size.toString() });
-    acc.before[key] = av.size.toString();
-    acc.after[key] = String(size);
-    const want = BigInt(size);
-    if (want < av.size) {
-      ctx.diagnostics.push(
-        planDiagnostic("QIAC-E110", `qube ${vm}: volume ${v} is ${av.size} bytes; it cannot shrink to ${size}`, {
-          location: locate(q, `volumes.${v}`),
-          address,
-          hint: `give at least ${av.size}`,
-        }),
-      );
-    } else if (want > av.size) {
-      acc.ops.push({ op: "volume.resize", vm, volume: v, size: want.toString() });
-      acc.changed.push(key);
-    }
-  }
-
-  // protect is recorded on the qube; only an explicit `protect: false` lifts the record.
-  if (q.protect || rec.protect || q.locations.has("protect")) {
-    const want = q.protect || (rec.protect && !q.locations.has("protect"));
-    ctx.addCheck({ check: "feature", vm, name: names.protect, expect: rec.protect ? { present: true } : { absent: true } });
-    acc.before.protect = String(rec.protect);
-    acc.after.protect = String(want);
-    if (want !== rec.protect) {
-      acc.ops.push(want ? { op: "feature.set", vm, name: names.protect, value: MARKER_VALUE } : { op: "feature.remove", vm, name: names.protect });
-      acc.changed.push("protect");
-    }
-  }
-}
-
 /**
  * The netvm to start before a running qube is connected to it: qubesd refuses to attach a running
  * qube to a halted netvm (and starts the netvm itself only when it starts the qube).
@@ -556,7 +356,7 @@ function removalOps(vm: string, power: string): Op[] {
   return [...(p === undefined || p === "halted" ? [] : powerOps(vm, p, "halted")), { op: "vm.remove", vm }];
 }
 
-function diffReplace(ctx: DiffContext, q: DesiredQube, a: ActualQube & { tags: ReadonlySet<string>; featureNames: ReadonlySet<string> }, rec: QubeRecords): QubeDiff {
+function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: QubeRecords): QubeDiff {
   const vm = q.name;
   const address = `qube.${vm}`;
   const klass = q.class as QubeClass;

@@ -3,13 +3,12 @@
 // Plan, so a person can never read more than a machine can check. A saved plan is recognised by
 // its `format` field, not by its file name.
 
-import type { Diagnostic } from "../model/diagnostics.js";
-import { hasErrors } from "../model/diagnostics.js";
+import { formatAddress } from "../model/address.js";
+import { hasErrors, type Diagnostic } from "../model/diagnostics.js";
 import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, type Action } from "./action.js";
 import type { AttrValue, StepKind } from "./changes.js";
 import type { Check, Op } from "./ops.js";
 import type { Plan } from "./plan.js";
-import { formatAddress } from "../model/address.js";
 
 export const PLAN_FORMAT = "qubes-iac-plan";
 /** Bump on any change a reader of version 1 could misread; readers refuse newer majors. */

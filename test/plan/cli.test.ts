@@ -89,3 +89,15 @@ describe("colour", () => {
     expect((await plan(["--no-color", "examples/minimal.yaml"], { tty: true })).stdout).not.toMatch(colourful);
   });
 });
+
+describe("the built CLI", () => {
+  it("plans an example against the embedded simulator and exits 2 with --detailed-exitcode", async () => {
+    const { runBuiltCli } = await import("../helpers/cli.js");
+    const { repoRoot } = await import("../helpers/shared.js");
+    const r = await runBuiltCli(["plan", "--connect", `sim:${join(dir, "state.json")}`, "--detailed-exitcode", join(repoRoot, "examples", "vpn.yaml")], { cwd: dir });
+    expect(r.stderr).toMatch(/using the embedded simulator/);
+    expect(r.stdout).toMatch(/\+ qube\.sys-vpn/);
+    expect(r.stdout).toMatch(/Plan: 1 to add, 1 to change, 0 to destroy\./);
+    expect(r.code).toBe(2);
+  });
+});
