@@ -37,7 +37,8 @@ export async function withFrozenFilesystems<T>(client: QgaClient, body: (frozen:
   } catch (e) {
     // Refused outright: nothing is frozen. Anything else (timeout, lost channel) may have frozen.
     if (isQgaError(e) && (e.code === "agent" || e.code === "disabled" || e.code === "unsupported" || e.code === "invalid-request")) throw e;
-    await thaw(client, opts).catch(() => undefined);
+    // A thaw failure here is the worse news ("may still be frozen") and replaces the freeze error.
+    await thaw(client, opts);
     throw e;
   }
   opts.onFrozen?.(frozen);
