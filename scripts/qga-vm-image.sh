@@ -18,13 +18,13 @@ for tool in apt-get apt-cache dpkg-deb gzip sha256sum ldd; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 
-# The kernel package the cloud meta-package points at today (e.g. linux-image-6.1.0-56-cloud-amd64).
-KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
-[ -n "$KPKG" ] || die "apt-cache knows no linux-image-cloud-amd64: run apt-get update first"
-version_of() { apt-cache show --no-all-versions "$1" 2>/dev/null | awk '/^Version:/ { print $2; exit }'; }
-KVER=$(version_of "$KPKG")
-BBVER=$(version_of busybox-static)
-[ -n "$KVER" ] && [ -n "$BBVER" ] || die "cannot find versions of $KPKG and busybox-static: run apt-get update first"
+# One apt-cache call (each one re-reads the package lists when there is no binary cache): the
+# candidate cloud meta-package pins its kernel package and version, e.g.
+# `Depends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)`.
+SHOW=$(apt-cache show --no-all-versions linux-image-cloud-amd64 busybox-static 2>/dev/null || true)
+read -r KPKG KVER < <(printf '%s\n' "$SHOW" | sed -n 's/^Depends:.*\(linux-image-[^ ,]*\) (= \([^)]*\)).*/\1 \2/p' | head -n1) || true
+BBVER=$(printf '%s\n' "$SHOW" | awk '/^Package: busybox-static$/ { p = 1 } p && /^Version:/ { print $2; exit }')
+[ -n "${KPKG:-}" ] && [ -n "${KVER:-}" ] && [ -n "$BBVER" ] || die "apt-cache knows no linux-image-cloud-amd64 or busybox-static: run apt-get update first"
 
 KEY=$( {
   echo "$KPKG $KVER"
@@ -158,4 +158,6 @@ mv initrd.gz "$STAGE/initrd.gz"
 # Another build may have finished first; its result is the same image, so keep it.
 [ -d "$OUT" ] && [ ! -f "$OUT/manifest" ] && rm -rf "$OUT"
 mv -T "$STAGE" "$OUT" 2>/dev/null || [ -f "$OUT/manifest" ] || die "cannot move the image to $OUT"
+# Images for older package versions are never used again.
+find "$CACHE_ROOT/qga-vm" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name '.build.*' -exec rm -rf {} +
 echo "$OUT"

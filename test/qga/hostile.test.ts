@@ -128,7 +128,8 @@ describe("silence and deadlines", () => {
 
   test("a helper that exits before answering is 'not answering yet' until the deadline", async () => {
     const pending: string[] = [];
-    const e = await rejection(waitForAgent(spec, { timeoutMs: 800, retryDelayMs: 100, env: env({ sync: "exit", exitStatus: 3 }), onPending: (r) => pending.push(r) }));
+    // Long enough for several node start-ups on a loaded 2-core CI machine.
+    const e = await rejection(waitForAgent(spec, { timeoutMs: 4000, retryDelayMs: 100, env: env({ sync: "exit", exitStatus: 3 }), onPending: (r) => pending.push(r) }));
     expect(e.code).toBe("not-ready");
     expect(e.message).toContain("exited with status 3");
     expect(pending.length).toBeGreaterThan(1);

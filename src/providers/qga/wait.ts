@@ -20,7 +20,7 @@ export async function waitForAgent(spec: AgentSpec, opts: WaitOptions): Promise<
   const started = Date.now();
   const deadline = started + opts.timeoutMs;
   const { attemptMs = 1000, retryDelayMs = 200, onPending, ...connect } = opts;
-  let last = "no attempt finished";
+  let last = NO_ATTEMPT;
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) break;
@@ -28,8 +28,11 @@ export async function waitForAgent(spec: AgentSpec, opts: WaitOptions): Promise<
       return await connectAgent(spec, { ...connect, timeoutMs: left, resyncEveryMs: attemptMs });
     } catch (e) {
       if (!isNotAnsweringYet(e)) throw e;
-      last = (e as QgaError).message;
-      onPending?.(last, Date.now() - started);
+      const reason = (e as QgaError).message;
+      // A last attempt cut short by the deadline says less than the one before it.
+      const cutShort = (e as QgaError).code === "timeout" && left < attemptMs && last !== NO_ATTEMPT;
+      if (!cutShort) last = reason;
+      onPending?.(reason, Date.now() - started);
     }
     const pause = Math.min(retryDelayMs, deadline - Date.now());
     if (pause > 0) await new Promise((r) => setTimeout(r, pause));
@@ -39,4 +42,5 @@ export async function waitForAgent(spec: AgentSpec, opts: WaitOptions): Promise<
   });
 }
 
+const NO_ATTEMPT = "no attempt finished";
 const formatSeconds = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`);

@@ -149,7 +149,7 @@ function canConnect(path: string): Promise<boolean> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A raw socket to the agent for wire-level tests: write bytes, read until a predicate holds. */
+/** A raw socket to the agent for wire-level tests: write bytes, read until a predicate holds (or `ms` pass). */
 export async function rawConnection(path: string): Promise<{ write(b: Uint8Array | string): void; readUntil(done: (all: Buffer) => boolean, ms: number): Promise<Buffer>; close(): void }> {
   const s = createConnection(path);
   await new Promise<void>((resolve, reject) => {
@@ -163,7 +163,8 @@ export async function rawConnection(path: string): Promise<{ write(b: Uint8Array
     for (const l of listeners) l();
   });
   return {
-    write: (b) => s.write(b),
+    // Strings are latin1, so "\xff" is the single byte 0xFF.
+    write: (b) => s.write(typeof b === "string" ? Buffer.from(b, "latin1") : b),
     readUntil: (done, ms) =>
       new Promise<Buffer>((resolve) => {
         const check = (): void => {
