@@ -95,6 +95,9 @@ export async function tempSim(opts: Partial<SimulatorOptions> = {}): Promise<Tem
     statePath: base.statePath ?? "",
     dir,
     calls,
+    get faults() {
+      return server.faults;
+    },
     close: () => server.close(),
     async restart(extra = {}) {
       await server.close();

@@ -135,3 +135,14 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
     };
   }
 }
+
+/** Whether a method changes persistent state (unknown methods and event streams do not). */
+export function methodMutates(method: string): boolean {
+  const spec = methodTable(true).get(method);
+  return spec !== undefined && !("stream" in spec) && spec.mutates;
+}
+
+/** Every method name the simulator serves, streams included. */
+export function methodNames(): string[] {
+  return [...methodTable(true).keys()];
+}

@@ -1,20 +1,41 @@
 // A qubesd-compatible server on a Unix socket: qubesd's framing (read to the client's
 // half-close, at most 65536 bytes, reply, close), the Admin API methods of dispatch.ts over a
-// World kept in a state file, live admin.Events / admin.Vm.Stats streams, and a call log.
+// World kept in a state file, live admin.Events / admin.Vm.Stats streams, a call log, and the
+// latency model and fault injection of latency.ts and faults.ts (both in README.md).
 // This is the I/O shell of the simulator; it imports the codec and never the client.
 
 import { randomInt, randomUUID } from "node:crypto";
 import { appendFileSync, existsSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { decodeRequest, encodeEvent, type QubesEvent } from "../codec.js";
+import { decodeRequest, encodeEvent, encodeException, type AdminRequest, type QubesEvent } from "../codec.js";
 import { MAX_REQUEST_BYTES } from "../../../model/qubes-rules.js";
 import type { Services } from "./call.js";
-import { dispatch, type DispatchOptions, type ErrorStyle, type Outcome } from "./dispatch.js";
-import fixtureDefault from "./fixture-default.json" with { type: "json" };
+import { dispatch, methodMutates, type DispatchOptions, type ErrorStyle, type Outcome } from "./dispatch.js";
+import { PROTOCOL_ERROR_CLASSES } from "./errors.js";
+import { createFaultSet, GARBAGE_REPLY, type FaultControl, type FaultRule, type FiredFault } from "./faults.js";
+import { fixtureDocument, type SimFixture } from "./fixtures.js";
+import { checkLatency, createSerialQueue, type Latency } from "./latency.js";
 import { APP, qubeHolder, readProp } from "./model.js";
 import { worldFromDocument, type FragmentCache, type Qube, type World } from "./state.js";
 import { loadStateFile, lockStateFile, saveStateFile } from "./store.js";
+
+export {
+  describeFaultRuleIssue,
+  formatFaultRule,
+  FaultRuleSyntaxError,
+  GARBAGE_REPLY,
+  parseFaultRule,
+  type FaultAction,
+  type FaultControl,
+  type FaultKind,
+  type FaultRule,
+  type FaultRuleSyntaxIssue,
+  type FiredFault,
+} from "./faults.js";
+export { generateFixtureState, GENERATED_MAX_QUBES, GENERATED_MIN_QUBES, parseFixture, type SimFixture } from "./fixtures.js";
+export { parseLatency, type Latency } from "./latency.js";
+export type { StateDocument } from "./state.js";
 
 export type SimulatorOptions = {
   socketPath: string;
@@ -22,8 +43,8 @@ export type SimulatorOptions = {
   statePath?: string;
   /** Discard existing state, reseed from the fixture. */
   reset?: boolean;
-  /** The recorded conformance fixture. */
-  fixture?: FixtureName;
+  /** What a new or reset state starts from: the recorded fixture (default) or a generated system of N qubes. */
+  fixture?: SimFixture;
   /** Append one JSON line per call. */
   logPath?: string;
   /** Same entry as the log line, for tests. */
@@ -38,6 +59,12 @@ export type SimulatorOptions = {
    * (errorStyle "r4.3"), "r4.2" (also admin.vm.List without `uuid=`). errorStyle overrides.
    */
   release?: "head" | "r4.3" | "r4.2";
+  /** Added to every read-only / mutating call before its reply (README.md, "Latency"). */
+  latency?: Latency;
+  /** Mutating calls run one at a time, each holding the queue for writeMs. Default: true when latency is set. */
+  serialWrites?: boolean;
+  /** Fault rules, as text (README.md, "Faults") or structured; more can be added while running. */
+  faults?: ReadonlyArray<FaultRule | string>;
 };
 
 export type SimCallLogEntry = {
@@ -47,22 +74,33 @@ export type SimCallLogEntry = {
   dest: string;
   arg: string;
   payload_bytes: number;
-  reply: "ok" | "exception" | "empty" | "event";
+  /** What the client got; "closed" = no byte, "garbage" / "truncated" = a fault's bytes. */
+  reply: "ok" | "exception" | "empty" | "event" | "closed" | "garbage" | "truncated";
   exc_type?: string;
+  /** The fault rule (text form) that fired on this call. */
+  fault?: string;
+  /** From the request's arrival to its reply, waits included. */
   ms: number;
 };
 
-export type SimulatorServer = { socketPath: string; statePath?: string; close(): Promise<void> };
+export type SimulatorServer = {
+  socketPath: string;
+  statePath?: string;
+  /** Add and clear fault rules while serving; read which fired. */
+  faults: FaultControl;
+  close(): Promise<void>;
+};
 
-export type FixtureName = "default";
-const FIXTURES: Record<FixtureName, unknown> = { default: fixtureDefault };
+/** What one call produced, before a fault decides what the client gets. */
+type Result = { bytes: Buffer; reply: "ok" | "exception" | "empty"; excType?: string; outcome: FiredFault["outcome"] };
 
 type Subscriber = { socket: Socket; qube: string | null };
 
 export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorServer> {
   const startedAt = new Date();
-  const fixture = FIXTURES[opts.fixture ?? "default"];
-  if (!fixture) throw new Error(`unknown simulator fixture ${String(opts.fixture)}`);
+  const latencyError = opts.latency ? checkLatency(opts.latency) : null;
+  if (latencyError) throw new RangeError(latencyError);
+  const faults = createFaultSet(opts.faults ?? []);
   const statePath = opts.statePath;
   const release = statePath ? lockStateFile(statePath, startedAt) : () => {};
   let world: World;
@@ -70,7 +108,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     if (statePath && !opts.reset && existsSync(statePath)) {
       world = loadStateFile(statePath);
     } else {
-      world = worldFromDocument(fixture);
+      world = worldFromDocument(fixtureDocument(opts.fixture ?? "default"));
       if (statePath) saveStateFile(statePath, world);
     }
     await claimSocketPath(opts.socketPath);
@@ -88,6 +126,19 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   const sockets = new Set<Socket>();
   const subscribers = new Set<Subscriber>();
   const timers = new Set<NodeJS.Timeout>();
+  const waits = new Set<NodeJS.Timeout>();
+  const latency: Latency = opts.latency ?? { readMs: 0, writeMs: 0 };
+  const writeQueue = (opts.serialWrites ?? opts.latency !== undefined) ? createSerialQueue() : null;
+
+  /** Resolves after ms; a server that closes first never resolves it (its call is abandoned). */
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const t = setTimeout(() => {
+        waits.delete(t);
+        resolve();
+      }, ms);
+      waits.add(t);
+    });
 
   const log = (entry: SimCallLogEntry): void => {
     if (opts.logPath) appendFileSync(opts.logPath, JSON.stringify(entry) + "\n");
@@ -103,7 +154,47 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     }
   };
 
-  const handle = (socket: Socket, buf: Buffer): void => {
+  /** Runs one call (or its injected exception), saves and publishes what changed, waits out its latency. */
+  const perform = async (socket: Socket, req: AdminRequest, fault: FiredFault | null, mutating: boolean): Promise<Result | { stream: true; run: () => void }> => {
+    let result: Result;
+    if (fault?.action.kind === "exception") {
+      const { qubesClass, message } = fault.action;
+      const asEmpty = options.errorStyle === "r4.3" && PROTOCOL_ERROR_CLASSES.has(qubesClass);
+      result = { bytes: asEmpty ? Buffer.alloc(0) : encodeException(qubesClass, message), reply: asEmpty ? "empty" : "exception", excType: qubesClass, outcome: "not-run" };
+    } else {
+      let outcome: Outcome | { kind: "crash"; excType: string };
+      try {
+        outcome = dispatch(world, req, options, services);
+      } catch (e) {
+        // A simulator bug: answer as qubesd answers a non-Qubes exception.
+        outcome = { kind: "crash", excType: e instanceof Error ? e.name : "Error" };
+      }
+      if (outcome.kind === "stream") {
+        const { stream, dest } = outcome;
+        if (latency.readMs > 0) await sleep(latency.readMs);
+        return { stream: true, run: () => startStream(socket, stream, dest) };
+      }
+      if (outcome.kind === "crash") {
+        result = { bytes: Buffer.alloc(0), reply: "empty", excType: outcome.excType, outcome: "empty" };
+      } else {
+        result = { bytes: outcome.bytes, reply: outcome.reply, ...(outcome.excType !== undefined ? { excType: outcome.excType } : {}), outcome: outcome.reply };
+        // A failed call changed nothing unless it fired events before failing (qubesd has no rollback).
+        if (outcome.mutates && statePath && (outcome.reply === "ok" || outcome.events.length > 0)) {
+          try {
+            saveStateFile(statePath, world, fragments, outcome.touched);
+          } catch (e) {
+            result = { bytes: Buffer.alloc(0), reply: "empty", excType: e instanceof Error ? e.name : "Error", outcome: "empty" };
+          }
+        }
+        publish(outcome.events);
+      }
+    }
+    const wait = mutating ? latency.writeMs : latency.readMs;
+    if (wait > 0) await sleep(wait);
+    return result;
+  };
+
+  const handle = async (socket: Socket, buf: Buffer): Promise<void> => {
     const t0 = performance.now();
     const frame = decodeRequest(buf);
     const nul = buf.indexOf(0);
@@ -114,37 +205,58 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
       return;
     }
     const req = frame.request;
-    let outcome: Outcome;
-    try {
-      outcome = dispatch(world, req, options, services);
-    } catch (e) {
-      // A simulator bug: answer as qubesd answers a non-Qubes exception.
-      socket.end();
-      log(entryFor(t0, req, "empty", e instanceof Error ? e.name : "Error"));
+    const fault = faults.match({ src: req.src, method: req.method, arg: req.arg, dest: req.dest });
+    const action = fault?.action;
+    const logCall = (reply: SimCallLogEntry["reply"], excType?: string): void =>
+      log({ ...entryFor(t0, req, reply, excType), ...(fault ? { fault: fault.rule } : {}) });
+
+    if (action?.kind === "close-before") {
+      socket.destroy();
+      logCall("closed");
       return;
     }
-    if (outcome.kind === "stream") {
-      startStream(socket, outcome.stream, outcome.dest);
-      log(entryFor(t0, req, "event"));
-      return;
-    }
-    let bytes = outcome.bytes;
-    let excType = outcome.excType;
-    // A failed call changed nothing unless it fired events before failing (qubesd has no rollback).
-    if (outcome.mutates && statePath && (outcome.reply === "ok" || outcome.events.length > 0)) {
-      try {
-        saveStateFile(statePath, world, fragments, outcome.touched);
-      } catch (e) {
-        bytes = Buffer.alloc(0);
-        excType = e instanceof Error ? e.name : "Error";
+    if (action?.kind === "delay-before") await sleep(action.ms);
+    const mutating = methodMutates(req.method);
+    const done = mutating && writeQueue ? await writeQueue.run(() => perform(socket, req, fault, true)) : await perform(socket, req, fault, mutating);
+    if (action?.kind === "delay") await sleep(action.ms);
+
+    if ("stream" in done) {
+      if (fault) fault.outcome = "ok";
+      if (action?.kind === "close-after" || action?.kind === "garbage" || action?.kind === "truncate") {
+        const first = encodeEvent({ subject: null, event: "connection-established", kwargs: {} });
+        if (action.kind === "garbage") writeIfOpen(socket, GARBAGE_REPLY);
+        if (action.kind === "truncate") writeIfOpen(socket, truncated(first, action.bytes));
+        socket.destroy();
+        logCall(action.kind === "close-after" ? "closed" : action.kind === "garbage" ? "garbage" : "truncated");
+        return;
       }
+      done.run();
+      logCall("event");
+      return;
     }
-    publish(outcome.events);
-    socket.end(bytes);
-    log(entryFor(t0, req, bytes.length === 0 ? "empty" : outcome.reply, excType));
+    if (fault) fault.outcome = done.outcome;
+    switch (action?.kind) {
+      case "close-after":
+        socket.destroy();
+        logCall("closed", done.excType);
+        return;
+      case "garbage":
+        endIfOpen(socket, GARBAGE_REPLY);
+        logCall("garbage", done.excType);
+        return;
+      case "truncate":
+        endIfOpen(socket, truncated(done.bytes, action.bytes));
+        logCall("truncated", done.excType);
+        return;
+      default:
+        endIfOpen(socket, done.bytes);
+        logCall(done.bytes.length === 0 ? "empty" : done.reply, done.excType);
+    }
   };
 
   const startStream = (socket: Socket, kind: "events" | "stats", dest: Qube): void => {
+    // The client may have gone while the call waited out its latency.
+    if (socket.destroyed) return;
     const qube = dest.klass === "AdminVM" ? null : dest.name;
     writeIfOpen(socket, encodeEvent({ subject: null, event: "connection-established", kwargs: {} }));
     if (kind === "events") {
@@ -186,7 +298,11 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
       chunks.push(chunk);
     });
     socket.on("end", () => {
-      if (!aborted) handle(socket, Buffer.concat(chunks));
+      if (aborted) return;
+      handle(socket, Buffer.concat(chunks)).catch((e: unknown) => {
+        socket.destroy();
+        log(entryFor(performance.now(), { src: "", method: "", dest: "", arg: "", payload: new Uint8Array() }, "closed", e instanceof Error ? e.name : "Error"));
+      });
     });
     socket.on("error", () => socket.destroy());
     socket.on("close", () => sockets.delete(socket));
@@ -209,9 +325,11 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   return {
     socketPath: opts.socketPath,
     ...(statePath ? { statePath } : {}),
+    faults: { add: faults.add, clear: faults.clear, rules: faults.rules, fired: faults.fired },
     close() {
       closed ??= new Promise<void>((resolve) => {
         for (const t of timers) clearInterval(t);
+        for (const t of waits) clearTimeout(t);
         server.close(() => {
           if (existsSync(opts.socketPath)) unlinkSync(opts.socketPath);
           release();
@@ -245,6 +363,18 @@ function entryFor(
 
 function writeIfOpen(socket: Socket, bytes: Buffer): void {
   if (!socket.destroyed && socket.writable) socket.write(bytes);
+}
+
+/** Sends the last bytes and half-closes, unless the client has gone (e.g. it timed out). */
+function endIfOpen(socket: Socket, bytes: Buffer): void {
+  if (socket.destroyed) return;
+  socket.end(bytes);
+}
+
+/** The first `keep` bytes; by default half the reply, at least one byte when there are two or more. */
+function truncated(bytes: Buffer, keep?: number): Buffer {
+  const n = keep ?? (bytes.length < 2 ? 0 : Math.max(1, Math.floor(bytes.length / 2)));
+  return bytes.subarray(0, Math.min(n, bytes.length));
 }
 
 /** One HEAD `vm-stats` event for a running qube, with figures derived from its memory and vcpus. */

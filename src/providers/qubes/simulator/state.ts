@@ -18,6 +18,48 @@
 export const STATE_FORMAT = "qubes-iac-sim-state";
 export const STATE_VERSION = 1;
 
+/** The document as written (see the header); what parseState checks and serializeState writes. */
+export type StateDocument = {
+  format: typeof STATE_FORMAT;
+  version: typeof STATE_VERSION;
+  host: {
+    memory_mib: string;
+    cpus: number;
+    dom0_maxmem_mib: string;
+    kernels: string[];
+    pool_size: string;
+    pool_usage: string;
+    lvm_thin_pools: string[];
+  };
+  labels: Array<{ index: number; name: string; color: string }>;
+  pools: Array<{ name: string; driver: string; config: Record<string, string> }>;
+  globals: Record<string, PropValue>;
+  qubes: QubeDocument[];
+};
+
+export type QubeDocument = {
+  name: string;
+  class: VmClass;
+  props: Record<string, PropValue>;
+  features: Array<[string, string]>;
+  tags: string[];
+  firewall: string[] | null;
+  notes: string;
+  volumes: Array<{
+    name: string;
+    pool: string;
+    size: string;
+    rw: boolean;
+    save_on_stop: boolean;
+    snap_on_start: boolean;
+    revisions_to_keep: string;
+    ephemeral: boolean;
+  }>;
+  power: PowerState;
+  xid?: number;
+  start_time?: string | null;
+};
+
 export const VM_CLASSES = ["AdminVM", "AppVM", "DispVM", "RemoteVM", "StandaloneVM", "TemplateVM"] as const;
 export type VmClass = (typeof VM_CLASSES)[number];
 
@@ -285,7 +327,7 @@ export function serializeState(world: World, cache?: FragmentCache, dirty?: Read
   return `${JSON.stringify(head).slice(0, -1)},"qubes":[${fragments.join(",")}]}\n`;
 }
 
-function qubeDocument(q: Qube): object {
+function qubeDocument(q: Qube): QubeDocument {
   return {
     name: q.name,
     class: q.klass,
