@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { guestFsfreeze } from "../../src/cli/commands/guest.js";
+import { guestFsfreeze, guestThaw } from "../../src/cli/commands/guest.js";
 import { QEMU_GA, startTestAgent, type TestAgent } from "./helpers/agent.js";
 import { testIO } from "./helpers/io.js";
 
@@ -33,6 +33,11 @@ describe.skipIf(!QEMU_GA)("guest fsfreeze when the agent cannot freeze", () => {
       /cannot reach the guest agent .*no such socket.*nothing was frozen/,
     );
     expect(existsSync(marker)).toBe(false);
+  });
+
+  test("guest thaw where thawing is disabled says so", async () => {
+    const t = testIO(agent.dir);
+    await expect(guestThaw(t.io, agent.spec)).rejects.toThrow(/guest-fsfreeze-thaw .*disabled/);
   });
 
   test("an empty command is a usage error", async () => {

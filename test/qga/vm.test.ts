@@ -5,7 +5,7 @@
 // and a signal — the suspend error path, and guest-shutdown powering the VM off.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { guestFsfreeze } from "../../src/cli/commands/guest.js";
+import { guestFsfreeze, guestThaw } from "../../src/cli/commands/guest.js";
 import { connectAgent, type QgaClient } from "../../src/providers/qga/client.js";
 import { QgaError } from "../../src/providers/qga/errors.js";
 import { readGuestFacts } from "../../src/providers/qga/facts.js";
@@ -165,6 +165,17 @@ describe.skipIf(!VM_TOOLS_PRESENT)("a real VM with qemu-ga inside", () => {
     expect(await running).toBe(143);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(t.stderr()).toContain("thawed 1 filesystem");
+    expect(await withClient((c) => c.fsfreezeStatus())).toBe("thawed");
+  }, 60_000);
+
+  test("a freeze left behind (a killed run): `guest fsfreeze` refuses to stack another, `guest thaw` recovers", async () => {
+    expect(await withClient((c) => c.fsfreezeFreeze())).toBeGreaterThan(0);
+    const t = testIO(vm.dir);
+    await expect(guestFsfreeze(t.io, vm.spec, ["sh", "-c", "echo must-not-run"])).rejects.toThrow(/already frozen .*qubes-iac guest thaw/);
+    expect(t.stdout()).toBe("");
+    const u = testIO(vm.dir);
+    expect(await guestThaw(u.io, vm.spec)).toBe(0);
+    expect(u.stderr()).toMatch(/thawed 1 filesystem in socket/);
     expect(await withClient((c) => c.fsfreezeStatus())).toBe("thawed");
   }, 60_000);
 

@@ -2,6 +2,7 @@
 // runs COMMAND on the host (a backup, a snapshot), and always thaws — after success, failure, or
 // SIGINT/SIGTERM (forwarded to COMMAND first). Status lines with the agent's counts go to stderr;
 // stdout is COMMAND's. The exit status is COMMAND's, or 1 when the thaw failed.
+// `qubes-iac guest thaw GUEST` is the way out when a freeze was left behind.
 
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
@@ -39,6 +40,19 @@ export async function guestFsfreeze(io: CliIO, target: AgentSpec, command: strin
     client = await connect();
   } catch (e) {
     throw new CliError(`cannot reach the guest agent (${where}): ${e instanceof Error ? e.message : String(e)}; nothing was frozen`);
+  }
+
+  try {
+    if ((await client.fsfreezeStatus()) === "frozen") {
+      throw new CliError(
+        `the filesystems in ${where} are already frozen (another backup is running, or an earlier run was killed); not freezing again. ` +
+          `If nothing else holds the freeze, run \`qubes-iac guest thaw\` on this guest`,
+      );
+    }
+  } catch (e) {
+    await client.close();
+    if (e instanceof CliError) throw e;
+    throw new CliError(`cannot read the freeze state of ${where}: ${e instanceof Error ? e.message : String(e)}; nothing was frozen`);
   }
 
   let interrupted: string | null = null;
@@ -97,6 +111,33 @@ export async function guestFsfreeze(io: CliIO, target: AgentSpec, command: strin
         throw new Error(`unknown command result ${JSON.stringify(never)}`);
       }
     }
+  } finally {
+    await client.close();
+  }
+}
+
+/** `qubes-iac guest thaw GUEST`: thaws whatever is frozen and reports the count (0 when nothing was). */
+export async function guestThaw(io: CliIO, target: AgentSpec, opts: GuestFsfreezeOptions = {}): Promise<number> {
+  const where = describeAgent(target);
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  let client: QgaClient;
+  try {
+    client = await connectAgent(target, {
+      timeoutMs,
+      callTimeoutMs: timeoutMs,
+      resyncEveryMs: 1000,
+      env: io.env as NodeJS.ProcessEnv,
+      ...(opts.qrexecClient ? { qrexecClient: opts.qrexecClient } : {}),
+    });
+  } catch (e) {
+    throw new CliError(`cannot reach the guest agent (${where}): ${e instanceof Error ? e.message : String(e)}`);
+  }
+  try {
+    const thawed = await client.fsfreezeThaw();
+    write(io.stderr, `qubes-iac: thawed ${plural(thawed, "filesystem")} in ${where}`);
+    return 0;
+  } catch (e) {
+    throw new CliError(e instanceof Error ? e.message : String(e));
   } finally {
     await client.close();
   }
