@@ -13,7 +13,7 @@ const HOSTILE = fileURLToPath(new URL("./fixtures/hostile-agent.mjs", import.met
 const spec: AgentSpec = { kind: "command", argv: [process.execPath, HOSTILE] };
 
 type Reply = { line?: string; raw?: string; bigString?: number; silent?: true; exit?: number };
-type Script = { sync?: "answer" | "silent" | "exit"; exitStatus?: number; replies?: Record<string, Reply[]> };
+type Script = { sync?: "answer" | "noisy" | "silent" | "exit"; exitStatus?: number; replies?: Record<string, Reply[]> };
 
 const env = (script: Script): NodeJS.ProcessEnv => ({ ...process.env, QGA_SCRIPT: JSON.stringify(script) });
 const connect = (script: Script, timeoutMs = 5000): Promise<QgaClient> => connectAgent(spec, { timeoutMs, callTimeoutMs: 2000, env: env(script) });
@@ -99,6 +99,16 @@ describe("malformed replies", () => {
       expect(e.message).toContain("\\u001b[2Jgone");
       expect(e.message).not.toContain("\u001b");
       expect(e.details.agentDesc).toBe("\u001b[2Jgone");
+    });
+  });
+});
+
+describe("sync", () => {
+  test("near-miss sync replies (float, string, no sentinel, wrong id, error, cut short) are skipped, never crash", async () => {
+    await withClient({ sync: "noisy" }, async (c) => {
+      await c.ping();
+      await c.resync();
+      expect(await c.getHostName().catch((e: QgaError) => e.code)).toBe("unsupported");
     });
   });
 });

@@ -173,7 +173,8 @@ export async function connectAgent(spec: AgentSpec, opts: ConnectOptions): Promi
       }
       if (f.kind === "line" && w.armed) {
         const r = decodeReply(f.bytes, jsonLimits);
-        const id = r.kind === "return" && (typeof r.value === "bigint" || typeof r.value === "number") ? BigInt(r.value) : null;
+        const v = r.kind === "return" ? r.value : null;
+        const id = typeof v === "bigint" ? v : typeof v === "number" && Number.isSafeInteger(v) ? BigInt(v) : null;
         const at = id === null ? -1 : w.ids.indexOf(id);
         if (at >= 0) {
           // Replies to the later resends of this sync are still on their way.
