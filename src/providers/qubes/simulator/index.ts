@@ -218,10 +218,10 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     if (action?.kind === "delay-before") await sleep(action.ms);
     const mutating = methodMutates(req.method);
     const done = mutating && writeQueue ? await writeQueue.run(() => perform(socket, req, fault, true)) : await perform(socket, req, fault, mutating);
+    if (fault) fault.outcome = "stream" in done ? "ok" : done.outcome;
     if (action?.kind === "delay") await sleep(action.ms);
 
     if ("stream" in done) {
-      if (fault) fault.outcome = "ok";
       if (action?.kind === "close-after" || action?.kind === "garbage" || action?.kind === "truncate") {
         const first = encodeEvent({ subject: null, event: "connection-established", kwargs: {} });
         if (action.kind === "garbage") writeIfOpen(socket, GARBAGE_REPLY);
@@ -234,7 +234,6 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
       logCall("event");
       return;
     }
-    if (fault) fault.outcome = done.outcome;
     switch (action?.kind) {
       case "close-after":
         socket.destroy();
