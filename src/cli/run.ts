@@ -58,10 +58,14 @@ export async function runCli(io: CliIO): Promise<number> {
     .command("serve")
     .description("serve the Admin API on a Unix socket, state kept in a file, until interrupted")
     .requiredOption("--socket <path>", "Unix socket to listen on")
-    .option("--state <file>", "state file (created from the default fixture when missing)")
+    .option("--state <file>", "state file (created from the fixture when missing)")
     .option("--reset", "discard the state file's contents and start from the fixture")
     .option("--log <file>", "append one JSON line per call")
-    .action(async (o: { socket: string; state?: string; reset?: boolean; log?: string }) => {
+    .option("--fixture <fixture>", "what a new or reset state starts from: default | generated:N (N qubes in all)", "default")
+    .option("--latency-ms <ms>", "added to every call: N, or READ,WRITE for read-only and mutating calls")
+    .option("--no-serial-writes", "with --latency-ms, let mutating calls overlap instead of queueing as in qubesd")
+    .option("--fault <rule>", "inject a fault, METHOD[+ARG][/DEST]@WHICH=ACTION (see the simulator README); repeatable", collect)
+    .action(async (o: import("./commands/sim.js").ServeOptions) => {
       const { simServe } = await import("./commands/sim.js");
       exitCode = await simServe(io, o);
     });

@@ -5,13 +5,53 @@
 import { resolve } from "node:path";
 import { checkRequest, decodeReply } from "../../providers/qubes/codec.js";
 import { QubesApiError } from "../../providers/qubes/errors.js";
-import { startSimulator } from "../../providers/qubes/simulator/index.js";
+import {
+  describeFaultRuleIssue,
+  parseFaultRule,
+  parseFixture,
+  parseLatency,
+  startSimulator,
+  type FaultRule,
+  type SimulatorOptions,
+} from "../../providers/qubes/simulator/index.js";
 import { connectClient, type ConnectionOptions } from "../connection.js";
 import { CliError, readAll, write, type CliIO } from "../io.js";
 
-export type ServeOptions = { socket: string; state?: string; reset?: boolean; log?: string };
+export type ServeOptions = {
+  socket: string;
+  state?: string;
+  reset?: boolean;
+  log?: string;
+  fixture?: string;
+  latencyMs?: string;
+  serialWrites?: boolean;
+  fault?: string[];
+};
+
+/** The simulator options the text flags stand for; every bad flag is reported at once. */
+function serveTuning(o: ServeOptions): Pick<SimulatorOptions, "fixture" | "latency" | "serialWrites" | "faults"> {
+  const errors: string[] = [];
+  const fixture = parseFixture(o.fixture ?? "default");
+  if (!fixture.ok) errors.push(`--fixture: ${fixture.error}`);
+  const latency = o.latencyMs === undefined ? undefined : parseLatency(o.latencyMs);
+  if (latency && !latency.ok) errors.push(`--latency-ms: ${latency.error}`);
+  const faults: FaultRule[] = [];
+  for (const text of o.fault ?? []) {
+    const parsed = parseFaultRule(text);
+    if (parsed.ok) faults.push(parsed.rule);
+    else errors.push(`--fault: ${describeFaultRuleIssue(parsed.issue)}`);
+  }
+  if (errors.length > 0) throw new CliError(errors.join("\n"));
+  return {
+    ...(fixture.ok ? { fixture: fixture.fixture } : {}),
+    ...(latency?.ok ? { latency: latency.latency } : {}),
+    ...(o.serialWrites === false ? { serialWrites: false } : {}),
+    faults,
+  };
+}
 
 export async function simServe(io: CliIO, o: ServeOptions): Promise<number> {
+  const tuning = serveTuning(o);
   let server;
   try {
     server = await startSimulator({
@@ -19,7 +59,7 @@ export async function simServe(io: CliIO, o: ServeOptions): Promise<number> {
       ...(o.state !== undefined ? { statePath: resolve(io.cwd, o.state) } : {}),
       ...(o.log !== undefined ? { logPath: resolve(io.cwd, o.log) } : {}),
       reset: o.reset === true,
-      fixture: "default",
+      ...tuning,
     });
   } catch (e) {
     throw new CliError(`cannot start the simulator: ${e instanceof Error ? e.message : String(e)}`);
