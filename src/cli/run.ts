@@ -83,6 +83,32 @@ export async function runCli(io: CliIO): Promise<number> {
       exitCode = await simCall(io, method, dest, arg, o);
     });
 
+  const guest = program.command("guest").description("VMs reached through the QEMU guest agent (see docs/guests.md)");
+  const guestTarget = async (text: string): Promise<import("./commands/guest.js").AgentSpec> => {
+    const { parseAgentTarget } = await import("../providers/qga/spec.js");
+    const spec = parseAgentTarget(text);
+    if ("error" in spec) throw new CliError(`guest '${text}': ${spec.error}`);
+    return spec;
+  };
+  guest
+    .command("fsfreeze")
+    .description("freeze the guest's filesystems, run COMMAND on the host, and always thaw")
+    .argument("<guest>", "socket:PATH | qrexec:QUBE[:SERVICE] | a socket path")
+    .argument("<command...>", "host command to run while frozen (after --)")
+    .option("--timeout <seconds>", "deadline for reaching the agent and for each agent call", "30")
+    .action(async (target: string, command: string[], o: { timeout: string }) => {
+      const { guestFsfreeze } = await import("./commands/guest.js");
+      exitCode = await guestFsfreeze(io, await guestTarget(target), command, { timeoutMs: Number(o.timeout) * 1000 });
+    });
+  guest
+    .command("thaw")
+    .description("thaw a guest left frozen (e.g. by a killed fsfreeze)")
+    .argument("<guest>", "socket:PATH | qrexec:QUBE[:SERVICE] | a socket path")
+    .action(async (target: string) => {
+      const { guestThaw } = await import("./commands/guest.js");
+      exitCode = await guestThaw(io, await guestTarget(target));
+    });
+
   try {
     await program.parseAsync(io.argv, { from: "user" });
     return exitCode;
