@@ -1,15 +1,15 @@
 // Process entry: wires the real process into runCli and sets the exit code. It does not call
 // process.exit, so piped output is always flushed; commands leave nothing running behind them.
+// SIGINT/SIGTERM handlers stay installed until runCli returns: a second Ctrl-C must not kill
+// the process while a command is cleaning up (e.g. thawing a frozen guest).
 import { runCli } from "./run.js";
 
-const onSignal = new Map<NodeJS.Signals, () => void>();
+let onSignal: (sig: NodeJS.Signals) => void = () => {};
 const interrupted = new Promise<string>((resolve) => {
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    const handler = (): void => resolve(sig);
-    onSignal.set(sig, handler);
-    process.once(sig, handler);
-  }
+  onSignal = (sig) => resolve(sig);
 });
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
 
 process.exitCode = await runCli({
   argv: process.argv.slice(2),
@@ -20,4 +20,5 @@ process.exitCode = await runCli({
   stderr: process.stderr,
   interrupted,
 });
-for (const [sig, handler] of onSignal) process.off(sig, handler);
+process.off("SIGINT", onSignal);
+process.off("SIGTERM", onSignal);

@@ -84,7 +84,7 @@ export async function runCli(io: CliIO): Promise<number> {
     });
 
   const guest = program.command("guest").description("VMs reached through the QEMU guest agent (see docs/guests.md)");
-  const guestTarget = async (text: string): Promise<import("./commands/guest.js").AgentSpec> => {
+  const guestTarget = async (text: string): Promise<import("../providers/qga/spec.js").AgentSpec> => {
     const { parseAgentTarget } = await import("../providers/qga/spec.js");
     const spec = parseAgentTarget(text);
     if ("error" in spec) throw new CliError(`guest '${text}': ${spec.error}`);
