@@ -1,12 +1,11 @@
 // Plan test support: load a config, plan it against the simulator over its real socket, and
-// carry out a plan's ops literally with the Admin API client. The executor is test scaffolding
-// standing in for apply (issue 5): it runs each op as exactly one client call, so a test fails if
-// a plan ever holds an op qubesd would refuse.
+// carry out a plan's ops literally, one after the other, with apply's op runner (each op exactly
+// one client call), so a test fails if a plan ever holds an op qubesd would refuse.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv } from "ajv";
 import { expect } from "vitest";
-import { readerFromClient } from "../../src/cli/commands/plan.js";
+import { readerFromClient, runOp } from "../../src/apply/admin-api.js";
 import { loadConfig, nodeConfigIO } from "../../src/config/index.js";
 import type { Address } from "../../src/model/address.js";
 import type { DesiredState } from "../../src/model/desired.js";
@@ -72,52 +71,6 @@ export async function planWith(
   const actual = await readActualState(readerFromClient(s.client), desired, { parallelism: o.parallelism ?? 8 });
   const plan = buildPlan(desired, actual, { allowRestart: o.allowRestart ?? false, targets: o.targets ?? [], excludes: o.excludes ?? [] });
   return { plan, json: toJsonPlan(plan, { version: TEST_VERSION }) };
-}
-
-/** Runs one op as the one Admin API call it names. */
-export async function runOp(client: AdminClient, o: Op): Promise<void> {
-  switch (o.op) {
-    case "vm.create":
-      return client.vm.create({ klass: o.class, name: o.name, label: o.label, ...(o.template !== undefined ? { template: o.template } : {}), ...(o.pool !== undefined ? { pool: o.pool } : {}) });
-    case "vm.remove":
-      return client.vm.remove(o.vm);
-    case "vm.start":
-      return client.vm.start(o.vm);
-    case "vm.shutdown":
-      return client.vm.shutdown(o.vm, { wait: true });
-    case "vm.pause":
-      return client.vm.pause(o.vm);
-    case "vm.unpause":
-      return client.vm.unpause(o.vm);
-    case "property.set":
-      return client.property.set(o.holder, o.name, o.value);
-    case "property.reset":
-      return client.property.reset(o.holder, o.name);
-    case "feature.set":
-      return client.feature.set(o.vm, o.name, o.value);
-    case "feature.remove":
-      return client.feature.remove(o.vm, o.name);
-    case "tag.set":
-      return client.tag.set(o.vm, o.name);
-    case "tag.remove":
-      return client.tag.remove(o.vm, o.name);
-    case "firewall.set":
-      return client.firewall.set(o.vm, o.rules);
-    case "label.create":
-      return client.label.create(o.name, o.colour);
-    case "label.remove":
-      return client.label.remove(o.name);
-    case "pool.add":
-      return client.pool.add(o.driver, o.name, o.params);
-    case "pool.remove":
-      return client.pool.remove(o.name);
-    case "volume.resize":
-      return client.volume.resize(o.vm, o.volume, BigInt(o.size));
-    default: {
-      const never: never = o;
-      throw new Error(`unknown op ${JSON.stringify(never)}`);
-    }
-  }
 }
 
 /** Every op of the plan, in step order. */

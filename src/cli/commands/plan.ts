@@ -6,16 +6,16 @@
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadConfig } from "../../config/index.js";
+import { readerFromClient } from "../../apply/admin-api.js";
 import { parseAddress, type Address } from "../../model/address.js";
-import type { ActualProperty } from "../../model/actual.js";
-import { hasErrors } from "../../model/diagnostics.js";
+import type { DesiredState } from "../../model/desired.js";
+import { hasErrors, type Diagnostic } from "../../model/diagnostics.js";
 import { renderDiagnostics, configIOAt } from "./validate.js";
 import { toJsonPlan, type JsonPlan } from "../../plan/json.js";
 import { buildPlan } from "../../plan/plan.js";
-import { readActualState, type QubesReader } from "../../plan/reader.js";
+import { readActualState } from "../../plan/reader.js";
 import { renderHumanPlan } from "../../plan/render.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
-import { QubesApiError } from "../../providers/qubes/errors.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
 import { CliError, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
@@ -31,43 +31,6 @@ export type PlanCommandOptions = ConnectionOptions & {
   allowRestart?: boolean;
 };
 
-/** Pool.Info keys that describe usage, not configuration. */
-const POOL_STATUS_KEYS: ReadonlySet<string> = new Set(["driver", "name", "size", "usage", "included_in"]);
-
-/** The read-only face of the Admin API client that planning is given. */
-export function readerFromClient(client: AdminClient): QubesReader {
-  const toActual = (m: Map<string, { isDefault: boolean; type: ActualProperty["type"]; raw: string }>): Map<string, ActualProperty> =>
-    new Map([...m].map(([k, v]) => [k, { isDefault: v.isDefault, type: v.type, raw: v.raw }]));
-  return {
-    listQubes: async () => (await client.vm.list()).map((e) => ({ name: e.name, klass: e.klass, power: e.state })),
-    properties: async (holder) => toActual(await client.property.getAll(holder === "global" ? "global" : { vm: holder.vm })),
-    tags: (vm) => client.tag.list(vm),
-    featureNames: (vm) => client.feature.list(vm),
-    feature: (vm, name) => client.feature.getOptional(vm, name),
-    firewall: (vm) => client.firewall.get(vm),
-    labels: () => client.label.list(),
-    labelColour: async (name) => {
-      // qubesd answers nothing for a label created since it started (upstream quirk).
-      try {
-        const c = await client.label.get(name);
-        return c === "" ? undefined : c;
-      } catch (e) {
-        if (e instanceof QubesApiError && e.code === "empty-reply") return undefined;
-        throw e;
-      }
-    },
-    pools: () => client.pool.list(),
-    pool: async (name) => {
-      const info = await client.pool.info(name);
-      return { name, driver: info.get("driver") ?? "", params: new Map([...info].filter(([k]) => !POOL_STATUS_KEYS.has(k))) };
-    },
-    volume: async (vm, volume) => {
-      const v = await client.volume.info(vm, volume);
-      return { pool: v.pool, size: v.size, rw: v.rw };
-    },
-  };
-}
-
 function parseAddresses(values: readonly string[] | undefined, flag: string): Address[] {
   return (values ?? []).map((v) => {
     const r = parseAddress(v);
@@ -82,36 +45,52 @@ function exitCode(plan: JsonPlan, detailed: boolean): number {
   return plan.steps.length > 0 ? 2 : 0;
 }
 
-export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOptions): Promise<number> {
+export type PlanScope = { allowRestart?: boolean; target?: string[]; exclude?: string[] };
+
+/** Reads the actual state through `client` and builds the JSON plan of `config` (config warnings first). */
+export async function computePlan(client: AdminClient, config: DesiredState, configDiagnostics: readonly Diagnostic[], o: PlanScope & { parallelism: number }): Promise<JsonPlan> {
   const targets = parseAddresses(o.target, "--target");
   const excludes = parseAddresses(o.exclude, "--exclude");
+  const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism });
+  const plan = buildPlan(config, actual, { allowRestart: o.allowRestart === true, targets, excludes });
+  plan.diagnostics.unshift(...configDiagnostics);
+  return toJsonPlan(plan, { version: packageVersion() });
+}
+
+/** Prints a config's load diagnostics as `plan` does (JSON with --json); for a config that did not load. */
+export function printConfigFailure(io: CliIO, loaded: { diagnostics: Diagnostic[]; sources: ReadonlyMap<string, string> }, json: boolean): void {
+  if (json) write(io.stdout, JSON.stringify({ format_version: 1, valid: false, diagnostics: loaded.diagnostics }, null, 2));
+  else write(io.stderr, `${renderDiagnostics(loaded.diagnostics, loaded.sources)}\n`);
+}
+
+/** The human plan on stdout (diagnostics on stderr), coloured only on a terminal. */
+export function printHumanPlan(io: CliIO, json: JsonPlan, sources: ReadonlyMap<string, string>, o: { color?: boolean }): void {
+  if (json.diagnostics.length > 0) write(io.stderr, `${renderDiagnostics(json.diagnostics, sources)}\n`);
+  const color = o.color !== false && io.stdout.isTTY === true && (io.env.NO_COLOR ?? "") === "";
+  io.stdout.write(renderHumanPlan(json, { color }));
+}
+
+export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOptions): Promise<number> {
+  // Bad addresses are reported before anything is read or connected.
+  parseAddresses(o.target, "--target");
+  parseAddresses(o.exclude, "--exclude");
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   const loaded = loadConfig(paths, configIOAt(io.cwd));
   if (!loaded.config) {
-    if (o.json) write(io.stdout, JSON.stringify({ format_version: 1, valid: false, diagnostics: loaded.diagnostics }, null, 2));
-    else write(io.stderr, `${renderDiagnostics(loaded.diagnostics, loaded.sources)}\n`);
+    printConfigFailure(io, loaded, o.json === true);
     return 1;
   }
-  const config = loaded.config;
-
   const client = await connectClient(io, o);
-  let actual;
+  let json: JsonPlan;
   try {
-    actual = await readActualState(readerFromClient(client), config, { parallelism });
+    json = await computePlan(client, loaded.config, loaded.diagnostics, { ...o, parallelism });
   } finally {
     await client.close();
   }
-  const plan = buildPlan(config, actual, { allowRestart: o.allowRestart === true, targets, excludes });
-  plan.diagnostics.unshift(...loaded.diagnostics);
-  const json = toJsonPlan(plan, { version: packageVersion() });
   const text = `${JSON.stringify(json, null, 2)}\n`;
 
   if (o.json) io.stdout.write(text);
-  else {
-    if (json.diagnostics.length > 0) write(io.stderr, `${renderDiagnostics(json.diagnostics, loaded.sources)}\n`);
-    const color = o.color !== false && io.stdout.isTTY === true && (io.env.NO_COLOR ?? "") === "";
-    io.stdout.write(renderHumanPlan(json, { color }));
-  }
+  else printHumanPlan(io, json, loaded.sources, o);
   if (o.out !== undefined) {
     if (hasErrors(json.diagnostics)) write(io.stderr, `qubes-iac: the plan holds errors; not saved to ${o.out}`);
     else {

@@ -1,0 +1,204 @@
+// The Admin API client as the two capabilities the core is given: the planner's read-only
+// QubesReader and apply's op runner (each op exactly one client call). Next to each sits the
+// table of the Admin API calls it makes; `qubes-iac policy` grants calls from these tables only,
+// and test/apply/admin-api.test.ts holds every entry against the calls seen on the wire.
+
+import type { ActualProperty } from "../model/actual.js";
+import type { Op } from "../plan/ops.js";
+import { opMethod } from "../plan/ops.js";
+import type { QubesReader } from "../plan/reader.js";
+import type { AdminClient } from "../providers/qubes/client.js";
+import { QubesApiError } from "../providers/qubes/errors.js";
+import type { CallFailure, OpExecutor } from "./engine.js";
+import { verifyOp } from "./verify.js";
+
+/** Where a call goes: dom0 itself (`@adminvm` in a policy) or the qube it is about. */
+export type CallTarget = "dom0" | "qube";
+export type MethodUse = { method: string; target: CallTarget };
+
+/**
+ * The calls each reader function makes. `properties` calls GetAll; only when a policy refuses
+ * GetAll does the client fall back to List + one Get per property (READER_FALLBACK_METHODS).
+ * A "qube" call may also go to dom0 (dom0's features hold the ownership inventory).
+ */
+export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodUse[] } = {
+  listQubes: [{ method: "admin.vm.List", target: "dom0" }],
+  properties: [
+    { method: "admin.vm.property.GetAll", target: "qube" },
+    { method: "admin.property.GetAll", target: "dom0" },
+  ],
+  tags: [{ method: "admin.vm.tag.List", target: "qube" }],
+  featureNames: [{ method: "admin.vm.feature.List", target: "qube" }],
+  feature: [{ method: "admin.vm.feature.Get", target: "qube" }],
+  firewall: [{ method: "admin.vm.firewall.Get", target: "qube" }],
+  labels: [{ method: "admin.label.List", target: "dom0" }],
+  labelColour: [{ method: "admin.label.Get", target: "dom0" }],
+  pools: [{ method: "admin.pool.List", target: "dom0" }],
+  pool: [{ method: "admin.pool.Info", target: "dom0" }],
+  volume: [{ method: "admin.vm.volume.Info", target: "qube" }],
+};
+
+export const READER_FALLBACK_METHODS: readonly string[] = ["admin.vm.property.List", "admin.vm.property.Get", "admin.property.List", "admin.property.Get"];
+
+/** Pool.Info keys that describe usage, not configuration. */
+const POOL_STATUS_KEYS: ReadonlySet<string> = new Set(["driver", "name", "size", "usage", "included_in"]);
+
+/** The read-only face of the Admin API client that planning (and apply's re-reads) are given. */
+export function readerFromClient(client: AdminClient): QubesReader {
+  const toActual = (m: Map<string, { isDefault: boolean; type: ActualProperty["type"]; raw: string }>): Map<string, ActualProperty> =>
+    new Map([...m].map(([k, v]) => [k, { isDefault: v.isDefault, type: v.type, raw: v.raw }]));
+  return {
+    listQubes: async () => (await client.vm.list()).map((e) => ({ name: e.name, klass: e.klass, power: e.state })),
+    properties: async (holder) => toActual(await client.property.getAll(holder === "global" ? "global" : { vm: holder.vm })),
+    tags: (vm) => client.tag.list(vm),
+    featureNames: (vm) => client.feature.list(vm),
+    feature: (vm, name) => client.feature.getOptional(vm, name),
+    firewall: (vm) => client.firewall.get(vm),
+    labels: () => client.label.list(),
+    labelColour: async (name) => {
+      // qubesd answers nothing for a label created since it started (upstream quirk).
+      try {
+        const c = await client.label.get(name);
+        return c === "" ? undefined : c;
+      } catch (e) {
+        if (e instanceof QubesApiError && e.code === "empty-reply") return undefined;
+        throw e;
+      }
+    },
+    pools: () => client.pool.list(),
+    pool: async (name) => {
+      const info = await client.pool.info(name);
+      return { name, driver: info.get("driver") ?? "", params: new Map([...info].filter(([k]) => !POOL_STATUS_KEYS.has(k))) };
+    },
+    volume: async (vm, volume) => {
+      const v = await client.volume.info(vm, volume);
+      return { pool: v.pool, size: v.size, rw: v.rw };
+    },
+  };
+}
+
+/** The one Admin API call an op makes: method, destination and argument as qrexec sees them. */
+export type OpCall = { method: string; dest: string; arg: string };
+
+export function opCall(o: Op): OpCall {
+  const method = opMethod(o);
+  switch (o.op) {
+    case "vm.create":
+      return { method, dest: "dom0", arg: o.template ?? "" };
+    case "vm.remove":
+    case "vm.start":
+    case "vm.pause":
+    case "vm.unpause":
+      return { method, dest: o.vm, arg: "" };
+    case "vm.shutdown":
+      return { method, dest: o.vm, arg: "wait" };
+    case "property.set":
+    case "property.reset":
+      return { method, dest: o.holder === "global" ? "dom0" : o.holder.vm, arg: o.name };
+    case "feature.set":
+    case "feature.remove":
+    case "tag.set":
+    case "tag.remove":
+      return { method, dest: o.vm, arg: o.name };
+    case "firewall.set":
+      return { method, dest: o.vm, arg: "" };
+    case "label.create":
+    case "label.remove":
+      return { method, dest: "dom0", arg: o.name };
+    case "pool.add":
+      return { method, dest: "dom0", arg: o.driver };
+    case "pool.remove":
+      return { method, dest: "dom0", arg: o.name };
+    case "volume.resize":
+      return { method, dest: o.vm, arg: o.volume };
+    default: {
+      const never: never = o;
+      throw new Error(`unknown op ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Runs one op as the one Admin API call it names (opCall says which). */
+export async function runOp(client: AdminClient, o: Op): Promise<void> {
+  switch (o.op) {
+    case "vm.create":
+      return client.vm.create({ klass: o.class, name: o.name, label: o.label, ...(o.template !== undefined ? { template: o.template } : {}), ...(o.pool !== undefined ? { pool: o.pool } : {}) });
+    case "vm.remove":
+      return client.vm.remove(o.vm);
+    case "vm.start":
+      return client.vm.start(o.vm);
+    case "vm.shutdown":
+      return client.vm.shutdown(o.vm, { wait: true });
+    case "vm.pause":
+      return client.vm.pause(o.vm);
+    case "vm.unpause":
+      return client.vm.unpause(o.vm);
+    case "property.set":
+      return client.property.set(o.holder, o.name, o.value);
+    case "property.reset":
+      return client.property.reset(o.holder, o.name);
+    case "feature.set":
+      return client.feature.set(o.vm, o.name, o.value);
+    case "feature.remove":
+      return client.feature.remove(o.vm, o.name);
+    case "tag.set":
+      return client.tag.set(o.vm, o.name);
+    case "tag.remove":
+      return client.tag.remove(o.vm, o.name);
+    case "firewall.set":
+      return client.firewall.set(o.vm, o.rules);
+    case "label.create":
+      return client.label.create(o.name, o.colour);
+    case "label.remove":
+      return client.label.remove(o.name);
+    case "pool.add":
+      return client.pool.add(o.driver, o.name, o.params);
+    case "pool.remove":
+      return client.pool.remove(o.name);
+    case "volume.resize":
+      return client.volume.resize(o.vm, o.volume, BigInt(o.size));
+    default: {
+      const never: never = o;
+      throw new Error(`unknown op ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function callFailure(e: QubesApiError, o: Op): CallFailure {
+  const c = opCall(o);
+  return {
+    code: e.code,
+    ...(e.qubesClass !== undefined ? { qubesClass: e.qubesClass } : {}),
+    message: e.message,
+    call: e.details.call ?? `${c.method}+${c.arg} → ${c.dest}`,
+  };
+}
+
+/**
+ * Whether a failed mutation may still have happened: the request may have reached qubesd and no
+ * answer came back (`maybeDelivered`), or qubesd closed without a word. On qubesd's socket a
+ * connection dropped after the call ran and qubesd's own empty reply (a refusal, or a failure
+ * after a partial change) are the same zero bytes, so an empty reply settles nothing either.
+ */
+export const outcomeUnknown = (e: QubesApiError): boolean => e.details.maybeDelivered === true || e.code === "empty-reply";
+
+/**
+ * Apply's executor over the client: a Qubes exception or a call never sent is a failure; a call
+ * whose outcome is unknown is settled by `verify`, which re-reads through the reader (never by
+ * sending the call again). Anything but a QubesApiError is a bug and propagates.
+ */
+export function executorFromClient(client: AdminClient): OpExecutor {
+  const reader = readerFromClient(client);
+  return {
+    run: async (o) => {
+      try {
+        await runOp(client, o);
+        return { kind: "ok" };
+      } catch (e) {
+        if (!(e instanceof QubesApiError)) throw e;
+        return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: callFailure(e, o) };
+      }
+    },
+    verify: (o) => verifyOp(reader, o),
+  };
+}
