@@ -53,6 +53,25 @@ export async function runCli(io: CliIO): Promise<number> {
       exitCode = await planCommand(io, paths, o);
     });
 
+  program
+    .command("apply")
+    .description("make the changes of a config's plan (computed now, or a saved plan file), after approval")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml), or one saved plan file")
+    .addOption(connectOption())
+    .addOption(timeoutOption())
+    .option("--parallelism <n>", "Admin API reads, and independent steps, at once", "8")
+    .option("--auto-approve", "do not ask for approval (needed without a terminal, and with --json)")
+    .option("--allow-destroy", "with --auto-approve: also apply a plan that destroys qubes or pools")
+    .option("--json", "print the plan and progress as JSON lines (needs --auto-approve)")
+    .option("--target <address>", "only this resource and what it depends on; repeatable", collect)
+    .option("--exclude <address>", "leave this resource out; repeatable", collect)
+    .option("--allow-restart", "shut qubes down for changes Qubes makes only on halted qubes, and start them again")
+    .option("--no-color", "never colour the output")
+    .action(async (paths: string[], o: import("./commands/apply.js").ApplyCommandOptions) => {
+      const { applyCommand } = await import("./commands/apply.js");
+      exitCode = await applyCommand(io, paths, o);
+    });
+
   const sim = program.command("sim").description("the built-in qubesd simulator");
   sim
     .command("serve")

@@ -1,0 +1,48 @@
+// Whether apply may go ahead: the rules, as one pure decision. A person approves on a terminal
+// (`y`, or the whole word `yes` when the plan destroys data); without a terminal only
+// --auto-approve does, and a plan that destroys data (deletes or replaces a qube, removes a pool)
+// needs --allow-destroy as well, so that CI never destroys a qube's data by accident.
+
+import type { JsonPlan } from "../plan/json.js";
+
+export type ApprovalRequest = {
+  autoApprove: boolean;
+  allowDestroy: boolean;
+  /** A person is there to answer (stdin is a terminal). */
+  canAsk: boolean;
+  /** Addresses whose data the plan destroys. */
+  destroys: readonly string[];
+};
+
+export type ApprovalDecision =
+  | { kind: "approved" }
+  /** Ask `prompt`; `word` is the answer that approves (`y` also takes `yes`; `yes` takes only `yes`). */
+  | { kind: "ask"; prompt: string; word: "y" | "yes" }
+  | { kind: "refused"; message: string };
+
+/** The resources whose data the plan destroys (qube deletes and replaces, pool removals). */
+export const destroyedAddresses = (plan: JsonPlan): string[] => plan.resource_changes.filter((c) => c.destroys_data).map((c) => c.address);
+
+export function decideApproval(r: ApprovalRequest): ApprovalDecision {
+  const destroying = r.destroys.length > 0;
+  const list = r.destroys.join(", ");
+  if (r.autoApprove) {
+    if (destroying && !r.allowDestroy) {
+      return { kind: "refused", message: `the plan destroys ${list} and all of its data; --auto-approve alone never destroys data: add --allow-destroy` };
+    }
+    return { kind: "approved" };
+  }
+  if (!r.canAsk) {
+    return {
+      kind: "refused",
+      message: `no terminal to ask for approval: run with --auto-approve${destroying ? ` --allow-destroy (the plan destroys ${list})` : ""}`,
+    };
+  }
+  if (destroying) return { kind: "ask", prompt: `This plan destroys ${list}, with all of its data.\nApply these changes? Type yes to confirm: `, word: "yes" };
+  return { kind: "ask", prompt: "Apply these changes? [y/N] ", word: "y" };
+}
+
+export function approves(word: "y" | "yes", answer: string): boolean {
+  const a = answer.trim();
+  return word === "yes" ? a === "yes" : /^(y|yes)$/i.test(a);
+}

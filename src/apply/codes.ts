@@ -1,0 +1,20 @@
+// The stable diagnostic codes of apply (plan codes are 1xx, config codes below 100); docs/apply.md
+// lists them and a test keeps the two in step. `E` codes are errors: apply changes nothing.
+
+import type { Diagnostic } from "../model/diagnostics.js";
+
+export const APPLY_CODES = {
+  "QIAC-E201": "a value the plan relies on changed since the plan was made (apply refuses the plan)",
+  "QIAC-E202": "a saved plan that does not match the plan format (schemas/plan.schema.json)",
+  "QIAC-E203": "a saved plan written by a newer qubes-iac (unknown format_version)",
+  "QIAC-E204": "a saved plan that holds errors and cannot be applied",
+} as const;
+
+export type ApplyCode = keyof typeof APPLY_CODES;
+
+export function applyDiagnostic(code: ApplyCode, message: string, o: { address?: string; hint?: string } = {}): Diagnostic {
+  const d: Diagnostic = { severity: "error", code, message };
+  if (o.hint !== undefined) d.hint = o.hint;
+  if (o.address !== undefined) d.address = o.address;
+  return d;
+}

@@ -1,0 +1,160 @@
+// The apply engine: runs a plan's steps as recorded — never diffing again — in array order,
+// each after the steps it depends on, at most `parallelism` at once, each step's ops one after
+// the other. A step stops at its first failed op; what depends on it is skipped, running steps
+// finish and independent steps go on. A call whose outcome is unknown is settled by re-reading,
+// never by repeating it. Pure: the op executor, the clock and the progress hooks are injected.
+
+import type { JsonStep } from "../plan/json.js";
+import type { Op } from "../plan/ops.js";
+
+/** Why one Admin API call failed, as data. */
+export type CallFailure = {
+  /** The client's error code: `exception`, `refused`, `empty-reply`, `transport`, `timeout`, … */
+  code: string;
+  /** The Qubes exception class (`QubesVMNotHaltedError`, …) when qubesd answered with one. */
+  qubesClass?: string;
+  message: string;
+  /** `method+arg → dest`. */
+  call: string;
+};
+
+/**
+ * - ok: the call succeeded;
+ * - failed: it did not happen (qubesd refused it, or it was never sent);
+ * - unknown: it may or may not have happened (the connection dropped after sending).
+ */
+export type OpOutcome = { kind: "ok" } | { kind: "failed"; failure: CallFailure } | { kind: "unknown"; failure: CallFailure };
+
+/** What re-reading the value an op changes tells about it. */
+export type Verification = { kind: "done" } | { kind: "not-done"; detail: string } | { kind: "unknown"; detail: string };
+
+export type OpExecutor = {
+  run(op: Op): Promise<OpOutcome>;
+  /** Re-reads what `op` changes and compares it with what the op wanted. */
+  verify(op: Op): Promise<Verification>;
+};
+
+export type StepFailure = {
+  /** Index of the failed op in the step's ops. */
+  opIndex: number;
+  op: Op;
+  failure: CallFailure;
+  /** Present when the outcome was unknown: what re-reading found (not done, or still unknown). */
+  verification?: Exclude<Verification, { kind: "done" }>;
+};
+
+export type SkipReason =
+  /** Steps it depends on that failed or were skipped. */
+  | { kind: "dependency"; blockedBy: string[] }
+  /** The user interrupted apply before the step started. */
+  | { kind: "interrupted" };
+
+export type StepResult =
+  | { status: "applied"; step: JsonStep; elapsedMs: number }
+  | { status: "failed"; step: JsonStep; elapsedMs: number; failure: StepFailure }
+  | { status: "skipped"; step: JsonStep; reason: SkipReason };
+
+/** Progress, as it happens. The human and JSON views implement these. */
+export type ApplyHooks = {
+  onStepStart(step: JsonStep): void;
+  /** A call's outcome is unknown; re-reading follows. */
+  onOpUnknown(step: JsonStep, opIndex: number, failure: CallFailure): void;
+  onOpResolved(step: JsonStep, opIndex: number, verification: Verification): void;
+  onStepDone(step: JsonStep, elapsedMs: number): void;
+  onStepFailed(step: JsonStep, failure: StepFailure, elapsedMs: number): void;
+  onStepSkipped(step: JsonStep, reason: SkipReason): void;
+};
+
+export type EngineOptions = {
+  parallelism: number;
+  executor: OpExecutor;
+  /** Milliseconds from any fixed origin. */
+  now: () => number;
+  hooks: ApplyHooks;
+  /** Once it settles, no further step starts; running steps finish. */
+  interrupted?: Promise<unknown>;
+};
+
+/** Every step's result, in the plan's step order. */
+export type ApplyResult = { results: StepResult[]; ok: boolean };
+
+async function runStep(step: JsonStep, o: EngineOptions): Promise<StepResult> {
+  const started = o.now();
+  o.hooks.onStepStart(step);
+  for (const [opIndex, op] of step.ops.entries()) {
+    const outcome = await o.executor.run(op);
+    if (outcome.kind === "ok") continue;
+    let failure: StepFailure = { opIndex, op, failure: outcome.failure };
+    if (outcome.kind === "unknown") {
+      o.hooks.onOpUnknown(step, opIndex, outcome.failure);
+      const verification = await o.executor.verify(op);
+      o.hooks.onOpResolved(step, opIndex, verification);
+      if (verification.kind === "done") continue;
+      failure = { ...failure, verification };
+    }
+    const elapsedMs = o.now() - started;
+    o.hooks.onStepFailed(step, failure, elapsedMs);
+    return { status: "failed", step, elapsedMs, failure };
+  }
+  const elapsedMs = o.now() - started;
+  o.hooks.onStepDone(step, elapsedMs);
+  return { status: "applied", step, elapsedMs };
+}
+
+export async function applySteps(steps: readonly JsonStep[], o: EngineOptions): Promise<ApplyResult> {
+  if (!Number.isInteger(o.parallelism) || o.parallelism < 1) throw new Error(`parallelism must be a positive integer, not ${o.parallelism}`);
+  const results = new Map<string, StepResult>();
+  const pending = [...steps];
+  const running = new Map<string, Promise<void>>();
+  let stopped = false;
+  void o.interrupted?.then(() => {
+    stopped = true;
+  });
+
+  const settle = (r: StepResult): void => {
+    results.set(r.step.id, r);
+  };
+  const skip = (step: JsonStep, reason: SkipReason): void => {
+    o.hooks.onStepSkipped(step, reason);
+    settle({ status: "skipped", step, reason });
+  };
+
+  for (;;) {
+    // In plan order: skip what can no longer run, start what is ready while there is room.
+    for (let i = 0; i < pending.length; ) {
+      const step = pending[i] as JsonStep;
+      const blockedBy = step.depends_on.filter((d) => {
+        const r = results.get(d);
+        return r !== undefined && r.status !== "applied";
+      });
+      if (blockedBy.length > 0) {
+        pending.splice(i, 1);
+        skip(step, { kind: "dependency", blockedBy });
+        continue;
+      }
+      const ready = step.depends_on.every((d) => results.get(d)?.status === "applied");
+      if (ready && !stopped && running.size < o.parallelism) {
+        pending.splice(i, 1);
+        running.set(
+          step.id,
+          runStep(step, o).then((r) => {
+            settle(r);
+            running.delete(step.id);
+          }),
+        );
+        continue;
+      }
+      i++;
+    }
+    if (running.size === 0) break;
+    // Wake on the first step to finish, or on an interruption.
+    await Promise.race([...running.values(), ...(o.interrupted && !stopped ? [o.interrupted.then(() => undefined)] : [])]);
+  }
+  // Left over: the user stopped apply, or a dependency that is not in the plan (a bug of the plan).
+  for (const step of pending) {
+    if (stopped) skip(step, { kind: "interrupted" });
+    else throw new Error(`internal: step ${step.id} depends on ${step.depends_on.filter((d) => !results.has(d)).join(", ")}, which the plan does not run before it`);
+  }
+  const ordered = steps.map((s) => results.get(s.id) as StepResult);
+  return { results: ordered, ok: ordered.every((r) => r.status === "applied") };
+}

@@ -1,0 +1,193 @@
+// `qubes-iac apply [CONFIG… | PLANFILE]`: computes the plan of a config (as `plan` does) or
+// loads a saved plan (recognised by its content), prints it, gets approval, re-checks the values
+// the plan relies on when time has passed since it was made (a saved plan, or a person was asked),
+// then runs its steps through the engine with the human or --json view. Exit 0 when every step
+// was applied (or there was nothing to do), 1 otherwise.
+
+import { readFileSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Readable } from "node:stream";
+import { executorFromClient, readerFromClient } from "../../apply/admin-api.js";
+import { approves, decideApproval, destroyedAddresses } from "../../apply/approval.js";
+import { applyDiagnostic } from "../../apply/codes.js";
+import { applySteps } from "../../apply/engine.js";
+import { checkPriorState, type PriorStateChange } from "../../apply/prior-state.js";
+import { readSavedPlan } from "../../apply/saved-plan.js";
+import { summarizeApply } from "../../apply/summary.js";
+import { createHumanView } from "../../apply/view-human.js";
+import { createJsonView, jsonEventSink, planEvent, priorStateEvent } from "../../apply/view-json.js";
+import { loadConfig } from "../../config/index.js";
+import type { DesiredState } from "../../model/desired.js";
+import type { Diagnostic } from "../../model/diagnostics.js";
+import type { JsonPlan } from "../../plan/json.js";
+import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
+import { CliError, write, type CliIO } from "../io.js";
+import { computePlan, printConfigFailure, printHumanPlan, type PlanScope } from "./plan.js";
+import { configIOAt, renderDiagnostics } from "./validate.js";
+
+export type ApplyCommandOptions = ConnectionOptions &
+  PlanScope & {
+    json?: boolean;
+    autoApprove?: boolean;
+    allowDestroy?: boolean;
+    /** commander's --no-color sets this to false. */
+    color?: boolean;
+  };
+
+/** What the command takes from the outside world beyond CliIO (tests pass a fixed clock). */
+export type ApplyDeps = { now: () => number };
+
+const realDeps: ApplyDeps = { now: () => performance.now() };
+
+/** The saved plan among the arguments, recognised by content; a saved plan is applied alone. */
+function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text: string } | undefined {
+  const plans: Array<{ file: string; text: string }> = [];
+  for (const file of args) {
+    const path = resolve(io.cwd, file);
+    let isFile = false;
+    try {
+      isFile = statSync(path).isFile();
+    } catch {
+      continue;
+    }
+    if (!isFile) continue;
+    const text = readFileSync(path, "utf8");
+    if (readSavedPlan(text, file).kind !== "not-a-plan") plans.push({ file, text });
+  }
+  if (plans.length === 0) return undefined;
+  if (args.length > 1) throw new CliError(`${plans.map((p) => p.file).join(", ")} ${plans.length === 1 ? "is a saved plan" : "are saved plans"}: a saved plan is applied alone, without config files`);
+  return plans[0];
+}
+
+/** One line from a person, or undefined when stdin ends or the user interrupts. */
+function readAnswer(stdin: Readable, interrupted: Promise<string>): Promise<string | undefined> {
+  return new Promise((resolveAnswer) => {
+    let buffered = "";
+    let settled = false;
+    const finish = (answer: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      stdin.off("data", onData);
+      stdin.off("end", onEnd);
+      stdin.pause();
+      resolveAnswer(answer);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      buffered += chunk.toString();
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) finish(buffered.slice(0, nl));
+    };
+    const onEnd = (): void => finish(buffered === "" ? undefined : buffered);
+    stdin.on("data", onData);
+    stdin.on("end", onEnd);
+    void interrupted.then(() => finish(undefined));
+  });
+}
+
+type Source = { kind: "saved"; file: string; plan: JsonPlan } | { kind: "config"; config: DesiredState; diagnostics: Diagnostic[]; sources: ReadonlyMap<string, string> };
+
+/** The saved plan or the loaded config, before any connection; an exit code when neither is usable. */
+function loadSource(io: CliIO, args: string[], saved: { file: string; text: string } | undefined, json: boolean): Source | number {
+  if (saved !== undefined) {
+    const r = readSavedPlan(saved.text, saved.file);
+    if (r.kind === "plan") return { kind: "saved", file: saved.file, plan: r.plan };
+    if (r.kind === "refused") write(io.stderr, `${renderDiagnostics(r.diagnostics, new Map())}\n`);
+    return 1;
+  }
+  const loaded = loadConfig(args, configIOAt(io.cwd));
+  if (!loaded.config) {
+    printConfigFailure(io, loaded, json);
+    return 1;
+  }
+  return { kind: "config", config: loaded.config, diagnostics: loaded.diagnostics, sources: loaded.sources };
+}
+
+function reportPriorStateChanges(io: CliIO, changes: readonly PriorStateChange[], json: boolean): void {
+  if (json) priorStateEvent(jsonEventSink((l) => write(io.stdout, l)), changes);
+  const diagnostics = changes.map((c) =>
+    applyDiagnostic("QIAC-E201", `changed since the plan was made: ${c.expected} → ${c.actual}`, { address: c.address }),
+  );
+  write(io.stderr, `${renderDiagnostics(diagnostics, new Map())}\n`);
+}
+
+export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOptions, deps: ApplyDeps = realDeps): Promise<number> {
+  const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
+  if (o.json && !o.autoApprove) throw new CliError("--json needs --auto-approve: nobody can answer a question between JSON lines");
+  const saved = findSavedPlan(io, args);
+  if (saved !== undefined && (o.allowRestart || (o.target?.length ?? 0) > 0 || (o.exclude?.length ?? 0) > 0)) {
+    throw new CliError(`--allow-restart, --target and --exclude are fixed when a plan is saved; ${saved.file} is applied as it is`);
+  }
+  const emit = (line: string): void => write(io.stdout, line);
+  const sink = jsonEventSink(emit);
+
+  const source = loadSource(io, args, saved, o.json === true);
+  if (typeof source === "number") return source;
+
+  const client = await connectClient(io, o);
+  try {
+    const plan = source.kind === "saved" ? source.plan : await computePlan(client, source.config, source.diagnostics, { ...o, parallelism });
+    const savedFile = source.kind === "saved" ? source.file : undefined;
+    if (o.json) planEvent(sink, plan, savedFile !== undefined);
+    else {
+      if (savedFile !== undefined) write(io.stdout, `Saved plan ${savedFile}, made by qubes-iac ${plan.qubes_iac_version} for ${plan.owner}:\n`);
+      printHumanPlan(io, plan, source.kind === "config" ? source.sources : new Map(), o);
+    }
+    if (plan.errored) {
+      write(io.stderr, "qubes-iac: the plan holds errors; nothing was changed");
+      return 1;
+    }
+    const view = o.json ? createJsonView(sink) : createHumanView(emit);
+    if (plan.steps.length === 0) {
+      if (o.json) view.summary(summarizeApply({ results: [], ok: true }));
+      return 0;
+    }
+
+    const decision = decideApproval({
+      autoApprove: o.autoApprove === true,
+      allowDestroy: o.allowDestroy === true,
+      canAsk: io.stdin.isTTY === true,
+      destroys: destroyedAddresses(plan),
+    });
+    let asked = false;
+    switch (decision.kind) {
+      case "refused":
+        throw new CliError(decision.message);
+      case "ask": {
+        io.stdout.write(`\n${decision.prompt}`);
+        const answer = await readAnswer(io.stdin, io.interrupted);
+        if (answer === undefined || !approves(decision.word, answer)) {
+          write(io.stdout, answer === undefined ? "" : "\n");
+          throw new CliError(`apply cancelled${decision.word === "yes" ? " (only 'yes' approves a plan that destroys data)" : ""}; nothing was changed`);
+        }
+        asked = true;
+        write(io.stdout, "");
+        break;
+      }
+      case "approved":
+        break;
+      default: {
+        const never: never = decision;
+        throw new Error(`unhandled approval ${String(never)}`);
+      }
+    }
+
+    // Time has passed since the plan was read: make sure what it relies on still holds.
+    if (savedFile !== undefined || asked) {
+      const changes = await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism });
+      if (changes.length > 0) {
+        reportPriorStateChanges(io, changes, o.json === true);
+        throw new CliError(`the system changed since the plan was made (${changes.length} value${changes.length === 1 ? "" : "s"} above); nothing was changed. Run \`qubes-iac plan\` again`);
+      }
+    }
+
+    if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
+    else emit("");
+    const result = await applySteps(plan.steps, { parallelism, executor: executorFromClient(client), now: deps.now, hooks: view, interrupted: io.interrupted });
+    const summary = summarizeApply(result);
+    view.summary(summary);
+    if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
+    return summary.ok ? 0 : 1;
+  } finally {
+    await client.close();
+  }
+}
