@@ -35,7 +35,7 @@ export {
 } from "./faults.js";
 export { generateFixtureState, GENERATED_MAX_QUBES, GENERATED_MIN_QUBES, parseFixture, type SimFixture } from "./fixtures.js";
 export { parseLatency, type Latency } from "./latency.js";
-export type { StateDocument } from "./state.js";
+export type { QubeDocument, StateDocument } from "./state.js";
 
 export type SimulatorOptions = {
   socketPath: string;
