@@ -2,32 +2,14 @@
 // as CI has it), and the one normaliser for values that depend on the recording host or on
 // randomness: exactly the ones the recordings' README lists, nothing else.
 
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { readJsonl, replyBytes, type TranscriptRow } from "../helpers/shared.js";
 
-const DIR = fileURLToPath(new URL("../../../shared/conformance/qubesd/", import.meta.url));
+export type Row = TranscriptRow & { kind?: "ok" | "exception" | "events" | "empty" };
 
-export type Row = {
-  phase?: number;
-  src?: string;
-  method: string;
-  dest: string;
-  arg: string;
-  payload: string;
-  reply_b64: string;
-  kind?: "ok" | "exception" | "events" | "empty";
-  exc_type?: string | null;
-  note?: string;
-};
+export const readRows = (file: "transcripts.jsonl" | "fixture-state.jsonl" | "classes.jsonl"): Row[] =>
+  readJsonl<Row>(`conformance/qubesd/${file}`);
 
-export function readRows(file: "transcripts.jsonl" | "fixture-state.jsonl" | "classes.jsonl"): Row[] {
-  return readFileSync(DIR + file, "utf8")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as Row);
-}
-
-export const replyOf = (row: Row): Buffer => Buffer.from(row.reply_b64, "base64");
+export const replyOf: (row: Row) => Buffer = replyBytes;
 
 /** Payloads are recorded as text; code points below 256 are the bytes sent. */
 export const payloadOf = (row: Row): Buffer => Buffer.from(row.payload, "latin1");

@@ -15,7 +15,7 @@ export type TranscriptRow = {
   payload: string;
   reply_b64: string;
   kind?: string;
-  exc_type?: string;
+  exc_type?: string | null;
   note?: string;
 };
 
