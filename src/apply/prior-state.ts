@@ -148,7 +148,7 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
       case "firewall": {
         const rules = await firewall(c.vm);
         const have = firewallFingerprint(rules);
-        return sameChecked(have, c.expect) ? undefined : { expected: `rules ${showChecked(c.expect)}`, actual: `${rules.length} rules, ${showChecked(have)}` };
+        return sameChecked(have, c.expect) ? undefined : { expected: `rules with ${showChecked(c.expect)}`, actual: `${rules.length} rule${rules.length === 1 ? "" : "s"} with ${showChecked(have)}` };
       }
       case "label": {
         const exists = (await labels("")).has(c.name);
@@ -185,11 +185,13 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
     }
   };
 
+  // A value of a qube that no longer exists cannot be read: the qube's absence is the one change,
+  // reported by the qube's own check when the plan has one.
+  const qubeChecked = new Set(checks.filter((c) => c.check === "qube").map((c) => c.vm));
   const changes = await Promise.all(
     checks.map(async (c): Promise<PriorStateChange | undefined> => {
       const vm = checkedQube(c);
-      // A value of a qube that no longer exists cannot be read: the qube's absence is the change.
-      if (vm !== undefined && !(await listing("")).has(vm)) return { address: checkAddress(c), expected: "a value of an existing qube", actual: `qube ${vm} does not exist` };
+      if (vm !== undefined && !(await listing("")).has(vm)) return qubeChecked.has(vm) ? undefined : { address: `qube.${vm}`, expected: "exists", actual: "absent" };
       const d = await current(c);
       return d === undefined ? undefined : { address: checkAddress(c), ...d };
     }),

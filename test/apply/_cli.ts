@@ -20,12 +20,13 @@ function capture(isTTY: boolean): Writable & { isTTY: boolean; text(): string } 
   return Object.assign(w, { isTTY, text: () => Buffer.concat(chunks).toString("utf8") });
 }
 
-export type RunOptions = { input?: string; tty?: boolean; cwd?: string; env?: Record<string, string>; interrupted?: Promise<string> };
+export type RunOptions = { input?: string | Readable; tty?: boolean; cwd?: string; env?: Record<string, string>; interrupted?: Promise<string> };
 
 function makeIO(argv: string[], o: RunOptions): { io: CliIO; stdout: ReturnType<typeof capture>; stderr: ReturnType<typeof capture> } {
   const stdout = capture(o.tty ?? false);
   const stderr = capture(false);
-  const stdin = Object.assign(Readable.from(o.input === undefined ? [] : [Buffer.from(o.input)]), { isTTY: o.tty ?? false });
+  const source = typeof o.input === "string" ? Readable.from([Buffer.from(o.input)]) : (o.input ?? Readable.from([]));
+  const stdin = Object.assign(source, { isTTY: o.tty ?? false });
   const io: CliIO = { argv, env: o.env ?? {}, cwd: o.cwd ?? repoRoot, stdin, stdout, stderr, interrupted: o.interrupted ?? new Promise<string>(() => {}) };
   return { io, stdout, stderr };
 }

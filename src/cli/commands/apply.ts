@@ -156,11 +156,11 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
         io.stdout.write(`\n${decision.prompt}`);
         const answer = await readAnswer(io.stdin, io.interrupted);
         if (answer === undefined || !approves(decision.word, answer)) {
-          write(io.stdout, answer === undefined ? "" : "\n");
+          // A terminal echoes the answer's newline; end the prompt's line when there was none.
+          if (answer === undefined) io.stdout.write("\n");
           throw new CliError(`apply cancelled${decision.word === "yes" ? " (only 'yes' approves a plan that destroys data)" : ""}; nothing was changed`);
         }
         asked = true;
-        write(io.stdout, "");
         break;
       }
       case "approved":
@@ -181,7 +181,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     }
 
     if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
-    else emit("");
+    else io.stdout.write("\n");
     const result = await applySteps(plan.steps, { parallelism, executor: executorFromClient(client), now: deps.now, hooks: view, interrupted: io.interrupted });
     const summary = summarizeApply(result);
     view.summary(summary);
