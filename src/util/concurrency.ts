@@ -24,16 +24,29 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 /** A semaphore: at most `limit` holders of run() at once, served in arrival order. */
 export function createLimiter(limit: number): <R>(fn: () => Promise<R>) => Promise<R> {
   let active = 0;
-  const queue: Array<() => void> = [];
+  // Waiters in a linked list: a plan queues thousands of reads at once, and Array#shift is
+  // linear in the queue's length, which made draining a long queue quadratic.
+  type Waiter = { wake: () => void; next: Waiter | undefined };
+  let head: Waiter | undefined;
+  let tail: Waiter | undefined;
   // A released slot passes straight to the next waiter, so a newcomer can never overtake it.
   const release = (): void => {
-    const next = queue.shift();
-    if (next) next();
-    else active--;
+    const next = head;
+    if (next) {
+      head = next.next;
+      if (!head) tail = undefined;
+      next.wake();
+    } else active--;
   };
   return async <R>(fn: () => Promise<R>): Promise<R> => {
-    if (active >= limit) await new Promise<void>((resolve) => queue.push(resolve));
-    else active++;
+    if (active >= limit) {
+      await new Promise<void>((resolve) => {
+        const w: Waiter = { wake: resolve, next: undefined };
+        if (tail) tail.next = w;
+        else head = w;
+        tail = w;
+      });
+    } else active++;
     try {
       return await fn();
     } finally {
