@@ -57,6 +57,11 @@ export function mergeParts(parts: readonly ConfigPart[], complete: boolean): { s
   const pools = union("pool", (p) => p.pools);
   const qubes = union("qube", (p) => p.qubes);
   const globals = union("global property", (p) => p.properties);
+  const guests = union("guest", (p) => {
+    // A qube's guest comes with the qube: a second definition of the qube is reported once, as the qube.
+    const own = new Map([...p.guests].filter(([, g]) => g.qube === undefined || qubes.get(g.qube) === p.qubes.get(g.qube)));
+    return own;
+  });
 
   const locations = new Map<TopField, SourceLocation>();
   if (version) locations.set("version", version.at);
@@ -67,7 +72,7 @@ export function mergeParts(parts: readonly ConfigPart[], complete: boolean): { s
     locations.set(`properties.${name}`, v.at);
   }
   return {
-    state: { version: CONFIG_VERSION, owner: owner?.value ?? "", labels, pools, properties, qubes, at, locations },
+    state: { version: CONFIG_VERSION, owner: owner?.value ?? "", labels, pools, properties, qubes, guests, at, locations },
     diagnostics,
   };
 }

@@ -23,6 +23,7 @@ import {
 import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
 import {
   QUBE_CLASSES,
+  type DesiredGuest,
   propertyValueText,
   type DesiredLabel,
   type DesiredPool,
@@ -44,6 +45,8 @@ import {
   type PropertySpec,
 } from "./catalog.js";
 import { diagnostic, type ConfigCode } from "./codes.js";
+import { checkGuestName, normalizeGuest, type GuestContext } from "./_guests.js";
+import type { ConfigIO } from "./index.js";
 import { childPointer, describePath, locateIn, pointerOf } from "./_paths.js";
 import { DEFAULT_MARKER } from "./schema.js";
 import { didYouMean } from "./_suggest.js";
@@ -61,6 +64,8 @@ export type ConfigPart = {
   pools: Map<string, DesiredPool>;
   properties: Map<string, Located<PropertyValue>>;
   qubes: Map<string, DesiredQube>;
+  /** Guests by address: qubes' `guest:` and top-level `guests:`. */
+  guests: Map<string, DesiredGuest>;
 };
 
 /** A management qube's name can be 31 characters: the longest source qubesd may see in a header. */
@@ -87,7 +92,7 @@ const LABEL_NAME_HINT = "label names are letters, digits and _.- (not only digit
 const POOL_NAME_HINT = "pool names are letters, digits and _.-";
 const FEATURE_PAYLOAD_HINT = "feature values are printable ASCII on one line: no newline, tab, NUL or non-ASCII characters";
 
-export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: Diagnostic[] } {
+export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { part: ConfigPart; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const loc = (ptr: string, key = false): SourceLocation => locateIn(w.spans, w.start, ptr, key);
   const report = (code: ConfigCode, message: string, ptr: string, hint?: string, key = false): void => {
@@ -187,7 +192,9 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
   };
 
   const written = isRecord(w.value) ? w.value : {};
-  const part: ConfigPart = { file: w.file, start: w.start, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map() };
+  const part: ConfigPart = { file: w.file, start: w.start, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(), guests: new Map() };
+  const guestContext: GuestContext = { file: w.file, loc, report };
+  if (io.inspect) guestContext.inspect = io.inspect.bind(io);
 
   if (typeof written.version === "number") part.version = { value: written.version, at: loc("/version") };
   if (typeof written.owner === "string") {
@@ -282,7 +289,23 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
 
   for (const [name, raw] of entriesOf(written.qubes)) {
     const qube = normalizeQube(name, raw);
-    if (qube) part.qubes.set(name, qube);
+    if (!qube) continue;
+    part.qubes.set(name, qube);
+    if (isRecord(raw) && "guest" in raw) {
+      const guest = normalizeGuest(guestContext, childPointer(pointerOf("qubes", name), "guest"), raw.guest, { qube: name });
+      if (guest) part.guests.set(guest.address, guest);
+    }
+  }
+
+  for (const [name, raw] of entriesOf(written.guests)) {
+    const ptr = pointerOf("guests", name);
+    const bad = checkGuestName(name);
+    if (bad) {
+      report("QIAC-E060", `guest name '${name}': ${bad}`, ptr, undefined, true);
+      continue;
+    }
+    const guest = normalizeGuest(guestContext, ptr, raw, { name });
+    if (guest) part.guests.set(guest.address, guest);
   }
 
   function normalizeQube(name: string, raw: unknown): DesiredQube | undefined {
@@ -297,7 +320,7 @@ export function normalizeFile(w: WrittenFile): { part: ConfigPart; diagnostics: 
     const at = (field: string): string => childPointer(ptr, field);
     const locations = new Map<QubeField, SourceLocation>();
     const keep = (field: QubeField, p: string): void => void locations.set(field, loc(p));
-    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "properties", "features", "tags", "firewall", "volumes"] as const) {
+    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "properties", "features", "tags", "firewall", "volumes", "guest"] as const) {
       if (field in raw) keep(field, at(field));
     }
 

@@ -35,6 +35,8 @@ export function describePath(ptr: string): string {
         case "volumes":
           if (d === undefined) return `volumes of ${q}`;
           return e === undefined ? `volume '${d}' of ${q}` : `${e} of volume '${d}' of ${q}`;
+        case "guest":
+          return describeGuestPath(`the guest of ${q}`, s.slice(3));
         default:
           return `'${c}' of ${q}`;
       }
@@ -45,9 +47,20 @@ export function describePath(ptr: string): string {
       return c === undefined ? `pool '${b}'` : `'${c}' of pool '${b}'`;
     case "properties":
       return `global property '${b}'`;
+    case "guests":
+      return describeGuestPath(`guest '${b}'`, s.slice(2));
     default:
       return `'${s.join(".")}'`;
   }
+}
+
+function describeGuestPath(guest: string, rest: string[]): string {
+  const [field, key, sub] = rest;
+  if (field === undefined) return guest;
+  if (field === "files" && key !== undefined) return sub === undefined ? `guest file ${key} of ${guest}` : `${sub} of guest file ${key} of ${guest}`;
+  if (field === "wait" && key !== undefined) return `wait ${key} of ${guest}`;
+  if (key !== undefined) return `${field}.${key} of ${guest}`;
+  return `${field} of ${guest}`;
 }
 
 /** Where a path was written: the value, or the key when `key` and the node is a mapping entry. */

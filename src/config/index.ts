@@ -1,6 +1,7 @@
 // Loading a config: files (or directories of *.yaml/*.yml) → YAML with positions → JSON Schema →
 // normalised values with Qubes' rules → merged → cross-entry rules → DesiredState, or every
-// diagnostic found on the way. File access comes in through ConfigIO; nothing here touches dom0.
+// diagnostic found on the way. File access comes in through ConfigIO; nothing here touches dom0
+// or a guest (guest files' `source:` files are looked at, not read).
 
 import { hasErrors, type Diagnostic } from "../model/diagnostics.js";
 import type { DesiredState } from "../model/desired.js";
@@ -14,6 +15,13 @@ import { readYaml } from "./_yaml.js";
 export { nodeConfigIO } from "./node-io.js";
 export { CONFIG_CODES, type ConfigCode } from "./codes.js";
 export { buildSchema } from "./schema.js";
+export { inlineContentAt } from "./content.js";
+
+/** What is at a path, following symlinks: its kind and absolute real path, or why it cannot be used. */
+export type PathInfo =
+  | { kind: "file" | "directory" | "other"; realPath: string; readable: boolean }
+  | { kind: "missing" }
+  | { kind: "error"; reason: string };
 
 /** File access for the loader. `readDir` returns entry names (not paths); paths are used as given. */
 export type ConfigIO = {
@@ -21,6 +29,11 @@ export type ConfigIO = {
   readDir(path: string): string[];
   isDirectory(path: string): boolean;
   exists(path: string): boolean;
+  /**
+   * For guest files: the real path of a config file and what a `source:` names (looked at, never
+   * read). Loaders without it (configs from memory) refuse `source:` and keep config paths as given.
+   */
+  inspect?(path: string): PathInfo;
 };
 
 export type LoadResult = {
@@ -59,7 +72,7 @@ export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
       continue;
     }
     diagnostics.push(...checkSchema(read.written));
-    const normalized = normalizeFile(read.written);
+    const normalized = normalizeFile(read.written, io);
     diagnostics.push(...normalized.diagnostics);
     parts.push(normalized.part);
   }

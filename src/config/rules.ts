@@ -3,6 +3,7 @@
 // is not in the config is left to the planner, which sees the real system; a reference to an
 // entry of the config that cannot fill its role is an error here.
 
+import { describeAgent, sameAgent, type AgentSpec } from "../model/guest.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { TEMPLATE_BASED_CLASSES, locate, type DesiredQube, type DesiredState, type QubeField, type TopField } from "../model/desired.js";
@@ -222,6 +223,29 @@ export const referencesLookIntended: Rule = (state) => {
   return out;
 };
 
+export const qubeGuestsNeedRunningQubes: Rule = (state) =>
+  [...state.guests.values()].flatMap((g) => {
+    const q = g.qube === undefined ? undefined : state.qubes.get(g.qube);
+    if (q === undefined || (q.state !== "halted" && q.state !== "paused")) return [];
+    return [
+      diagnostic("QIAC-E067", `qube '${q.name}' is kept ${q.state}, but its guest is reached only while it runs`, g.at, `set state: running on qube '${q.name}', or remove its guest:`),
+    ];
+  });
+
+export const guestsReachDistinctAgents: Rule = (state) => {
+  const seen: Array<{ address: string; agent: AgentSpec }> = [];
+  const out: Diagnostic[] = [];
+  for (const g of state.guests.values()) {
+    const earlier = seen.find((s) => sameAgent(s.agent, g.agent));
+    if (earlier) {
+      out.push(
+        diagnostic("QIAC-E063", `${g.address} reaches the same agent as ${earlier.address} (${describeAgent(g.agent)})`, g.locations.get("agent") ?? g.at, "an agent serves one client at a time: manage each VM once"),
+      );
+    } else seen.push({ address: g.address, agent: g.agent });
+  }
+  return out;
+};
+
 export const RULES: readonly Rule[] = [
   createdQubesAreComplete,
   templateOnlyForTemplateBasedClasses,
@@ -231,6 +255,8 @@ export const RULES: readonly Rule[] = [
   referencesCanServe,
   noNetworkLoops,
   referencesLookIntended,
+  qubeGuestsNeedRunningQubes,
+  guestsReachDistinctAgents,
 ];
 
 export const checkRules = (state: DesiredState): Diagnostic[] => RULES.flatMap((rule) => rule(state));

@@ -75,6 +75,68 @@ const volume: Schema = {
   },
 };
 
+const guestAgent: Schema = {
+  description:
+    "How to reach the guest agent: {socket: PATH} (the host side of its channel), {command: [PROGRAM, ARG…]} (stdin/stdout carry the protocol), " +
+    "or {qube: NAME, qrexec: SERVICE} (qrexec-client-vm; qrexec defaults to qubes-iac.GuestAgent). Exactly one of socket, command or qube. docs/guests.md sets each up.",
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    socket: { description: "Unix socket: the host side of the agent's virtio-serial channel.", type: "string" },
+    command: { description: "Program and arguments (no shell) whose stdin/stdout carry the protocol.", type: "array", items: { type: "string" } },
+    qube: { description: "Qube whose qrexec service bridges to its local qemu-ga.", type: "string" },
+    qrexec: { description: "qrexec service name (default qubes-iac.GuestAgent).", type: "string" },
+  },
+};
+
+const guestWait: Schema = {
+  description: 'Wait for the agent: "not answering yet" is pending until the timeout, then an error. Without wait: one bounded attempt.',
+  type: "object",
+  required: ["timeout"],
+  additionalProperties: false,
+  properties: { timeout: { description: "Seconds (integer) or a duration: 90s, 2m, 1h (at most 1h).", type: ["integer", "string"] } },
+};
+
+const guestFiles: Schema = {
+  description:
+    "Guest files by absolute path -> content: a string (written as UTF-8), or {source: FILE} (a file next to this config file). " +
+    "Content only: the agent cannot set owners or modes, rename or delete. Plans show size and SHA-256 prefix, never the content.",
+  type: "object",
+  additionalProperties: {
+    type: ["string", "object"],
+    if: { type: "object" },
+    then: {
+      required: ["source"],
+      additionalProperties: false,
+      properties: { source: { description: "Path relative to the directory of this config file, inside it.", type: "string" } },
+    },
+  },
+};
+
+const guestBody = {
+  agent: { $ref: "#/definitions/guestAgent" },
+  wait: { $ref: "#/definitions/guestWait" },
+  files: { $ref: "#/definitions/guestFiles" },
+};
+
+const qubeGuest: Schema = {
+  description: "The inside of this qube, through its guest agent (default agent: {qube: <this qube>}). The qube must run: its own state keeps its power.",
+  type: "object",
+  additionalProperties: false,
+  properties: guestBody,
+};
+
+const guest: Schema = {
+  description: "A VM that is not a qube (plain QEMU, libvirt), reached through its guest agent.",
+  type: "object",
+  required: ["agent"],
+  additionalProperties: false,
+  properties: {
+    ...guestBody,
+    state: { description: "running: the agent must answer. shutdown: guest-shutdown after the file writes, waiting for the channel to close. Absent: not managed.", enum: ["running", "shutdown"] },
+  },
+};
+
 const qube: Schema = {
   description: "A qube. To create it, class, label and (for AppVM and DispVM) template are required; with adopt: true they are optional.",
   type: "object",
@@ -99,6 +161,7 @@ const qube: Schema = {
       type: "array",
       items: { $ref: "#/definitions/firewallRule" },
     },
+    guest: { $ref: "#/definitions/qubeGuest" },
     volumes: {
       description: "Volume sizes.",
       type: "object",
@@ -140,7 +203,7 @@ export function buildSchema(): Schema {
     $schema: "http://json-schema.org/draft-07/schema#",
     $id: "https://qubes-iac.invalid/schemas/qubes-iac.schema.json",
     title: "qubes-iac configuration, version 1",
-    description: "Desired state of a Qubes OS system: labels, pools, global properties and qubes. See docs/config.md.",
+    description: "Desired state of a Qubes OS system: labels, pools, global properties and qubes, and guests through their agents. See docs/config.md.",
     type: "object",
     additionalProperties: false,
     patternProperties: {
@@ -165,12 +228,22 @@ export function buildSchema(): Schema {
         additionalProperties: { type: SCALAR },
       },
       qubes: { description: "Qubes by name.", type: "object", additionalProperties: { $ref: "#/definitions/qube" } },
+      guests: {
+        description: "VMs that are not qubes, by name (letters, digits, _ and -), reached through their guest agents. See docs/guests.md.",
+        type: "object",
+        additionalProperties: { $ref: "#/definitions/guest" },
+      },
     },
     definitions: {
       qube,
       pool,
       firewallRule,
       volume,
+      qubeGuest,
+      guest,
+      guestAgent,
+      guestWait,
+      guestFiles,
       propertiesAnyClass: qubePropertiesSchema(undefined),
       ...Object.fromEntries(QUBE_CLASSES.map((cls) => [`properties${cls}`, qubePropertiesSchema(cls)])),
     },

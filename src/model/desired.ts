@@ -4,6 +4,7 @@
 // the config location it came from (`locate`). No I/O and no validation here.
 
 import type { SourceLocation } from "./diagnostics.js";
+import type { AgentSpec, ContentRef } from "./guest.js";
 
 /** The only config format version this model describes. */
 export const CONFIG_VERSION = 1;
@@ -76,6 +77,7 @@ export type QubeField =
   | "tags"
   | "firewall"
   | "volumes"
+  | "guest"
   | `properties.${string}`
   | `features.${string}`
   | `tags.${string}`
@@ -138,6 +140,46 @@ export type DesiredPool = {
   locations: ReadonlyMap<PoolField, SourceLocation>;
 };
 
+/** One managed guest file: its content by reference (an inline string of the config, or a source file). */
+export type DesiredGuestFile = {
+  /** Absolute, normalised guest path. */
+  path: string;
+  content: ContentRef;
+  /** For inline content: the text itself (UTF-8 when written); never shown, only hashed. */
+  inline?: string;
+  /** For a `source:` file: the path as written, for messages. */
+  source?: string;
+  at: SourceLocation;
+};
+
+/** A guest's power as the config wants it (top-level guests only: a qube's power is its own `state`). */
+export type GuestPowerState = "running" | "shutdown";
+
+/** Field keys of a guest's `locations`: `agent`, `state`, `wait`, `files`, `files./etc/motd`. */
+export type GuestField = "agent" | "state" | "wait" | "files" | `files.${string}`;
+
+/**
+ * The inside of a VM, reached through its guest agent: a qube's `guest:` or an entry of the
+ * top-level `guests:`. Addressed `guest.qube.<qube>` or `guest.<name>`.
+ */
+export type DesiredGuest = {
+  address: string;
+  /** The qube this guest is the inside of; undefined for a top-level guest. */
+  qube?: string;
+  agent: AgentSpec;
+  /** Top-level guests only; undefined when not managed. */
+  state?: GuestPowerState;
+  /** How long "agent not answering yet" counts as pending; undefined: one bounded attempt. */
+  waitMs?: number;
+  /** By guest path, in config order. */
+  files: ReadonlyMap<string, DesiredGuestFile>;
+  at: SourceLocation;
+  locations: ReadonlyMap<GuestField, SourceLocation>;
+};
+
+export const guestAddress = (name: string): string => `guest.${name}`;
+export const qubeGuestAddress = (qube: string): string => `guest.qube.${qube}`;
+
 /** Field keys of the top level: `version`, `owner`, `properties.<name>` (global properties). */
 export type TopField = "version" | "owner" | `properties.${string}`;
 
@@ -151,6 +193,8 @@ export type DesiredState = {
   /** Global properties (admin.property.*, qubes-prefs). */
   properties: ReadonlyMap<string, PropertyValue>;
   qubes: ReadonlyMap<string, DesiredQube>;
+  /** Guests by address: the qubes' `guest:` and the top-level `guests:`. */
+  guests: ReadonlyMap<string, DesiredGuest>;
   /** Start of the first config file: where config-wide problems are reported. */
   at: SourceLocation;
   locations: ReadonlyMap<TopField, SourceLocation>;

@@ -24,7 +24,7 @@ export const fixtureDir = join(repoRoot, "test", "plan", "fixtures");
 
 /** Loads a config (paths relative to the repository root); fails the test on config errors. */
 export function loadDesired(...paths: string[]): DesiredState {
-  const io = { ...nodeConfigIO, readFile: (p: string) => nodeConfigIO.readFile(join(repoRoot, p)), readDir: (p: string) => nodeConfigIO.readDir(join(repoRoot, p)), isDirectory: (p: string) => nodeConfigIO.isDirectory(join(repoRoot, p)), exists: (p: string) => nodeConfigIO.exists(join(repoRoot, p)) };
+  const io = { ...nodeConfigIO, readFile: (p: string) => nodeConfigIO.readFile(join(repoRoot, p)), readDir: (p: string) => nodeConfigIO.readDir(join(repoRoot, p)), isDirectory: (p: string) => nodeConfigIO.isDirectory(join(repoRoot, p)), exists: (p: string) => nodeConfigIO.exists(join(repoRoot, p)), inspect: (p: string) => nodeConfigIO.inspect(join(repoRoot, p)) };
   const r = loadConfig(paths, io);
   if (!r.config) throw new Error(`config ${paths.join(", ")} is invalid:\n${r.diagnostics.map((d) => renderDiagnostic(d, () => undefined)).join("\n")}`);
   return r.config;

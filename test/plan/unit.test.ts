@@ -24,7 +24,7 @@ function desiredQube(name: string, o: Partial<DesiredQube> = {}): DesiredQube {
 }
 
 function desired(qubes: DesiredQube[], owner = "o"): DesiredState {
-  return { version: 1, owner, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(qubes.map((q) => [q.name, q])), at, locations: new Map() };
+  return { version: 1, owner, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(qubes.map((q) => [q.name, q])), guests: new Map(), at, locations: new Map() };
 }
 
 /** A system where `name` is ours (inventory entry and owner tag), with the given power state. */

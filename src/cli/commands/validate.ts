@@ -26,6 +26,7 @@ export const configIOAt = (cwd: string): ConfigIO => ({
   readDir: (p) => nodeConfigIO.readDir(resolve(cwd, p)),
   isDirectory: (p) => nodeConfigIO.isDirectory(resolve(cwd, p)),
   exists: (p) => nodeConfigIO.exists(resolve(cwd, p)),
+  inspect: (p) => nodeConfigIO.inspect(resolve(cwd, p)),
 });
 
 export async function validateCommand(io: CliIO, paths: string[], o: { json?: boolean }): Promise<number> {
