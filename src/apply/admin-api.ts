@@ -12,14 +12,16 @@ import { QubesApiError } from "../providers/qubes/errors.js";
 import type { CallFailure, OpExecutor } from "./engine.js";
 import { verifyOp } from "./verify.js";
 
-/** Where a call goes: dom0 itself (`@adminvm` in a policy) or the qube it is about. */
-export type CallTarget = "dom0" | "qube";
+/**
+ * Where a call goes: dom0 itself (`@adminvm` in a policy), the qube it is about, or either (the
+ * feature calls also read dom0's own features, which hold the ownership inventory).
+ */
+export type CallTarget = "dom0" | "qube" | "qube-or-dom0";
 export type MethodUse = { method: string; target: CallTarget };
 
 /**
  * The calls each reader function makes. `properties` calls GetAll; only when a policy refuses
  * GetAll does the client fall back to List + one Get per property (READER_FALLBACK_METHODS).
- * A "qube" call may also go to dom0 (dom0's features hold the ownership inventory).
  */
 export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodUse[] } = {
   listQubes: [{ method: "admin.vm.List", target: "dom0" }],
@@ -28,8 +30,8 @@ export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodU
     { method: "admin.property.GetAll", target: "dom0" },
   ],
   tags: [{ method: "admin.vm.tag.List", target: "qube" }],
-  featureNames: [{ method: "admin.vm.feature.List", target: "qube" }],
-  feature: [{ method: "admin.vm.feature.Get", target: "qube" }],
+  featureNames: [{ method: "admin.vm.feature.List", target: "qube-or-dom0" }],
+  feature: [{ method: "admin.vm.feature.Get", target: "qube-or-dom0" }],
   firewall: [{ method: "admin.vm.firewall.Get", target: "qube" }],
   labels: [{ method: "admin.label.List", target: "dom0" }],
   labelColour: [{ method: "admin.label.Get", target: "dom0" }],

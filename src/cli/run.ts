@@ -72,6 +72,46 @@ export async function runCli(io: CliIO): Promise<number> {
       exitCode = await applyCommand(io, paths, o);
     });
 
+  program
+    .command("export")
+    .description("write the current system as a config: what an owner manages, or with --all every qube to adopt")
+    .addOption(connectOption())
+    .addOption(timeoutOption())
+    .option("--parallelism <n>", "Admin API reads at once", "8")
+    .option("--owner <name>", "the owner whose qubes, labels and pools to export (and the exported config's owner)")
+    .option("--all", "every qube but dom0 (marked adopt: true), custom labels, pools and non-default global properties")
+    .option("-o, --output <file>", "write the config to this new file instead of stdout")
+    .action(async (o: import("./commands/export.js").ExportCommandOptions) => {
+      const { exportCommand } = await import("./commands/export.js");
+      exitCode = await exportCommand(io, o);
+    });
+
+  program
+    .command("show")
+    .description("show the current state of what the config manages, as qubes-iac reads it; changes nothing")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .addOption(connectOption())
+    .addOption(timeoutOption())
+    .option("--parallelism <n>", "Admin API reads at once", "8")
+    .option("--json", "print the state as JSON")
+    .action(async (paths: string[], o: import("./commands/show.js").ShowCommandOptions) => {
+      const { showCommand } = await import("./commands/show.js");
+      exitCode = await showCommand(io, paths, o);
+    });
+
+  program
+    .command("policy")
+    .description("print the dom0 qrexec policy that lets a management qube plan (and with --apply, apply) the config")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .requiredOption("--mgmt <qube>", "the management qube that runs qubes-iac")
+    .option("--apply", "also grant the calls apply makes (without it: plan only, read-only)")
+    .addOption(connectOption().default(undefined, "none: from the config alone"))
+    .addOption(timeoutOption())
+    .action(async (paths: string[], o: import("./commands/policy.js").PolicyCommandOptions) => {
+      const { policyCommand } = await import("./commands/policy.js");
+      exitCode = await policyCommand(io, paths, o);
+    });
+
   const sim = program.command("sim").description("the built-in qubesd simulator");
   sim
     .command("serve")

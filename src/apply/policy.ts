@@ -1,0 +1,180 @@
+// The qrexec policy a management qube needs to plan (and with `apply`, to apply) a config:
+// Qubes 4.1+ policy lines (`service argument source target action`) with `allow target=dom0`.
+// Derived from the same tables the code calls through — READER_CALLS for reads, opCall over the
+// ops an apply of this config can make for writes — never from a list of its own. Qubes the config
+// names are matched by name, qubes it creates by `@tag:created-by-<mgmt>` (a tag only dom0
+// sets); nothing matches `managed-by-*`, which the management qube could set itself. Pure.
+
+import type { DesiredState } from "../model/desired.js";
+import { ownershipNames, type Inventory } from "../model/ownership.js";
+import type { Op, OpName } from "../plan/ops.js";
+import { opCall, READER_CALLS } from "./admin-api.js";
+
+export const ADMINVM = "@adminvm";
+export const createdByTag = (mgmt: string): string => `@tag:created-by-${mgmt}`;
+/** The argument of a call whose argument is not known in advance (a property, feature or tag name). */
+const ANY = "*";
+
+export type PolicyRule = {
+  service: string;
+  /** `*`, or `+ARG` for exactly that argument. */
+  argument: string;
+  target: string;
+  purpose: "read" | "write";
+};
+
+export type PolicyInput = {
+  desired: DesiredState;
+  mgmt: string;
+  /** Also the calls of apply (else plan's only). */
+  apply: boolean;
+  /** The owner's inventory, when read: what the config no longer names must still be removable. */
+  inventory?: Inventory;
+};
+
+/** Qubes the config refers to without declaring them: templates, netvms, disposable templates, globals. */
+function referencedQubes(desired: DesiredState): string[] {
+  const out = new Set<string>();
+  for (const q of desired.qubes.values()) {
+    if (q.template !== undefined) out.add(q.template);
+    for (const v of q.properties.values()) if (v.kind === "vm" && v.value !== null) out.add(v.value);
+  }
+  for (const v of desired.properties.values()) if (v.kind === "vm" && v.value !== null) out.add(v.value);
+  out.delete("dom0");
+  for (const n of desired.qubes.keys()) out.delete(n);
+  return [...out].sort();
+}
+
+/** The ops an apply can make on one qube, for every op kind that goes to the qube itself. */
+function qubeOps(vm: string): Op[] {
+  const kinds: { [K in OpName]: Op | undefined } = {
+    "vm.create": undefined,
+    "vm.remove": { op: "vm.remove", vm },
+    "vm.start": { op: "vm.start", vm },
+    "vm.shutdown": { op: "vm.shutdown", vm },
+    "vm.pause": { op: "vm.pause", vm },
+    "vm.unpause": { op: "vm.unpause", vm },
+    "property.set": { op: "property.set", holder: { vm }, name: ANY, value: "" },
+    "property.reset": { op: "property.reset", holder: { vm }, name: ANY },
+    "feature.set": { op: "feature.set", vm, name: ANY, value: "" },
+    "feature.remove": { op: "feature.remove", vm, name: ANY },
+    "tag.set": { op: "tag.set", vm, name: ANY },
+    "tag.remove": { op: "tag.remove", vm, name: ANY },
+    "firewall.set": { op: "firewall.set", vm, rules: [] },
+    "label.create": undefined,
+    "label.remove": undefined,
+    "pool.add": undefined,
+    "pool.remove": undefined,
+    "volume.resize": { op: "volume.resize", vm, volume: ANY, size: "0" },
+  };
+  return Object.values(kinds).filter((o): o is Op => o !== undefined);
+}
+
+/**
+ * Every op an apply of this config can make, whatever the system holds now. A qube the config
+ * creates is named by the created-by tag (these ops never reach a client: they name policy
+ * targets). Removal is granted only on qubes the management qube created, and on what the
+ * inventory lists and the config dropped.
+ */
+export function potentialOps(i: PolicyInput): Op[] {
+  const { desired, mgmt } = i;
+  const names = ownershipNames(desired.owner);
+  const created = createdByTag(mgmt);
+  const ops: Op[] = [{ op: "feature.set", vm: "dom0", name: names.format, value: "1" }];
+  for (const l of desired.labels.values()) {
+    ops.push({ op: "feature.set", vm: "dom0", name: names.label(l.name), value: "own" }, { op: "label.create", name: l.name, colour: l.colour }, { op: "label.remove", name: l.name });
+  }
+  for (const p of desired.pools.values()) {
+    ops.push({ op: "feature.set", vm: "dom0", name: names.pool(p.name), value: "own" }, { op: "pool.add", driver: p.driver, name: p.name, params: {} });
+  }
+  for (const g of desired.properties.keys()) ops.push({ op: "property.set", holder: "global", name: g, value: "" }, { op: "property.reset", holder: "global", name: g });
+  for (const q of desired.qubes.values()) {
+    ops.push(
+      { op: "feature.set", vm: "dom0", name: names.intent(q.name), value: q.adopt ? "adopt" : "create" },
+      { op: "feature.remove", vm: "dom0", name: names.intent(q.name) },
+      { op: "feature.set", vm: "dom0", name: names.qube(q.name), value: "own" },
+    );
+    if (q.class !== undefined && q.label !== undefined) {
+      ops.push({ op: "vm.create", class: q.class, name: q.name, label: q.label, ...(q.template !== undefined ? { template: q.template } : {}), ...(q.pool !== undefined ? { pool: q.pool } : {}) });
+    }
+    const target = q.adopt ? q.name : created;
+    ops.push(...qubeOps(target).filter((o) => !(o.op === "vm.remove" && q.adopt) && !(o.op === "volume.resize" && q.volumes.size === 0)));
+    // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
+    const netvm = q.properties.get("netvm");
+    if (netvm?.kind === "vm" && netvm.value !== null && netvm.value !== "dom0" && !desired.qubes.has(netvm.value)) ops.push({ op: "vm.start", vm: netvm.value });
+  }
+  const inv = i.inventory;
+  if (inv !== undefined) {
+    for (const d of [...new Set([...inv.qubes, ...inv.intents])].filter((n) => !desired.qubes.has(n)).sort()) {
+      ops.push(
+        { op: "feature.remove", vm: "dom0", name: names.qube(d) },
+        { op: "feature.remove", vm: "dom0", name: names.intent(d) },
+        { op: "vm.unpause", vm: d },
+        { op: "vm.shutdown", vm: d },
+        { op: "vm.remove", vm: d },
+      );
+    }
+    for (const l of [...inv.labels].filter((n) => !desired.labels.has(n)).sort()) ops.push({ op: "label.remove", name: l }, { op: "feature.remove", vm: "dom0", name: names.label(l) });
+    for (const p of [...inv.pools].filter((n) => !desired.pools.has(n)).sort()) ops.push({ op: "pool.remove", name: p }, { op: "feature.remove", vm: "dom0", name: names.pool(p) });
+  }
+  return ops;
+}
+
+/** The qubes whose reads a plan needs, by name: declared, referenced, and dropped from the inventory. */
+export function namedQubes(i: PolicyInput): string[] {
+  const dropped = i.inventory === undefined ? [] : [...i.inventory.qubes, ...i.inventory.intents].filter((n) => !i.desired.qubes.has(n));
+  return [...new Set([...i.desired.qubes.keys(), ...referencedQubes(i.desired), ...dropped])].sort();
+}
+
+const argumentOf = (arg: string): string => (arg === "" || arg === ANY ? ANY : `+${arg}`);
+const targetOf = (dest: string): string => (dest === "dom0" ? ADMINVM : dest);
+
+export function policyRules(i: PolicyInput): PolicyRule[] {
+  const rules = new Map<string, PolicyRule>();
+  const add = (r: PolicyRule): void => {
+    const key = `${r.service} ${r.argument} ${r.target}`;
+    if (!rules.has(key)) rules.set(key, r);
+  };
+  const qubeTargets = [...namedQubes(i), createdByTag(i.mgmt)];
+  for (const uses of Object.values(READER_CALLS)) {
+    for (const u of uses) {
+      if (u.target === "dom0" || u.target === "qube-or-dom0") add({ service: u.method, argument: ANY, target: ADMINVM, purpose: "read" });
+      if (u.target === "qube" || u.target === "qube-or-dom0") for (const t of qubeTargets) add({ service: u.method, argument: ANY, target: t, purpose: "read" });
+    }
+  }
+  // qubesd answers admin.vm.List with only the qubes this same policy lets the caller list.
+  for (const t of qubeTargets) add({ service: "admin.vm.List", argument: ANY, target: t, purpose: "read" });
+  if (i.apply) {
+    for (const o of potentialOps(i)) {
+      const c = opCall(o);
+      add({ service: c.method, argument: argumentOf(c.arg), target: targetOf(c.dest), purpose: "write" });
+    }
+  }
+  const rank = (t: string): string => (t === ADMINVM ? `0${t}` : t.startsWith("@tag:") ? `2${t}` : `1${t}`);
+  const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+  return [...rules.values()].sort(
+    (a, b) => (a.purpose === b.purpose ? 0 : a.purpose === "read" ? -1 : 1) || cmp(a.service, b.service) || cmp(rank(a.target), rank(b.target)) || cmp(a.argument, b.argument),
+  );
+}
+
+export type PolicyHeader = { owner: string; mgmt: string; apply: boolean; configs: readonly string[]; generator: string };
+
+export function renderPolicy(rules: readonly PolicyRule[], h: PolicyHeader): string {
+  const width = (f: (r: PolicyRule) => string): number => Math.max(0, ...rules.map((r) => f(r).length));
+  const ws = width((r) => r.service);
+  const wa = width((r) => r.argument);
+  const wt = width((r) => r.target);
+  const line = (r: PolicyRule): string => `${r.service.padEnd(ws)}  ${r.argument.padEnd(wa)}  ${h.mgmt}  ${r.target.padEnd(wt)}  allow target=dom0`;
+  const out = [
+    `# Qubes Admin API policy for qubes-iac: ${h.apply ? "plan and apply" : "plan (read only)"} of ${h.configs.length > 0 ? h.configs.join(" ") : "qubes.yaml"}`,
+    `# (owner ${h.owner}) from the management qube ${h.mgmt}. Generated by ${h.generator}.`,
+    `# Install in dom0 as /etc/qubes/policy.d/30-qubes-iac-${h.owner}.policy (Qubes 4.1 or later).`,
+    "# Qubes the config names are matched by name; qubes it creates by @tag:created-by-" + `${h.mgmt},`,
+    "# a tag only dom0 sets. No line matches managed-by-* tags: the management qube could set those.",
+    "",
+    "# Reads: plan, and apply's checks before and after it acts.",
+    ...rules.filter((r) => r.purpose === "read").map(line),
+  ];
+  if (h.apply) out.push("", "# Writes: apply.", ...rules.filter((r) => r.purpose === "write").map(line));
+  return `${out.join("\n")}\n`;
+}

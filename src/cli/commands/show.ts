@@ -1,0 +1,140 @@
+// `qubes-iac show [--json] [CONFIG…]`: the current state of what the config manages, as the
+// reader sees it — every qube, label, pool and global property the config names or the owner's
+// inventory lists, with the current value of each attribute the config manages (the plan's
+// `before`, so show and plan can never disagree on what is read). Changes nothing.
+
+import { readerFromClient } from "../../apply/admin-api.js";
+import { formatSize } from "../../export/render.js";
+import { loadConfig } from "../../config/index.js";
+import type { ActualState } from "../../model/actual.js";
+import type { DesiredState } from "../../model/desired.js";
+import { ownershipNames, readInventory } from "../../model/ownership.js";
+import type { AttrValue } from "../../plan/changes.js";
+import { toJsonPlan } from "../../plan/json.js";
+import { buildPlan } from "../../plan/plan.js";
+import { readActualState } from "../../plan/reader.js";
+import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
+import { write, type CliIO } from "../io.js";
+import { packageVersion } from "../version.js";
+import { printConfigFailure } from "./plan.js";
+import { configIOAt } from "./validate.js";
+
+export const STATE_FORMAT = "qubes-iac-state";
+export const STATE_FORMAT_VERSION = 1;
+
+export type ShowCommandOptions = ConnectionOptions & { json?: boolean };
+
+/**
+ * Whose a qube is, in words: `managed` (inventory and owner tag), `not managed` (exists, not the
+ * owner's: `adopt: true` takes it over), `drift` (the inventory lists it, the tag is gone), `absent`.
+ */
+type Ownership = "managed" | "not managed" | "drift" | "absent";
+
+export type ShownResource = {
+  address: string;
+  type: "qube" | "label" | "pool" | "properties";
+  name: string | null;
+  exists: boolean;
+  /** Qubes only: the admin.vm.List line and whose the qube is. */
+  class?: string;
+  power?: string;
+  ownership?: Ownership;
+  /** The attributes the config manages, as read now (null: not set / none). */
+  attributes: Record<string, AttrValue>;
+  /** Attributes whose value is Qubes' default. */
+  default_attributes: string[];
+};
+
+export type ShownState = { format: typeof STATE_FORMAT; format_version: number; qubes_iac_version: string; owner: string; resources: ShownResource[] };
+
+function qubeOwnership(desired: DesiredState, actual: ActualState, name: string): Ownership {
+  if (!actual.listing.has(name)) return "absent";
+  const inv = readInventory(desired.owner, actual.dom0FeatureNames);
+  const tagged = actual.qubes.get(name)?.tags?.has(ownershipNames(desired.owner).ownerTag) ?? false;
+  const listed = inv.qubes.has(name) || inv.intents.has(name);
+  if (listed && tagged) return "managed";
+  return inv.qubes.has(name) ? "drift" : "not managed";
+}
+
+export function shownState(desired: DesiredState, actual: ActualState): ShownState {
+  const plan = toJsonPlan(buildPlan(desired, actual, { allowRestart: false, targets: [], excludes: [] }), { version: packageVersion() });
+  const resources: ShownResource[] = [];
+  const seen = new Set<string>();
+  for (const c of plan.resource_changes) {
+    seen.add(c.address);
+    const exists = c.before !== null && c.action !== "forget";
+    const r: ShownResource = { address: c.address, type: c.type, name: c.name, exists, attributes: exists ? (c.before ?? {}) : {}, default_attributes: exists ? c.before_default : [] };
+    if (c.type === "qube" && c.name !== null) {
+      const l = actual.listing.get(c.name);
+      if (l) Object.assign(r, { class: l.klass, power: l.power });
+      r.ownership = qubeOwnership(desired, actual, c.name);
+    }
+    resources.push(r);
+  }
+  // Qubes of the config the plan could not take on (not the owner's, a class qubes-iac does not manage): shown as they are listed.
+  for (const name of desired.qubes.keys()) {
+    const address = `qube.${name}`;
+    if (seen.has(address)) continue;
+    const l = actual.listing.get(name);
+    resources.push({
+      address,
+      type: "qube",
+      name,
+      exists: l !== undefined,
+      ...(l ? { class: l.klass, power: l.power } : {}),
+      ownership: qubeOwnership(desired, actual, name),
+      attributes: {},
+      default_attributes: [],
+    });
+  }
+  resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  return { format: STATE_FORMAT, format_version: STATE_FORMAT_VERSION, qubes_iac_version: packageVersion(), owner: desired.owner, resources };
+}
+
+function showValue(key: string, v: AttrValue, isDefault: boolean): string {
+  let text: string;
+  if (Array.isArray(v)) text = v.length === 0 ? "(none)" : v.join(", ");
+  else if (v === null) text = key === "colour" ? "unknown (qubesd tells a new label's colour only after it restarts)" : key.startsWith("features.") ? "(absent)" : "none";
+  else if (v === "") text = '""';
+  else if (key.endsWith(".size") && /^[0-9]+$/.test(v)) text = String(formatSize(BigInt(v)));
+  else text = v;
+  return isDefault ? `${text} (default)` : text;
+}
+
+export function renderShownState(s: ShownState): string {
+  const lines: string[] = [];
+  for (const r of s.resources) {
+    if (!r.exists) {
+      lines.push(`${r.address}: absent`);
+      continue;
+    }
+    const head = r.type === "qube" ? `${r.address} (${r.class ?? "?"}, ${(r.power ?? "?").toLowerCase()}, ${r.ownership === "managed" ? `managed by ${s.owner}` : (r.ownership ?? "")})` : r.address;
+    lines.push(head);
+    const defaults = new Set(r.default_attributes);
+    for (const [k, v] of Object.entries(r.attributes)) {
+      if (k === "firewall" && Array.isArray(v)) lines.push(`    firewall:`, ...v.map((rule) => `      ${rule}`));
+      else lines.push(`    ${k}: ${showValue(k, v, defaults.has(k))}`);
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export async function showCommand(io: CliIO, paths: string[], o: ShowCommandOptions): Promise<number> {
+  const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
+  const loaded = loadConfig(paths, configIOAt(io.cwd));
+  if (!loaded.config) {
+    printConfigFailure(io, loaded, o.json === true);
+    return 1;
+  }
+  const client = await connectClient(io, o);
+  let actual: ActualState;
+  try {
+    actual = await readActualState(readerFromClient(client), loaded.config, { parallelism });
+  } finally {
+    await client.close();
+  }
+  const state = shownState(loaded.config, actual);
+  if (o.json) write(io.stdout, JSON.stringify(state, null, 2));
+  else io.stdout.write(renderShownState(state));
+  return 0;
+}

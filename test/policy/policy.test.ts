@@ -1,0 +1,127 @@
+// `qubes-iac policy`: the generated files (golden), the rules every policy keeps (allow
+// target=dom0, nothing by managed-by-*, removal only of what the management qube created, no
+// write in a plan-only policy), that every call a real plan and apply of each example make is
+// allowed by its policy, and that --connect adds what the inventory lists and the config dropped.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ADMINVM, createdByTag, policyRules, type PolicyRule } from "../../src/apply/policy.js";
+import { readInventory } from "../../src/model/ownership.js";
+import type { DesiredState } from "../../src/model/desired.js";
+import { isMutating, startTestSim, type TestSim } from "../helpers/sim.js";
+import { loadDesired } from "../plan/_helpers.js";
+import { runIn } from "../apply/_cli.js";
+
+const EXAMPLES = ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config"];
+const MGMT = "mgmt";
+
+/** Whether a rule set lets the management qube make this call (dest as sent; qubes it created carry the tag). */
+function allows(rules: readonly PolicyRule[], call: { method: string; arg: string; dest: string }, createdByMgmt: ReadonlySet<string>): boolean {
+  const targets = call.dest === "dom0" ? [ADMINVM] : [call.dest, ...(createdByMgmt.has(call.dest) ? [createdByTag(MGMT)] : [])];
+  return rules.some((r) => r.service === call.method && (r.argument === "*" || r.argument === `+${call.arg}`) && targets.includes(r.target));
+}
+
+describe("the policy files", () => {
+  it("examples/reference.yaml, plan and apply", async () => {
+    const r = await runIn(["policy", "--mgmt", MGMT, "--apply", "examples/reference.yaml"]);
+    expect(r.code).toBe(0);
+    await expect(r.stdout).toMatchFileSnapshot("golden/reference-apply.policy");
+  });
+
+  it("examples/minimal.yaml, plan only", async () => {
+    const r = await runIn(["policy", "--mgmt", MGMT, "examples/minimal.yaml"]);
+    expect(r.code).toBe(0);
+    await expect(r.stdout).toMatchFileSnapshot("golden/minimal-plan.policy");
+  });
+
+  it("refuses a management qube name that is not one, and an invalid config", async () => {
+    expect((await runIn(["policy", "--mgmt", "dom0", "examples/minimal.yaml"])).stderr).toMatch(/--mgmt 'dom0' is not the name of a management qube/);
+    expect((await runIn(["policy", "--mgmt", "-bad", "examples/minimal.yaml"])).code).toBe(1);
+    expect((await runIn(["policy", "--mgmt", MGMT, "test/plan/fixtures/does-not-exist.yaml"])).code).toBe(1);
+  });
+});
+
+describe("what every policy keeps to", () => {
+  for (const example of EXAMPLES) {
+    it(example, () => {
+      const desired = loadDesired(example);
+      const plan = policyRules({ desired, mgmt: MGMT, apply: false });
+      const apply = policyRules({ desired, mgmt: MGMT, apply: true });
+      expect(plan.filter((r) => isMutating(r.service))).toEqual([]);
+      expect(apply.filter((r) => r.purpose === "read")).toEqual(plan);
+      for (const r of apply) expect(r.target).not.toMatch(/managed-by/);
+      const adopted = new Set([...desired.qubes.values()].filter((q) => q.adopt).map((q) => q.name));
+      const referencedNetvms = new Set([...desired.qubes.values()].map((q) => q.properties.get("netvm")).flatMap((v) => (v?.kind === "vm" && v.value !== null ? [v.value] : [])));
+      for (const r of apply.filter((x) => x.purpose === "write")) {
+        const ok = r.target === ADMINVM || r.target === createdByTag(MGMT) || adopted.has(r.target) || (r.service === "admin.vm.Start" && referencedNetvms.has(r.target));
+        expect({ rule: r, ok }).toEqual({ rule: r, ok: true });
+      }
+      // Removal only of what the management qube created; a config that only adopts removes nothing.
+      const creates = [...desired.qubes.values()].some((q) => !q.adopt);
+      expect(apply.filter((r) => r.service === "admin.vm.Remove").map((r) => r.target)).toEqual(creates ? [createdByTag(MGMT)] : []);
+    });
+  }
+});
+
+describe("a policy allows every call a plan and an apply of its config make", () => {
+  let sim: TestSim;
+  beforeEach(async () => {
+    sim = await startTestSim();
+  });
+  afterEach(async () => {
+    await sim.stop();
+  });
+
+  for (const example of EXAMPLES) {
+    it(example, async () => {
+      const desired: DesiredState = loadDesired(example);
+      const created = new Set([...desired.qubes.values()].filter((q) => !q.adopt).map((q) => q.name));
+      const connect = ["--connect", `qubesd:${sim.socketPath}`];
+      expect((await runIn(["plan", ...connect, example])).code).toBe(0);
+      const planCalls = [...sim.calls];
+      const readOnly = policyRules({ desired, mgmt: MGMT, apply: false });
+      expect(planCalls.filter((c) => !allows(readOnly, c, created))).toEqual([]);
+
+      expect((await runIn(["apply", ...connect, "--auto-approve", example])).code).toBe(0);
+      expect((await runIn(["apply", ...connect, "--auto-approve", example])).code).toBe(0);
+      const full = policyRules({ desired, mgmt: MGMT, apply: true });
+      expect(sim.calls.filter((c) => !allows(full, c, created))).toEqual([]);
+      expect(sim.calls.filter((c) => isMutating(c.method)).length).toBeGreaterThan(0);
+    });
+  }
+});
+
+describe("--connect: what the inventory lists and the config dropped stays removable", () => {
+  let sim: TestSim;
+  beforeEach(async () => {
+    sim = await startTestSim();
+  });
+  afterEach(async () => {
+    await sim.stop();
+  });
+
+  it("grants the removal of qube notes and its inventory entry only when the inventory was read", async () => {
+    const connect = ["--connect", `qubesd:${sim.socketPath}`];
+    expect((await runIn(["apply", ...connect, "--auto-approve", "examples/minimal.yaml"])).code).toBe(0);
+    const without = await runIn(["policy", "--mgmt", MGMT, "--apply", "test/apply/fixtures/minimal-gone.yaml"]);
+    const withInventory = await runIn(["policy", ...connect, "--mgmt", MGMT, "--apply", "test/apply/fixtures/minimal-gone.yaml"]);
+    expect(withInventory.code).toBe(0);
+    const lines = (t: string): string[] => t.split("\n").filter((l) => /\bnotes\b/.test(l) && !l.startsWith("#")).map((l) => l.replace(/ +/g, " "));
+    expect(lines(without.stdout)).toEqual([]);
+    expect(lines(withInventory.stdout)).toEqual([
+      "admin.vm.List * mgmt notes allow target=dom0",
+      "admin.vm.feature.Get * mgmt notes allow target=dom0",
+      "admin.vm.feature.List * mgmt notes allow target=dom0",
+      "admin.vm.firewall.Get * mgmt notes allow target=dom0",
+      "admin.vm.property.GetAll * mgmt notes allow target=dom0",
+      "admin.vm.tag.List * mgmt notes allow target=dom0",
+      "admin.vm.volume.Info * mgmt notes allow target=dom0",
+      "admin.vm.Remove * mgmt notes allow target=dom0",
+      "admin.vm.Shutdown +wait mgmt notes allow target=dom0",
+      "admin.vm.Unpause * mgmt notes allow target=dom0",
+      "admin.vm.feature.Remove +qubes-iac.minimal.intent.notes mgmt @adminvm allow target=dom0",
+      "admin.vm.feature.Remove +qubes-iac.minimal.qube.notes mgmt @adminvm allow target=dom0",
+    ]);
+    const inventory = readInventory("minimal", ["qubes-iac.minimal.format", "qubes-iac.minimal.qube.notes"]);
+    const rules = policyRules({ desired: loadDesired("test/apply/fixtures/minimal-gone.yaml"), mgmt: MGMT, apply: true, inventory });
+    expect(rules.some((r) => r.service === "admin.vm.Remove" && r.target === "notes")).toBe(true);
+  });
+});
