@@ -10,7 +10,7 @@ import type { ActualState } from "../../model/actual.js";
 import type { DesiredState } from "../../model/desired.js";
 import { ownershipNames, readInventory } from "../../model/ownership.js";
 import type { AttrValue } from "../../plan/changes.js";
-import { toJsonPlan } from "../../plan/json.js";
+import { toJsonPlan, type JsonResourceChange } from "../../plan/json.js";
 import { buildPlan } from "../../plan/plan.js";
 import { readActualState } from "../../plan/reader.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
@@ -32,7 +32,7 @@ type Ownership = "managed" | "not managed" | "drift" | "absent";
 
 export type ShownResource = {
   address: string;
-  type: "qube" | "label" | "pool" | "properties";
+  type: JsonResourceChange["type"];
   name: string | null;
   exists: boolean;
   /** Qubes only: the admin.vm.List line and whose the qube is. */
