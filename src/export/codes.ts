@@ -1,4 +1,4 @@
-// The stable diagnostic codes of export (3xx); docs/walkthrough.md's export section lists them.
+// The stable diagnostic codes of export (3xx); docs/apply.md lists them and a test keeps the two in step.
 
 import type { Diagnostic } from "../model/diagnostics.js";
 
