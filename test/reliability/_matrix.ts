@@ -1,0 +1,204 @@
+// The fault matrix: the workstation example's apply, run in-process against the simulator, with
+// one fault pinned to one of its mutating calls (`METHOD+ARG/DEST@1`, so parallel steps do not
+// move it), for every mutating call of the plan and every fault kind. Each run checks that
+//  - the exit code and the JSON summary say exactly what was applied, failed and skipped (the
+//    faulted step fails or is settled by re-reading; exactly its dependents are skipped);
+//  - what the summary calls applied really was: the next apply's plan holds exactly the failed
+//    and skipped steps, and once it has run, `plan` says `No changes.`;
+//  - no call was sent twice, no mutating call touched anything outside the config, and the
+//    qubes, dom0 features, global properties, labels and pools outside the config are byte for
+//    byte what they were (snapshotForeign).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { opCall } from "../../src/apply/admin-api.js";
+import type { JsonPlan, JsonStep } from "../../src/plan/json.js";
+import type { Op } from "../../src/plan/ops.js";
+import type { FaultAction, FaultKind } from "../../src/providers/qubes/simulator/faults.js";
+import { loadDesired } from "../plan/_helpers.js";
+import { isMutating } from "../helpers/sim.js";
+import { buildForeignState, cli, events, snapshotForeign, startSim, type Ours, type Sim } from "./_harness.js";
+
+/** An Admin API op (a plan step may also hold guest-agent ops, which are not Admin API calls). */
+const isAdminOp = (o: { op: string }): o is Op => !o.op.startsWith("guest.");
+
+export const EXAMPLE = "examples/workstation.yaml";
+export const OWNER = "workstation";
+
+/** Client timeout of the runs with a delayed reply, and the delay (well past it). */
+export const SHORT_TIMEOUT_MS = 150;
+const DELAY_MS = 600;
+
+export const ACTIONS: { readonly [K in Exclude<FaultKind, "delay-before">]: FaultAction } = {
+  exception: { kind: "exception", qubesClass: "QubesException", message: "injected by the fault matrix" },
+  "close-before": { kind: "close-before" },
+  "close-after": { kind: "close-after" },
+  garbage: { kind: "garbage" },
+  truncate: { kind: "truncate" },
+  delay: { kind: "delay", ms: DELAY_MS },
+};
+export type MatrixKind = keyof typeof ACTIONS;
+
+/** Whether the call runs under this fault (the change is made, only the reply is lost or bad). */
+const callRuns = (k: MatrixKind): boolean => k !== "exception" && k !== "close-before";
+
+export type Setup = {
+  template: string;
+  plan: JsonPlan;
+  /** Every op of the plan as `method+arg → dest`, with its step; the order of a --parallelism 1 run. */
+  calls: Array<{ key: string; method: string; arg: string; dest: string; step: JsonStep; opIndex: number }>;
+  before: Record<string, string>;
+  ours: Ours;
+  cleanup(): void;
+};
+
+export async function prepare(): Promise<Setup> {
+  const dir = mkdtempSync(join(tmpdir(), "qiac-matrix-"));
+  const template = join(dir, "template.json");
+  await buildForeignState(template, OWNER);
+  const desired = loadDesired(EXAMPLE);
+  const ours = {
+    qubes: new Set(desired.qubes.keys()),
+    globals: new Set(desired.properties.keys()),
+    labels: new Set(desired.labels.keys()),
+    pools: new Set(desired.pools.keys()),
+    ownerPrefix: `qubes-iac.${OWNER}.`,
+  };
+  const sim = await startSim({ template });
+  try {
+    const before = await snapshotForeign(sim, ours);
+    const r = await cli(sim, ["plan", "--json", EXAMPLE]);
+    expect(r.code).toBe(0);
+    const plan = JSON.parse(r.stdout) as JsonPlan;
+    const calls = plan.steps.flatMap((step) =>
+      step.ops.flatMap((op, opIndex) => {
+        if (!isAdminOp(op)) return [];
+        const c = opCall(op);
+        return [{ key: `${c.method}+${c.arg} → ${c.dest}`, method: c.method, arg: c.arg, dest: c.dest, step, opIndex }];
+      }),
+    );
+    // Pinning a fault by method, argument and destination is exact only when no call repeats.
+    expect(new Set(calls.map((c) => c.key)).size).toBe(calls.length);
+    return { template, plan, calls, before, ours, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  } finally {
+    await sim.stop();
+  }
+}
+
+/** The steps that depend on `id`, directly or through others: the engine skips exactly these. */
+export function dependents(plan: JsonPlan, id: string): Set<string> {
+  const out = new Set<string>();
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const s of plan.steps) {
+      if (out.has(s.id)) continue;
+      if (s.depends_on.some((d) => d === id || out.has(d))) {
+        out.add(s.id);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+/** Mutating calls outside the config: another qube, or dom0 beyond the owner's records and the config's globals. */
+export function strays(sim: Sim, ours: Setup["ours"]): string[] {
+  return sim.calls
+    .filter((c) => isMutating(c.method))
+    .filter((c) => {
+      if (c.dest !== "dom0") return !ours.qubes.has(c.dest);
+      if (c.method.startsWith("admin.vm.feature.")) return !c.arg.startsWith(ours.ownerPrefix);
+      if (c.method.startsWith("admin.property.")) return !ours.globals.has(c.arg);
+      if (c.method.startsWith("admin.label.")) return !ours.labels.has(c.arg);
+      return true;
+    })
+    .map((c) => `${c.method}+${c.arg} → ${c.dest}`);
+}
+
+export type CaseOutcome = { code: number; applied: string[]; failed: string[]; skipped: string[] };
+
+/** Runs the apply with a client timeout that a `delay` fault outlasts. */
+export type ApplyRunner = (sim: Sim, args: string[], kind: MatrixKind) => Promise<{ code: number; stdout: string; stderr: string }>;
+
+export const defaultRunner: ApplyRunner = (sim, args) => cli(sim, args);
+
+export async function runCase(s: Setup, kind: MatrixKind, index: number, runApply: ApplyRunner = defaultRunner): Promise<void> {
+  const target = s.calls[index] as Setup["calls"][number];
+  const sim = await startSim({ template: s.template, faults: [] });
+  const tag = { kind, call: target.key };
+  try {
+    sim.faults.add({ method: target.method, arg: target.arg, dest: target.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
+    const first = await runApply(sim, ["apply", "--auto-approve", "--json", EXAMPLE], kind);
+    const fired = sim.faults.fired();
+    expect({ ...tag, fired: fired.map((f) => f.outcome) }).toEqual({ ...tag, fired: [callRuns(kind) ? "ok" : "not-run"] });
+
+    const ev = events(first.stdout);
+    const summary = ev.find((e) => e.type === "apply_complete") as { applied: string[]; failed: Array<{ step: string; call: string; error: { code: string; class?: string }; outcome?: string }>; skipped: Array<{ step: string }> } | undefined;
+    expect({ ...tag, summary: summary !== undefined }).toEqual({ ...tag, summary: true });
+    if (summary === undefined) return;
+    const unknown = ev.filter((e) => e.type === "op_unknown").map((e) => e.call);
+    const resolved = ev.filter((e) => e.type === "op_resolved").map((e) => e.outcome);
+
+    const all = s.plan.steps.map((x) => x.id);
+    const failedStep = target.step.id;
+    const skipped = callRuns(kind) ? new Set<string>() : dependents(s.plan, failedStep);
+    const expected: CaseOutcome = callRuns(kind)
+      ? { code: 0, applied: all, failed: [], skipped: [] }
+      : { code: 1, applied: all.filter((id) => id !== failedStep && !skipped.has(id)), failed: [failedStep], skipped: all.filter((id) => skipped.has(id)) };
+    const got: CaseOutcome = { code: first.code, applied: summary.applied, failed: summary.failed.map((f) => f.step), skipped: summary.skipped.map((x) => x.step) };
+    expect({ ...tag, ...got }).toEqual({ ...tag, ...expected });
+
+    // How the faulted call was reported: an exception names its class; every other fault makes the
+    // outcome unknown, settled by re-reading (done when the call ran, not done when it did not).
+    switch (kind) {
+      case "exception":
+        expect({ ...tag, unknown, failure: summary.failed[0] }).toEqual({
+          ...tag,
+          unknown: [],
+          failure: { step: failedStep, op_index: target.opIndex, call: target.key, error: { code: "exception", class: "QubesException", message: "QubesException: injected by the fault matrix" } },
+        });
+        break;
+      case "close-before":
+        expect({ ...tag, unknown, resolved, outcome: summary.failed[0]?.outcome, call: summary.failed[0]?.call }).toEqual({ ...tag, unknown: [target.key], resolved: ["not-done"], outcome: "not-done", call: target.key });
+        break;
+      default:
+        expect({ ...tag, unknown, resolved }).toEqual({ ...tag, unknown: [target.key], resolved: ["done"] });
+    }
+
+    // Each call was sent once: an unknown outcome is settled by reading, never by sending again.
+    const sent = sim.calls.filter((c) => isMutating(c.method)).map((c) => `${c.method}+${c.arg} → ${c.dest}`);
+    expect({ ...tag, repeated: sent.filter((k, i) => sent.indexOf(k) !== i) }).toEqual({ ...tag, repeated: [] });
+
+    // The summary was true: what is left is exactly what it did not apply; the rerun finishes it.
+    const second = await cli(sim, ["apply", "--auto-approve", "--json", EXAMPLE]);
+    const replan = events(second.stdout).find((e) => e.type === "plan") as { plan: JsonPlan } | undefined;
+    expect({ ...tag, code: second.code, left: replan?.plan.steps.map((x) => x.id).sort() }).toEqual({ ...tag, code: 0, left: [...expected.failed, ...expected.skipped].sort() });
+    const after = await cli(sim, ["plan", EXAMPLE]);
+    expect({ ...tag, plan: after.stdout }).toEqual({ ...tag, plan: "No changes.\n" });
+
+    expect({ ...tag, strays: strays(sim, s.ours) }).toEqual({ ...tag, strays: [] });
+    const snapshot = await snapshotForeign(sim, s.ours);
+    expect({ ...tag, same: JSON.stringify(snapshot) === JSON.stringify(s.before) }).toEqual({ ...tag, same: true });
+  } finally {
+    await sim.stop();
+  }
+}
+
+/** One test per fault kind, each running the kind at every mutating call of the plan. */
+export function describeMatrix(kinds: readonly MatrixKind[], runApply?: ApplyRunner): void {
+  describe(`${EXAMPLE} under faults at each of its mutating calls`, () => {
+    let s: Setup;
+    beforeAll(async () => {
+      s = await prepare();
+    });
+    afterAll(() => s.cleanup());
+    for (const kind of kinds) {
+      it(kind, async () => {
+        expect(s.calls.length).toBeGreaterThan(40);
+        for (let i = 0; i < s.calls.length; i++) await runCase(s, kind, i, runApply);
+      }, 120_000);
+    }
+  });
+}
