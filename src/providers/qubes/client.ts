@@ -17,14 +17,18 @@ import {
   type VmListEntry,
 } from "./properties.js";
 import { describeCall, type AdminCall, type Transport } from "./transport.js";
-import { mapLimit } from "../../util/concurrency.js";
+import { createLimiter, mapLimit } from "../../util/concurrency.js";
 
 export type AdminClientOptions = {
   /** Per-call timeout for ordinary calls (ms); absent = the transport's own default. */
   timeoutMs?: number;
   /** Per-call timeout for calls that wait on a qube (Start, Shutdown, Create, Remove, Resize). */
   slowTimeoutMs?: number;
-  /** Parallelism of the per-property fallback when GetAll is refused. */
+  /**
+   * Most calls in flight at once through this client (default 8). Callers bound their own work
+   * too; this bound also holds inside the per-property fallback when GetAll is refused, which
+   * would otherwise multiply a reader's parallelism by its own.
+   */
   parallelism?: number;
   /** Observes every call's outcome (tests, progress, call counting). */
   onCall?: (info: { call: AdminCall; outcome: "ok" | "error"; ms: number }) => void;
@@ -73,6 +77,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
   const timeoutMs = options.timeoutMs;
   const slowTimeoutMs = options.slowTimeoutMs ?? 300_000;
   const parallelism = options.parallelism ?? 8;
+  const inFlight = createLimiter(parallelism);
   let getAllRefused = false;
 
   /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
@@ -81,12 +86,16 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     const c: AdminCall = body === undefined ? { method, dest, arg } : { method, dest, arg, payload: body };
     const invalid = checkRequest({ method, arg, src: "dom0", dest, payload: body ?? new Uint8Array() });
     if (invalid) throw new QubesApiError("invalid-request", invalid, { call: describeCall(c), maybeDelivered: false });
-    const started = performance.now();
+    let started = performance.now();
     let outcome: "ok" | "error" = "error";
     try {
       const isSlow = SLOW_METHODS.has(method) || method.startsWith("admin.vm.Create");
       const callTimeout = isSlow ? slowTimeoutMs : timeoutMs;
-      const raw = await transport.call(c, callTimeout === undefined ? {} : { timeoutMs: callTimeout });
+      // The call's timeout (and its time in onCall) starts when it is sent, not while it waits for a slot.
+      const raw = await inFlight(() => {
+        started = performance.now();
+        return transport.call(c, callTimeout === undefined ? {} : { timeoutMs: callTimeout });
+      });
       const reply = decodeReply(raw);
       switch (reply.kind) {
         case "ok":
