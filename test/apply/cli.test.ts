@@ -167,6 +167,38 @@ describe("progress", () => {
   });
 });
 
+describe("--json and --target", () => {
+  it("an unknown outcome shows as op_unknown then op_resolved; the apply goes on", async () => {
+    s.sim.faults.add("write@2=close-after");
+    const r = await applyWithClock(["examples/minimal.yaml"], { connect: `qubesd:${s.sim.socketPath}`, autoApprove: true, json: true, parallelism: "1" });
+    expect(r.code).toBe(0);
+    const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.filter((e) => e.type === "op_unknown" || e.type === "op_resolved")).toEqual([
+      {
+        type: "op_unknown",
+        format_version: 1,
+        step: "create:qube.notes",
+        op_index: 0,
+        call: "admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0",
+        error: {
+          code: "empty-reply",
+          message: "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: the call was refused or failed; the reason is only in dom0's journal (journalctl -u qubesd)",
+        },
+      },
+      { type: "op_resolved", format_version: 1, step: "create:qube.notes", op_index: 0, outcome: "done" },
+    ]);
+    // The call was made once, never sent again.
+    expect(mutated().filter((c) => c === "admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0")).toHaveLength(1);
+  });
+
+  it("--target applies only that resource and what it depends on", async () => {
+    const r = await apply(["--auto-approve", "--target", "qube.keys", "examples/reference.yaml"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Apply complete: 1 added, 0 changed, 0 destroyed\.\n$/);
+    expect(new Set(mutated().map((c) => c.split(" → ")[1]))).toEqual(new Set(["dom0", "keys"]));
+  });
+});
+
 describe("a failed step", () => {
   const failSysVpn = "admin.vm.property.Set+provides_network/sys-vpn@1=exception:QubesValueError:provides_network refused";
 
