@@ -44,8 +44,16 @@ export function ownershipNames(owner: string) {
     feature: (name: string): string => `${prefix}feature.${name}`,
     /** on the qube: qubes-iac set this tag (value `1`). */
     tag: (name: string): string => `${prefix}tag.${name}`,
+    /** dom0: who holds the apply lock (docs/locking.md), while an apply runs. */
+    lock: `${prefix}lock`,
   };
 }
+
+/** Labels whose names start with this are qubes-iac's own (the apply lock); a config may not declare or use them. */
+export const RESERVED_LABEL_PREFIX = "qubes-iac.";
+
+/** The label whose creation takes the apply lock of `owner` (docs/locking.md). */
+export const lockLabelName = (owner: string): string => `${RESERVED_LABEL_PREFIX}lock.${owner}`;
 
 export type OwnershipNames = ReturnType<typeof ownershipNames>;
 

@@ -1,0 +1,220 @@
+// The apply lock (src/apply/lock.ts) against the simulator over its real socket: one holder among
+// many acquiring at once, a holder's identity and age, release that gives back only its own lock,
+// breaking exactly the lock a person saw, and every fault kind at each of the lock's four writes —
+// never two holders, and after a normal run nothing left behind.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  acquireLock,
+  breakLock,
+  describeHolder,
+  encodeHolder,
+  formatAge,
+  heldMessage,
+  lockNames,
+  lockOps,
+  lockStoreFromClient,
+  newHolder,
+  parseHolder,
+  readLock,
+  releaseLock,
+  type LockHolder,
+  type LockStore,
+} from "../../src/apply/lock.js";
+import { opCall } from "../../src/apply/admin-api.js";
+import type { AdminClient } from "../../src/providers/qubes/client.js";
+import type { FaultAction } from "../../src/providers/qubes/simulator/faults.js";
+import { clientOf, startSim, type Sim } from "./_harness.js";
+
+const OWNER = "workstation";
+const names = lockNames(OWNER);
+const holder = (id: string, host = "mgmt", since = "2025-01-01T10:00:00.000Z"): LockHolder => newHolder({ id, host, pid: 4242, now: new Date(since), version: "0.1.0" });
+
+let sim: Sim;
+let clients: AdminClient[];
+const store = (): LockStore => {
+  const c = clientOf(sim);
+  clients.push(c);
+  return lockStoreFromClient(c);
+};
+
+/** The labels and dom0 features: what a lock could leave behind. */
+async function traces(): Promise<{ labels: string[]; dom0: string[] }> {
+  const c = clientOf(sim);
+  try {
+    return { labels: await c.label.list(), dom0: await c.feature.list("dom0") };
+  } finally {
+    await c.close();
+  }
+}
+
+beforeEach(async () => {
+  sim = await startSim();
+  clients = [];
+});
+afterEach(async () => {
+  for (const c of clients) await c.close();
+  await sim.stop();
+});
+
+describe("the lock's names and record", () => {
+  it("label and record are in qubes-iac's own namespaces, one owner's never another's", () => {
+    expect(lockNames("a")).toEqual({ label: "qubes-iac.lock.a", record: "qubes-iac.a.lock" });
+    expect(lockNames("a-b").label).not.toBe(lockNames("a").label);
+  });
+
+  it("the record round-trips, and anything else reads as an unknown holder", () => {
+    const h = holder("0123456789ab", "mgmt qube\n!");
+    expect(h.host).toBe("mgmt_qube__");
+    expect(parseHolder(encodeHolder(h))).toEqual(h);
+    expect(encodeHolder(h)).toMatch(/^[\x20-\x7e]+$/);
+    for (const bad of [undefined, "", "id=XYZ pid=1 since=2025-01-01T00:00:00Z", "id=ab pid=x since=2025-01-01T00:00:00Z", "id=ab pid=1 since=never"]) expect(parseHolder(bad)).toBeNull();
+  });
+
+  it("says who holds it and for how long", () => {
+    const at = Date.parse("2025-01-01T13:12:05.000Z");
+    expect([45_000, 725_000, 11_525_000, 187_200_000].map(formatAge)).toEqual(["45s", "12m05s", "3h12m", "2d04h"]);
+    expect(describeHolder({ kind: "held", holder: holder("0123456789ab") }, at)).toBe("apply 0123456789ab on mgmt (pid 4242, qubes-iac 0.1.0) since 2025-01-01T10:00:00.000Z (3h12m ago)");
+    expect(heldMessage(OWNER, { kind: "held", holder: null }, at, "qubes-iac apply")).toMatch(/has not recorded who it is .* --break-lock unknown$/);
+  });
+});
+
+describe("taking and giving back the lock", () => {
+  it("one holder; a second is told who holds it; release leaves nothing behind", async () => {
+    const before = await traces();
+    const [a, b] = [store(), store()];
+    const first = await acquireLock(a, OWNER, holder("aaaaaaaaaaaa"));
+    expect(first.kind).toBe("acquired");
+    expect(await readLock(b, OWNER)).toEqual({ kind: "held", holder: holder("aaaaaaaaaaaa") });
+    expect(await acquireLock(b, OWNER, holder("bbbbbbbbbbbb"))).toEqual({ kind: "held", holder: holder("aaaaaaaaaaaa") });
+    // Another owner's lock is another lock.
+    const other = await acquireLock(b, "other", holder("cccccccccccc"));
+    expect(other.kind).toBe("acquired");
+    if (first.kind !== "acquired" || other.kind !== "acquired") return;
+    expect(await releaseLock(a, first.lock)).toEqual({ kind: "released" });
+    expect(await releaseLock(b, other.lock)).toEqual({ kind: "released" });
+    expect(await traces()).toEqual(before);
+    expect(await readLock(b, OWNER)).toEqual({ kind: "free" });
+  });
+
+  it("of many applies taking it at the same moment, exactly one gets it, every round", async () => {
+    const stores = Array.from({ length: 8 }, () => store());
+    for (let round = 0; round < 10; round++) {
+      const results = await Promise.all(stores.map((s, i) => acquireLock(s, OWNER, holder(`${round}${i}`.padStart(12, "0")))));
+      const winners = results.filter((r) => r.kind === "acquired");
+      expect({ round, winners: winners.length }).toEqual({ round, winners: 1 });
+      // The others were refused as held: by the winner, or — in the instant before its record — by "unknown".
+      const won = winners[0];
+      if (won?.kind !== "acquired") return;
+      for (const r of results.filter((x) => x.kind !== "acquired")) {
+        expect(r.kind).toBe("held");
+        if (r.kind === "held" && r.holder !== null) expect(r.holder).toEqual(won.lock.holder);
+      }
+      expect(await releaseLock(stores[0] as LockStore, won.lock)).toEqual({ kind: "released" });
+    }
+  });
+
+  it("a broken lock is broken only by its own id; its old holder then gives back nothing", async () => {
+    const [a, b] = [store(), store()];
+    const first = await acquireLock(a, OWNER, holder("aaaaaaaaaaaa"));
+    if (first.kind !== "acquired") throw new Error(first.kind);
+    expect(await breakLock(b, OWNER, "bbbbbbbbbbbb")).toEqual({ kind: "mismatch", state: { kind: "held", holder: holder("aaaaaaaaaaaa") } });
+    expect(await readLock(b, OWNER)).toEqual({ kind: "held", holder: holder("aaaaaaaaaaaa") });
+    expect(await breakLock(b, OWNER, "aaaaaaaaaaaa")).toEqual({ kind: "broken", was: { kind: "held", holder: holder("aaaaaaaaaaaa") } });
+    const second = await acquireLock(b, OWNER, holder("bbbbbbbbbbbb"));
+    expect(second.kind).toBe("acquired");
+    // The first apply ends: the lock is the second's now, and stays so.
+    expect(await releaseLock(a, first.lock)).toEqual({ kind: "lost", now: { kind: "held", holder: holder("bbbbbbbbbbbb") } });
+    expect(await readLock(a, OWNER)).toEqual({ kind: "held", holder: holder("bbbbbbbbbbbb") });
+    expect(await breakLock(a, OWNER, "bbbbbbbbbbbb")).toMatchObject({ kind: "broken" });
+    expect(await breakLock(a, OWNER, "bbbbbbbbbbbb")).toEqual({ kind: "free" });
+  });
+
+  it("a label without a record (an apply killed right after taking it) is held by 'unknown' until broken as such", async () => {
+    const before = await traces();
+    const c = clientOf(sim);
+    clients.push(c);
+    await c.label.create(names.label, "0x000000");
+    const s = store();
+    expect(await readLock(s, OWNER)).toEqual({ kind: "held", holder: null });
+    expect(await acquireLock(s, OWNER, holder("aaaaaaaaaaaa"))).toEqual({ kind: "held", holder: null });
+    expect(await breakLock(s, OWNER, "aaaaaaaaaaaa")).toMatchObject({ kind: "mismatch" });
+    expect(await breakLock(s, OWNER, "unknown")).toEqual({ kind: "broken", was: { kind: "held", holder: null } });
+    expect(await traces()).toEqual(before);
+  });
+});
+
+/** Every fault kind the simulator injects, as the lock sees each at each of its writes. */
+const FAULTS: Record<string, FaultAction> = {
+  exception: { kind: "exception", qubesClass: "QubesException", message: "injected" },
+  "close-before": { kind: "close-before" },
+  "close-after": { kind: "close-after" },
+  garbage: { kind: "garbage" },
+  truncate: { kind: "truncate" },
+};
+const ran = (k: string): boolean => k !== "exception" && k !== "close-before";
+
+describe("faults at each of the lock's writes", () => {
+  const ops = lockOps(OWNER);
+  const pin = (i: 0 | 1 | 2 | 3, action: FaultAction): void => {
+    const op = [...ops.take, ...ops.release][i];
+    if (op === undefined) throw new Error("no op");
+    const c = opCall(op);
+    sim.faults.add({ method: c.method, arg: c.arg, dest: c.dest, calls: { from: 1, to: 1 }, action });
+  };
+
+  for (const [kind, action] of Object.entries(FAULTS)) {
+    it(`${kind} at the label's creation: taken exactly when the call ran, and then only 'unknown' can break it`, async () => {
+      const before = await traces();
+      pin(0, action);
+      const s = store();
+      const r = await acquireLock(s, OWNER, holder("aaaaaaaaaaaa"));
+      if (!ran(kind)) {
+        expect(r.kind).toBe("failed");
+        expect(await traces()).toEqual(before);
+        return;
+      }
+      // The label exists and nobody can tell whose it is: not this apply's to use, not anybody's to remove.
+      expect(r.kind).toBe("unknown");
+      if (r.kind === "unknown") expect(r.message).toContain("--break-lock unknown");
+      expect(await readLock(s, OWNER)).toEqual({ kind: "held", holder: null });
+      expect(await breakLock(s, OWNER, "unknown")).toMatchObject({ kind: "broken" });
+      expect(await traces()).toEqual(before);
+    });
+
+    it(`${kind} at the holder record: held with the record, or given back without a trace`, async () => {
+      const before = await traces();
+      pin(1, action);
+      const s = store();
+      const r = await acquireLock(s, OWNER, holder("aaaaaaaaaaaa"));
+      if (ran(kind)) {
+        expect(r.kind).toBe("acquired");
+        expect(await readLock(s, OWNER)).toEqual({ kind: "held", holder: holder("aaaaaaaaaaaa") });
+        if (r.kind === "acquired") expect(await releaseLock(s, r.lock)).toEqual({ kind: "released" });
+      } else {
+        expect(r).toMatchObject({ kind: "failed", message: expect.stringContaining("gave the lock back") });
+      }
+      expect(await traces()).toEqual(before);
+    });
+
+    for (const [i, what] of [
+      [2, "record's removal"],
+      [3, "label's removal"],
+    ] as const) {
+      it(`${kind} at the ${what}: released when the call ran, else a failure that names it`, async () => {
+        const before = await traces();
+        const s = store();
+        const r = await acquireLock(s, OWNER, holder("aaaaaaaaaaaa"));
+        if (r.kind !== "acquired") throw new Error(r.kind);
+        pin(i, action);
+        const released = await releaseLock(s, r.lock);
+        if (ran(kind)) {
+          expect(released).toEqual({ kind: "released" });
+          expect(await traces()).toEqual(before);
+        } else {
+          expect(released).toMatchObject({ kind: "failed", message: expect.stringMatching(/^could not release the lock of owner workstation: /) });
+          expect((await readLock(s, OWNER)).kind).toBe("held");
+        }
+      });
+    }
+  }
+});
