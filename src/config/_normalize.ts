@@ -21,6 +21,7 @@ import {
   formatFirewallRule,
 } from "../model/qubes-rules.js";
 import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
+import { RESERVED_LABEL_PREFIX } from "../model/ownership.js";
 import {
   QUBE_CLASSES,
   type DesiredGuest,
@@ -89,6 +90,9 @@ const entriesOf = (v: unknown): Array<[string, unknown]> => (isRecord(v) ? Objec
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 const QUBE_NAME_HINT = "qube names start with a letter, then letters, digits, _ . and -, at most 31 characters";
 const LABEL_NAME_HINT = "label names are letters, digits and _.- (not only digits)";
+/** The label that holds an owner's apply lock is one of these (docs/locking.md): a config must not create, hold or use it. */
+const reservedLabel = (name: string): string | null =>
+  name.startsWith(RESERVED_LABEL_PREFIX) ? `names starting with '${RESERVED_LABEL_PREFIX}' are reserved for qubes-iac's apply lock` : null;
 const POOL_NAME_HINT = "pool names are letters, digits and _.-";
 const FEATURE_PAYLOAD_HINT = "feature values are printable ASCII on one line: no newline, tab, NUL or non-ASCII characters";
 
@@ -207,7 +211,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
   for (const [name, raw] of entriesOf(written.labels)) {
     const ptr = pointerOf("labels", name);
     const colour = labelColour(raw, w.spans.get(ptr)?.raw);
-    const badName = checkLabelName(name, true);
+    const badName = checkLabelName(name, true) ?? reservedLabel(name);
     if (badName) report("QIAC-E031", `label '${name}': ${badName}`, ptr, LABEL_NAME_HINT, true);
     else if (DEFAULT_LABEL_NAMES.has(name)) {
       report("QIAC-E033", `'${name}' is one of the 8 default labels: it always exists and its colour cannot change`, ptr, `remove '${name}' from labels`, true);
@@ -326,7 +330,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
 
     const cls = typeof raw.class === "string" && (QUBE_CLASSES as readonly string[]).includes(raw.class) ? (raw.class as QubeClass) : undefined;
     const template = reference(raw.template, at("template"), `template % of qube '${name}'`, "QIAC-E030", QUBE_NAME_HINT, checkVmName);
-    const label = reference(raw.label, at("label"), `label % of qube '${name}'`, "QIAC-E031", LABEL_NAME_HINT, (l) => checkLabelName(l));
+    const label = reference(raw.label, at("label"), `label % of qube '${name}'`, "QIAC-E031", LABEL_NAME_HINT, (l) => checkLabelName(l) ?? reservedLabel(l));
     const pool = reference(raw.pool, at("pool"), `pool % of qube '${name}'`, "QIAC-E039", POOL_NAME_HINT, checkPoolName);
     const state = typeof raw.state === "string" && ["running", "halted", "paused"].includes(raw.state) ? (raw.state as PowerState) : undefined;
 

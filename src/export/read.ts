@@ -5,7 +5,7 @@
 // exactly the selected resources; export's renderer turns that into a config.
 
 import type { ActualLabel, ActualPool, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
-import { readInventory, type Inventory } from "../model/ownership.js";
+import { readInventory, RESERVED_LABEL_PREFIX, type Inventory } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { QubesReader } from "../plan/reader.js";
 import { createLimiter } from "../util/concurrency.js";
@@ -67,7 +67,8 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
   };
 
   const readLabels = async (): Promise<Map<string, ActualLabel>> => {
-    const names = (await r.labels()).filter((n) => (sel.all ? !DEFAULT_LABEL_NAMES.has(n) : inventory.labels.has(n))).sort();
+    // A label in qubes-iac's reserved namespace is an apply's lock (docs/locking.md), never the user's.
+    const names = (await r.labels()).filter((n) => (sel.all ? !DEFAULT_LABEL_NAMES.has(n) && !n.startsWith(RESERVED_LABEL_PREFIX) : inventory.labels.has(n))).sort();
     const colours = await Promise.all(names.map(async (n) => [n, await r.labelColour(n)] as const));
     return new Map(colours.map(([name, colour]) => [name, colour === undefined ? { name } : { name, colour: colour.toLowerCase() }]));
   };
