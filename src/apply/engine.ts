@@ -5,7 +5,7 @@
 // never by repeating it. Pure: the op executor, the clock and the progress hooks are injected.
 
 import type { JsonStep } from "../plan/json.js";
-import type { Op } from "../plan/ops.js";
+import type { Op, StepOp } from "../plan/ops.js";
 
 /** Why one Admin API call failed, as data. */
 export type CallFailure = {
@@ -28,16 +28,17 @@ export type OpOutcome = { kind: "ok" } | { kind: "failed"; failure: CallFailure 
 /** What re-reading the value an op changes tells about it. */
 export type Verification = { kind: "done" } | { kind: "not-done"; detail: string } | { kind: "unknown"; detail: string };
 
-export type OpExecutor = {
-  run(op: Op): Promise<OpOutcome>;
+/** Runs ops of kind `O`: Admin API calls (the default), or every op a step holds (Admin and guest). */
+export type OpExecutor<O extends StepOp = Op> = {
+  run(op: O): Promise<OpOutcome>;
   /** Re-reads what `op` changes and compares it with what the op wanted. */
-  verify(op: Op): Promise<Verification>;
+  verify(op: O): Promise<Verification>;
 };
 
 export type StepFailure = {
   /** Index of the failed op in the step's ops. */
   opIndex: number;
-  op: Op;
+  op: StepOp;
   failure: CallFailure;
   /** Present when the outcome was unknown: what re-reading found (not done, or still unknown). */
   verification?: Exclude<Verification, { kind: "done" }>;
@@ -67,7 +68,7 @@ export type ApplyHooks = {
 
 export type EngineOptions = {
   parallelism: number;
-  executor: OpExecutor;
+  executor: OpExecutor<StepOp>;
   /** Milliseconds from any fixed origin. */
   now: () => number;
   hooks: ApplyHooks;

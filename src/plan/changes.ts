@@ -4,7 +4,7 @@
 
 import type { ResourceType } from "../model/address.js";
 import type { Action } from "./action.js";
-import type { Op } from "./ops.js";
+import type { StepOp } from "./ops.js";
 
 /**
  * An attribute as the plan shows it. `null`: not set (a feature or tag that is absent, a vm
@@ -56,7 +56,7 @@ export type PlannedStep = {
   id: string;
   address: string;
   kind: StepKind;
-  ops: Op[];
+  ops: StepOp[];
   uses: string[];
   unreferences: string[];
   after: string[];

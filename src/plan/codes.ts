@@ -27,8 +27,13 @@ export const PLAN_CODES = {
   "QIAC-E120": "the settings of a managed pool differ from the config (pools cannot be changed in place)",
   "QIAC-E121": "a qube to replace is still used by another qube",
   "QIAC-E122": "an AdminVM (dom0) or a class qubes-iac does not manage is named in the config",
+  "QIAC-E123": "a guest's agent did not answer, or could not be used (refused, permission denied, a broken reply)",
+  "QIAC-E124": "guest files of a qube that will not be running (its `state` is not managed and it is halted, paused or not created)",
+  "QIAC-E125": "a guest file cannot be read through the agent (permission denied, a directory, too large)",
+  "QIAC-E126": "a guest file's `source:` cannot be read to hash it",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
+  "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -6,8 +6,10 @@
 import { formatAddress } from "../model/address.js";
 import { hasErrors, type Diagnostic } from "../model/diagnostics.js";
 import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, type Action } from "./action.js";
+import type { AgentSpec, GuestFacts } from "../model/guest.js";
 import type { AttrValue, StepKind } from "./changes.js";
-import type { Check, Op } from "./ops.js";
+import type { PlannedGuest } from "./diff-guests.js";
+import type { Check, StepOp } from "./ops.js";
 import type { Plan } from "./plan.js";
 
 export const PLAN_FORMAT = "qubes-iac-plan";
@@ -16,7 +18,7 @@ export const PLAN_FORMAT_VERSION = 1;
 
 export type JsonResourceChange = {
   address: string;
-  type: "qube" | "label" | "pool" | "properties";
+  type: "qube" | "label" | "pool" | "properties" | "guest";
   name: string | null;
   action: Action;
   reasons: string[];
@@ -34,7 +36,40 @@ export type JsonStep = {
   kind: StepKind;
   wave: number;
   depends_on: string[];
-  ops: Op[];
+  ops: StepOp[];
+};
+
+export type JsonGuestFacts = {
+  agent_version: string;
+  os: {
+    id: string | null;
+    name: string | null;
+    pretty_name: string | null;
+    version: string | null;
+    version_id: string | null;
+    kernel_release: string | null;
+    kernel_version: string | null;
+    machine: string | null;
+  } | null;
+  hostname: string | null;
+  interfaces: Array<{ name: string; hardware_address: string | null; addresses: Array<{ address: string; type: "ipv4" | "ipv6"; prefix: number }> }> | null;
+  /** Facts the agent does not offer, and why (for display only). */
+  missing: Array<{ fact: "os" | "hostname" | "interfaces"; reason: string }>;
+};
+
+/**
+ * A guest as planning read it through its agent. `files[].observed` is each managed file as read
+ * (full SHA-256; null: not read): apply reads them again before acting on a saved plan.
+ */
+export type JsonGuest = {
+  address: string;
+  qube: string | null;
+  agent: AgentSpec;
+  wait_ms: number | null;
+  read: PlannedGuest["read"];
+  reason: string | null;
+  facts: JsonGuestFacts | null;
+  files: Array<{ path: string; observed: { size: number; sha256: string } | { absent: true } | null }>;
 };
 
 export type JsonPlan = {
@@ -52,8 +87,45 @@ export type JsonPlan = {
   steps: JsonStep[];
   /** Current values the plan relies on; apply re-reads them and refuses if any changed. */
   prior_state: Check[];
+  /** Present when the config has guests in scope. */
+  guests?: JsonGuest[];
   diagnostics: Diagnostic[];
 };
+
+export function toJsonFacts(f: GuestFacts): JsonGuestFacts {
+  return {
+    agent_version: f.agentVersion,
+    os:
+      f.os === null
+        ? null
+        : {
+            id: f.os.id,
+            name: f.os.name,
+            pretty_name: f.os.prettyName,
+            version: f.os.version,
+            version_id: f.os.versionId,
+            kernel_release: f.os.kernelRelease,
+            kernel_version: f.os.kernelVersion,
+            machine: f.os.machine,
+          },
+    hostname: f.hostname,
+    interfaces: f.interfaces === null ? null : f.interfaces.map((i) => ({ name: i.name, hardware_address: i.hardwareAddress, addresses: i.addresses.map((a) => ({ ...a })) })),
+    missing: f.missing.map((m) => ({ ...m })),
+  };
+}
+
+function toJsonGuest(g: PlannedGuest): JsonGuest {
+  return {
+    address: g.address,
+    qube: g.qube ?? null,
+    agent: g.agent,
+    wait_ms: g.waitMs ?? null,
+    read: g.read,
+    reason: g.reason ?? null,
+    facts: g.facts === undefined ? null : toJsonFacts(g.facts),
+    files: g.files.map((f) => ({ path: f.path, observed: f.observed })),
+  };
+}
 
 export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan {
   const errored = hasErrors(plan.diagnostics);
@@ -86,6 +158,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
     })),
     steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
     prior_state: plan.checks,
+    ...(plan.guests.length > 0 ? { guests: plan.guests.map(toJsonGuest) } : {}),
     diagnostics: plan.diagnostics,
   };
 }

@@ -1,9 +1,11 @@
 // The operations a plan step performs and the checks a saved plan carries, as JSON-ready data.
-// This is the contract with apply: each `Op` is exactly one Admin API call, executed as written
-// (apply never diffs again), and each `Check` is one current value the plan relied on, which apply
-// re-reads before acting. Both are part of the versioned plan format (schemas/plan.schema.json).
+// This is the contract with apply: each `Op` is exactly one Admin API call and each `GuestOp` one
+// operation through a guest agent, executed as written (apply never diffs again), and each `Check`
+// is one current value the plan relied on, which apply re-reads before acting. All are part of the
+// versioned plan format (schemas/plan.schema.json).
 
 import { createHash } from "node:crypto";
+import type { AgentSpec, ContentRef } from "../model/guest.js";
 
 /** Where a property lives: a qube (`admin.vm.property.*`) or the global Qubes object (`admin.property.*`). */
 export type Holder = { vm: string } | "global";
@@ -34,6 +36,40 @@ export type Op =
   | { op: "volume.resize"; vm: string; volume: string; size: string };
 
 export type OpName = Op["op"];
+
+/**
+ * One operation on a guest through its agent. Each carries how to reach the agent (`wait_ms`:
+ * how long "not answering yet" is pending; absent: one bounded attempt), so a saved plan needs
+ * nothing else. Never content: a write names where the content is and its size and SHA-256.
+ */
+export type GuestOp =
+  /**
+   * Reads the content again from `content`, refuses when its size or SHA-256 differ from the plan's,
+   * then writes it in place (truncate, chunks, flush) and reads it back to verify.
+   */
+  | { op: "guest.file.write"; guest: string; agent: AgentSpec; wait_ms?: number; path: string; size: number; sha256: string; content: ContentRef }
+  /** guest-shutdown, then waits for the agent's channel to close (the VM powered off). */
+  | { op: "guest.shutdown"; guest: string; agent: AgentSpec; wait_ms?: number };
+
+/** What a step runs: Admin API calls and guest operations. */
+export type StepOp = Op | GuestOp;
+
+export const isGuestOp = (o: StepOp): o is GuestOp => o.op === "guest.file.write" || o.op === "guest.shutdown";
+
+/** The Admin API method or the agent command an op is about, for the human plan. */
+export function stepOpMethod(o: StepOp): string {
+  if (!isGuestOp(o)) return opMethod(o);
+  switch (o.op) {
+    case "guest.file.write":
+      return "guest-file-write";
+    case "guest.shutdown":
+      return "guest-shutdown";
+    default: {
+      const never: never = o;
+      return never;
+    }
+  }
+}
 
 /** The Admin API method an op calls, for the human plan and for counting calls. */
 export function opMethod(o: Op): string {

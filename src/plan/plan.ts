@@ -1,13 +1,15 @@
 // buildPlan: the pure planner. Diff, resolve dependencies, apply --target/--exclude, order the
 // steps in waves, and gather what a reviewer and apply need into one in-memory Plan. It takes
-// only data (desired and actual state, options) and performs no I/O.
+// only data (desired and actual state, what was read through guest agents, options) and performs
+// no I/O.
 
-import type { Address } from "../model/address.js";
+import { formatAddress, type Address } from "../model/address.js";
 import type { ActualState } from "../model/actual.js";
 import type { DesiredState } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { ResourceChange } from "./changes.js";
 import { diffState } from "./diff.js";
+import { diffGuests, NO_GUEST_READINGS, type GuestReadings, type PlannedGuest } from "./diff-guests.js";
 import type { Check } from "./ops.js";
 import { orderSteps, resolveDependencies, type OrderedStep } from "./order.js";
 import { selectSteps } from "./scope.js";
@@ -26,8 +28,20 @@ export type Plan = {
   /** In execution order: by wave, then by id. */
   steps: OrderedStep[];
   checks: Check[];
+  /** The guests in scope: how each was read, its facts, and its files as read. */
+  guests: PlannedGuest[];
   diagnostics: Diagnostic[];
 };
+
+/**
+ * Whether a guest is in scope. Nothing depends on a guest, so --target and --exclude decide it by
+ * its own address alone (a qube's guest is `guest.qube.NAME`, not part of `qube.NAME`).
+ */
+export function guestInScope(options: Pick<PlanOptions, "targets" | "excludes">): (address: string) => boolean {
+  const targets = new Set(options.targets.map(formatAddress));
+  const excludes = new Set(options.excludes.map(formatAddress));
+  return (address) => (targets.size === 0 || targets.has(address)) && !excludes.has(address);
+}
 
 /** Every address the config declares or the actual state shows as managed. */
 function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[]): Set<string> {
@@ -36,19 +50,23 @@ function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[
   for (const n of desired.labels.keys()) out.add(`label.${n}`);
   for (const n of desired.pools.keys()) out.add(`pool.${n}`);
   if (desired.properties.size > 0) out.add("properties");
+  for (const a of desired.guests.keys()) out.add(a);
   return out;
 }
 
-export function buildPlan(desired: DesiredState, actual: ActualState, options: PlanOptions): Plan {
+/** `guests`: what the guest reader read (guests in scope that guestReadMode reads). */
+export function buildPlan(desired: DesiredState, actual: ActualState, options: PlanOptions, guests: GuestReadings = NO_GUEST_READINGS): Plan {
   const diff = diffState(desired, actual, { allowRestart: options.allowRestart });
-  const deps = resolveDependencies(diff.steps);
-  const selection = selectSteps(diff.steps, deps, options, knownAddresses(desired, diff.changes));
+  const inner = diffGuests(desired, actual, guests, diff.changes, diff.steps, guestInScope(options));
+  const steps = [...diff.steps, ...inner.steps];
+  const deps = resolveDependencies(steps);
+  const selection = selectSteps(steps, deps, options, knownAddresses(desired, diff.changes));
   const inScope = (address: string | undefined): boolean => address === undefined || selection.addresses === undefined || selection.addresses.has(address);
   const ordered = orderSteps(
-    diff.steps.filter((s) => selection.steps.has(s.id)),
+    steps.filter((s) => selection.steps.has(s.id)),
     deps,
   );
-  const diagnostics = [...diff.diagnostics.filter((d) => inScope(d.address)), ...selection.diagnostics, ...ordered.diagnostics];
-  const changes = diff.changes.filter((c) => inScope(c.address));
-  return { owner: desired.owner, options, changes, steps: ordered.steps, checks: diff.checks, diagnostics };
+  const diagnostics = [...[...diff.diagnostics, ...inner.diagnostics].filter((d) => inScope(d.address)), ...selection.diagnostics, ...ordered.diagnostics];
+  const changes = [...diff.changes, ...inner.changes].filter((c) => inScope(c.address));
+  return { owner: desired.owner, options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), diagnostics };
 }

@@ -7,8 +7,8 @@ import { diffArrays } from "diff";
 import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
 import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import type { JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
-import { opMethod } from "./ops.js";
+import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
+import { stepOpMethod } from "./ops.js";
 
 export type RenderOptions = { color: boolean };
 
@@ -123,9 +123,28 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
   return lines;
 }
 
-function renderChange(c: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint): string[] {
+/** What a guest told about itself, as text a guest cannot use to write to the terminal. */
+const guestText = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`).slice(0, 80);
+
+/** One line of a guest's facts: OS, hostname, addresses (loopback left out). */
+export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
+  const f = g.facts;
+  if (f === null) return undefined;
+  const parts: string[] = [];
+  const os = f.os?.pretty_name ?? f.os?.name ?? f.os?.id;
+  if (os) parts.push(guestText(os));
+  if (f.hostname !== null) parts.push(`hostname ${guestText(f.hostname)}`);
+  const addresses = (f.interfaces ?? []).flatMap((i) => i.addresses.filter((a) => !/^(127\.|::1$)/.test(a.address)).map((a) => `${guestText(a.address)}/${a.prefix}`));
+  if (addresses.length > 0) parts.push(`addresses ${addresses.slice(0, 4).join(", ")}${addresses.length > 4 ? ", …" : ""}`);
+  parts.push(`qemu-ga ${guestText(f.agent_version)}`);
+  return parts.join("; ");
+}
+
+function renderChange(c: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
   const style = actionStyle(c.action);
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
+  const facts = guest === undefined ? undefined : factsLine(guest);
+  if (facts !== undefined) comment.push(`# guest: ${facts}`);
   if (c.destroys_data) comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
   for (const r of c.reasons) comment.push(`# ${r}`);
   return [
@@ -146,7 +165,7 @@ function renderSteps(steps: readonly JsonStep[], paint: Paint): string[] {
     const head = s.wave !== wave ? `wave ${s.wave}`.padEnd(8) : " ".repeat(8);
     wave = s.wave;
     const calls = `${s.ops.length} call${s.ops.length === 1 ? "" : "s"}`;
-    const methods = [...new Set(s.ops.map(opMethod))];
+    const methods = [...new Set(s.ops.map(stepOpMethod))];
     // The ownership setup precedes everything; naming it on every line would hide the real order.
     const deps = s.depends_on.filter((d) => !d.startsWith("setup:"));
     const after = deps.length > 0 ? `  after ${deps.join(", ")}` : "";
@@ -169,7 +188,10 @@ export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
   const lines: string[] = [];
   if (changed.length > 0) {
     lines.push(`qubes-iac (owner ${plan.owner}) will make these changes:`, "");
-    for (const c of changed) lines.push(...renderChange(c, plan.diagnostics.filter((d) => d.severity === "error" && d.address === c.address), paint));
+    for (const c of changed) {
+      const errors = plan.diagnostics.filter((d) => d.severity === "error" && d.address === c.address);
+      lines.push(...renderChange(c, errors, paint, plan.guests?.find((g) => g.address === c.address)));
+    }
     lines.push(...renderSteps(plan.steps, paint));
   }
   if (plan.options.targets.length > 0 || plan.options.excludes.length > 0) {

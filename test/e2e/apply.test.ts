@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { opCall } from "../../src/apply/admin-api.js";
 import type { JsonPlan } from "../../src/plan/json.js";
+import { isGuestOp } from "../../src/plan/ops.js";
 import { runBuiltCli } from "../helpers/cli.js";
 import { repoRoot } from "../helpers/shared.js";
 import { isMutating, startTestSim, type TestSim } from "../helpers/sim.js";
@@ -102,6 +103,7 @@ describe("apply of the built CLI", () => {
       let from = 0;
       const at: number[] = [];
       for (const op of step.ops) {
+        if (isGuestOp(op)) throw new Error(`reference.yaml has no guests, but step ${step.id} has ${op.op}`);
         const c = opCall(op);
         const text = `${c.method}+${c.arg} → ${c.dest}`;
         const i = applied.findIndex((x, j) => j >= from && x === text && !taken.has(j));

@@ -11,7 +11,7 @@ import type { Address } from "../../src/model/address.js";
 import type { DesiredState } from "../../src/model/desired.js";
 import { renderDiagnostic } from "../../src/model/diagnostics.js";
 import { toJsonPlan, type JsonPlan } from "../../src/plan/json.js";
-import type { Op } from "../../src/plan/ops.js";
+import { isGuestOp, type Op, type StepOp } from "../../src/plan/ops.js";
 import { buildPlan, type Plan } from "../../src/plan/plan.js";
 import { readActualState } from "../../src/plan/reader.js";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
@@ -73,11 +73,18 @@ export async function planWith(
   return { plan, json: toJsonPlan(plan, { version: TEST_VERSION }) };
 }
 
-/** Every op of the plan, in step order. */
-export const planOps = (json: JsonPlan): Op[] => json.steps.flatMap((s) => s.ops);
+/** Every op of the plan, in step order (these plans have no guests: their ops are Admin API calls). */
+export const planOps = (json: JsonPlan): Op[] =>
+  json.steps.flatMap((s) => s.ops).map((o) => {
+    if (isGuestOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
+    return o;
+  });
 
-export async function runOps(client: AdminClient, ops: readonly Op[]): Promise<void> {
-  for (const o of ops) await runOp(client, o);
+export async function runOps(client: AdminClient, ops: readonly StepOp[]): Promise<void> {
+  for (const o of ops) {
+    if (isGuestOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
+    await runOp(client, o);
+  }
 }
 
 /** Plans and carries the plan out; the plan must be applyable. */
