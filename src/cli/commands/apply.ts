@@ -11,6 +11,7 @@ import { executorFromClient, readerFromClient } from "../../apply/admin-api.js";
 import { approves, decideApproval, destroyedAddresses } from "../../apply/approval.js";
 import { applyDiagnostic } from "../../apply/codes.js";
 import { applySteps } from "../../apply/engine.js";
+import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
 import { checkPriorState, type PriorStateChange } from "../../apply/prior-state.js";
 import { readSavedPlan } from "../../apply/saved-plan.js";
 import { summarizeApply } from "../../apply/summary.js";
@@ -173,7 +174,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
     // Time has passed since the plan was read: make sure what it relies on still holds.
     if (savedFile !== undefined || asked) {
-      const changes = await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism });
+      const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism })), ...(await checkGuestPriorState(plan))];
       if (changes.length > 0) {
         reportPriorStateChanges(io, changes, o.json === true);
         throw new CliError(`the system changed since the plan was made (${changes.length} value${changes.length === 1 ? "" : "s"} above); nothing was changed. Run \`qubes-iac plan\` again`);
@@ -182,7 +183,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
     if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
     else io.stdout.write("\n");
-    const result = await applySteps(plan.steps, { parallelism, executor: executorFromClient(client), now: deps.now, hooks: view, interrupted: io.interrupted });
+    const result = await applySteps(plan.steps, { parallelism, executor: withGuestOps(executorFromClient(client), guestOpExecutor()), now: deps.now, hooks: view, interrupted: io.interrupted });
     const summary = summarizeApply(result);
     view.summary(summary);
     if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);

@@ -7,12 +7,14 @@ import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadConfig } from "../../config/index.js";
 import { readerFromClient } from "../../apply/admin-api.js";
+import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { parseAddress, type Address } from "../../model/address.js";
 import type { DesiredState } from "../../model/desired.js";
 import { hasErrors, type Diagnostic } from "../../model/diagnostics.js";
 import { renderDiagnostics, configIOAt } from "./validate.js";
 import { toJsonPlan, type JsonPlan } from "../../plan/json.js";
-import { buildPlan } from "../../plan/plan.js";
+import { readGuests } from "../../plan/guest-reader.js";
+import { buildPlan, guestInScope } from "../../plan/plan.js";
 import { readActualState } from "../../plan/reader.js";
 import { renderHumanPlan } from "../../plan/render.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
@@ -47,12 +49,17 @@ function exitCode(plan: JsonPlan, detailed: boolean): number {
 
 export type PlanScope = { allowRestart?: boolean; target?: string[]; exclude?: string[] };
 
-/** Reads the actual state through `client` and builds the JSON plan of `config` (config warnings first). */
+/**
+ * Reads the actual state through `client`, and the guests through their agents, and builds the
+ * JSON plan of `config` (config warnings first).
+ */
 export async function computePlan(client: AdminClient, config: DesiredState, configDiagnostics: readonly Diagnostic[], o: PlanScope & { parallelism: number }): Promise<JsonPlan> {
   const targets = parseAddresses(o.target, "--target");
   const excludes = parseAddresses(o.exclude, "--exclude");
+  const options = { allowRestart: o.allowRestart === true, targets, excludes };
   const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism });
-  const plan = buildPlan(config, actual, { allowRestart: o.allowRestart === true, targets, excludes });
+  const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
+  const plan = buildPlan(config, actual, options, guests);
   plan.diagnostics.unshift(...configDiagnostics);
   return toJsonPlan(plan, { version: packageVersion() });
 }

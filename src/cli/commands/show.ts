@@ -1,17 +1,22 @@
 // `qubes-iac show [--json] [CONFIG…]`: the current state of what the config manages, as the
 // reader sees it — every qube, label, pool and global property the config names or the owner's
 // inventory lists, with the current value of each attribute the config manages (the plan's
-// `before`, so show and plan can never disagree on what is read). Changes nothing.
+// `before`, so show and plan can never disagree on what is read), and each guest with the facts
+// its agent tells and its files' sizes and hash prefixes (never content). Changes nothing.
 
 import { readerFromClient } from "../../apply/admin-api.js";
+import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { formatSize } from "../../export/render.js";
 import { loadConfig } from "../../config/index.js";
 import type { ActualState } from "../../model/actual.js";
 import type { DesiredState } from "../../model/desired.js";
 import { ownershipNames, readInventory } from "../../model/ownership.js";
 import type { AttrValue } from "../../plan/changes.js";
-import { toJsonPlan, type JsonResourceChange } from "../../plan/json.js";
+import { NO_GUEST_READINGS, type GuestReadings } from "../../plan/diff-guests.js";
+import { readGuests } from "../../plan/guest-reader.js";
+import { toJsonPlan, type JsonGuestFacts, type JsonResourceChange } from "../../plan/json.js";
 import { buildPlan } from "../../plan/plan.js";
+import { factsLine } from "../../plan/render.js";
 import { readActualState } from "../../plan/reader.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
 import { write, type CliIO } from "../io.js";
@@ -43,6 +48,9 @@ export type ShownResource = {
   attributes: Record<string, AttrValue>;
   /** Attributes whose value is Qubes' default. */
   default_attributes: string[];
+  /** Guests only: what the agent tells (null when it was not read), and why it was not. */
+  facts?: JsonGuestFacts | null;
+  reason?: string;
 };
 
 export type ShownState = { format: typeof STATE_FORMAT; format_version: number; qubes_iac_version: string; owner: string; resources: ShownResource[] };
@@ -56,11 +64,27 @@ function qubeOwnership(desired: DesiredState, actual: ActualState, name: string)
   return inv.qubes.has(name) ? "drift" : "not managed";
 }
 
-export function shownState(desired: DesiredState, actual: ActualState): ShownState {
-  const plan = toJsonPlan(buildPlan(desired, actual, { allowRestart: false, targets: [], excludes: [] }), { version: packageVersion() });
+export function shownState(desired: DesiredState, actual: ActualState, guests: GuestReadings = NO_GUEST_READINGS): ShownState {
+  const plan = toJsonPlan(buildPlan(desired, actual, { allowRestart: false, targets: [], excludes: [] }, guests), { version: packageVersion() });
   const resources: ShownResource[] = [];
   const seen = new Set<string>();
+  for (const g of plan.guests ?? []) {
+    seen.add(g.address);
+    const c = plan.resource_changes.find((x) => x.address === g.address);
+    const r: ShownResource = {
+      address: g.address,
+      type: "guest",
+      name: g.address.slice("guest.".length),
+      exists: g.read === "answering",
+      attributes: g.read === "answering" ? (c?.before ?? {}) : {},
+      default_attributes: [],
+      facts: g.facts,
+    };
+    if (g.reason !== null) r.reason = g.reason;
+    resources.push(r);
+  }
   for (const c of plan.resource_changes) {
+    if (seen.has(c.address)) continue;
     seen.add(c.address);
     const exists = c.before !== null && c.action !== "forget";
     const r: ShownResource = { address: c.address, type: c.type, name: c.name, exists, attributes: exists ? (c.before ?? {}) : {}, default_attributes: exists ? c.before_default : [] };
@@ -104,6 +128,12 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
 export function renderShownState(s: ShownState): string {
   const lines: string[] = [];
   for (const r of s.resources) {
+    if (r.type === "guest") {
+      const facts = r.facts ? factsLine({ facts: r.facts }) : undefined;
+      lines.push(r.exists ? `${r.address}${facts ? ` (${facts})` : ""}` : `${r.address}: not read${r.reason ? ` (${r.reason})` : ""}`);
+      for (const [k, v] of Object.entries(r.attributes)) lines.push(`    ${k}: ${v === null ? "(absent)" : String(v)}`);
+      continue;
+    }
     if (!r.exists) {
       lines.push(`${r.address}: absent`);
       continue;
@@ -133,7 +163,8 @@ export async function showCommand(io: CliIO, paths: string[], o: ShowCommandOpti
   } finally {
     await client.close();
   }
-  const state = shownState(loaded.config, actual);
+  const guests = await readGuests(guestReaderFromAgents(), loaded.config, actual, { parallelism, inScope: () => true });
+  const state = shownState(loaded.config, actual, guests);
   if (o.json) write(io.stdout, JSON.stringify(state, null, 2));
   else io.stdout.write(renderShownState(state));
   return 0;
