@@ -138,6 +138,12 @@ export async function snapshotForeign(sim: { socketPath: string }, ours: Ours, o
   return out;
 }
 
+/** Property-test settings: a fixed seed in CI; QIAC_PROPERTY_SEED and QIAC_PROPERTY_RUNS widen a run by hand. */
+export const propertySettings = (runs: number): { seed: number; numRuns: number } => ({
+  seed: Number(process.env.QIAC_PROPERTY_SEED ?? 0x5eed),
+  numRuns: Math.max(runs, Number(process.env.QIAC_PROPERTY_RUNS ?? 0)),
+});
+
 export type CliRun = { code: number; stdout: string; stderr: string };
 
 function capture(): Writable & { text(): string } {
