@@ -65,3 +65,20 @@ export type PlannedStep = {
 export function stepId(kind: StepKind, address: string, part?: string): string {
   return part === undefined ? `${kind}:${address}` : `${kind}:${address}:${part}`;
 }
+
+/** A change with nothing recorded yet: the one constructor every resource diff starts from. */
+export function newResourceChange(type: ResourceType, name: string | null, address: string, action: Action): ResourceChange {
+  return {
+    address,
+    type,
+    name,
+    action,
+    before: null,
+    after: null,
+    beforeDefault: [],
+    afterDefault: [],
+    needsHalt: [],
+    reasons: [],
+    destroysData: false,
+  };
+}

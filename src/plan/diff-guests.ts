@@ -10,7 +10,7 @@ import type { DesiredGuest, DesiredGuestFile, DesiredState } from "../model/desi
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { Digest, GuestFacts, GuestObservation, ObservedFile } from "../model/guest.js";
 import type { Action } from "./action.js";
-import { stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
+import { newResourceChange, stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import type { GuestOp } from "./ops.js";
 
@@ -62,21 +62,11 @@ const inlineDigest = (text: string): Digest => {
 
 const sameDigest = (a: ObservedFile | undefined, b: Digest): boolean => a?.kind === "present" && a.size === b.size && a.sha256 === b.sha256;
 
-function emptyChange(address: string, name: string): ResourceChange {
-  return {
-    address,
-    type: "guest",
-    name,
-    action: "no-op",
-    before: {},
-    after: {},
-    beforeDefault: [],
-    afterDefault: [],
-    needsHalt: [],
-    reasons: [],
-    destroysData: false,
-  };
-}
+const emptyChange = (address: string, name: string): ResourceChange => ({
+  ...newResourceChange("guest", name, address, "no-op"),
+  before: {},
+  after: {},
+});
 
 /**
  * `qubeSteps`: the steps the qube diff made, to tell whether this plan starts, stops or recreates

@@ -12,7 +12,7 @@ import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { DetailedQube, DiffContext, QubeOwnership } from "./_context.js";
 import type { Action } from "./action.js";
 import { diffAttributes, newAcc, type Acc } from "./diff-attributes.js";
-import { stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
+import { newResourceChange, stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf } from "./normalize.js";
 import type { Op } from "./ops.js";
@@ -28,21 +28,8 @@ function haltOnly(key: string, klass: string): boolean {
   return key === "properties.maxmem" || (key === "template" && TEMPLATE_BASED_CLASSES.has(klass as QubeClass));
 }
 
-function emptyChange(name: string, action: Action): ResourceChange {
-  return {
-    address: formatAddress(qubeAddress(name)),
-    type: "qube",
-    name,
-    action,
-    before: null,
-    after: null,
-    beforeDefault: [],
-    afterDefault: [],
-    needsHalt: [],
-    reasons: [],
-    destroysData: false,
-  };
-}
+const emptyChange = (name: string, action: Action): ResourceChange =>
+  newResourceChange("qube", name, formatAddress(qubeAddress(name)), action);
 
 /** Addresses a desired qube refers to, with the field that names each. */
 export function desiredReferences(q: DesiredQube): Array<{ address: string; field: QubeField; kind: "qube" | "label" | "pool"; name: string }> {

@@ -7,7 +7,7 @@ import { parseQubesBool } from "../model/qubes-rules.js";
 import { ENTRY_OWNED } from "../model/ownership.js";
 import type { DiffContext } from "./_context.js";
 import type { Action } from "./action.js";
-import { stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
+import { newResourceChange, stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, poolFingerprint, type Op } from "./ops.js";
@@ -15,21 +15,8 @@ import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from
 
 export type SharedDiff = { changes: ResourceChange[]; steps: PlannedStep[] };
 
-function change(type: "label" | "pool" | "properties", name: string | null, action: Action): ResourceChange {
-  return {
-    address: name === null ? type : `${type}.${name}`,
-    type,
-    name,
-    action,
-    before: null,
-    after: null,
-    beforeDefault: [],
-    afterDefault: [],
-    needsHalt: [],
-    reasons: [],
-    destroysData: false,
-  };
-}
+const change = (type: "label" | "pool" | "properties", name: string | null, action: Action): ResourceChange =>
+  newResourceChange(type, name, name === null ? type : `${type}.${name}`, action);
 
 const step = (kind: PlannedStep["kind"], address: string, ops: Op[], extra: Partial<PlannedStep> = {}): PlannedStep => ({
   id: stepId(kind, address),
