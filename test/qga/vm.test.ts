@@ -2,8 +2,12 @@
 // qemu-ga, with an ext4 virtio disk. Readiness from a cold boot, resync across reconnects (the VM
 // keeps unread replies), facts, guest files on the disk, a real fsfreeze (count > 0, status
 // frozen, writes refused until the thaw) around a host command via the CLI — on success, failure
-// and a signal — the suspend error path, and guest-shutdown powering the VM off.
+// and a signal — the suspend error path, and last, in the same boot, `plan`/`apply` of guest files
+// on the disk (converging) and `state: shutdown` powering the VM off through guest-shutdown.
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { guestFsfreeze, guestThaw } from "../../src/cli/commands/guest.js";
 import { connectAgent, type QgaClient } from "../../src/providers/qga/client.js";
@@ -12,6 +16,8 @@ import { readGuestFacts } from "../../src/providers/qga/facts.js";
 import { readGuestFile, readGuestFileState, writeGuestFile } from "../../src/providers/qga/files.js";
 import { withFrozenFilesystems } from "../../src/providers/qga/fsfreeze.js";
 import { waitForAgent } from "../../src/providers/qga/wait.js";
+import { runIn } from "../apply/_cli.js";
+import { startSession } from "../plan/_helpers.js";
 import { rawConnection, sleep } from "./helpers/agent.js";
 import { testIO } from "./helpers/io.js";
 import { GUEST_DATA, GUEST_HOSTNAME, VM_TOOLS_PRESENT, bootGuest, buildGuestImage, readFromDiskImage, type GuestImage, type TestVm } from "./helpers/vm.js";
@@ -191,16 +197,49 @@ describe.skipIf(!VM_TOOLS_PRESENT)("a real VM with qemu-ga inside", () => {
     });
   }, 60_000);
 
-  test("guest-shutdown powers the VM off: the channel closes, QEMU exits 0, the data reached the disk", async () => {
-    const c = await connectAgent(vm.spec, { timeoutMs: 20_000 });
-    const started = Date.now();
-    await c.shutdown({ timeoutMs: 60_000, stopped: vm.exited });
-    expect(c.closed).toBe(true);
-    const exit = await Promise.race([vm.exited, sleep(30_000).then(() => null)]);
-    expect(exit).toEqual({ code: 0, signal: null });
-    timings.push(`shutdown took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    expect((await readFromDiskImage(vm.disk, "/motd"))?.toString()).toBe("managed by qubes-iac\n");
-    expect((await readFromDiskImage(vm.disk, "/during-freeze.txt"))?.toString()).toBe("after thaw\n");
-    expect(await readFromDiskImage(vm.disk, "/other.txt")).toBeNull();
-  }, 90_000);
+  test("plan and apply of guest files on the ext4 disk converge; `state: shutdown` then powers the VM off through guest-shutdown", async () => {
+    const session = await startSession();
+    const cfg = mkdtempSync(join(tmpdir(), "qiac-vm-cfg-"));
+    try {
+      const cli = (command: string, ...args: string[]) => runIn([command, "--connect", `qubesd:${session.sim.socketPath}`, ...args], { cwd: cfg });
+      const config = (state: string): void =>
+        writeFileSync(
+          join(cfg, "qubes.yaml"),
+          `version: 1\nowner: vmtest\nguests:\n  testvm:\n    agent: {socket: ${vm.socket}}\n    wait: {timeout: 30s}\n    state: ${state}\n    files:\n` +
+            `      ${GUEST_DATA}/app.conf: {source: app.conf}\n      ${GUEST_DATA}/motd: "managed by qubes-iac\\n"\n`,
+        );
+      writeFileSync(join(cfg, "app.conf"), "listen = 8080\n");
+      config("running");
+      const started = Date.now();
+      const first = await cli("plan", "--detailed-exitcode", "qubes.yaml");
+      expect(first.code).toBe(2);
+      // motd was written by the file test above: only app.conf is new.
+      expect(first.stdout).toContain(`   ~ guest.testvm\n      files.${GUEST_DATA}/app.conf: (absent) → 14 bytes, sha256 ${sha256(Buffer.from("listen = 8080\n")).slice(0, 12)}\n`);
+      expect(first.stdout).toContain(`# guest: qubes-iac test guest 1; hostname ${GUEST_HOSTNAME}; qemu-ga `);
+      expect((await cli("apply", "--auto-approve", "qubes.yaml")).code).toBe(0);
+      expect(await cli("plan", "--detailed-exitcode", "qubes.yaml")).toMatchObject({ code: 0, stdout: "No changes.\n" });
+      timings.push(`guest files planned, applied and planned again in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+      config("shutdown");
+      const down = await cli("plan", "qubes.yaml");
+      expect(down.stdout).toContain("   ~ guest.testvm\n      state: running → shutdown\n");
+      expect(down.stdout).toContain("update:guest.testvm  1 call\n            guest-shutdown\n");
+      const stopping = Date.now();
+      const applied = await cli("apply", "--auto-approve", "qubes.yaml");
+      expect(applied.code).toBe(0);
+      const exit = await Promise.race([vm.exited, sleep(30_000).then(() => null)]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      timings.push(`apply of state: shutdown took ${((Date.now() - stopping) / 1000).toFixed(1)} s`);
+      // Off now: its agent does not answer, which is what shutdown asks for.
+      expect(await cli("plan", "--detailed-exitcode", "qubes.yaml")).toMatchObject({ code: 0, stdout: "No changes.\n" });
+
+      expect((await readFromDiskImage(vm.disk, "/app.conf"))?.toString()).toBe("listen = 8080\n");
+      expect((await readFromDiskImage(vm.disk, "/motd"))?.toString()).toBe("managed by qubes-iac\n");
+      expect((await readFromDiskImage(vm.disk, "/during-freeze.txt"))?.toString()).toBe("after thaw\n");
+      expect(await readFromDiskImage(vm.disk, "/other.txt")).toBeNull();
+    } finally {
+      await session.stop();
+      rmSync(cfg, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
