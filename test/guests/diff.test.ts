@@ -15,6 +15,7 @@ import { readGuests, type GuestReader } from "../../src/plan/guest-reader.js";
 import { toJsonPlan } from "../../src/plan/json.js";
 import { buildPlan, guestInScope } from "../../src/plan/plan.js";
 import { renderHumanPlan } from "../../src/plan/render.js";
+import { expectValidPlanJson } from "../plan/_helpers.js";
 import { sha256Of } from "./helpers.js";
 
 let dir: string;
@@ -163,6 +164,7 @@ describe("a top-level guest", () => {
     const r = diffGuests(d, actual(), readings({ "guest.vm1": answering({ "/etc/motd": { kind: "absent" } }) }), [], [], () => true);
     expect(r.steps[0]!.ops.map((o) => o.op)).toEqual(["guest.file.write", "guest.shutdown"]);
     expect(r.changes[0]).toMatchObject({ action: "update", before: { state: "running" }, after: { state: "shutdown" } });
+    expectValidPlanJson(toJsonPlan(buildPlan(d, actual(), { allowRestart: false, targets: [], excludes: [] }, readings({ "guest.vm1": answering({ "/etc/motd": { kind: "absent" } }) })), { version: "test" }));
   });
 
   it("state: shutdown — an agent that does not answer is a guest that is off: no change, files not read", () => {
@@ -217,6 +219,7 @@ describe("a qube's guest", () => {
     expect(json.guests).toEqual([
       { address: "guest.qube.app", qube: "app", agent: { kind: "socket", path: "/run/app.sock" }, wait_ms: null, read: "not-read", reason: "qube app does not exist yet", facts: null, files: [{ path: "/rw/x", observed: null }] },
     ]);
+    expectValidPlanJson(json);
     const human = renderHumanPlan(json, { color: false });
     expect(human).toContain("   ~ guest.qube.app\n      files./rw/x: 1 byte, sha256 " + sha256Of("x").slice(0, 12) + "\n");
     expect(human).toContain("update:guest.qube.app  1 call  after create:qube.app\n            guest-file-write\n");
@@ -293,7 +296,9 @@ describe("scope and reading", () => {
     const d = load(VM1(`    files: {/etc/motd: "${SECRET}"}\n`));
     const hostile: GuestFacts = { ...facts, hostname: "evil\u001b[2J\nname", os: { ...facts.os!, prettyName: "Evil\u0007OS" } };
     const obs = readings({ "guest.vm1": { kind: "answering", facts: hostile, files: new Map([["/etc/motd", present("old")]]) } });
-    const human = renderHumanPlan(toJsonPlan(buildPlan(d, actual(), { allowRestart: false, targets: [], excludes: [] }, obs), { version: "test" }), { color: false });
+    const json = toJsonPlan(buildPlan(d, actual(), { allowRestart: false, targets: [], excludes: [] }, obs), { version: "test" });
+    expectValidPlanJson(json);
+    const human = renderHumanPlan(json, { color: false });
     expect(human).toContain("  # guest: Evil\\x07OS; hostname evil\\x1b[2J\\x0aname; addresses 10.0.2.15/24; qemu-ga 7.2.0\n");
     expect(human).toContain(`      files./etc/motd: 3 bytes, sha256 ${sha256Of("old").slice(0, 12)} → ${SECRET.length} bytes, sha256 ${sha256Of(SECRET).slice(0, 12)}\n`);
     expect(human).not.toContain(SECRET);
