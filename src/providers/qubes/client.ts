@@ -78,7 +78,10 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
   const slowTimeoutMs = options.slowTimeoutMs ?? 300_000;
   const parallelism = options.parallelism ?? 8;
   const inFlight = createLimiter(parallelism);
-  let getAllRefused = false;
+  /** Whether property.GetAll is allowed, learned from the first answer to it. */
+  let getAllState: "unknown" | "allowed" | "refused" = "unknown";
+  /** Settles when the GetAll that is asking (while the state is unknown) has its answer. */
+  let getAllAsking: Promise<void> | undefined;
 
   /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
   async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<Buffer> {
@@ -161,16 +164,29 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     /**
      * All properties in one call. When GetAll is refused (PermissionDenied, an empty reply, or a
      * qrexec refusal — the default policy denies it to management qubes) it falls back to List +
-     * one Get per property, and skips GetAll for the rest of the run.
+     * one Get per property, and skips GetAll for the rest of the run. Until the first answer,
+     * one GetAll at a time asks and the others wait for it: a management qube, whose policy
+     * refuses GetAll, would otherwise send (and have dom0 log) one refused call per reader slot.
      */
     getAll: async (h: PropertyHolder): Promise<Map<string, PropertyValue>> => {
       const { prefix, dest } = propPrefix(h);
-      if (!getAllRefused) {
+      while (getAllState === "unknown" && getAllAsking) await getAllAsking;
+      if (getAllState !== "refused") {
+        let answered: (() => void) | undefined;
+        if (getAllState === "unknown") getAllAsking = new Promise<void>((resolve) => (answered = resolve));
         try {
-          return unwrap(parsePropertyGetAll(await text(`${prefix}.GetAll`, dest)), `${prefix}.GetAll`, dest);
+          const body = await text(`${prefix}.GetAll`, dest);
+          getAllState = "allowed";
+          return unwrap(parsePropertyGetAll(body), `${prefix}.GetAll`, dest);
         } catch (e) {
+          // Any other failure (a qube gone, a timeout) says nothing about the policy: the next caller asks.
           if (!(e instanceof QubesApiError && e.isDenied)) throw e;
-          getAllRefused = true;
+          getAllState = "refused";
+        } finally {
+          if (answered) {
+            getAllAsking = undefined;
+            answered();
+          }
         }
       }
       const names = await property.list(h);
@@ -374,7 +390,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     call,
     /** Whether this run learned that property.GetAll is refused. */
     get getAllRefused(): boolean {
-      return getAllRefused;
+      return getAllState === "refused";
     },
     vm,
     property,
