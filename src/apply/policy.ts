@@ -9,6 +9,7 @@ import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
 import { opCall, READER_CALLS } from "./admin-api.js";
+import { lockOps } from "./lock.js";
 
 export const ADMINVM = "@adminvm";
 export const createdByTag = (mgmt: string): string => `@tag:created-by-${mgmt}`;
@@ -80,7 +81,9 @@ export function potentialOps(i: PolicyInput): Op[] {
   const { desired, mgmt } = i;
   const names = ownershipNames(desired.owner);
   const created = createdByTag(mgmt);
-  const ops: Op[] = [{ op: "feature.set", vm: "dom0", name: names.format, value: "1" }];
+  // The apply lock (docs/locking.md): its label and holder record, by their exact names.
+  const lock = lockOps(desired.owner);
+  const ops: Op[] = [...lock.take, ...lock.release, { op: "feature.set", vm: "dom0", name: names.format, value: "1" }];
   for (const l of desired.labels.values()) {
     ops.push({ op: "feature.set", vm: "dom0", name: names.label(l.name), value: "own" }, { op: "label.create", name: l.name, colour: l.colour }, { op: "label.remove", name: l.name });
   }

@@ -41,6 +41,8 @@ async function applyAndConverge(example: string, extra: string[] = []): Promise<
 }
 
 const REFERENCE_CALLS = [
+  "admin.label.Create+qubes-iac.lock.laptop → dom0",
+  "admin.vm.feature.Set+qubes-iac.laptop.lock → dom0",
   "admin.vm.feature.Set+qubes-iac.laptop.format → dom0",
   "admin.vm.feature.Set+qubes-iac.laptop.label.magenta → dom0",
   "admin.label.Create+magenta → dom0",
@@ -85,6 +87,8 @@ const REFERENCE_CALLS = [
   "admin.vm.firewall.Set+ → dev",
   "admin.vm.volume.Resize+private → dev",
   "admin.vm.Start+ → dev",
+  "admin.vm.feature.Remove+qubes-iac.laptop.lock → dom0",
+  "admin.label.Remove+qubes-iac.lock.laptop → dom0",
 ];
 
 describe("apply of the built CLI", () => {

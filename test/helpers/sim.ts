@@ -34,3 +34,7 @@ export async function startTestSim(opts: Partial<SimulatorOptions> = {}): Promis
 
 export const MUTATING = /\.(Create|CreateInPool|CreateDisposable|Remove|Set|Reset|Add|Resize|Start|Shutdown|Pause|Unpause|Kill|Suspend|Resume|Revert|Clear|Import|CloneTo|CloneFrom|Reload|Assign|Unassign|Attach|Detach)(\.|$)/;
 export const isMutating = (method: string): boolean => MUTATING.test(method.replace(/^admin\./, "."));
+
+/** A call of the apply lock (docs/locking.md): its label `qubes-iac.lock.<owner>` or its record `qubes-iac.<owner>.lock`. */
+export const isLockCall = (c: { method: string; arg: string }): boolean =>
+  (c.method.startsWith("admin.label.") && c.arg.startsWith("qubes-iac.lock.")) || (c.method.startsWith("admin.vm.feature.") && /^qubes-iac\.[^.]+\.lock$/.test(c.arg));

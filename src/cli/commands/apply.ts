@@ -1,10 +1,11 @@
 // `qubes-iac apply [CONFIG… | PLANFILE]`: computes the plan of a config (as `plan` does) or
-// loads a saved plan (recognised by its content), prints it, gets approval, re-checks the values
-// the plan relies on when time has passed since it was made (a saved plan, or a person was asked),
-// then runs its steps through the engine with the human or --json view. Exit 0 when every step
-// was applied (or there was nothing to do), 1 otherwise.
+// loads a saved plan (recognised by its content), prints it, gets approval, takes the owner's
+// apply lock (docs/locking.md; refused at once when another apply holds it), re-checks the values
+// the plan relies on, then runs its steps through the engine with the human or --json view and
+// gives the lock back. Exit 0 when every step was applied (or there was nothing to do), 1 otherwise.
 
 import { readFileSync, statSync } from "node:fs";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { executorFromClient, readerFromClient } from "../../apply/admin-api.js";
@@ -12,6 +13,7 @@ import { approves, decideApproval, destroyedAddresses } from "../../apply/approv
 import { applyDiagnostic } from "../../apply/codes.js";
 import { applySteps } from "../../apply/engine.js";
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
+import { acquireLock, breakLock, describeHolder, heldMessage, lockStoreFromClient, newHolder, readLock, releaseLock, type Acquired, type LockHolder, type LockStore } from "../../apply/lock.js";
 import { checkPriorState, type PriorStateChange } from "../../apply/prior-state.js";
 import { readSavedPlan } from "../../apply/saved-plan.js";
 import { summarizeApply } from "../../apply/summary.js";
@@ -21,10 +23,12 @@ import { loadConfig } from "../../config/index.js";
 import type { DesiredState } from "../../model/desired.js";
 import type { Diagnostic } from "../../model/diagnostics.js";
 import type { JsonPlan } from "../../plan/json.js";
+import type { AdminClient } from "../../providers/qubes/client.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
 import { CliError, write, type CliIO } from "../io.js";
 import { computePlan, printConfigFailure, printHumanPlan, type PlanScope } from "./plan.js";
 import { configIOAt, renderDiagnostics } from "./validate.js";
+import { packageVersion } from "../version.js";
 
 export type ApplyCommandOptions = ConnectionOptions &
   PlanScope & {
@@ -33,12 +37,23 @@ export type ApplyCommandOptions = ConnectionOptions &
     allowDestroy?: boolean;
     /** commander's --no-color sets this to false. */
     color?: boolean;
+    /** The id of a lock left by a killed apply, to remove first (docs/locking.md). */
+    breakLock?: string;
   };
 
 /** What the command takes from the outside world beyond CliIO (tests pass a fixed clock). */
-export type ApplyDeps = { now: () => number };
+export type ApplyDeps = {
+  now: () => number;
+  /** Opens the Admin API client (tests: one with millisecond timeouts). */
+  connect?: (io: CliIO, o: ConnectionOptions) => Promise<AdminClient>;
+  /** Who this apply is, in the lock's record (tests: a fixed host, pid, time and id). */
+  holder?: () => LockHolder;
+  /** Wall-clock milliseconds, for the age of a lock held by someone else. */
+  wallClock?: () => number;
+};
 
 const realDeps: ApplyDeps = { now: () => performance.now() };
+const thisProcess = (): LockHolder => newHolder({ host: hostname(), pid: process.pid, now: new Date(), version: packageVersion() });
 
 /** The saved plan among the arguments, recognised by content; a saved plan is applied alone. */
 function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text: string } | undefined {
@@ -111,6 +126,70 @@ function reportPriorStateChanges(io: CliIO, changes: readonly PriorStateChange[]
   write(io.stderr, `${renderDiagnostics(diagnostics, new Map())}\n`);
 }
 
+/**
+ * Before anything is planned: refuses when another apply holds the lock, or breaks the lock that
+ * `--break-lock ID` names, saying whose it was and how old.
+ */
+async function checkLock(io: CliIO, store: LockStore, owner: string, breakId: string | undefined, nowMs: number): Promise<void> {
+  if (breakId === undefined) {
+    const state = await readLock(store, owner);
+    if (state.kind === "held") throw new CliError(heldMessage(owner, state, nowMs, "qubes-iac apply"));
+    return;
+  }
+  const r = await breakLock(store, owner, breakId);
+  switch (r.kind) {
+    case "broken":
+      return write(io.stderr, `qubes-iac: broke the lock of owner ${owner}, held by ${describeHolder(r.was, nowMs)}`);
+    case "free":
+      return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; nothing to break`);
+    case "mismatch":
+      throw new CliError(`--break-lock ${breakId} does not name the lock of owner ${owner}, which nothing was done to: ${heldMessage(owner, r.state, nowMs, "qubes-iac apply")}`);
+    case "failed":
+      throw new CliError(r.message);
+    default: {
+      const never: never = r;
+      throw new Error(`unhandled break result ${String(never)}`);
+    }
+  }
+}
+
+/** Takes the lock, or says why this apply cannot. */
+async function takeLock(store: LockStore, owner: string, holder: LockHolder, nowMs: number): Promise<Acquired> {
+  const r = await acquireLock(store, owner, holder);
+  switch (r.kind) {
+    case "acquired":
+      return r.lock;
+    case "held":
+      throw new CliError(`${heldMessage(owner, r, nowMs, "qubes-iac apply")}; nothing was changed`);
+    case "failed":
+    case "unknown":
+      throw new CliError(`${r.message}; nothing was changed`);
+    default: {
+      const never: never = r;
+      throw new Error(`unhandled lock result ${String(never)}`);
+    }
+  }
+}
+
+/** Runs `work` holding the lock and always gives it back; a lock not given back makes the exit code 1. */
+async function underLock(io: CliIO, store: LockStore, lock: Acquired, nowMs: () => number, work: () => Promise<number>): Promise<number> {
+  let code = 1;
+  try {
+    code = await work();
+  } finally {
+    const r = await releaseLock(store, lock);
+    if (r.kind === "failed") {
+      write(io.stderr, `qubes-iac: ${r.message}`);
+      code = 1;
+    } else if (r.kind === "lost") {
+      const now = r.now.kind === "held" ? `held now by ${describeHolder(r.now, nowMs())}` : "not held now";
+      write(io.stderr, `qubes-iac: the lock of owner ${lock.owner} was broken while this apply ran (it is ${now}); it was left as it is`);
+      code = 1;
+    }
+  }
+  return code;
+}
+
 export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOptions, deps: ApplyDeps = realDeps): Promise<number> {
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   if (o.json && !o.autoApprove) throw new CliError("--json needs --auto-approve: nobody can answer a question between JSON lines");
@@ -124,8 +203,12 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
   const source = loadSource(io, args, saved, o.json === true);
   if (typeof source === "number") return source;
 
-  const client = await connectClient(io, o);
+  const client = await (deps.connect ?? connectClient)(io, o);
+  const wallClock = deps.wallClock ?? Date.now;
   try {
+    const owner = source.kind === "saved" ? source.plan.owner : source.config.owner;
+    const store = lockStoreFromClient(client);
+    await checkLock(io, store, owner, o.breakLock, wallClock());
     const plan = source.kind === "saved" ? source.plan : await computePlan(client, source.config, source.diagnostics, { ...o, parallelism });
     const savedFile = source.kind === "saved" ? source.file : undefined;
     if (o.json) planEvent(sink, plan, savedFile !== undefined);
@@ -172,22 +255,30 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       }
     }
 
-    // Time has passed since the plan was read: make sure what it relies on still holds.
-    if (savedFile !== undefined || asked) {
+    // What the plan relies on must still hold: checked once the lock is taken (the plan was read
+    // without it: another apply may have run meanwhile), and first without writing anything when
+    // time has passed since the plan was made (a saved plan, or a person was asked).
+    const recheck = async (): Promise<void> => {
       const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism })), ...(await checkGuestPriorState(plan))];
       if (changes.length > 0) {
         reportPriorStateChanges(io, changes, o.json === true);
         throw new CliError(`the system changed since the plan was made (${changes.length} value${changes.length === 1 ? "" : "s"} above); nothing was changed. Run \`qubes-iac plan\` again`);
       }
-    }
+    };
+    if (savedFile !== undefined || asked) await recheck();
 
-    if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
-    else io.stdout.write("\n");
-    const result = await applySteps(plan.steps, { parallelism, executor: withGuestOps(executorFromClient(client), guestOpExecutor()), now: deps.now, hooks: view, interrupted: io.interrupted });
-    const summary = summarizeApply(result);
-    view.summary(summary);
-    if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
-    return summary.ok ? 0 : 1;
+    const lock = await takeLock(store, owner, (deps.holder ?? thisProcess)(), wallClock());
+    return await underLock(io, store, lock, wallClock, async () => {
+      await recheck();
+
+      if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
+      else io.stdout.write("\n");
+      const result = await applySteps(plan.steps, { parallelism, executor: withGuestOps(executorFromClient(client), guestOpExecutor()), now: deps.now, hooks: view, interrupted: io.interrupted });
+      const summary = summarizeApply(result);
+      view.summary(summary);
+      if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
+      return summary.ok ? 0 : 1;
+    });
   } finally {
     await client.close();
   }
