@@ -9,7 +9,8 @@ import { Readable, Writable } from "node:stream";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
 import { startSimulator, type SimCallLogEntry, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
-import type { CliIO } from "../../src/cli/io.js";
+import { applyCommand, type ApplyCommandOptions, type ApplyDeps } from "../../src/cli/commands/apply.js";
+import { CliError, type CliIO } from "../../src/cli/io.js";
 import { runCli } from "../../src/cli/run.js";
 import { repoRoot } from "../helpers/shared.js";
 
@@ -178,3 +179,24 @@ export const events = (stdout: string): Array<Record<string, unknown> & { type: 
     .split("\n")
     .filter((l) => l !== "")
     .map((l) => JSON.parse(l) as Record<string, unknown> & { type: string });
+
+/** `apply` through its command entry, with injected dependencies (client, lock holder, clocks) and an interrupt. */
+export async function applyIn(
+  sim: { socketPath: string },
+  paths: string[],
+  opts: Omit<ApplyCommandOptions, "connect">,
+  deps: Partial<ApplyDeps> = {},
+  o: { interrupted?: Promise<string> } = {},
+): Promise<CliRun> {
+  const { io, out, err } = makeIO(["apply", ...paths], o);
+  let t = 0;
+  const code = await applyCommand(io, paths, { connect: `qubesd:${sim.socketPath}`, ...opts }, { now: () => (t += 100), ...deps }).catch((e: unknown) => {
+    // As runCli reports a CliError: on stderr, exit 1.
+    if (e instanceof CliError) {
+      io.stderr.write(`qubes-iac: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  });
+  return { code, stdout: out(), stderr: err() };
+}

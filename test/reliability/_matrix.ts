@@ -18,7 +18,8 @@ import type { Op } from "../../src/plan/ops.js";
 import type { FaultAction, FaultKind } from "../../src/providers/qubes/simulator/faults.js";
 import { loadDesired } from "../plan/_helpers.js";
 import { isMutating } from "../helpers/sim.js";
-import { buildForeignState, cli, events, snapshotForeign, startSim, type Ours, type Sim } from "./_harness.js";
+import { lockNames, lockOps } from "../../src/apply/lock.js";
+import { applyIn, buildForeignState, cli, clientOf, events, snapshotForeign, startSim, type CliRun, type Ours, type Sim } from "./_harness.js";
 
 /** An Admin API op (a plan step may also hold guest-agent ops, which are not Admin API calls). */
 const isAdminOp = (o: { op: string }): o is Op => !o.op.startsWith("guest.");
@@ -27,8 +28,8 @@ export const EXAMPLE = "examples/workstation.yaml";
 export const OWNER = "workstation";
 
 /** Client timeout of the runs with a delayed reply, and the delay (well past it). */
-export const SHORT_TIMEOUT_MS = 150;
-const DELAY_MS = 600;
+export const SHORT_TIMEOUT_MS = 250;
+const DELAY_MS = 800;
 
 export const ACTIONS: { readonly [K in Exclude<FaultKind, "delay-before">]: FaultAction } = {
   exception: { kind: "exception", qubesClass: "QubesException", message: "injected by the fault matrix" },
@@ -111,26 +112,41 @@ export function strays(sim: Sim, ours: Setup["ours"]): string[] {
       if (c.dest !== "dom0") return !ours.qubes.has(c.dest);
       if (c.method.startsWith("admin.vm.feature.")) return !c.arg.startsWith(ours.ownerPrefix);
       if (c.method.startsWith("admin.property.")) return !ours.globals.has(c.arg);
-      if (c.method.startsWith("admin.label.")) return !ours.labels.has(c.arg);
+      if (c.method.startsWith("admin.label.")) return !ours.labels.has(c.arg) && c.arg !== lockNames(OWNER).label;
       return true;
     })
     .map((c) => `${c.method}+${c.arg} → ${c.dest}`);
 }
 
+/** What an apply lock left behind: its label, its record. */
+async function lockLeft(sim: Sim): Promise<string[]> {
+  const c = clientOf(sim);
+  try {
+    const n = lockNames(OWNER);
+    return [...(await c.label.list()).filter((l) => l === n.label), ...(await c.feature.list("dom0")).filter((f) => f === n.record)];
+  } finally {
+    await c.close();
+  }
+}
+
 export type CaseOutcome = { code: number; applied: string[]; failed: string[]; skipped: string[] };
 
-/** Runs the apply with a client timeout that a `delay` fault outlasts. */
-export type ApplyRunner = (sim: Sim, args: string[], kind: MatrixKind) => Promise<{ code: number; stdout: string; stderr: string }>;
+/**
+ * `apply --auto-approve --json` through the CLI's own entry; for `delay`, through apply's command
+ * entry with a client whose timeout the delay outlasts (the CLI's --timeout counts whole seconds).
+ */
+const runFaultedApply = (sim: Sim, kind: MatrixKind): Promise<CliRun> =>
+  kind === "delay"
+    ? applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { connect: async () => clientOf(sim, SHORT_TIMEOUT_MS) })
+    : cli(sim, ["apply", "--auto-approve", "--json", EXAMPLE]);
 
-export const defaultRunner: ApplyRunner = (sim, args) => cli(sim, args);
-
-export async function runCase(s: Setup, kind: MatrixKind, index: number, runApply: ApplyRunner = defaultRunner): Promise<void> {
+export async function runCase(s: Setup, kind: MatrixKind, index: number): Promise<void> {
   const target = s.calls[index] as Setup["calls"][number];
   const sim = await startSim({ template: s.template, faults: [] });
   const tag = { kind, call: target.key };
   try {
     sim.faults.add({ method: target.method, arg: target.arg, dest: target.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
-    const first = await runApply(sim, ["apply", "--auto-approve", "--json", EXAMPLE], kind);
+    const first = await runFaultedApply(sim, kind);
     const fired = sim.faults.fired();
     expect({ ...tag, fired: fired.map((f) => f.outcome) }).toEqual({ ...tag, fired: [callRuns(kind) ? "ok" : "not-run"] });
 
@@ -167,6 +183,9 @@ export async function runCase(s: Setup, kind: MatrixKind, index: number, runAppl
         expect({ ...tag, unknown, resolved }).toEqual({ ...tag, unknown: [target.key], resolved: ["done"] });
     }
 
+    // The apply lock was given back (docs/locking.md), whatever happened to the step.
+    expect({ ...tag, lock: await lockLeft(sim) }).toEqual({ ...tag, lock: [] });
+
     // Each call was sent once: an unknown outcome is settled by reading, never by sending again.
     const sent = sim.calls.filter((c) => isMutating(c.method)).map((c) => `${c.method}+${c.arg} → ${c.dest}`);
     expect({ ...tag, repeated: sent.filter((k, i) => sent.indexOf(k) !== i) }).toEqual({ ...tag, repeated: [] });
@@ -186,8 +205,60 @@ export async function runCase(s: Setup, kind: MatrixKind, index: number, runAppl
   }
 }
 
-/** One test per fault kind, each running the kind at every mutating call of the plan. */
-export function describeMatrix(kinds: readonly MatrixKind[], runApply?: ApplyRunner): void {
+/** The four writes of the apply lock, in order: take (label, record), give back (record, label). */
+export const LOCK_CALLS = ["label", "record", "record removal", "label removal"] as const;
+type LockCall = (typeof LOCK_CALLS)[number];
+
+/**
+ * A fault at one of the lock's writes. Taking it: when the call did not run, nothing was taken
+ * (or what was taken was given back) and nothing was changed; when the label was made but its
+ * reply lost, nobody can tell whose it is, so nothing is changed and it stays, held by "unknown";
+ * a record whose reply was lost is read back. Giving it back: the steps all applied; a removal
+ * that did not run leaves the lock, and the exit code says so. Either way, breaking what is left
+ * by the id the refusal shows lets the next apply finish the work.
+ */
+export async function runLockCase(s: Setup, kind: MatrixKind, which: LockCall): Promise<void> {
+  const ops = lockOps(OWNER);
+  const op = [...ops.take, ...ops.release][LOCK_CALLS.indexOf(which)] as Op;
+  const c = opCall(op);
+  const sim = await startSim({ template: s.template, faults: [] });
+  const tag = { kind, lock: which };
+  try {
+    sim.faults.add({ method: c.method, arg: c.arg, dest: c.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
+    const first = await runFaultedApply(sim, kind);
+    const ev = events(first.stdout);
+    const applied = (ev.find((e) => e.type === "apply_complete") as { applied?: string[] } | undefined)?.applied ?? [];
+    const taking = which === "label" || which === "record";
+    const left = await lockLeft(sim);
+    const n = lockNames(OWNER);
+    let expected: { code: number; applied: number; left: string[] };
+    if (taking) {
+      const heldByUnknown = which === "label" && callRuns(kind);
+      expected = callRuns(kind) && which === "record" ? { code: 0, applied: s.plan.steps.length, left: [] } : { code: 1, applied: 0, left: heldByUnknown ? [n.label] : [] };
+    } else {
+      expected = { code: callRuns(kind) ? 0 : 1, applied: s.plan.steps.length, left: callRuns(kind) ? [] : which === "record removal" ? [n.label, n.record] : [n.label] };
+    }
+    expect({ ...tag, code: first.code, applied: applied.length, left }).toEqual({ ...tag, ...expected });
+    if (expected.code === 1 && expected.applied === 0) expect({ ...tag, stderr: first.stderr }).toEqual({ ...tag, stderr: expect.stringContaining("; nothing was changed\n") });
+    if (left.length > 0) {
+      const refused = await cli(sim, ["apply", "--auto-approve", EXAMPLE]);
+      const id = /--break-lock (\S+)\n/.exec(refused.stderr)?.[1];
+      expect({ ...tag, code: refused.code, id: id !== undefined }).toEqual({ ...tag, code: 1, id: true });
+      expect({ ...tag, broke: (await cli(sim, ["apply", "--auto-approve", "--break-lock", id ?? "", EXAMPLE])).code }).toEqual({ ...tag, broke: 0 });
+    } else {
+      expect({ ...tag, code: (await cli(sim, ["apply", "--auto-approve", EXAMPLE])).code }).toEqual({ ...tag, code: 0 });
+    }
+    expect({ ...tag, plan: (await cli(sim, ["plan", EXAMPLE])).stdout, lock: await lockLeft(sim) }).toEqual({ ...tag, plan: "No changes.\n", lock: [] });
+    expect({ ...tag, strays: strays(sim, s.ours) }).toEqual({ ...tag, strays: [] });
+    const snapshot = await snapshotForeign(sim, s.ours);
+    expect({ ...tag, same: JSON.stringify(snapshot) === JSON.stringify(s.before) }).toEqual({ ...tag, same: true });
+  } finally {
+    await sim.stop();
+  }
+}
+
+/** One test per fault kind, each running the kind at every mutating call of the plan, then at each of the lock's writes. */
+export function describeMatrix(kinds: readonly MatrixKind[]): void {
   describe(`${EXAMPLE} under faults at each of its mutating calls`, () => {
     let s: Setup;
     beforeAll(async () => {
@@ -197,7 +268,8 @@ export function describeMatrix(kinds: readonly MatrixKind[], runApply?: ApplyRun
     for (const kind of kinds) {
       it(kind, async () => {
         expect(s.calls.length).toBeGreaterThan(40);
-        for (let i = 0; i < s.calls.length; i++) await runCase(s, kind, i, runApply);
+        for (let i = 0; i < s.calls.length; i++) await runCase(s, kind, i);
+        for (const which of LOCK_CALLS) await runLockCase(s, kind, which);
       }, 120_000);
     }
   });
