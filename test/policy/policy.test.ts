@@ -125,3 +125,39 @@ describe("--connect: what the inventory lists and the config dropped stays remov
     expect(rules.some((r) => r.service === "admin.vm.Remove" && r.target === "notes")).toBe(true);
   });
 });
+
+describe("guest agents reached over qrexec", () => {
+  it("allow the agent's service in each qube that has one, not redirected to dom0, in plan and apply policies", async () => {
+    const { desiredFromYaml } = await import("../plan/_helpers.js");
+    const desired = desiredFromYaml(
+      [
+        "version: 1",
+        "owner: laptop",
+        "qubes:",
+        "  work:",
+        "    adopt: true",
+        "    state: running",
+        "    guest:",
+        "      files: {/home/user/.motd: \"hello\\n\"}",
+        "guests:",
+        "  vm1:",
+        "    agent: {qube: personal, qrexec: my.Agent}",
+        "    files: {/etc/motd: \"hi\\n\"}",
+        "  vm2:",
+        "    agent: {socket: /run/vm2-qga.sock}",
+        "",
+      ].join("\n"),
+    );
+    for (const apply of [false, true]) {
+      const guest = policyRules({ desired, mgmt: MGMT, apply }).filter((r) => r.purpose === "guest");
+      expect(guest).toEqual([
+        { service: "my.Agent", argument: "*", target: "personal", purpose: "guest" },
+        { service: "qubes-iac.GuestAgent", argument: "*", target: "work", purpose: "guest" },
+      ]);
+    }
+    const { renderPolicy } = await import("../../src/apply/policy.js");
+    const text = renderPolicy(policyRules({ desired, mgmt: MGMT, apply: false }), { owner: "laptop", mgmt: MGMT, apply: false, configs: [], generator: "test" });
+    expect(text).toMatch(/^qubes-iac\.GuestAgent +\* +mgmt +work +allow$/m);
+    expect(text).not.toMatch(/GuestAgent.*target=dom0/);
+  });
+});
