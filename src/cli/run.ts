@@ -43,7 +43,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--parallelism <n>", "Admin API reads at once", "8")
     .option("--json", "print the JSON plan")
     .option("--out <file>", "save the plan for `qubes-iac apply FILE`")
-    .option("--target <address>", "only this resource and what it depends on (qube.NAME, label.NAME, pool.NAME, properties); repeatable", collect)
+    .option("--target <address>", "only this resource and what it depends on (qube.NAME, label.NAME, pool.NAME, properties, guest.NAME, guest.qube.NAME); repeatable", collect)
     .option("--exclude <address>", "leave this resource out; repeatable", collect)
     .option("--allow-restart", "let apply shut qubes down for changes Qubes makes only on halted qubes, and start them again")
     .option("--detailed-exitcode", "exit 0 when there are no changes, 2 when there are, 1 on errors")
