@@ -173,18 +173,29 @@ export function encodeEvent(ev: QubesEvent): Buffer {
 const MAX_EVENT_BYTES = 1 << 20;
 
 export class EventStreamDecoder {
+  // The pending bytes are buf[head, tail); the buffer grows by doubling, and the NUL scan of the
+  // pending event resumes where the last push left it, so an event trickled in tiny chunks costs
+  // linear time (re-scanning and re-copying it on every chunk was quadratic).
   private buf: Buffer = Buffer.alloc(0);
+  private head = 0;
+  private tail = 0;
+  /** Scan state of the pending frame, relative to head: bytes scanned, start of the current field, fields ended so far. */
+  private scanned = 0;
+  private fieldStart = 2;
+  private fieldCount = 0;
+  /** Whether the pending exception frame's class name is valid (decided when its first field ends). */
+  private classOk = false;
   private failed: string | null = null;
 
   /** Bytes received that do not yet form a whole event. */
   get pendingBytes(): number {
-    return this.buf.length;
+    return this.tail - this.head;
   }
 
   /** Feeds a chunk; returns the events it completed, or the framing error (sticky). */
   push(chunk: Uint8Array): { events: QubesEvent[]; error?: string } {
     if (this.failed) return { events: [], error: this.failed };
-    this.buf = this.buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buf, chunk]);
+    this.append(chunk);
     const events: QubesEvent[] = [];
     for (;;) {
       const r = this.parseOne();
@@ -195,41 +206,81 @@ export class EventStreamDecoder {
       }
       events.push(r.event);
     }
-    if (this.buf.length > MAX_EVENT_BYTES) {
+    if (this.pendingBytes > MAX_EVENT_BYTES) {
       this.failed = `event larger than ${MAX_EVENT_BYTES} bytes`;
       return { events, error: this.failed };
     }
     return { events };
   }
 
+  private append(chunk: Uint8Array): void {
+    const pending = this.tail - this.head;
+    if (this.tail + chunk.length > this.buf.length) {
+      const need = pending + chunk.length;
+      const target = need * 2 <= this.buf.length ? this.buf : Buffer.allocUnsafe(pending === 0 ? need : need * 2);
+      this.buf.copy(target, 0, this.head, this.tail);
+      this.buf = target;
+      this.head = 0;
+      this.tail = pending;
+    }
+    this.buf.set(chunk, this.tail);
+    this.tail += chunk.length;
+  }
+
+  private consume(n: number): void {
+    this.head += n;
+    if (this.head === this.tail) this.head = this.tail = 0;
+    this.scanned = 0;
+    this.fieldStart = 2;
+    this.fieldCount = 0;
+    this.classOk = false;
+  }
+
   private parseOne(): { event: QubesEvent } | { error: string } | null {
-    const b = this.buf;
+    const b = this.buf.subarray(this.head, this.tail);
     if (b.length === 0) return null;
-    if (b[0] !== 0x31) {
-      if (b[0] === 0x32 && b.length >= 2 && b[1] === 0) {
-        const exc = decodeException(b);
-        if (exc.kind === "exception") return { error: `server sent ${exc.qubesClass}: ${exc.message}` };
-        return null; // an exception frame still arriving
-      }
+    const isEvent = b[0] === 0x31;
+    if (isEvent) {
+      if (b.length < 2) return null;
+      if (b[1] !== 0) return { error: `non-event received on events connection: ${preview(b)}` };
+    } else if (!(b[0] === 0x32 && b.length >= 2 && b[1] === 0)) {
       return { error: `non-event received on events connection: ${preview(b)}` };
     }
-    if (b.length < 2) return null;
-    if (b[1] !== 0) return { error: `non-event received on events connection: ${preview(b)}` };
-    const fields: string[] = [];
-    let start = 2;
-    for (let i = 2; i < b.length; i++) {
-      if (b[i] !== 0) continue;
-      fields.push(b.subarray(start, i).toString("utf8"));
-      start = i + 1;
+    for (let i = b.indexOf(0, Math.max(2, this.scanned)); i >= 0; i = b.indexOf(0, i + 1)) {
+      const empty = i === this.fieldStart;
+      this.fieldCount++;
+      if (!isEvent && this.fieldCount === 1) this.classOk = /^[A-Za-z_][A-Za-z0-9_]*$/.test(b.toString("utf8", 2, i));
+      this.fieldStart = i + 1;
       // subject, event, then key/value pairs ended by an empty key
-      if (fields.length >= 3 && (fields.length - 2) % 2 === 1 && fields[fields.length - 1] === "") {
-        const [subject = "", event = ""] = fields;
-        const kwargs: Record<string, string> = {};
-        for (let k = 2; k + 1 < fields.length; k += 2) kwargs[fields[k] ?? ""] = fields[k + 1] ?? "";
-        this.buf = b.subarray(start);
-        return { event: { subject: subject === "" ? null : subject, event, kwargs } };
+      if (isEvent && this.fieldCount >= 3 && (this.fieldCount - 2) % 2 === 1 && empty) {
+        const event = decodeEvent(b.subarray(2, i));
+        this.consume(i + 1);
+        return { event };
       }
     }
-    return null;
+    this.scanned = b.length;
+    // An exception frame has no terminator of its own: it is whole once it ends in NUL after 3 fields.
+    if (!isEvent && this.classOk && this.fieldCount >= 3 && this.fieldStart === b.length) {
+      const exc = decodeException(b);
+      if (exc.kind === "exception") return { error: `server sent ${exc.qubesClass}: ${exc.message}` };
+    }
+    return null; // a frame still arriving
   }
+}
+
+/** `subject\0event\0(key\0value\0)*` of one whole event, without its `1\0` and final empty key. */
+function decodeEvent(b: Buffer): QubesEvent {
+  const fields: string[] = [];
+  let start = 0;
+  for (let i = b.indexOf(0); i >= 0; i = b.indexOf(0, i + 1)) {
+    fields.push(b.toString("utf8", start, i));
+    start = i + 1;
+  }
+  const [subject = "", event = ""] = fields;
+  const kwargs: Record<string, string> = {};
+  // defineProperty, not assignment: a key named "__proto__" must stay a plain member.
+  for (let k = 2; k + 1 < fields.length; k += 2) {
+    Object.defineProperty(kwargs, fields[k] ?? "", { value: fields[k + 1] ?? "", enumerable: true, writable: true, configurable: true });
+  }
+  return { subject: subject === "" ? null : subject, event, kwargs };
 }
