@@ -7,6 +7,8 @@ import { DEFAULT_JSON_LIMITS, isJsonObject, parseJson, stringifyJson, type JsonL
 
 export const SENTINEL = 0xff;
 const NEWLINE = 0x0a;
+/** The framer's line before its first byte; never written to (appending always grows first). */
+const NO_BYTES = Buffer.alloc(0);
 
 export type Frame =
   /** One reply line, without its `\n`. */
@@ -24,16 +26,21 @@ export type Framer = {
 
 /** Splits the agent's byte stream into lines and sentinels, holding at most `maxLineBytes`. */
 export function createFramer(maxLineBytes: number): Framer {
-  let parts: Buffer[] = [];
+  // The unfinished line is line[0, size): one buffer grown by doubling (capped at the limit), so a
+  // line trickled in one-byte chunks costs its bytes, not a Buffer object per chunk.
+  let line: Buffer = NO_BYTES;
   let size = 0;
   let discarding = false;
   const push = (chunk: Uint8Array): Frame[] => {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const frames: Frame[] = [];
     let i = 0;
+    // Each delimiter is searched for again only once passed: a chunk full of one of them is scanned once.
+    let nl = buf.indexOf(NEWLINE);
+    let ff = buf.indexOf(SENTINEL);
     while (i < buf.length) {
-      const nl = buf.indexOf(NEWLINE, i);
-      const ff = buf.indexOf(SENTINEL, i);
+      if (nl >= 0 && nl < i) nl = buf.indexOf(NEWLINE, i);
+      if (ff >= 0 && ff < i) ff = buf.indexOf(SENTINEL, i);
       const end = nl < 0 ? ff : ff < 0 ? nl : Math.min(nl, ff);
       if (end < 0) {
         append(buf.subarray(i), frames);
@@ -41,15 +48,16 @@ export function createFramer(maxLineBytes: number): Framer {
       }
       if (end > i) append(buf.subarray(i, end), frames);
       if (end === ff) {
-        parts = [];
+        line = NO_BYTES;
         size = 0;
         discarding = false;
         frames.push({ kind: "sentinel" });
       } else if (discarding) {
         discarding = false;
       } else {
-        frames.push({ kind: "line", bytes: parts.length === 1 ? parts[0]! : Buffer.concat(parts, size) });
-        parts = [];
+        // The frame keeps this buffer; the next line starts a new one.
+        frames.push({ kind: "line", bytes: line.subarray(0, size) });
+        line = NO_BYTES;
         size = 0;
       }
       i = end + 1;
@@ -59,14 +67,19 @@ export function createFramer(maxLineBytes: number): Framer {
   const append = (piece: Buffer, frames: Frame[]): void => {
     if (discarding) return;
     if (size + piece.length > maxLineBytes) {
-      parts = [];
+      line = NO_BYTES;
       size = 0;
       discarding = true;
       frames.push({ kind: "overflow", limit: maxLineBytes });
       return;
     }
+    if (size + piece.length > line.length) {
+      const grown = Buffer.allocUnsafe(Math.min(maxLineBytes, Math.max(size + piece.length, line.length * 2)));
+      line.copy(grown, 0, 0, size);
+      line = grown;
+    }
     // Copy: the transport may reuse its buffers, and a slice would pin the whole chunk.
-    parts.push(Buffer.from(piece));
+    piece.copy(line, size);
     size += piece.length;
   };
   return {
