@@ -79,6 +79,17 @@ export type EngineOptions = {
 /** Every step's result, in the plan's step order. */
 export type ApplyResult = { results: StepResult[]; ok: boolean };
 
+/**
+ * A call that got no answer in time, or whose connection failed, may still be waiting its turn
+ * inside qubesd (or the guest agent), which does not stop a call when its caller goes away: "not
+ * done" when re-read is then "not done yet", and the outcome stays unknown. An empty or garbled
+ * reply came after the call was over, so re-reading settles it.
+ */
+function settle(failure: CallFailure, v: Verification): Verification {
+  if (v.kind !== "not-done" || (failure.code !== "timeout" && failure.code !== "transport")) return v;
+  return { kind: "unknown", detail: `not done when re-read (${v.detail}), but the call got no answer and may still be made` };
+}
+
 async function runStep(step: JsonStep, o: EngineOptions): Promise<StepResult> {
   const started = o.now();
   o.hooks.onStepStart(step);
@@ -88,7 +99,7 @@ async function runStep(step: JsonStep, o: EngineOptions): Promise<StepResult> {
     let failure: StepFailure = { opIndex, op, failure: outcome.failure };
     if (outcome.kind === "unknown") {
       o.hooks.onOpUnknown(step, opIndex, outcome.failure);
-      const verification = await o.executor.verify(op);
+      const verification = settle(outcome.failure, await o.executor.verify(op));
       o.hooks.onOpResolved(step, opIndex, verification);
       if (verification.kind === "done") continue;
       failure = { ...failure, verification };
