@@ -135,6 +135,9 @@ export type AcquireResult =
   /** The label was created, by this apply or by another at the same moment: nobody can tell. */
   | { kind: "unknown"; message: string };
 
+/** No answer at all (a timeout, a failed connection): qubesd may still run the call after the re-read. */
+const mayStillRun = (e: QubesApiError): boolean => e.code === "timeout" || e.code === "transport";
+
 const apiError = (e: unknown): QubesApiError => {
   if (isQubesApiError(e)) return e;
   throw e;
@@ -170,7 +173,8 @@ export async function acquireLock(store: LockStore, owner: string, holder: LockH
       return { kind: "failed", message: `could not take the lock: ${err.message}` };
     }
     const exists = await reread(async () => (await store.labels()).includes(n.label));
-    if (exists === false) return { kind: "failed", message: `could not take the lock: ${err.message}; re-reading shows the lock label was not created` };
+    // A call that got no answer may still be waiting inside qubesd: "not created" is then "not yet".
+    if (exists === false && !mayStillRun(err)) return { kind: "failed", message: `could not take the lock: ${err.message}; re-reading shows the lock label was not created` };
     if (exists === true) {
       const other = await reread(async () => (await store.record(n.record)) !== undefined);
       if (other === true) {
@@ -181,7 +185,7 @@ export async function acquireLock(store: LockStore, owner: string, holder: LockH
     return {
       kind: "unknown",
       message:
-        `could not tell whether this apply took the lock: ${err.message}${typeof exists === "string" ? `; ${exists}` : ""}. ` +
+        `could not tell whether this apply took the lock: ${err.message}${typeof exists === "string" ? `; ${exists}` : exists ? "" : "; the lock label was not there when re-read, but qubesd may still create it"}. ` +
         `The lock label ${n.label} may now exist without a holder record; if no other apply of owner ${owner} is running, ` +
         `break it with --break-lock ${UNKNOWN_HOLDER_ID}`,
     };
