@@ -1,0 +1,125 @@
+// The plan computation alone — diff, dependencies and ordering (buildPlan), then the JSON plan —
+// timed in memory on generated systems of growing size, to show it grows linearly with the
+// number of qubes. The states are prepared with the real reader and apply engine over the
+// in-memory simulator (memory-qubes.ts); only buildPlan and toJsonPlan are timed.
+
+import { stringify } from "yaml";
+import { executorFromClient, readerFromClient } from "../src/apply/admin-api.js";
+import { applySteps, type ApplyHooks } from "../src/apply/engine.js";
+import { loadConfig, type ConfigIO } from "../src/config/index.js";
+import type { ActualState } from "../src/model/actual.js";
+import type { DesiredState } from "../src/model/desired.js";
+import { toJsonPlan } from "../src/plan/json.js";
+import { buildPlan, type PlanOptions } from "../src/plan/plan.js";
+import { readActualState } from "../src/plan/reader.js";
+import { generateFixtureState, GENERATED_MIN_QUBES } from "../src/providers/qubes/simulator/index.js";
+import { median } from "./cli.js";
+import { adoptConfig, withProperty, type Config } from "./fleet.js";
+import { memoryClient } from "./memory-qubes.js";
+
+export type PlanShape = "adopt-all" | "no-op" | "change-all";
+
+export type ComputeFigure = {
+  shape: PlanShape;
+  /** Resource changes in the plan (one per managed qube here). */
+  resources: number;
+  steps: number;
+  /** Median of the repeats: buildPlan (diff + ordering), and toJsonPlan after it. */
+  buildMs: number;
+  jsonMs: number;
+};
+
+export type ComputeRow = { qubes: number; figures: ComputeFigure[] };
+
+const OWNER = "bench";
+const PARALLELISM = 8;
+const PLAN_OPTIONS: PlanOptions = { allowRestart: false, targets: [], excludes: [] };
+const silentHooks: ApplyHooks = {
+  onStepStart: () => {},
+  onOpUnknown: () => {},
+  onOpResolved: () => {},
+  onStepDone: () => {},
+  onStepFailed: () => {},
+  onStepSkipped: () => {},
+};
+
+/** Qubes per config file: the loader caps one file at 200 000 YAML nodes, about 7 000 qubes here. */
+const QUBES_PER_FILE = 1000;
+
+/**
+ * Loads a config object through the real loader, from memory, as a directory of files of at most
+ * QUBES_PER_FILE qubes each (as a user splits a large config).
+ */
+export function desiredOf(config: Config): DesiredState {
+  const names = Object.keys(config.qubes);
+  const files = new Map<string, string>();
+  for (let i = 0; i * QUBES_PER_FILE < Math.max(names.length, 1); i++) {
+    const part = names.slice(i * QUBES_PER_FILE, (i + 1) * QUBES_PER_FILE);
+    const qubes = Object.fromEntries(part.map((n) => [n, config.qubes[n]]));
+    files.set(`part-${String(i).padStart(3, "0")}.yaml`, stringify({ version: config.version, owner: config.owner, qubes }));
+  }
+  const base = (path: string): string => path.slice(path.lastIndexOf("/") + 1);
+  const io: ConfigIO = {
+    readFile: (path) => {
+      const text = files.get(base(path));
+      if (text === undefined) throw new Error(`no such file ${path}`);
+      return text;
+    },
+    readDir: () => [...files.keys()],
+    isDirectory: (path) => path === "config",
+    exists: (path) => path === "config" || files.has(base(path)),
+  };
+  const loaded = loadConfig(["config"], io);
+  if (!loaded.config) throw new Error(`the generated config does not load: ${loaded.diagnostics.map((d) => d.message).join("; ")}`);
+  return loaded.config;
+}
+
+function timePlan(shape: PlanShape, desired: DesiredState, actual: ActualState, repeat: number): ComputeFigure {
+  const build: number[] = [];
+  const json: number[] = [];
+  let resources = 0;
+  let steps = 0;
+  for (let i = 0; i < repeat; i++) {
+    const t0 = performance.now();
+    const plan = buildPlan(desired, actual, PLAN_OPTIONS);
+    const t1 = performance.now();
+    toJsonPlan(plan, { version: "bench" });
+    const t2 = performance.now();
+    build.push(t1 - t0);
+    json.push(t2 - t1);
+    resources = plan.changes.length;
+    steps = plan.steps.length;
+  }
+  return { shape, resources, steps, buildMs: median(build), jsonMs: median(json) };
+}
+
+/**
+ * For each size, a generated system whose first `qubes` qubes (all but dom0 when the system is
+ * no larger) a config adopts: the first plan (adopt them all), then, after the real apply
+ * engine has run it, the no-op plan and a plan changing one property on every qube.
+ */
+export async function measurePlanComputation(sizes: readonly number[], o: { repeat: number; onSize?: (qubes: number) => void }): Promise<ComputeRow[]> {
+  const rows: ComputeRow[] = [];
+  for (const qubes of sizes) {
+    o.onSize?.(qubes);
+    const doc = generateFixtureState(Math.max(qubes + 1, GENERATED_MIN_QUBES));
+    const config = adoptConfig(doc, OWNER, qubes);
+    const desired = desiredOf(config);
+    const changed = desiredOf(withProperty(config, "qrexec_timeout", 90));
+    const client = memoryClient(doc, PARALLELISM);
+    const reader = readerFromClient(client);
+
+    const first = await readActualState(reader, desired, { parallelism: PARALLELISM });
+    const adoptFigure = timePlan("adopt-all", desired, first, o.repeat);
+    const adoptPlan = toJsonPlan(buildPlan(desired, first, PLAN_OPTIONS), { version: "bench" });
+    const applied = await applySteps(adoptPlan.steps, { parallelism: PARALLELISM, executor: executorFromClient(client), now: () => performance.now(), hooks: silentHooks });
+    if (!applied.ok) throw new Error(`adopting ${qubes} qubes in memory failed`);
+
+    const owned = await readActualState(reader, desired, { parallelism: PARALLELISM });
+    const noop = timePlan("no-op", desired, owned, o.repeat);
+    if (noop.steps !== 0) throw new Error(`the plan after adopting ${qubes} qubes is not a no-op: ${noop.steps} steps`);
+    const change = timePlan("change-all", changed, owned, o.repeat);
+    rows.push({ qubes, figures: [adoptFigure, noop, change] });
+  }
+  return rows;
+}
