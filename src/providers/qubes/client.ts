@@ -354,7 +354,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
           return false;
         }
         const r = decoder.push(next.value);
-        queue.push(...r.events);
+        for (const ev of r.events) queue.push(ev);
         if (r.error) {
           raw.close();
           throw new QubesApiError("bad-reply", `event stream from ${dest}: ${r.error}`);
