@@ -105,8 +105,9 @@ export type Ours = { qubes: ReadonlySet<string>; globals: ReadonlySet<string>; l
  * `explicitOnly` leaves out property values at their default: those are derived (a qube's default
  * netvm is the global default_netvm, its gateway its netvm's address), so a config that changes a
  * global or one of its own qubes changes them in other qubes by design, without touching them.
+ * `power: false` leaves out power states: apply starts a netvm that a qube it starts needs.
  */
-export async function snapshotForeign(sim: { socketPath: string }, ours: Ours, o: { explicitOnly?: boolean } = {}): Promise<Record<string, string>> {
+export async function snapshotForeign(sim: { socketPath: string }, ours: Ours, o: { explicitOnly?: boolean; power?: boolean } = {}): Promise<Record<string, string>> {
   const t = createSocketTransport(sim.socketPath, { timeoutMs: 10_000 });
   const raw: RawReader = (method, dest, arg = "") => t.call({ method, dest, arg });
   const out: Record<string, string> = {};
@@ -117,7 +118,7 @@ export async function snapshotForeign(sim: { socketPath: string }, ours: Ours, o
   for (const line of list) {
     const name = line.split(" ")[0] as string;
     if (ours.qubes.has(name)) continue;
-    put(`qube ${name}`, line);
+    put(`qube ${name}`, o.power === false ? line.replace(/ state=\S+/, "") : line);
     if (name !== "dom0") {
       const props = await raw("admin.vm.property.GetAll", name);
       put(`${name} properties`, o.explicitOnly ? lines(props).filter((l) => !/^\S+ default=True /.test(l)).join("\n") : props);
@@ -166,9 +167,10 @@ export function makeIO(argv: string[], o: { env?: Record<string, string>; interr
   return { io, out: () => stdout.text(), err: () => stderr.text() };
 }
 
-/** A command through the CLI's own entry, in-process, against `sim`. */
+/** A command through the CLI's own entry, in-process, against `sim` (validate reaches nothing). */
 export async function cli(sim: { socketPath: string }, args: string[], o: { env?: Record<string, string> } = {}): Promise<CliRun> {
-  const { io, out, err } = makeIO([args[0] as string, "--connect", `qubesd:${sim.socketPath}`, ...args.slice(1)], o);
+  const connect = args[0] === "validate" ? [] : ["--connect", `qubesd:${sim.socketPath}`];
+  const { io, out, err } = makeIO([args[0] as string, ...connect, ...args.slice(1)], o);
   const code = await runCli(io);
   return { code, stdout: out(), stderr: err() };
 }
