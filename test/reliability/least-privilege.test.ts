@@ -1,0 +1,125 @@
+// Least privilege, with the generated policy in force line by line: the built CLI runs from a
+// management qube `mgmt` over `--connect qrexec`, and test/reliability/bin/qrexec-client-vm
+// decides each call as dom0's policy daemon would — service, argument, source and target,
+// @adminvm and @tag:created-by-mgmt included — refusing with exit 126. The read-only policy
+// lets plan work and stops apply at its first write, naming it, before anything changes; the
+// --apply policy is enough for a whole apply, qubes it creates included; without one of its
+// lines the apply fails cleanly at exactly that call (every other call allowed: the rest of the
+// policy is enough), and what the summary lists is all it did.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runBuiltCli } from "../helpers/cli.js";
+import { repoRoot } from "../helpers/shared.js";
+import { isLockCall, isMutating } from "../helpers/sim.js";
+import { cli, clientOf, startSim, type Sim } from "./_harness.js";
+
+const MGMT = "mgmt";
+let sim: Sim;
+let dir: string;
+beforeEach(async () => {
+  sim = await startSim();
+  dir = mkdtempSync(join(tmpdir(), "qiac-lp-"));
+  const c = clientOf(sim);
+  await c.vm.create({ klass: "AppVM", name: MGMT, label: "black", template: "fedora-40" });
+  await c.close();
+  sim.calls.length = 0;
+});
+afterEach(async () => {
+  await sim.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The policy `qubes-iac policy` generates for the config, as a file. */
+async function policy(config: string, apply: boolean, drop?: RegExp): Promise<string> {
+  const r = await cli(sim, ["policy", "--mgmt", MGMT, ...(apply ? ["--apply"] : []), config]);
+  expect(r.code).toBe(0);
+  const lines = r.stdout.split("\n");
+  const kept = drop === undefined ? lines : lines.filter((l) => !drop.test(l));
+  if (drop !== undefined) expect(kept.length).toBe(lines.length - 1);
+  const path = join(dir, `${apply ? "apply" : "plan"}-${Math.random().toString(36).slice(2)}.policy`);
+  writeFileSync(path, kept.join("\n"));
+  return path;
+}
+
+const decisions = (): Array<[string, string, string]> => {
+  try {
+    return readFileSync(join(dir, "decisions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as [string, string, string]);
+  } catch {
+    return [];
+  }
+};
+
+function viaQrexec(args: string[], policyFile: string) {
+  return runBuiltCli([args[0] as string, "--connect", "qrexec", ...args.slice(1)], {
+    cwd: repoRoot,
+    env: {
+      PATH: `${join(repoRoot, "test", "reliability", "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+      QIAC_STANDIN_SOCKET: sim.socketPath,
+      QIAC_STANDIN_SRC: MGMT,
+      QIAC_POLICY: policyFile,
+      QIAC_STANDIN_LOG: join(dir, "decisions.jsonl"),
+    },
+    timeoutMs: 120_000,
+  });
+}
+
+const writes = (): string[] => sim.calls.filter((c) => isMutating(c.method)).map((c) => `${c.method}+${c.arg} → ${c.dest}`);
+
+describe("the generated policy in force, line by line", () => {
+  it("read-only: plan works, apply stops at its first write, naming it, before anything changes", async () => {
+    const config = "examples/workstation.yaml";
+    const readOnly = await policy(config, false);
+    const plan = await viaQrexec(["plan", config], readOnly);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout).toMatch(/Plan: 0 to add, 7 to change, 0 to destroy\.\n$/);
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([]);
+
+    const refused = await viaQrexec(["apply", "--auto-approve", config], readOnly);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      "qubes-iac: could not take the lock: admin.label.Create+qubes-iac.lock.workstation to dom0 was refused by qrexec policy (qrexec-client-vm exit 126): Request refused; allow it in dom0's /etc/qubes/policy.d (see `qubes-iac policy`); nothing was changed\n",
+    );
+    expect(writes()).toEqual([]);
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([["dom0", "admin.label.Create+qubes-iac.lock.workstation", "deny"]]);
+  }, 120_000);
+
+  it("--apply: a whole apply works; a qube the config creates is reached through @tag:created-by-mgmt, a tag only dom0 sets", async () => {
+    const config = "examples/minimal.yaml";
+    const full = await policy(config, true);
+    expect(readFileSync(full, "utf8")).toMatch(/admin\.vm\.tag\.Set +\* +mgmt +@tag:created-by-mgmt +allow target=dom0/);
+    // No write names `notes`: the qube does not exist when the policy is made.
+    expect(readFileSync(full, "utf8").split("# Writes")[1]).not.toMatch(/ notes /);
+    const applied = await viaQrexec(["apply", "--auto-approve", config], full);
+    expect(applied.stderr).not.toMatch(/refused/);
+    expect(applied.code).toBe(0);
+    const c = clientOf(sim);
+    expect(await c.tag.list("notes")).toContain(`created-by-${MGMT}`);
+    await c.close();
+    expect(decisions().some(([target, service, d]) => target === "notes" && service.startsWith("admin.vm.tag.Set") && d === "allow")).toBe(true);
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([]);
+    expect((await viaQrexec(["plan", config], await policy(config, false))).stdout).toBe("No changes.\n");
+  }, 120_000);
+
+  it("one write left out of the policy: the apply fails at exactly that call, and did exactly what its summary says", async () => {
+    const config = "examples/workstation.yaml";
+    const missing = await policy(config, true, /^admin\.vm\.firewall\.Set +\* +mgmt +work /);
+    const r = await viaQrexec(["apply", "--auto-approve", config], missing);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(
+      /\nFailed:\n {2}update:qube\.work: admin\.vm\.firewall\.Set to work was refused by qrexec policy \(qrexec-client-vm exit 126\): Request refused; allow it in dom0's \/etc\/qubes\/policy\.d \(see `qubes-iac policy`\)\n/,
+    );
+    expect(r.stdout).toMatch(/\nApply failed: 0 added, 6 changed, 0 destroyed\.\n/);
+    // Only that call was refused: the rest of the --apply policy covers everything else.
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([["work", "admin.vm.firewall.Set", "deny"]]);
+    // Nothing but the config's qubes and the owner's dom0 records was written; the lock was given back.
+    const outside = sim.calls
+      .filter((c) => isMutating(c.method) && !isLockCall(c))
+      .filter((c) => !["sys-net", "sys-firewall", "default-dvm", "work", "personal", "untrusted", "vault"].includes(c.dest) && !c.arg.startsWith("qubes-iac.workstation."));
+    expect(outside).toEqual([]);
+    expect(sim.calls.filter((c) => isLockCall(c) && isMutating(c.method)).map((c) => c.method)).toEqual(["admin.label.Create", "admin.vm.feature.Set", "admin.vm.feature.Remove", "admin.label.Remove"]);
+    const left = JSON.parse((await cli(sim, ["plan", "--json", config])).stdout) as { steps: Array<{ id: string }> };
+    expect(left.steps.map((s) => s.id)).toEqual(["update:qube.work"]);
+  }, 120_000);
+});
