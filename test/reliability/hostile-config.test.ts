@@ -67,6 +67,9 @@ const CASES: Case[] = [
   { what: "kernelopts past Qubes' 512 characters", yaml: `${WORK}    properties: {kernelopts: "${big(513)}"}\n`, code: "QIAC-E043", at: "6:30" },
   { what: "a newline in a firewall comment", yaml: `${WORK}    firewall: [{action: accept, comment: "a\\naction=accept"}]\n`, code: "QIAC-E048", at: "6:42" },
   { what: "a space in a firewall host", yaml: `${WORK}    firewall: [{action: accept, dsthost: "a b"}]\n`, code: "QIAC-E048", at: "6:42" },
+  { what: "a space in a property name", yaml: `${WORK}    properties: {"my prop": "1"}\n`, code: "QIAC-E041", at: "6:18" },
+  { what: "non-ASCII in a firewall host", yaml: `${WORK}    firewall: [{action: accept, dsthost: "é.example.com"}]\n`, code: "QIAC-E048", at: "6:42" },
+  { what: "non-ASCII in a firewall comment", yaml: `${WORK}    firewall: [{action: accept, comment: "café"}]\n`, code: "QIAC-E048", at: "6:42" },
   { what: "a feature value past 64 KiB", yaml: `${WORK}    features: {x: "${big(65536)}"}\n`, code: "QIAC-E045", at: "6:19" },
   { what: "a property value past 64 KiB", yaml: `${WORK}    properties: {default_user: "${big(65536)}"}\n`, code: "QIAC-E045", at: "6:32" },
   {
