@@ -178,6 +178,7 @@ describe("random strings in each field: refused where written, or applied and re
       );
       // Both branches were exercised: the generator is not all-hostile or all-benign.
       expect(applied).toBeGreaterThan(2);
+      if (process.env.QIAC_PROPERTY_STATS) console.log(JSON.stringify({ field: f.field, applied }));
     }, 60_000);
   }
 });
