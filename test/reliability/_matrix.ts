@@ -1,13 +1,14 @@
 // The fault matrix: the workstation example's apply, run in-process against the simulator, with
 // one fault pinned to one of its mutating calls (`METHOD+ARG/DEST@1`, so parallel steps do not
-// move it), for every mutating call of the plan and every fault kind. Each run checks that
+// move it), for every mutating call of the plan and each of the apply lock's four writes, and
+// every fault kind the simulator injects (RELIABILITY.md has the table). Each run checks that
 //  - the exit code and the JSON summary say exactly what was applied, failed and skipped (the
 //    faulted step fails or is settled by re-reading; exactly its dependents are skipped);
 //  - what the summary calls applied really was: the next apply's plan holds exactly the failed
 //    and skipped steps, and once it has run, `plan` says `No changes.`;
 //  - no call was sent twice, no mutating call touched anything outside the config, and the
 //    qubes, dom0 features, global properties, labels and pools outside the config are byte for
-//    byte what they were (snapshotForeign).
+//    byte what they were (snapshotForeign); and the apply lock was given back.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
