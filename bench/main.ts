@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateFixtureState, GENERATED_MAX_QUBES, GENERATED_MIN_QUBES } from "../src/providers/qubes/simulator/index.js";
 import { adoptConfig, createConfig, planCallsNeeded, withProperty, type Config } from "./fleet.js";
-import { measurePlanComputation } from "./plan-compute.js";
+import { desiredOf, measurePlanComputation } from "./plan-compute.js";
 import { renderReadme, type Results } from "./report.js";
-import { adoptAll, checkBundle, measureApply, measureNaive, measurePlan, measureStartup, PARALLELISM, writeConfig, type PlanFigure } from "./scenarios.js";
+import { adoptInMemory, checkBundle, measureApply, measureNaive, measurePlan, measureStartup, PARALLELISM, writeConfig, type PlanFigure } from "./scenarios.js";
 import type { StateDocument } from "../src/providers/qubes/simulator/index.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -108,11 +108,12 @@ async function measureAll(): Promise<Results> {
       const sizeDir = join(dir, `plan-${qubes}`);
       mkdirSync(sizeDir);
       const statePath = join(sizeDir, "state.json");
-      const config: Config = adoptConfig(generateFixtureState(systemQubes), OWNER, qubes);
+      const doc = generateFixtureState(systemQubes);
+      const config: Config = adoptConfig(doc, OWNER, qubes);
       const configPath = writeConfig(sizeDir, "qubes.yaml", config);
-      progress(`${qubes} qubes: first apply (adopts them, 0 ms) on generated:${systemQubes}`);
-      const adopted = await adoptAll({ bundle: BUNDLE, dir: sizeDir, statePath, systemQubes, configPath });
-      adoptions.push({ qubes, wallMs: adopted.wallMs, calls: adopted.calls.calls, writes: adopted.calls.writes });
+      progress(`${qubes} qubes: adopting them (first apply, in memory) on generated:${systemQubes}`);
+      const adopted = await adoptInMemory({ doc, desired: desiredOf(config), statePath });
+      adoptions.push({ qubes, systemQubes, calls: adopted.calls });
       adoptedStates.set(qubes, { statePath, configPath });
       expectedPlanCalls[String(qubes)] = planCallsNeeded(JSON.parse(readFileSync(statePath, "utf8")) as StateDocument, config);
       for (const getAll of ["allowed", "refused"] as const) {

@@ -4,18 +4,17 @@
 // in-memory simulator (memory-qubes.ts); only buildPlan and toJsonPlan are timed.
 
 import { stringify } from "yaml";
-import { executorFromClient, readerFromClient } from "../src/apply/admin-api.js";
-import { applySteps, type ApplyHooks } from "../src/apply/engine.js";
+import { readerFromClient } from "../src/apply/admin-api.js";
 import { loadConfig, type ConfigIO } from "../src/config/index.js";
 import type { ActualState } from "../src/model/actual.js";
 import type { DesiredState } from "../src/model/desired.js";
 import { toJsonPlan } from "../src/plan/json.js";
-import { buildPlan, type PlanOptions } from "../src/plan/plan.js";
+import { buildPlan } from "../src/plan/plan.js";
 import { readActualState } from "../src/plan/reader.js";
 import { generateFixtureState, GENERATED_MIN_QUBES } from "../src/providers/qubes/simulator/index.js";
 import { median } from "./cli.js";
 import { adoptConfig, withProperty, type Config } from "./fleet.js";
-import { memoryClient } from "./memory-qubes.js";
+import { applyInMemory, memorySystem, PLAN_OPTIONS } from "./memory-qubes.js";
 
 export type PlanShape = "adopt-all" | "no-op" | "change-all";
 
@@ -33,15 +32,6 @@ export type ComputeRow = { qubes: number; figures: ComputeFigure[] };
 
 const OWNER = "bench";
 const PARALLELISM = 8;
-const PLAN_OPTIONS: PlanOptions = { allowRestart: false, targets: [], excludes: [] };
-const silentHooks: ApplyHooks = {
-  onStepStart: () => {},
-  onOpUnknown: () => {},
-  onOpResolved: () => {},
-  onStepDone: () => {},
-  onStepFailed: () => {},
-  onStepSkipped: () => {},
-};
 
 /** Qubes per config file: the loader caps one file at 200 000 YAML nodes, about 7 000 qubes here. */
 const QUBES_PER_FILE = 1000;
@@ -106,14 +96,12 @@ export async function measurePlanComputation(sizes: readonly number[], o: { repe
     const config = adoptConfig(doc, OWNER, qubes);
     const desired = desiredOf(config);
     const changed = desiredOf(withProperty(config, "qrexec_timeout", 90));
-    const client = memoryClient(doc, PARALLELISM);
-    const reader = readerFromClient(client);
+    const system = memorySystem(doc, PARALLELISM);
+    const reader = readerFromClient(system.client);
 
     const first = await readActualState(reader, desired, { parallelism: PARALLELISM });
     const adoptFigure = timePlan("adopt-all", desired, first, o.repeat);
-    const adoptPlan = toJsonPlan(buildPlan(desired, first, PLAN_OPTIONS), { version: "bench" });
-    const applied = await applySteps(adoptPlan.steps, { parallelism: PARALLELISM, executor: executorFromClient(client), now: () => performance.now(), hooks: silentHooks });
-    if (!applied.ok) throw new Error(`adopting ${qubes} qubes in memory failed`);
+    await applyInMemory(system, desired, PARALLELISM, first);
 
     const owned = await readActualState(reader, desired, { parallelism: PARALLELISM });
     const noop = timePlan("no-op", desired, owned, o.repeat);

@@ -8,11 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createAdminClient } from "../src/providers/qubes/client.js";
-import type { SimCallLogEntry } from "../src/providers/qubes/simulator/index.js";
+import type { DesiredState } from "../src/model/desired.js";
+import type { SimCallLogEntry, StateDocument } from "../src/providers/qubes/simulator/index.js";
 import { methodMutates } from "../src/providers/qubes/simulator/dispatch.js";
 import { createSocketTransport } from "../src/providers/qubes/transport-socket.js";
 import { median, runNode, runNodeOk } from "./cli.js";
 import type { Config } from "./fleet.js";
+import { applyInMemory, memorySystem } from "./memory-qubes.js";
 import { countByMethod, repeatedCalls, startBenchSim } from "./sim.js";
 
 /** The CLI's default --parallelism, which every measured run uses. */
@@ -161,18 +163,16 @@ export async function measurePlan(o: {
   }
 }
 
-/** Adopts every qube of `configPath` with the CLI's apply (0 ms), so later plans are no-ops. */
-export async function adoptAll(o: { bundle: string; dir: string; statePath: string; systemQubes: number; configPath: string }): Promise<{ wallMs: number; calls: CallFigures }> {
-  const sim = await startBenchSim({ dir: o.dir, statePath: o.statePath, generated: o.systemQubes });
-  try {
-    const r = await runNodeOk([o.bundle, "apply", "--connect", `qubesd:${sim.socketPath}`, "--auto-approve", o.configPath], { cwd: o.dir });
-    const calls = callFigures(sim.takeCalls());
-    await runNodeOk([o.bundle, "plan", "--connect", `qubesd:${sim.socketPath}`, "--detailed-exitcode", o.configPath], { cwd: o.dir });
-    sim.takeCalls();
-    return { wallMs: r.wallMs, calls };
-  } finally {
-    await sim.close();
-  }
+/**
+ * Adopts the first `qubes` qubes of `doc` with the real planner and apply engine over the
+ * in-memory simulator, and writes the result as the state file the socket simulator serves.
+ * Every measured plan of it must then say "no changes" (measurePlan checks the exit code).
+ */
+export async function adoptInMemory(o: { doc: StateDocument; desired: DesiredState; statePath: string }): Promise<{ calls: number }> {
+  const system = memorySystem(o.doc, PARALLELISM);
+  await applyInMemory(system, o.desired, PARALLELISM);
+  writeFileSync(o.statePath, system.stateText());
+  return { calls: system.calls() };
 }
 
 export type NaiveFigure = {
