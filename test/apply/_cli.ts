@@ -1,24 +1,15 @@
 // Runs CLI commands in-process against a simulator, with captured streams, a chosen stdin (a
 // terminal or not, with the answer a person would type) and, for exact progress lines, a fixed
 // clock through the apply command's own entry.
-import { Readable, Writable } from "node:stream";
+import { Readable } from "node:stream";
 import { applyCommand, type ApplyCommandOptions } from "../../src/cli/commands/apply.js";
 import type { CliIO } from "../../src/cli/io.js";
 import { runCli } from "../../src/cli/run.js";
 import { repoRoot } from "../helpers/shared.js";
+import { capture } from "../plan/_cli.js";
 
 export type CliRun = { code: number; stdout: string; stderr: string };
 
-function capture(isTTY: boolean): Writable & { isTTY: boolean; text(): string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({
-    write(chunk: Buffer | string, _enc, cb) {
-      chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-      cb();
-    },
-  });
-  return Object.assign(w, { isTTY, text: () => Buffer.concat(chunks).toString("utf8") });
-}
 
 export type RunOptions = { input?: string | Readable; tty?: boolean; cwd?: string; env?: Record<string, string>; interrupted?: Promise<string> };
 

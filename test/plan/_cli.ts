@@ -6,7 +6,8 @@ import { repoRoot } from "../helpers/shared.js";
 
 export type CliRun = { code: number; stdout: string; stderr: string };
 
-function capture(isTTY: boolean): Writable & { isTTY: boolean; text(): string } {
+/** A writable that keeps what is written, marked as a terminal or not. */
+export function capture(isTTY: boolean): Writable & { isTTY: boolean; text(): string } {
   const chunks: Buffer[] = [];
   const w = new Writable({
     write(chunk: Buffer | string, _enc, cb) {

@@ -2,6 +2,7 @@
 // each checks the fields it reads and throws QgaError "bad-reply" otherwise. Members a newer
 // agent adds are ignored. Results are plain data (no bigint) unless a field is an int64 by nature.
 
+import type { GuestOs } from "../../model/guest.js";
 import { QgaError } from "./errors.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "./json.js";
 
@@ -14,16 +15,7 @@ export type FsfreezeStatus = "thawed" | "frozen";
 export type GuestIpAddress = { address: string; type: "ipv4" | "ipv6"; prefix: number };
 export type GuestInterface = { name: string; hardwareAddress: string | null; addresses: GuestIpAddress[] };
 /** guest-get-osinfo: every member is optional in the schema; absent ones are null. */
-export type GuestOsInfo = {
-  id: string | null;
-  name: string | null;
-  prettyName: string | null;
-  version: string | null;
-  versionId: string | null;
-  kernelRelease: string | null;
-  kernelVersion: string | null;
-  machine: string | null;
-};
+export type GuestOsInfo = GuestOs;
 
 const bad = (command: string, what: string): never => {
   throw new QgaError("bad-reply", `${command}: malformed reply (${what})`, { command, maybeDelivered: true });
