@@ -8,9 +8,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { connectAgent, type QgaClient } from "../../src/providers/qga/client.js";
-import { QgaError } from "../../src/providers/qga/errors.js";
 import { digestContent, readGuestFile, readGuestFileState, writeGuestFile, type FileProgress } from "../../src/providers/qga/files.js";
-import { QEMU_GA, plantFile, startTestAgent, type TestAgent } from "./helpers/agent.js";
+import { QEMU_GA, plantFile, startTestAgent, type TestAgent, rejection } from "./helpers/agent.js";
 
 const MiB = 1024 * 1024;
 const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
@@ -37,15 +36,6 @@ async function hostFileDigest(path: string): Promise<{ size: number; sha256: str
   }
   return { size, sha256: h.digest("hex") };
 }
-
-const rejection = async (p: Promise<unknown>): Promise<QgaError> => {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  if (!(e instanceof QgaError)) throw new Error(`expected a QgaError, got ${e === null ? "success" : String(e)}`);
-  return e;
-};
 
 describe.skipIf(!QEMU_GA)("guest files through real qemu-ga", () => {
   let agent: TestAgent;

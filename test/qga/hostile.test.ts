@@ -8,6 +8,7 @@ import { connectAgent, type QgaClient } from "../../src/providers/qga/client.js"
 import { QgaError } from "../../src/providers/qga/errors.js";
 import type { AgentSpec } from "../../src/providers/qga/spec.js";
 import { waitForAgent } from "../../src/providers/qga/wait.js";
+import { rejection } from "./helpers/agent.js";
 
 const HOSTILE = fileURLToPath(new URL("./fixtures/hostile-agent.mjs", import.meta.url));
 const spec: AgentSpec = { kind: "command", argv: [process.execPath, HOSTILE] };
@@ -17,15 +18,6 @@ type Script = { sync?: "answer" | "noisy" | "silent" | "exit"; exitStatus?: numb
 
 const env = (script: Script): NodeJS.ProcessEnv => ({ ...process.env, QGA_SCRIPT: JSON.stringify(script) });
 const connect = (script: Script, timeoutMs = 5000): Promise<QgaClient> => connectAgent(spec, { timeoutMs, callTimeoutMs: 2000, env: env(script) });
-
-const rejection = async (p: Promise<unknown>): Promise<QgaError> => {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  if (!(e instanceof QgaError)) throw new Error(`expected a QgaError, got ${e === null ? "success" : String(e)}`);
-  return e;
-};
 
 const withClient = async (script: Script, body: (c: QgaClient) => Promise<void>): Promise<void> => {
   const c = await connect(script);

@@ -7,23 +7,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { connectAgent } from "../../src/providers/qga/client.js";
-import { QgaError } from "../../src/providers/qga/errors.js";
 import { readGuestFileState, writeGuestFile } from "../../src/providers/qga/files.js";
 import { DEFAULT_QREXEC_SERVICE, type AgentSpec } from "../../src/providers/qga/spec.js";
 import { waitForAgent } from "../../src/providers/qga/wait.js";
-import { QEMU_GA, rawConnection, sleep, startTestAgent, type TestAgent } from "./helpers/agent.js";
+import { QEMU_GA, rawConnection, sleep, startTestAgent, type TestAgent, rejection } from "./helpers/agent.js";
 
 const BRIDGE = fileURLToPath(new URL("./fixtures/bridge.mjs", import.meta.url));
 const QREXEC_STANDIN = fileURLToPath(new URL("./fixtures/bin/qrexec-client-vm", import.meta.url));
-
-const rejection = async (p: Promise<unknown>): Promise<QgaError> => {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  if (!(e instanceof QgaError)) throw new Error(`expected a QgaError, got ${e === null ? "success" : String(e)}`);
-  return e;
-};
 
 describe.skipIf(!QEMU_GA)("transports against real qemu-ga", () => {
   let agent: TestAgent;

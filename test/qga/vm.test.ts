@@ -11,28 +11,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { guestFsfreeze, guestThaw } from "../../src/cli/commands/guest.js";
 import { connectAgent, type QgaClient } from "../../src/providers/qga/client.js";
-import { QgaError } from "../../src/providers/qga/errors.js";
 import { readGuestFacts } from "../../src/providers/qga/facts.js";
 import { readGuestFile, readGuestFileState, writeGuestFile } from "../../src/providers/qga/files.js";
 import { withFrozenFilesystems } from "../../src/providers/qga/fsfreeze.js";
 import { waitForAgent } from "../../src/providers/qga/wait.js";
 import { runIn } from "../apply/_cli.js";
 import { startSession } from "../plan/_helpers.js";
-import { rawConnection, sleep } from "./helpers/agent.js";
+import { rawConnection, rejection, sleep } from "./helpers/agent.js";
 import { testIO } from "./helpers/io.js";
 import { GUEST_DATA, GUEST_HOSTNAME, VM_TOOLS_PRESENT, bootGuest, buildGuestImage, readFromDiskImage, type GuestImage, type TestVm } from "./helpers/vm.js";
 
 const MiB = 1024 * 1024;
 const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
-
-const rejection = async (p: Promise<unknown>): Promise<QgaError> => {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  if (!(e instanceof QgaError)) throw new Error(`expected a QgaError, got ${e === null ? "success" : String(e)}`);
-  return e;
-};
 
 describe.skipIf(!VM_TOOLS_PRESENT)("a real VM with qemu-ga inside", () => {
   let image: GuestImage;

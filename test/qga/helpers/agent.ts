@@ -8,6 +8,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentSpec } from "../../../src/providers/qga/spec.js";
+import { QgaError } from "../../../src/providers/qga/errors.js";
 
 /** The reference's host-mode block list: nothing that freezes, stops, suspends or reconfigures the host. */
 export const HOST_BLOCK_LIST = [
@@ -182,3 +183,13 @@ export async function rawConnection(path: string): Promise<{ write(b: Uint8Array
     close: () => s.destroy(),
   };
 }
+
+/** The QgaError a promise rejects with; fails the test when it resolves or rejects otherwise. */
+export const rejection = async (p: Promise<unknown>): Promise<QgaError> => {
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
+  if (!(e instanceof QgaError)) throw new Error(`expected a QgaError, got ${e === null ? "success" : String(e)}`);
+  return e;
+};
