@@ -3,16 +3,12 @@
 // dependency is an earlier step); refused when written by a newer qubes-iac or when it holds
 // errors. Pure: takes the file's text, returns the plan or diagnostics.
 
-import { Ajv, type ValidateFunction } from "ajv";
-import planSchema from "../../schemas/plan.schema.json" with { type: "json" };
 import type { Diagnostic } from "../model/diagnostics.js";
 import { PLAN_FORMAT_VERSION, recognizeSavedPlan, type JsonPlan } from "../plan/json.js";
+import { planValidator } from "../schemas/validators.js";
 import { applyDiagnostic } from "./codes.js";
 
 export type SavedPlanRead = { kind: "plan"; plan: JsonPlan } | { kind: "not-a-plan" } | { kind: "refused"; diagnostics: Diagnostic[] };
-
-let compiled: ValidateFunction | undefined;
-const validator = (): ValidateFunction => (compiled ??= new Ajv({ allErrors: true, strict: true }).compile(planSchema));
 
 /** Dependencies must name earlier steps, and ids must be unique: the engine relies on both. */
 function orderProblems(plan: JsonPlan): string[] {
@@ -48,7 +44,7 @@ export function readSavedPlan(text: string, file: string): SavedPlanRead {
       return never;
     }
   }
-  const validate = validator();
+  const validate = planValidator();
   if (!validate(r.plan)) {
     const errors = (validate.errors ?? []).slice(0, 10).map((e) => `${e.instancePath || "/"} ${e.message ?? "is invalid"}`);
     return { kind: "refused", diagnostics: [applyDiagnostic("QIAC-E202", `${file} is not a valid plan: ${errors.join("; ")}`, { hint: "make a new plan with `qubes-iac plan --out FILE`" })] };

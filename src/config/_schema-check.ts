@@ -2,17 +2,13 @@
 // into diagnostics a person can act on: located at the offending YAML node, worded in the
 // config's terms, with "did you mean" for misspelled keys, and without ajv's anyOf/if noise.
 
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import type { ErrorObject } from "ajv";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { diagnostic } from "./codes.js";
 import { childPointer, describePath, locateIn, pointerSegments } from "./_paths.js";
-import { buildSchema } from "./schema.js";
+import { configValidator } from "../schemas/validators.js";
 import { didYouMean } from "./_suggest.js";
 import type { WrittenFile } from "./_yaml.js";
-
-let compiled: ValidateFunction | undefined;
-const validator = (): ValidateFunction =>
-  (compiled ??= new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true }).compile(buildSchema()));
 
 /** One schema problem, after ajv's errors are folded together. */
 type Issue =
@@ -25,7 +21,7 @@ type Issue =
 export const TRANSLATED_KEYWORDS: ReadonlySet<string> = new Set(["additionalProperties", "required", "type", "const", "enum", "anyOf", "oneOf", "if"]);
 
 export function checkSchema(w: WrittenFile): Diagnostic[] {
-  const validate = validator();
+  const validate = configValidator();
   if (validate(w.value)) return [];
   const issues = foldErrors([...(validate.errors ?? [])]);
   const seen = new Set<string>();
