@@ -94,14 +94,16 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
   } finally {
     await client.close();
   }
-  const text = `${JSON.stringify(json, null, 2)}\n`;
+  // Serialised only when printed or saved: at 1 000 qubes the JSON plan is some 4 MB.
+  let serialised: string | undefined;
+  const text = (): string => (serialised ??= `${JSON.stringify(json, null, 2)}\n`);
 
-  if (o.json) io.stdout.write(text);
+  if (o.json) io.stdout.write(text());
   else printHumanPlan(io, json, loaded.sources, o);
   if (o.out !== undefined) {
     if (hasErrors(json.diagnostics)) write(io.stderr, `qubes-iac: the plan holds errors; not saved to ${o.out}`);
     else {
-      writeFileSync(resolve(io.cwd, o.out), text, { mode: 0o600 });
+      writeFileSync(resolve(io.cwd, o.out), text(), { mode: 0o600 });
       if (!o.json) write(io.stdout, `\nSaved the plan to ${o.out}. To make exactly these changes, run: qubes-iac apply ${o.out}`);
     }
   }
