@@ -33,33 +33,19 @@ export type ComputeRow = { qubes: number; figures: ComputeFigure[] };
 const OWNER = "bench";
 const PARALLELISM = 8;
 
-/** Qubes per config file: the loader caps one file at 200 000 YAML nodes, about 7 000 qubes here. */
-const QUBES_PER_FILE = 1000;
-
-/**
- * Loads a config object through the real loader, from memory, as a directory of files of at most
- * QUBES_PER_FILE qubes each (as a user splits a large config).
- */
+/** Loads a config object through the real loader, from memory, as one file. */
 export function desiredOf(config: Config): DesiredState {
-  const names = Object.keys(config.qubes);
-  const files = new Map<string, string>();
-  for (let i = 0; i * QUBES_PER_FILE < Math.max(names.length, 1); i++) {
-    const part = names.slice(i * QUBES_PER_FILE, (i + 1) * QUBES_PER_FILE);
-    const qubes = Object.fromEntries(part.map((n) => [n, config.qubes[n]]));
-    files.set(`part-${String(i).padStart(3, "0")}.yaml`, stringify({ version: config.version, owner: config.owner, qubes }));
-  }
-  const base = (path: string): string => path.slice(path.lastIndexOf("/") + 1);
+  const text = stringify(config);
   const io: ConfigIO = {
     readFile: (path) => {
-      const text = files.get(base(path));
-      if (text === undefined) throw new Error(`no such file ${path}`);
+      if (path !== "qubes.yaml") throw new Error(`no such file ${path}`);
       return text;
     },
-    readDir: () => [...files.keys()],
-    isDirectory: (path) => path === "config",
-    exists: (path) => path === "config" || files.has(base(path)),
+    readDir: () => [],
+    isDirectory: () => false,
+    exists: (path) => path === "qubes.yaml",
   };
-  const loaded = loadConfig(["config"], io);
+  const loaded = loadConfig(["qubes.yaml"], io);
   if (!loaded.config) throw new Error(`the generated config does not load: ${loaded.diagnostics.map((d) => d.message).join("; ")}`);
   return loaded.config;
 }

@@ -27,8 +27,11 @@ export type WrittenFile = {
 
 /** The yaml library's own guard against alias bombs (count of alias expansions, weighted by nesting). */
 const MAX_ALIAS_COUNT = 10_000;
-/** Our own bound on the data produced once aliases and merge keys are expanded. */
-const MAX_NODES = 200_000;
+/**
+ * Our own bound on the data that aliases produce once expanded (merge keys included). Nodes
+ * written out in the file do not count: their cost is that of the text, which is already read.
+ */
+const MAX_EXPANDED_NODES = 200_000;
 
 class TooLarge extends Error {}
 
@@ -66,7 +69,9 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
   }
   if (doc.errors.length > 0) return { diagnostics };
 
-  const bomb = aliasBomb(doc);
+  // Expanding the whole document to find an alias bomb costs as much as reading it: only done
+  // when the document has an alias at all.
+  const bomb = firstAlias(doc.contents as Node | null) === undefined ? undefined : aliasBomb(doc);
   if (bomb !== undefined) {
     const loc = bomb.range ? at(bomb.range[0], bomb.range[1]) : start;
     diagnostics.push(
@@ -76,11 +81,13 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
   }
 
   const spans = new Map<string, Span>();
-  let produced = 0;
+  /** How deep in alias expansions the conversion is, and how many nodes they produced. */
+  let inAlias = 0;
+  let expanded = 0;
   const nodeAt = (n: Node): SourceLocation => (n.range ? at(n.range[0], n.range[1]) : start);
 
   const convert = (node: Node | null | undefined, ptr: string, key?: SourceLocation): unknown => {
-    if (++produced > MAX_NODES) throw new TooLarge();
+    if (inAlias > 0 && ++expanded > MAX_EXPANDED_NODES) throw new TooLarge();
     if (node === null || node === undefined) {
       spans.set(ptr, { value: key ?? start, ...(key ? { key } : {}) });
       return null;
@@ -92,7 +99,9 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
         spans.set(ptr, { value: nodeAt(node), ...(key ? { key } : {}) });
         return null;
       }
+      inAlias++;
       const value = convert(target, ptr, key);
+      inAlias--;
       // The alias itself is where this value was used; its parts stay located at the anchor.
       spans.set(ptr, { ...spans.get(ptr), value: nodeAt(node), ...(key ? { key } : {}) });
       return value;
@@ -148,7 +157,9 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
           diagnostics.push(diagnostic("QIAC-E006", "a merge key (<<) needs a mapping or a list of mappings", nodeAt(source), "merge an alias of a mapping, like <<: *base"));
           continue;
         }
+        if (isAlias(source)) inAlias++;
         const merged = convert(target, ptr, key) as Record<string, unknown>;
+        if (isAlias(source)) inAlias--;
         for (const [k, v] of Object.entries(merged)) defineKey(out, k, v);
       }
       for (const [k, keyLoc, v] of explicit) defineKey(out, k, convert(v, childPointer(ptr, k), keyLoc));
