@@ -4,6 +4,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { parseLatency } from "../../src/providers/qubes/simulator/index.js";
+import { createPacer } from "../../src/providers/qubes/simulator/latency.js";
 import type { SimCallLogEntry, SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
 import { call, ok, openStream, tempSim, type Stream, type TempSim } from "./wire.js";
 
@@ -143,5 +144,42 @@ describe("serialised writes", () => {
     expect(replies[0]?.toString("latin1")).toMatch(/^2\0QubesVMNotFoundError\0/);
     const ends = s.calls.map((e) => interval(e).end).sort((a, b) => a - b);
     expect((ends[1] ?? 0) - (ends[0] ?? 0)).toBeGreaterThanOrEqual(55);
+  });
+});
+
+describe("pacing of the latency's timers", () => {
+  /** Timers as Node's behave: whole milliseconds, firing `lateMs` after the asked time. */
+  const run = (wantMs: number, lateMs: number, waits: number): { mean: number; min: number } => {
+    const pacer = createPacer();
+    let total = 0;
+    let min = Infinity;
+    for (let i = 0; i < waits; i++) {
+      const asked = pacer.timerMs(wantMs);
+      // A late that varies from wait to wait, as a loaded machine's does.
+      const took = asked + lateMs * (0.5 + ((i * 7) % 11) / 10);
+      pacer.fired(asked, took);
+      total += took;
+      min = Math.min(min, took);
+    }
+    return { mean: total / waits, min };
+  };
+
+  it.each([
+    [15, 0.5],
+    [14.9, 0.5],
+    [14.3, 0.2],
+    [37, 0.8],
+    [1.5, 0.3],
+  ])("waits %d ms on average when timers fire %d ms late, never more than 1 ms early", (want, late) => {
+    // The first waits are spent learning how late the timers are; the average is over 2 000.
+    const { mean, min } = run(want, late, 2000);
+    expect(Math.abs(mean - want)).toBeLessThan(0.05);
+    expect(min).toBeGreaterThan(want - 1);
+  });
+
+  it("asks for nothing when nothing is left to wait", () => {
+    const pacer = createPacer();
+    expect(pacer.timerMs(0)).toBe(0);
+    expect(pacer.timerMs(-3)).toBe(0);
   });
 });

@@ -15,7 +15,7 @@ import { dispatch, methodMutates, type DispatchOptions, type ErrorStyle, type Ou
 import { PROTOCOL_ERROR_CLASSES } from "./errors.js";
 import { createFaultSet, GARBAGE_REPLY, type FaultControl, type FaultRule, type FiredFault } from "./faults.js";
 import { fixtureDocument, type SimFixture } from "./fixtures.js";
-import { checkLatency, createSerialQueue, type Latency } from "./latency.js";
+import { checkLatency, createPacer, createSerialQueue, type Latency } from "./latency.js";
 import { APP, qubeHolder, readProp } from "./model.js";
 import { worldFromDocument, type FragmentCache, type Qube, type World } from "./state.js";
 import { loadStateFile, lockStateFile, saveStateFile } from "./store.js";
@@ -129,6 +129,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   const waits = new Set<NodeJS.Timeout>();
   const latency: Latency = opts.latency ?? { readMs: 0, writeMs: 0 };
   const writeQueue = (opts.serialWrites ?? opts.latency !== undefined) ? createSerialQueue() : null;
+  const pacer = createPacer();
 
   /** Resolves after ms; a server that closes first never resolves it (its call is abandoned). */
   const sleep = (ms: number): Promise<void> =>
@@ -162,7 +163,11 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     const began = performance.now();
     const waitOut = async (ms: number): Promise<void> => {
       const rest = ms - (performance.now() - began);
-      if (rest > 0) await sleep(Math.ceil(rest));
+      if (rest <= 0) return;
+      const ask = pacer.timerMs(rest);
+      const t = performance.now();
+      await sleep(ask);
+      pacer.fired(ask, performance.now() - t);
     };
     let result: Result;
     if (fault?.action.kind === "exception") {
