@@ -7,6 +7,15 @@
 // little more than starting Node (bench/README.md, start-up).
 import { packageVersion } from "./version.js";
 
+// Output piped into a reader that goes away (`qubes-iac plan | head`) must not crash the
+// command with a stack trace, least of all an apply in the middle of its changes: what is left
+// to print is dropped and the command runs to its end and exit code.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE" && e.code !== "ERR_STREAM_DESTROYED") throw e;
+  });
+}
+
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   process.stdout.write(`${packageVersion()}\n`);
