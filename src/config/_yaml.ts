@@ -69,9 +69,9 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
   }
   if (doc.errors.length > 0) return { diagnostics };
 
-  // Expanding the whole document to find an alias bomb costs as much as reading it: only done
-  // when the document has an alias at all.
-  const bomb = firstAlias(doc.contents as Node | null) === undefined ? undefined : aliasBomb(doc);
+  // Expanding the whole document to find an alias bomb costs as much as reading it: not done
+  // when the text has no anchor (no `&` anywhere), since an alias then expands to nothing.
+  const bomb = text.includes("&") ? aliasBomb(doc) : undefined;
   if (bomb !== undefined) {
     const loc = bomb.range ? at(bomb.range[0], bomb.range[1]) : start;
     diagnostics.push(
@@ -189,7 +189,9 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
 
 /** Keys like `__proto__` are valid feature names: define them as own data, never through a setter. */
 function defineKey(obj: Record<string, unknown>, key: string, value: unknown): void {
-  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  // Only `__proto__` has a setter on a plain object; plain assignment is much cheaper for the rest.
+  if (key === "__proto__") Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
 }
 
 /** Runs the yaml library's alias-count guard; returns the first alias when it trips. */
