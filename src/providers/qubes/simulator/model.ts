@@ -40,8 +40,22 @@ export function readProp(world: World, holder: Holder, name: string): Value {
   }
 }
 
+/**
+ * One context per world and holder, made once: a GetAll resolves some 60 defaults, and making
+ * a context (four closures) for each was a good part of the simulator's time per call. A context
+ * holds only references and reads the live state through them, so it never goes stale.
+ */
+const contexts = new WeakMap<World, { app?: PropCtx; qubes: WeakMap<Qube, PropCtx> }>();
+
 export function ctxFor(world: World, holder: Holder): PropCtx {
-  return {
+  let forWorld = contexts.get(world);
+  if (forWorld === undefined) {
+    forWorld = { qubes: new WeakMap() };
+    contexts.set(world, forWorld);
+  }
+  const cached = holder.kind === "app" ? forWorld.app : forWorld.qubes.get(holder.qube);
+  if (cached !== undefined) return cached;
+  const made: PropCtx = {
     world,
     holder,
     get: (name) => readProp(world, holder, name),
@@ -49,6 +63,9 @@ export function ctxFor(world: World, holder: Holder): PropCtx {
     global: (name) => readProp(world, APP, name),
     qube: (v) => (typeof v === "string" ? world.qubes.get(v) : undefined),
   };
+  if (holder.kind === "app") forWorld.app = made;
+  else forWorld.qubes.set(holder.qube, made);
+  return made;
 }
 
 function isDefault(holder: Holder, name: string, world: World): boolean {
