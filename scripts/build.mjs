@@ -16,6 +16,8 @@ import { pathToFileURL } from "node:url";
 
 const root = new URL("..", import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL("package.json", root), "utf8"));
+/** `require` for the CommonJS code inside an ES module bundle (commander, ajv's helpers, built-ins). */
+const requireBanner = { js: "import { createRequire as __qiacCreateRequire } from 'node:module'; const require = __qiacCreateRequire(import.meta.url);" };
 
 /** Runs src/schemas/standalone.ts (bundled to a temporary file) and returns the module it generates. */
 async function standaloneValidator() {
@@ -29,7 +31,7 @@ async function standaloneValidator() {
       platform: "node",
       target: "node20",
       format: "esm",
-      banner: { js: "import { createRequire as __qiacCreateRequire } from 'node:module'; const require = __qiacCreateRequire(import.meta.url);" },
+      banner: requireBanner,
       logLevel: "warning",
     });
     const { standaloneValidatorsModule } = await import(pathToFileURL(out).href);
@@ -75,9 +77,7 @@ await build({
   sourcemap: false,
   legalComments: "inline",
   define: { __QUBES_IAC_VERSION__: JSON.stringify(pkg.version) },
-  banner: {
-    js: "import { createRequire as __qiacCreateRequire } from 'node:module'; const require = __qiacCreateRequire(import.meta.url);",
-  },
+  banner: requireBanner,
   plugins: [precompiledValidators, lazyBuiltins],
   logLevel: "warning",
 });
