@@ -85,18 +85,25 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
   let inAlias = 0;
   let expanded = 0;
   const nodeAt = (n: Node): SourceLocation => (n.range ? at(n.range[0], n.range[1]) : start);
+  /** Made without spreads: this runs once per node, 60 000 times for a 1 000-qube config. */
+  const spanOf = (value: SourceLocation, key: SourceLocation | undefined, raw?: string): Span => {
+    const span: Span = { value };
+    if (key !== undefined) span.key = key;
+    if (raw !== undefined) span.raw = raw;
+    return span;
+  };
 
   const convert = (node: Node | null | undefined, ptr: string, key?: SourceLocation): unknown => {
     if (inAlias > 0 && ++expanded > MAX_EXPANDED_NODES) throw new TooLarge();
     if (node === null || node === undefined) {
-      spans.set(ptr, { value: key ?? start, ...(key ? { key } : {}) });
+      spans.set(ptr, spanOf(key ?? start, key));
       return null;
     }
     if (isAlias(node)) {
       const target = node.resolve(doc);
       if (target === undefined) {
         diagnostics.push(diagnostic("QIAC-E006", `alias *${node.source} refers to no anchor defined before it`, nodeAt(node), `define &${node.source} earlier in this file`));
-        spans.set(ptr, { value: nodeAt(node), ...(key ? { key } : {}) });
+        spans.set(ptr, spanOf(nodeAt(node), key));
         return null;
       }
       inAlias++;
@@ -108,15 +115,16 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
     }
     if (isScalar(node)) {
       const raw = node.range ? text.slice(node.range[0], node.range[1]) : String(node.value);
-      spans.set(ptr, { value: nodeAt(node), raw, ...(key ? { key } : {}) });
+      spans.set(ptr, spanOf(nodeAt(node), key, raw));
       return node.value === undefined ? null : node.value;
     }
     if (isSeq(node)) {
-      spans.set(ptr, { value: nodeAt(node), ...(key ? { key } : {}) });
+      spans.set(ptr, spanOf(nodeAt(node), key));
       return node.items.map((item, i) => convert(item as Node | null, childPointer(ptr, i)));
     }
     if (isMap(node)) {
-      spans.set(ptr, { value: nodeAt(node), ...(key ? { key } : {}) });
+      const own = spanOf(nodeAt(node), key);
+      spans.set(ptr, own);
       const out: Record<string, unknown> = {};
       const seen = new Map<string, SourceLocation>();
       const merges: Node[] = [];
@@ -163,7 +171,8 @@ export function readYaml(file: string, text: string): { written?: WrittenFile; d
         for (const [k, v] of Object.entries(merged)) defineKey(out, k, v);
       }
       for (const [k, keyLoc, v] of explicit) defineKey(out, k, convert(v, childPointer(ptr, k), keyLoc));
-      spans.set(ptr, { value: nodeAt(node), ...(key ? { key } : {}) });
+      // Merged sources were converted at this same pointer: the mapping's own span goes back.
+      if (sources.length > 0) spans.set(ptr, own);
       return out;
     }
     return null;
