@@ -10,23 +10,13 @@ import type { Op } from "../plan/ops.js";
 import type { AdminClient } from "../providers/qubes/client.js";
 import { isQubesApiError, type QubesApiError } from "../providers/qubes/errors.js";
 import { lockLabelName, ownershipNames } from "../model/ownership.js";
+import { describeRecordedHolder, encodeHolder, parseHolder, UNKNOWN_HOLDER_ID, type LockHolder } from "../model/lock-record.js";
 import { outcomeUnknown, runOp } from "./admin-api.js";
+
+export { encodeHolder, parseHolder, UNKNOWN_HOLDER_ID, type LockHolder };
 
 /** The lock label's colour. Never read back (qubesd does not tell a new label's colour); any valid one does. */
 export const LOCK_COLOUR = "0x000000";
-
-/** Who holds a lock, as recorded in `qubes-iac.<owner>.lock`. */
-export type LockHolder = {
-  /** Random; names this one apply. `--break-lock` takes it, so only the lock a person saw is broken. */
-  id: string;
-  /** The machine it runs on: in Qubes, the management qube (its hostname). */
-  host: string;
-  pid: number;
-  /** When the lock was taken (ISO 8601, UTC, the holder's clock). */
-  since: string;
-  /** The qubes-iac version of the holder. */
-  version: string;
-};
 
 export type HeldLock = {
   kind: "held";
@@ -35,8 +25,6 @@ export type HeldLock = {
 };
 export type LockState = { kind: "free" } | HeldLock;
 
-/** The id `--break-lock` takes for a lock whose holder is not recorded. */
-export const UNKNOWN_HOLDER_ID = "unknown";
 
 export const holderId = (s: HeldLock): string => s.holder?.id ?? UNKNOWN_HOLDER_ID;
 
@@ -80,19 +68,6 @@ export function newHolder(o: { host: string; pid: number; now: Date; version: st
   return { id: o.id ?? randomBytes(6).toString("hex"), host: clean(o.host, 64), pid: o.pid, since: o.now.toISOString(), version: clean(o.version, 32) };
 }
 
-/** The record's value: printable ASCII, one line (a feature value). */
-export const encodeHolder = (h: LockHolder): string => `id=${h.id} host=${h.host} pid=${h.pid} since=${h.since} version=${h.version}`;
-
-export function parseHolder(text: string | undefined): LockHolder | null {
-  if (text === undefined) return null;
-  const fields = new Map(text.split(" ").map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)] as const));
-  const id = fields.get("id");
-  const pid = Number(fields.get("pid"));
-  const since = fields.get("since") ?? "";
-  if (id === undefined || !/^[0-9a-f]{1,32}$/.test(id) || !Number.isSafeInteger(pid) || Number.isNaN(Date.parse(since))) return null;
-  return { id, host: fields.get("host") ?? "?", pid, since, version: fields.get("version") ?? "?" };
-}
-
 /** `45s`, `12m05s`, `3h12m`, `2d04h`. */
 export function formatAge(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -105,8 +80,7 @@ export function formatAge(ms: number): string {
 /** Who holds it and since when, for a person: `apply 3f9a1c2b7d10 on mgmt (pid 4242, qubes-iac 0.1.0) since … (12m05s ago)`. */
 export function describeHolder(s: HeldLock, nowMs: number): string {
   const h = s.holder;
-  if (h === null) return "an apply that has not recorded who it is (it took the lock a moment ago, or was killed right after taking it)";
-  return `apply ${h.id} on ${h.host} (pid ${h.pid}, qubes-iac ${h.version}) since ${h.since} (${formatAge(nowMs - Date.parse(h.since))} ago)`;
+  return h === null ? describeRecordedHolder(null) : `${describeRecordedHolder(h)} (${formatAge(nowMs - Date.parse(h.since))} ago)`;
 }
 
 /** The refusal of a second apply: who holds the lock, since when, and how to break a stale one. */
