@@ -34,6 +34,7 @@ export const PLAN_CODES = {
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
+  "QIAC-W104": "an apply of the same owner is running (its lock is held): the plan shows Qubes before the rest of its changes",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

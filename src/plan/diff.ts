@@ -7,6 +7,7 @@ import { compareAddresses } from "../model/address.js";
 import type { ActualState } from "../model/actual.js";
 import type { DesiredState } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
+import { describeRecordedHolder, parseHolder, UNKNOWN_HOLDER_ID } from "../model/lock-record.js";
 import { OWNERSHIP_FORMAT_VERSION, parseFormatVersion, RECORD_PREFIX } from "../model/ownership.js";
 import { createContext, type DiffContext, type DiffOptions } from "./_context.js";
 import { stepId, type PlannedStep, type ResourceChange } from "./changes.js";
@@ -68,6 +69,22 @@ function checkFormat(ctx: DiffContext): boolean {
   return false;
 }
 
+/** An apply of this owner holds the lock: what this plan reads may be about to change. */
+function noteRunningApply(ctx: DiffContext): void {
+  if (!ctx.actual.dom0FeatureNames.has(ctx.names.lock)) return;
+  const holder = parseHolder(ctx.actual.dom0Features.get(ctx.names.lock));
+  ctx.diagnostics.push(
+    planDiagnostic(
+      "QIAC-W104",
+      `an apply of owner ${ctx.desired.owner} is running: the lock is held by ${describeRecordedHolder(holder)}. This plan shows Qubes before the rest of that apply's changes`,
+      {
+        location: ctx.desired.at,
+        hint: `plan again when it ends; if it is not running any more (killed, or its qube shut down), break the lock: qubes-iac apply --break-lock ${holder?.id ?? UNKNOWN_HOLDER_ID}`,
+      },
+    ),
+  );
+}
+
 /** Removals the plan cannot make because something it does not change still refers to the qube. */
 function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], release: ReleaseContext): void {
   for (const c of changes) {
@@ -101,6 +118,7 @@ function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], rel
 export function diffState(desired: DesiredState, actual: ActualState, options: DiffOptions): DiffResult {
   const ctx = createContext(desired, actual, options);
   if (!checkFormat(ctx)) return { changes: [], steps: [], checks: ctx.checks(), diagnostics: ctx.diagnostics };
+  noteRunningApply(ctx);
 
   const changes: ResourceChange[] = [];
   const steps: PlannedStep[] = [];

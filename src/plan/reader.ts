@@ -112,14 +112,17 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     return { names: all, pools: new Map(infos) };
   };
 
-  const [format, labels, pools, globals, details] = await Promise.all([
+  const [format, lockHolder, labels, pools, globals, details] = await Promise.all([
     inventory.formatPresent ? r.feature("dom0", names.format) : Promise.resolve(undefined),
+    // Present only while an apply of this owner runs: the plan says who (docs/locking.md).
+    dom0FeatureNames.has(names.lock) ? r.feature("dom0", names.lock) : Promise.resolve(undefined),
     readLabels(),
     readPools(),
     desired.properties.size > 0 ? r.properties("global") : Promise.resolve(undefined),
     Promise.all(qubes.map((n) => readQube(r, desired, listing.get(n) as ListedQube, inventory.intents.has(n)))),
   ]);
   if (format !== undefined) dom0Features.set(names.format, format);
+  if (lockHolder !== undefined) dom0Features.set(names.lock, lockHolder);
   for (const d of details) if (d.intent !== undefined) dom0Features.set(names.intent(d.qube.name), d.intent);
 
   const actual: ActualState = {

@@ -2,6 +2,7 @@
 // what qubes-iac set, protect), removals blocked by references, references against reality,
 // labels, pools, global properties and their order, power states, scope, and cycles.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { acquireLock, lockStoreFromClient, newHolder } from "../../src/apply/lock.js";
 import { parseAddress, type Address } from "../../src/model/address.js";
 import type { JsonPlan } from "../../src/plan/json.js";
 import { converge, desiredFromYaml, errorCodes, expectValidPlanJson, planOps, planWith, runOps, startSession, type SimSession } from "./_helpers.js";
@@ -142,6 +143,43 @@ describe("ownership", () => {
     await s.client.feature.set("dom0", "qubes-iac.o.format", "2");
     const j = await plan(yaml("o", "qubes: {}\n"));
     expect(errorCodes(j)).toEqual(["QIAC-E116"]);
+  });
+
+  it("while an apply of the same owner holds the lock, warns who holds it and how to break a stale lock", async () => {
+    const config = yaml("o", "qubes:\n  notes: {class: AppVM, template: fedora-40, label: red}\n");
+    const lockReads = () => s.sim.calls.filter((c) => c.method === "admin.vm.feature.Get" && c.arg.endsWith(".lock")).length;
+    const free = await plan(config);
+    expect(diag(free, "QIAC-W104")).toBeUndefined();
+    expect(lockReads()).toBe(0);
+
+    // Another owner's apply does not concern this plan.
+    const other = await acquireLock(lockStoreFromClient(s.client), "p", newHolder({ id: "bbbbbbbbbbbb", host: "mgmt-p", pid: 7, now: new Date(), version: "0.1.0" }));
+    expect(other.kind).toBe("acquired");
+    expect(diag(await plan(config), "QIAC-W104")).toBeUndefined();
+    expect(lockReads()).toBe(0);
+
+    const since = new Date("2025-06-01T10:00:00.000Z");
+    const taken = await acquireLock(lockStoreFromClient(s.client), "o", newHolder({ id: "3f9a1c2b7d10", host: "mgmt", pid: 4242, now: since, version: "0.1.0" }));
+    expect(taken.kind).toBe("acquired");
+    const held = await plan(config);
+    const w = diag(held, "QIAC-W104");
+    expect(w?.severity).toBe("warning");
+    expect(w?.message).toBe(
+      "an apply of owner o is running: the lock is held by apply 3f9a1c2b7d10 on mgmt (pid 4242, qubes-iac 0.1.0) since 2025-06-01T10:00:00.000Z. This plan shows Qubes before the rest of that apply's changes",
+    );
+    expect(w?.hint).toContain("qubes-iac apply --break-lock 3f9a1c2b7d10");
+    // The plan itself is unchanged: a warning, and the qube still to create.
+    expect(errorCodes(held)).toEqual([]);
+    expect(actionOf(held, "qube.notes")).toBe("create");
+    expect(planOps(held).filter((op) => JSON.stringify(op).includes("lock"))).toEqual([]);
+    expect(lockReads()).toBe(1);
+  });
+
+  it("a lock record qubes-iac did not write is named as an unrecorded holder", async () => {
+    await s.client.feature.set("dom0", "qubes-iac.o.lock", "not a record");
+    const w = diag(await plan(yaml("o", "qubes: {}\n")), "QIAC-W104");
+    expect(w?.message).toContain("the lock is held by an apply that has not recorded who it is");
+    expect(w?.hint).toContain("--break-lock unknown");
   });
 });
 
