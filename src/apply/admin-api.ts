@@ -37,6 +37,8 @@ export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodU
   labelColour: [{ method: "admin.label.Get", target: "dom0" }],
   pools: [{ method: "admin.pool.List", target: "dom0" }],
   pool: [{ method: "admin.pool.Info", target: "dom0" }],
+  poolVolumes: [{ method: "admin.pool.volume.List", target: "dom0" }],
+  volumeNames: [{ method: "admin.vm.volume.List", target: "qube" }],
   volume: [{ method: "admin.vm.volume.Info", target: "qube" }],
 };
 
@@ -72,9 +74,11 @@ export function readerFromClient(client: AdminClient): QubesReader {
       const info = await client.pool.info(name);
       return { name, driver: info.get("driver") ?? "", params: new Map([...info].filter(([k]) => !POOL_STATUS_KEYS.has(k))) };
     },
+    poolVolumes: (name) => client.pool.volumes(name),
+    volumeNames: (vm) => client.volume.list(vm),
     volume: async (vm, volume) => {
       const v = await client.volume.info(vm, volume);
-      return { pool: v.pool, size: v.size, rw: v.rw };
+      return { pool: v.pool, size: v.size, rw: v.rw, vid: v.vid };
     },
   };
 }

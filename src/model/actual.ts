@@ -12,7 +12,13 @@ export type ActualProperty = { isDefault: boolean; type: ActualPropertyType; raw
 /** One line of admin.vm.List. `power` is qubesd's power state word (`Halted`, `Running`, `Paused`, …). */
 export type ListedQube = { name: string; klass: string; power: string };
 
-export type ActualVolume = { pool: string; size: bigint; rw: boolean };
+export type ActualVolume = {
+  pool: string;
+  size: bigint;
+  rw: boolean;
+  /** The volume's id in its pool, as `admin.pool.volume.List` lists it. */
+  vid?: string;
+};
 
 export type ActualQube = {
   name: string;
@@ -35,7 +41,13 @@ export type ActualQube = {
 /** A label; `colour` undefined when qubesd answered empty (created in this daemon lifetime). */
 export type ActualLabel = { name: string; colour?: string };
 
-export type ActualPool = { name: string; driver: string; params: ReadonlyMap<string, string> };
+export type ActualPool = {
+  name: string;
+  driver: string;
+  params: ReadonlyMap<string, string>;
+  /** The vids it holds (`admin.pool.volume.List`): read only for a pool the plan may remove. */
+  volumes?: readonly string[];
+};
 
 export type ActualState = {
   /** Every qube admin.vm.List returned, by name. */

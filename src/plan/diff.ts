@@ -85,6 +85,37 @@ function noteRunningApply(ctx: DiffContext): void {
   );
 }
 
+/** At most this many volumes are named in a diagnostic; the rest are counted. */
+const NAMED_VOLUMES = 5;
+
+/**
+ * A pool removal qubesd would refuse: the pool holds volumes that are not those of the qubes
+ * this plan deletes (a qube that stays in the config, one made by hand, another owner's).
+ */
+function checkPoolRemovals(ctx: DiffContext, steps: readonly PlannedStep[], qubeDeletions: readonly PlannedStep[]): void {
+  for (const s of steps) {
+    if (s.kind !== "delete" || !s.address.startsWith("pool.")) continue;
+    const pool = s.address.slice("pool.".length);
+    const held = ctx.actual.pools.get(pool)?.volumes ?? [];
+    if (held.length === 0) continue;
+    const going = new Set<string>();
+    for (const d of qubeDeletions) {
+      for (const v of ctx.actual.qubes.get(d.address.slice("qube.".length))?.volumes.values() ?? []) {
+        if (v.pool === pool && v.vid !== undefined) going.add(v.vid);
+      }
+    }
+    const staying = held.filter((vid) => !going.has(vid));
+    if (staying.length === 0) continue;
+    const named = staying.slice(0, NAMED_VOLUMES).join(", ") + (staying.length > NAMED_VOLUMES ? ` and ${staying.length - NAMED_VOLUMES} more` : "");
+    ctx.diagnostics.push(
+      planDiagnostic("QIAC-E127", `pool ${pool} is to be removed but holds volumes that stay: ${named}; qubesd refuses to remove a pool in use`, {
+        address: s.address,
+        hint: "keep the pool in the config until the qubes with volumes in it are removed or moved to another pool",
+      }),
+    );
+  }
+}
+
 /** Removals the plan cannot make because something it does not change still refers to the qube. */
 function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], release: ReleaseContext): void {
   for (const c of changes) {
@@ -140,9 +171,11 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   take(diffPools(ctx));
   take(diffGlobals(ctx));
 
-  // A pool can be removed only once no qube has volumes in it: after every qube deletion.
-  const qubeDeletions = steps.filter((s) => s.kind === "delete" && s.address.startsWith("qube.")).map((s) => s.id);
-  for (const s of steps) if (s.kind === "delete" && s.address.startsWith("pool.")) s.after.push(...qubeDeletions);
+  // A pool can be removed only once no qube has volumes in it: after every qube deletion, and
+  // only when what it holds goes with those deletions.
+  const qubeDeletions = steps.filter((s) => s.kind === "delete" && s.address.startsWith("qube."));
+  for (const s of steps) if (s.kind === "delete" && s.address.startsWith("pool.")) s.after.push(...qubeDeletions.map((d) => d.id));
+  checkPoolRemovals(ctx, steps, qubeDeletions);
 
   // The first apply that writes any record writes the format record before it.
   const writesRecords = steps.some((s) => s.ops.some((o) => (o.op === "feature.set" || o.op === "tag.set") && (o.name.startsWith(RECORD_PREFIX) || o.name === ctx.names.ownerTag)));

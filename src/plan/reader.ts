@@ -30,6 +30,10 @@ export type QubesReader = {
   labelColour(name: string): Promise<string | undefined>;
   pools(): Promise<string[]>;
   pool(name: string): Promise<ActualPool>;
+  /** The vids a pool holds (`admin.pool.volume.List`). */
+  poolVolumes(name: string): Promise<string[]>;
+  /** The names of a qube's volumes (`admin.vm.volume.List`). */
+  volumeNames(vm: string): Promise<string[]>;
   volume(vm: string, volume: string): Promise<ActualVolume>;
 };
 
@@ -108,7 +112,13 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     if (!wantsPools) return { pools: new Map() };
     const all = new Set(await r.pools());
     const interesting = [...new Set([...desired.pools.keys(), ...inventory.pools])].filter((p) => all.has(p)).sort();
-    const infos = await Promise.all(interesting.map(async (p) => [p, await r.pool(p)] as const));
+    // A pool of ours the config dropped may be removed: what it still holds decides whether it can be.
+    const infos = await Promise.all(
+      interesting.map(async (p) => {
+        const [info, volumes] = await Promise.all([r.pool(p), desired.pools.has(p) ? undefined : r.poolVolumes(p)]);
+        return [p, volumes === undefined ? info : { ...info, volumes }] as const;
+      }),
+    );
     return { names: all, pools: new Map(infos) };
   };
 
@@ -121,6 +131,22 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     desired.properties.size > 0 ? r.properties("global") : Promise.resolve(undefined),
     Promise.all(qubes.map((n) => readQube(r, desired, listing.get(n) as ListedQube, inventory.intents.has(n)))),
   ]);
+  // A pool the plan may remove still holds volumes: read every volume of the qubes the plan may
+  // delete (dropped from the config, or of another class), so that the planner can tell the
+  // volumes that go with them from those that would make qubesd refuse the removal.
+  if ([...pools.pools.values()].some((p) => (p.volumes?.length ?? 0) > 0)) {
+    const leaving = details.filter(({ qube }) => {
+      const want = desired.qubes.get(qube.name);
+      return inventory.qubes.has(qube.name) && (want === undefined || (want.class !== undefined && want.class !== qube.klass));
+    });
+    await Promise.all(
+      leaving.map(async (d) => {
+        const all = await r.volumeNames(d.qube.name);
+        const read = await Promise.all(all.filter((v) => !d.qube.volumes.has(v)).map(async (v) => [v, await r.volume(d.qube.name, v)] as const));
+        d.qube = { ...d.qube, volumes: new Map([...d.qube.volumes, ...read]) };
+      }),
+    );
+  }
   if (format !== undefined) dom0Features.set(names.format, format);
   if (lockHolder !== undefined) dom0Features.set(names.lock, lockHolder);
   for (const d of details) if (d.intent !== undefined) dom0Features.set(names.intent(d.qube.name), d.intent);

@@ -102,6 +102,8 @@ describe("reader", () => {
       labelColour: () => reader.labelColour("red"),
       pools: () => reader.pools(),
       pool: () => reader.pool("varlibqubes"),
+      poolVolumes: () => reader.poolVolumes("varlibqubes"),
+      volumeNames: () => reader.volumeNames("work"),
       volume: () => reader.volume("work", "private"),
     };
     for (const [name, use] of Object.entries(uses) as Array<[keyof QubesReader, () => Promise<unknown>]>) {

@@ -270,17 +270,38 @@ describe("a failed step", () => {
     });
   });
 
-  it("a pool still in use: QubesPoolInUseError names it; after the pool is freed apply finishes", async () => {
+  it("a pool still in use is refused by the plan, naming what it holds; once it is freed apply finishes", async () => {
     const dev = "test/apply/fixtures/pool-a.yaml";
     expect((await apply(["--auto-approve", dev])).code).toBe(0);
     // A qube made by hand in the pool: the pool cannot go.
     await runOp(s.client, { op: "vm.create", class: "AppVM", name: "by-hand", label: "red", template: "fedora-40", pool: "fast" });
+    const refused = JSON.parse((await plan(["--json", "test/apply/fixtures/pool-b.yaml"])).stdout) as JsonPlan;
+    expect(refused.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.address])).toEqual([["QIAC-E127", "pool.fast"]]);
+    expect(refused.diagnostics.find((d) => d.code === "QIAC-E127")?.message).toMatch(/^pool fast is to be removed but holds volumes that stay: \S*by-hand\S*(, \S*by-hand\S*)*; qubesd refuses/);
+    s.sim.calls.length = 0;
     const r = await apply(["--auto-approve", "--allow-destroy", "test/apply/fixtures/pool-b.yaml"]);
+    expect(r.code).toBe(1);
+    expect(mutated()).toEqual([]);
+    await runOp(s.client, { op: "vm.remove", vm: "by-hand" });
+    // Only the qube that goes with it (a) was in the pool: removed first, then the pool.
+    expect((await apply(["--auto-approve", "--allow-destroy", "test/apply/fixtures/pool-b.yaml"])).code).toBe(0);
+    expect((await plan(["test/apply/fixtures/pool-b.yaml"])).stdout).toBe("No changes.\n");
+  });
+
+  it("a pool put in use after the plan was saved: QubesPoolInUseError names it; after the pool is freed apply finishes", async () => {
+    const dev = "test/apply/fixtures/pool-a.yaml";
+    expect((await apply(["--auto-approve", dev])).code).toBe(0);
+    const saved = join(dir, "pool-b.plan");
+    expect((await plan(["--out", saved, "test/apply/fixtures/pool-b.yaml"])).code).toBe(0);
+    // Between the plan and its apply, a qube made by hand in the pool.
+    await runOp(s.client, { op: "vm.create", class: "AppVM", name: "by-hand", label: "red", template: "fedora-40", pool: "fast" });
+    const r = await apply(["--auto-approve", "--allow-destroy", saved]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/\nFailed:\n {2}delete:pool\.fast: QubesPoolInUseError: Storage pool is in use: 'fast' \(admin\.pool\.Remove\+fast → dom0\)\n/);
     expect(r.stdout).toMatch(/\nApply failed: 1 added, 0 changed, 1 destroyed\.\n/);
     const left = JSON.parse((await plan(["--json", "test/apply/fixtures/pool-b.yaml"])).stdout) as JsonPlan;
     expect(left.steps.map((x) => x.id)).toEqual(["delete:pool.fast"]);
+    expect(left.errored).toBe(true);
     await runOp(s.client, { op: "vm.remove", vm: "by-hand" });
     expect((await apply(["--auto-approve", "--allow-destroy", "test/apply/fixtures/pool-b.yaml"])).code).toBe(0);
     expect((await plan(["test/apply/fixtures/pool-b.yaml"])).stdout).toBe("No changes.\n");

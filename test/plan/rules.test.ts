@@ -294,6 +294,37 @@ describe("labels, pools and global properties", () => {
     expect(errorCodes(changed)).toEqual(["QIAC-E120"]);
   });
 
+  it("a pool is removed only when what it holds goes with the qubes the plan deletes (QIAC-E127)", async () => {
+    const v1 = yaml(
+      "o",
+      "pools:\n  fast: {driver: file, dir_path: /var/lib/fast}\nqubes:\n  a: {class: AppVM, template: fedora-40, label: red, pool: fast}\n  b: {class: AppVM, template: fedora-40, label: red, pool: fast}\n",
+    );
+    await runOps(s.client, planOps(await plan(v1)));
+    const reads = (method: string): string[] => s.sim.calls.filter((c) => c.method === method).map((c) => (c.arg === "" ? c.dest : `${c.dest}:${c.arg}`));
+
+    // Nothing to remove: the pool's volumes are not read.
+    s.sim.calls.length = 0;
+    expect((await plan(v1)).steps).toEqual([]);
+    expect(reads("admin.pool.volume.List")).toEqual([]);
+    expect(reads("admin.vm.volume.List")).toEqual([]);
+
+    // The pool and both its qubes go: nothing stays in it.
+    s.sim.calls.length = 0;
+    const both = await plan(yaml("o", "qubes: {}\n"));
+    expect(errorCodes(both)).toEqual([]);
+    expect(both.steps.find((st) => st.id === "delete:pool.fast")?.depends_on).toEqual(["delete:qube.a", "delete:qube.b"]);
+    expect(reads("admin.pool.volume.List")).toEqual(["dom0:fast"]);
+    expect(reads("admin.vm.volume.List").sort()).toEqual(["a", "b"]);
+
+    // b stays (moved out of the pool by the config): its volumes would keep the pool in use.
+    const kept = await plan(yaml("o", "qubes:\n  b: {class: AppVM, template: fedora-40, label: red}\n"));
+    expect(errorCodes(kept)).toEqual(["QIAC-E127"]);
+    const e = diag(kept, "QIAC-E127");
+    expect(e?.address).toBe("pool.fast");
+    // Only b's volumes are named: a's go with its deletion.
+    expect(e?.message).toBe("pool fast is to be removed but holds volumes that stay: appvms/b/root, appvms/b/private, appvms/b/volatile; qubesd refuses to remove a pool in use");
+  });
+
   it("global properties are set or reset, never deleted, and default_dispvm follows its template_for_dispvms qube", async () => {
     await s.client.property.set("global", "default_qrexec_timeout", "90");
     const config = yaml(

@@ -114,6 +114,7 @@ describe("--connect: what the inventory lists and the config dropped stays remov
       "admin.vm.property.GetAll * mgmt notes allow target=dom0",
       "admin.vm.tag.List * mgmt notes allow target=dom0",
       "admin.vm.volume.Info * mgmt notes allow target=dom0",
+      "admin.vm.volume.List * mgmt notes allow target=dom0",
       "admin.vm.Remove * mgmt notes allow target=dom0",
       "admin.vm.Shutdown +wait mgmt notes allow target=dom0",
       "admin.vm.Unpause * mgmt notes allow target=dom0",

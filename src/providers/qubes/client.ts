@@ -306,6 +306,8 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
       }
       return unit("admin.pool.Add", "dom0", driver, entries.map(([k, v]) => `${k}=${v}\n`).join(""));
     },
+    /** The vids of the volumes a pool holds. */
+    volumes: (name: string): Promise<string[]> => lines("admin.pool.volume.List", "dom0", name),
     remove: (name: string): Promise<void> => unit("admin.pool.Remove", "dom0", name),
     setRevisionsToKeep: (name: string, n: number): Promise<void> => unit("admin.pool.Set.revisions_to_keep", "dom0", name, String(n)),
   };
