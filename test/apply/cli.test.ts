@@ -9,6 +9,7 @@ import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runOp } from "../../src/apply/admin-api.js";
 import type { JsonPlan } from "../../src/plan/json.js";
+import { applyEvents } from "../helpers/apply-events.js";
 import { isLockCall, isMutating } from "../helpers/sim.js";
 import { planOps, startSession, type SimSession } from "../plan/_helpers.js";
 import { applyWithClock, mutations, runIn, type RunOptions } from "./_cli.js";
@@ -146,7 +147,7 @@ describe("progress", () => {
   it("--json: the plan, then one event per line, each with type and format_version", async () => {
     const r = await applyWithClock(["examples/minimal.yaml"], { connect: `qubesd:${s.sim.socketPath}`, autoApprove: true, json: true, parallelism: "1" });
     expect(r.code).toBe(0);
-    const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = applyEvents(r.stdout);
     expect(events.every((e) => e.format_version === 1)).toBe(true);
     expect(events[0]).toMatchObject({ type: "plan", saved: false, plan: { format: "qubes-iac-plan", summary: { add: 1 } } });
     expect(events.slice(1)).toEqual([
@@ -162,7 +163,7 @@ describe("progress", () => {
   it("--json with nothing to do: the plan and an empty apply_complete", async () => {
     expect((await apply(["--auto-approve", "examples/minimal.yaml"])).code).toBe(0);
     const r = await apply(["--auto-approve", "--json", "examples/minimal.yaml"]);
-    const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = applyEvents(r.stdout);
     expect(events.map((e) => e.type)).toEqual(["plan", "apply_complete"]);
     expect(events[1]).toMatchObject({ ok: true, added: 0, applied: [] });
   });
@@ -173,7 +174,7 @@ describe("--json and --target", () => {
     s.sim.faults.add("admin.vm.feature.Set+qubes-iac.minimal.intent.notes/dom0@1=close-after");
     const r = await applyWithClock(["examples/minimal.yaml"], { connect: `qubesd:${s.sim.socketPath}`, autoApprove: true, json: true, parallelism: "1" });
     expect(r.code).toBe(0);
-    const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = applyEvents(r.stdout);
     expect(events.filter((e) => e.type === "op_unknown" || e.type === "op_resolved")).toEqual([
       {
         type: "op_unknown",
@@ -256,7 +257,7 @@ describe("a failed step", () => {
     s.sim.faults.add(failSysVpn);
     const r = await applyWithClock(["examples/reference.yaml"], { connect: `qubesd:${s.sim.socketPath}`, autoApprove: true, json: true, parallelism: "1" });
     expect(r.code).toBe(1);
-    const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = applyEvents(r.stdout);
     const error = { code: "exception", class: "QubesValueError", message: "QubesValueError: provides_network refused" };
     expect(events.filter((e) => e.type === "step_failed" || e.type === "step_skipped")).toEqual([
       { type: "step_failed", format_version: 1, step: "create:qube.sys-vpn", elapsed_ms: 100, op_index: 5, call: "admin.vm.property.Set+provides_network → sys-vpn", error },
@@ -346,7 +347,7 @@ describe("a saved plan", () => {
     await runOp(s.client, { op: "vm.create", class: "AppVM", name: "notes", label: "red", template: "fedora-40" });
     const r = await apply(["--auto-approve", "--json", file]);
     expect(r.code).toBe(1);
-    const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = applyEvents(r.stdout);
     expect(events.map((e) => e.type)).toEqual(["plan", "prior_state_changed"]);
     expect(events[1]).toEqual({ type: "prior_state_changed", format_version: 1, changes: [{ address: "qube.notes", expected: "absent", actual: "exists (AppVM)" }] });
   });

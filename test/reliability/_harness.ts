@@ -9,6 +9,7 @@ import { Readable, Writable } from "node:stream";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
 import { startSimulator, type SimCallLogEntry, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
+import { applyEvents } from "../helpers/apply-events.js";
 import { applyCommand, type ApplyCommandOptions, type ApplyDeps } from "../../src/cli/commands/apply.js";
 import { CliError, type CliIO } from "../../src/cli/io.js";
 import { runCli } from "../../src/cli/run.js";
@@ -175,12 +176,8 @@ export async function cli(sim: { socketPath: string }, args: string[], o: { env?
   return { code, stdout: out(), stderr: err() };
 }
 
-/** The JSON lines of `apply --json`, parsed. */
-export const events = (stdout: string): Array<Record<string, unknown> & { type: string }> =>
-  stdout
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => JSON.parse(l) as Record<string, unknown> & { type: string });
+/** The JSON lines of `apply --json`, parsed and checked against the events' schema. */
+export const events = applyEvents;
 
 /** `apply` through its command entry, with injected dependencies (client, lock holder, clocks) and an interrupt. */
 export async function applyIn(
