@@ -50,6 +50,7 @@ function checkedQube(c: Check): string | undefined {
     case "qube-absent":
     case "label":
     case "pool":
+    case "pool-volumes":
       return undefined;
     case "property":
       return c.holder === "global" ? undefined : c.holder.vm;
@@ -82,6 +83,8 @@ function checkAddress(c: Check): string {
       return `label.${c.name}`;
     case "pool":
       return `pool.${c.name}`;
+    case "pool-volumes":
+      return `pool.${c.name}.volumes`;
     case "volume-size":
       return `qube.${c.vm}.volumes.${c.volume}.size`;
     default: {
@@ -107,6 +110,7 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
   const labelColour = once((name) => reader.labelColour(name));
   const pools = once(async () => new Set(await reader.pools()));
   const pool = once((name) => reader.pool(name));
+  const poolVolumes = once((name) => reader.poolVolumes(name));
   const volume = once((key) => {
     const [vm, v] = JSON.parse(key) as [string, string];
     return reader.volume(vm, v);
@@ -172,6 +176,14 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
         const p = await pool(c.name);
         const have = checkedValue(poolFingerprint(p.driver, p.params));
         const show = (v: CheckedValue): string => ("value" in v ? v.value.replace(/\n/g, " ") : showChecked(v));
+        return sameChecked(have, c.expect) ? undefined : { expected: show(c.expect), actual: show(have) };
+      }
+      case "pool-volumes": {
+        // A pool that is gone is the pool check's change, when the plan has one.
+        if (!(await pools("")).has(c.name)) return undefined;
+        const vids = [...(await poolVolumes(c.name))].sort();
+        const have = checkedValue(vids.join("\n"));
+        const show = (v: CheckedValue): string => ("value" in v ? (v.value === "" ? "empty" : v.value.split("\n").join(", ")) : showChecked(v));
         return sameChecked(have, c.expect) ? undefined : { expected: show(c.expect), actual: show(have) };
       }
       case "volume-size": {

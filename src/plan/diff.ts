@@ -96,7 +96,10 @@ function checkPoolRemovals(ctx: DiffContext, steps: readonly PlannedStep[], qube
   for (const s of steps) {
     if (s.kind !== "delete" || !s.address.startsWith("pool.")) continue;
     const pool = s.address.slice("pool.".length);
-    const held = ctx.actual.pools.get(pool)?.volumes ?? [];
+    const held = ctx.actual.pools.get(pool)?.volumes;
+    if (held === undefined) continue;
+    // Apply re-reads it before acting: a volume put in the pool since the plan refuses the apply.
+    ctx.addCheck({ check: "pool-volumes", name: pool, expect: checkedValue([...held].sort().join("\n")) });
     if (held.length === 0) continue;
     const going = new Set<string>();
     for (const d of qubeDeletions) {

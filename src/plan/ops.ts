@@ -138,6 +138,8 @@ export type Check =
   | { check: "firewall"; vm: string; expect: CheckedValue }
   | { check: "label"; name: string; expect: CheckedValue }
   | { check: "pool"; name: string; expect: CheckedValue }
+  /** The vids a pool the plan removes holds, sorted, one per line: all of them go with the qubes the plan deletes. */
+  | { check: "pool-volumes"; name: string; expect: CheckedValue }
   | { check: "volume-size"; vm: string; volume: string; size: string };
 
 /** Values longer than this are checked by hash: a saved plan never holds large contents. */

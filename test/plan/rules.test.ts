@@ -315,6 +315,10 @@ describe("labels, pools and global properties", () => {
     expect(both.steps.find((st) => st.id === "delete:pool.fast")?.depends_on).toEqual(["delete:qube.a", "delete:qube.b"]);
     expect(reads("admin.pool.volume.List")).toEqual(["dom0:fast"]);
     expect(reads("admin.vm.volume.List").sort()).toEqual(["a", "b"]);
+    // Apply re-reads what the pool holds before acting.
+    expect(both.prior_state.filter((c) => c.check === "pool-volumes")).toEqual([
+      { check: "pool-volumes", name: "fast", expect: { value: ["a", "b"].flatMap((q) => ["private", "root", "volatile"].map((v) => `appvms/${q}/${v}`)).join("\n") } },
+    ]);
 
     // b stays (moved out of the pool by the config): its volumes would keep the pool in use.
     const kept = await plan(yaml("o", "qubes:\n  b: {class: AppVM, template: fedora-40, label: red}\n"));
