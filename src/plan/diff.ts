@@ -78,7 +78,6 @@ function noteRunningApply(ctx: DiffContext): void {
       "QIAC-W104",
       `an apply of owner ${ctx.desired.owner} is running: the lock is held by ${describeRecordedHolder(holder)}. This plan shows Qubes before the rest of that apply's changes`,
       {
-        location: ctx.desired.at,
         hint: `plan again when it ends; if it is not running any more (killed, or its qube shut down), break the lock: qubes-iac apply --break-lock ${holder?.id ?? UNKNOWN_HOLDER_ID}`,
       },
     ),
