@@ -25,7 +25,6 @@ export type HeldLock = {
 };
 export type LockState = { kind: "free" } | HeldLock;
 
-
 export const holderId = (s: HeldLock): string => s.holder?.id ?? UNKNOWN_HOLDER_ID;
 
 /** The lock's Admin API as a capability (tests and the policy see exactly these calls). */
