@@ -31,7 +31,7 @@ export const PLAN_CODES = {
   "QIAC-E124": "guest files of a qube that will not be running (its `state` is not managed and it is halted, paused or not created)",
   "QIAC-E125": "a guest file cannot be read through the agent (permission denied, a directory, too large)",
   "QIAC-E126": "a guest file's `source:` cannot be read to hash it",
-  "QIAC-E127": "a pool is to be removed but holds volumes of qubes that stay (qubesd refuses to remove a pool in use)",
+  "QIAC-E127": "a pool is to be removed but is still in use: volumes of qubes that stay, or a default_pool* global property (qubesd refuses to remove a pool in use)",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",

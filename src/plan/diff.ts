@@ -89,17 +89,27 @@ const NAMED_VOLUMES = 5;
 
 /**
  * A pool removal qubesd would refuse: the pool holds volumes that are not those of the qubes
- * this plan deletes (a qube that stays in the config, one made by hand, another owner's).
+ * this plan deletes (a qube that stays in the config, one made by hand, another owner's), or a
+ * `default_pool*` global property the plan leaves pointing at it.
  */
 function checkPoolRemovals(ctx: DiffContext, steps: readonly PlannedStep[], qubeDeletions: readonly PlannedStep[]): void {
+  const updates = new Set(steps.map((t) => t.id));
+  const moved = (g: string): boolean => updates.has(stepId("update", "properties", g));
   for (const s of steps) {
     if (s.kind !== "delete" || !s.address.startsWith("pool.")) continue;
     const pool = s.address.slice("pool.".length);
     const held = ctx.actual.pools.get(pool)?.volumes;
     if (held === undefined) continue;
-    // Apply re-reads it before acting: a volume put in the pool since the plan refuses the apply.
+    // Apply re-reads both before acting: a volume put in the pool, or a default pointed at it,
+    // since the plan was made refuses the apply.
     ctx.addCheck({ check: "pool-volumes", name: pool, expect: checkedValue([...held].sort().join("\n")) });
-    if (held.length === 0) continue;
+    const defaults = [...(ctx.actual.globals ?? [])].filter(([g]) => g.startsWith("default_pool"));
+    for (const [g, v] of defaults) ctx.addCheck({ check: "property", holder: "global", name: g, default: v.isDefault, value: v.raw });
+    // A default left at its default follows default_pool: moving default_pool moves it too.
+    const stillDefault = defaults
+      .filter(([g, v]) => v.raw === pool && !moved(g) && !(v.isDefault && g !== "default_pool" && moved("default_pool")))
+      .map(([g]) => g);
+
     const going = new Set<string>();
     for (const d of qubeDeletions) {
       for (const v of ctx.actual.qubes.get(d.address.slice("qube.".length))?.volumes.values() ?? []) {
@@ -107,12 +117,21 @@ function checkPoolRemovals(ctx: DiffContext, steps: readonly PlannedStep[], qube
       }
     }
     const staying = held.filter((vid) => !going.has(vid));
-    if (staying.length === 0) continue;
-    const named = staying.slice(0, NAMED_VOLUMES).join(", ") + (staying.length > NAMED_VOLUMES ? ` and ${staying.length - NAMED_VOLUMES} more` : "");
+    if (staying.length === 0 && stillDefault.length === 0) continue;
+    const uses: string[] = [];
+    const hints: string[] = [];
+    if (staying.length > 0) {
+      uses.push(`holds volumes that stay: ${staying.slice(0, NAMED_VOLUMES).join(", ")}${staying.length > NAMED_VOLUMES ? ` and ${staying.length - NAMED_VOLUMES} more` : ""}`);
+      hints.push("keep the pool in the config until the qubes with volumes in it are removed or moved to another pool");
+    }
+    if (stillDefault.length > 0) {
+      uses.push(`is still the global propert${stillDefault.length === 1 ? "y" : "ies"} ${stillDefault.join(", ")}`);
+      hints.push(`set ${stillDefault.join(", ")} to another pool under the config's properties`);
+    }
     ctx.diagnostics.push(
-      planDiagnostic("QIAC-E127", `pool ${pool} is to be removed but holds volumes that stay: ${named}; qubesd refuses to remove a pool in use`, {
+      planDiagnostic("QIAC-E127", `pool ${pool} is to be removed but ${uses.join(", and ")}; qubesd refuses to remove a pool in use`, {
         address: s.address,
-        hint: "keep the pool in the config until the qubes with volumes in it are removed or moved to another pool",
+        hint: hints.join("; "),
       }),
     );
   }

@@ -128,7 +128,8 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     dom0FeatureNames.has(names.lock) ? r.feature("dom0", names.lock) : Promise.resolve(undefined),
     readLabels(),
     readPools(),
-    desired.properties.size > 0 ? r.properties("global") : Promise.resolve(undefined),
+    // Also when a pool of ours may be removed: a default_pool* global pointing at it keeps it in use.
+    desired.properties.size > 0 || [...inventory.pools].some((p) => !desired.pools.has(p)) ? r.properties("global") : Promise.resolve(undefined),
     Promise.all(qubes.map((n) => readQube(r, desired, listing.get(n) as ListedQube, inventory.intents.has(n)))),
   ]);
   // A pool the plan may remove still holds volumes: read every volume of the qubes the plan may

@@ -329,6 +329,26 @@ describe("labels, pools and global properties", () => {
     expect(e?.message).toBe("pool fast is to be removed but holds volumes that stay: appvms/b/root, appvms/b/private, appvms/b/volatile; qubesd refuses to remove a pool in use");
   });
 
+  it("a pool still named by a default_pool* global is not removed unless the config moves that global", async () => {
+    const v1 = yaml("o", "pools:\n  fast: {driver: file, dir_path: /var/lib/fast}\nqubes: {}\n");
+    await runOps(s.client, planOps(await plan(v1)));
+    await s.client.property.set("global", "default_pool_private", "fast");
+    const kept = await plan(yaml("o", "qubes: {}\n"));
+    expect(errorCodes(kept)).toEqual(["QIAC-E127"]);
+    expect(diag(kept, "QIAC-E127")?.message).toBe("pool fast is to be removed but is still the global property default_pool_private; qubesd refuses to remove a pool in use");
+    expect(diag(kept, "QIAC-E127")?.hint).toBe("set default_pool_private to another pool under the config's properties");
+
+    const moved = await plan(yaml("o", "properties: {default_pool_private: varlibqubes}\nqubes: {}\n"));
+    expect(errorCodes(moved)).toEqual([]);
+    expect(moved.steps.find((st) => st.id === "delete:pool.fast")?.depends_on).toContain("update:properties:default_pool_private");
+    // Apply re-reads every default_pool* global it relied on, and what the pool holds.
+    expect(moved.prior_state.filter((c) => c.check === "pool-volumes" || (c.check === "property" && c.name.startsWith("default_pool"))).map((c) => (c.check === "property" ? c.name : c.check))).toEqual(
+      expect.arrayContaining(["pool-volumes", "default_pool", "default_pool_private"]),
+    );
+    await runOps(s.client, planOps(moved));
+    expect((await s.client.pool.list()).includes("fast")).toBe(false);
+  });
+
   it("global properties are set or reset, never deleted, and default_dispvm follows its template_for_dispvms qube", async () => {
     await s.client.property.set("global", "default_qrexec_timeout", "90");
     const config = yaml(
