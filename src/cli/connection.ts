@@ -30,6 +30,16 @@ export function parsePositiveInt(text: string | undefined, flag: string, fallbac
   return Number(text);
 }
 
+/** Connects, runs `use` with the client, and closes the client whatever `use` does. */
+export async function withClient<T>(io: CliIO, o: ConnectionOptions, use: (client: AdminClient) => Promise<T>): Promise<T> {
+  const client = await connectClient(io, o);
+  try {
+    return await use(client);
+  } finally {
+    await client.close();
+  }
+}
+
 export async function connectClient(io: CliIO, o: ConnectionOptions): Promise<AdminClient> {
   const chosen = chooseConnection(o.connect, nodeProbe(io));
   if (!chosen.ok) throw new CliError(chosen.error);

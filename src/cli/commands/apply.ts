@@ -19,15 +19,14 @@ import { readSavedPlan } from "../../apply/saved-plan.js";
 import { summarizeApply } from "../../apply/summary.js";
 import { createHumanView } from "../../apply/view-human.js";
 import { createJsonView, jsonEventSink, planEvent, priorStateEvent } from "../../apply/view-json.js";
-import { loadConfig } from "../../config/index.js";
 import type { DesiredState } from "../../model/desired.js";
 import type { Diagnostic } from "../../model/diagnostics.js";
 import type { JsonPlan } from "../../plan/json.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
 import { CliError, write, type CliIO } from "../io.js";
-import { computePlan, printConfigFailure, printHumanPlan, type PlanScope } from "./plan.js";
-import { configIOAt, renderDiagnostics } from "./validate.js";
+import { computePlan, loadConfigOrReport, printHumanPlan, type PlanScope } from "./plan.js";
+import { renderDiagnostics } from "./validate.js";
 import { packageVersion } from "../version.js";
 
 export type ApplyCommandOptions = ConnectionOptions &
@@ -110,11 +109,8 @@ function loadSource(io: CliIO, args: string[], saved: { file: string; text: stri
     if (r.kind === "refused") write(io.stderr, `${renderDiagnostics(r.diagnostics, new Map())}\n`);
     return 1;
   }
-  const loaded = loadConfig(args, configIOAt(io.cwd));
-  if (!loaded.config) {
-    printConfigFailure(io, loaded, json);
-    return 1;
-  }
+  const loaded = loadConfigOrReport(io, args, json);
+  if (!loaded) return 1;
   return { kind: "config", config: loaded.config, diagnostics: loaded.diagnostics, sources: loaded.sources };
 }
 

@@ -12,7 +12,7 @@ import { readForExport } from "../../export/read.js";
 import { renderExport } from "../../export/render.js";
 import { hasErrors } from "../../model/diagnostics.js";
 import { RECORD_PREFIX } from "../../model/ownership.js";
-import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
+import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { CliError, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { renderDiagnostics } from "./validate.js";
@@ -47,9 +47,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
   const target = o.output === undefined ? undefined : resolve(io.cwd, o.output);
   if (target !== undefined && existsSync(target)) throw new CliError(`${o.output} exists; export never overwrites a file: choose another name or remove it`);
 
-  const client = await connectClient(io, o);
-  let result;
-  try {
+  const result = await withClient(io, o, async (client) => {
     const reader = readerFromClient(client);
     let owner = o.owner;
     if (owner === undefined) {
@@ -66,10 +64,8 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
     const actual = await readForExport(reader, { owner, all: o.all === true }, { parallelism });
     const schema = installedSchema();
     const schemaPath = schema === undefined ? "qubes-iac.schema.json" : relative(target === undefined ? io.cwd : dirname(target), schema);
-    result = renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}` });
-  } finally {
-    await client.close();
-  }
+    return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}` });
+  });
 
   if (result.diagnostics.length > 0) write(io.stderr, `${renderDiagnostics(result.diagnostics, new Map())}\n`);
   if (hasErrors(result.diagnostics)) {

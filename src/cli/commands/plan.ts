@@ -5,7 +5,7 @@
 
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { loadConfig } from "../../config/index.js";
+import { loadConfig, type LoadResult } from "../../config/index.js";
 import { readerFromClient } from "../../apply/admin-api.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { parseAddress, type Address } from "../../model/address.js";
@@ -18,7 +18,7 @@ import { buildPlan, guestInScope } from "../../plan/plan.js";
 import { readActualState } from "../../plan/reader.js";
 import { renderHumanPlan } from "../../plan/render.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
-import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
+import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { CliError, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 
@@ -64,6 +64,14 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
   return toJsonPlan(plan, { version: packageVersion() });
 }
 
+/** The config at `paths`, loaded; undefined, after printing why, when it did not load (JSON with --json). */
+export function loadConfigOrReport(io: CliIO, paths: string[], json: boolean): (LoadResult & { config: DesiredState }) | undefined {
+  const loaded = loadConfig(paths, configIOAt(io.cwd));
+  if (loaded.config) return { ...loaded, config: loaded.config };
+  printConfigFailure(io, loaded, json);
+  return undefined;
+}
+
 /** Prints a config's load diagnostics as `plan` does (JSON with --json); for a config that did not load. */
 export function printConfigFailure(io: CliIO, loaded: { diagnostics: Diagnostic[]; sources: ReadonlyMap<string, string> }, json: boolean): void {
   if (json) write(io.stdout, JSON.stringify({ format_version: 1, valid: false, diagnostics: loaded.diagnostics }, null, 2));
@@ -82,18 +90,9 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
   parseAddresses(o.target, "--target");
   parseAddresses(o.exclude, "--exclude");
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
-  const loaded = loadConfig(paths, configIOAt(io.cwd));
-  if (!loaded.config) {
-    printConfigFailure(io, loaded, o.json === true);
-    return 1;
-  }
-  const client = await connectClient(io, o);
-  let json: JsonPlan;
-  try {
-    json = await computePlan(client, loaded.config, loaded.diagnostics, { ...o, parallelism });
-  } finally {
-    await client.close();
-  }
+  const loaded = loadConfigOrReport(io, paths, o.json === true);
+  if (!loaded) return 1;
+  const json = await withClient(io, o, (client) => computePlan(client, loaded.config, loaded.diagnostics, { ...o, parallelism }));
   // Serialised only when printed or saved: at 1 000 qubes the JSON plan is some 4 MB.
   let serialised: string | undefined;
   const text = (): string => (serialised ??= `${JSON.stringify(json, null, 2)}\n`);

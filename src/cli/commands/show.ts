@@ -7,7 +7,6 @@
 import { readerFromClient } from "../../apply/admin-api.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { formatSize } from "../../export/render.js";
-import { loadConfig } from "../../config/index.js";
 import type { ActualState } from "../../model/actual.js";
 import type { DesiredState } from "../../model/desired.js";
 import { ownershipNames, readInventory } from "../../model/ownership.js";
@@ -18,11 +17,10 @@ import { toJsonPlan, type JsonGuestFacts, type JsonResourceChange } from "../../
 import { buildPlan } from "../../plan/plan.js";
 import { factsLine } from "../../plan/render.js";
 import { readActualState } from "../../plan/reader.js";
-import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
+import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
-import { printConfigFailure } from "./plan.js";
-import { configIOAt } from "./validate.js";
+import { loadConfigOrReport } from "./plan.js";
 
 export const STATE_FORMAT = "qubes-iac-state";
 export const STATE_FORMAT_VERSION = 1;
@@ -151,18 +149,9 @@ export function renderShownState(s: ShownState): string {
 
 export async function showCommand(io: CliIO, paths: string[], o: ShowCommandOptions): Promise<number> {
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
-  const loaded = loadConfig(paths, configIOAt(io.cwd));
-  if (!loaded.config) {
-    printConfigFailure(io, loaded, o.json === true);
-    return 1;
-  }
-  const client = await connectClient(io, o);
-  let actual: ActualState;
-  try {
-    actual = await readActualState(readerFromClient(client), loaded.config, { parallelism });
-  } finally {
-    await client.close();
-  }
+  const loaded = loadConfigOrReport(io, paths, o.json === true);
+  if (!loaded) return 1;
+  const actual = await withClient(io, o, (client) => readActualState(readerFromClient(client), loaded.config, { parallelism }));
   const guests = await readGuests(guestReaderFromAgents(), loaded.config, actual, { parallelism, inScope: () => true });
   const state = shownState(loaded.config, actual, guests);
   if (o.json) write(io.stdout, JSON.stringify(state, null, 2));

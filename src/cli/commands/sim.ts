@@ -14,7 +14,7 @@ import {
   type FaultRule,
   type SimulatorOptions,
 } from "../../providers/qubes/simulator/index.js";
-import { connectClient, type ConnectionOptions } from "../connection.js";
+import { withClient, type ConnectionOptions } from "../connection.js";
 import { CliError, readAll, write, type CliIO } from "../io.js";
 
 export type ServeOptions = {
@@ -90,19 +90,18 @@ export async function simCall(io: CliIO, method: string, dest: string, arg: stri
   const payload = io.stdin.isTTY ? new Uint8Array() : await readAll(io.stdin);
   const invalid = checkRequest({ method, arg, src: "dom0", dest, payload });
   if (invalid) throw new CliError(invalid);
-  const client = await connectClient(io, o);
-  try {
-    const raw = await client.transport.call({ method, dest, arg, payload });
-    if (o.raw) {
-      io.stdout.write(raw);
-    } else {
-      write(io.stdout, showBytes(raw));
+  return withClient(io, o, async (client) => {
+    try {
+      const raw = await client.transport.call({ method, dest, arg, payload });
+      if (o.raw) {
+        io.stdout.write(raw);
+      } else {
+        write(io.stdout, showBytes(raw));
+      }
+      return decodeReply(raw).kind === "ok" ? 0 : 1;
+    } catch (e) {
+      if (e instanceof QubesApiError) throw new CliError(e.message);
+      throw e;
     }
-    return decodeReply(raw).kind === "ok" ? 0 : 1;
-  } catch (e) {
-    if (e instanceof QubesApiError) throw new CliError(e.message);
-    throw e;
-  } finally {
-    await client.close();
-  }
+  });
 }
