@@ -1,16 +1,18 @@
 // Starts the simulator on a real Unix socket in a fresh temp dir, for tests that talk to it the
 // way qubes-iac talks to a real dom0.
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startSimulator, type SimCallLogEntry, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
 
 export type TestSim = SimulatorServer & { dir: string; calls: SimCallLogEntry[]; statePath: string; stop(): Promise<void> };
 
-export async function startTestSim(opts: Partial<SimulatorOptions> = {}): Promise<TestSim> {
+/** `stateFrom`: a state file the simulator starts from, copied into its own directory. */
+export async function startTestSim(opts: Partial<SimulatorOptions> = {}, o: { stateFrom?: string } = {}): Promise<TestSim> {
   const dir = mkdtempSync(join(tmpdir(), "qiac-test-"));
   const calls: SimCallLogEntry[] = [];
   const statePath = opts.statePath ?? join(dir, "state.json");
+  if (o.stateFrom !== undefined) copyFileSync(o.stateFrom, statePath);
   const server = await startSimulator({
     socketPath: join(dir, "qubesd.sock"),
     statePath,

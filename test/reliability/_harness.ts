@@ -2,39 +2,26 @@
 // (foreign qubes, another owner's records, a hand-added owner tag, a custom label and pool),
 // built once through the Admin API and copied per run; a byte-for-byte snapshot of everything
 // outside a config, read through the Admin API; and in-process CLI runs with captured output.
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
-import { startSimulator, type SimCallLogEntry, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
+import { startSimulator, type SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
 import { applyEvents } from "../helpers/apply-events.js";
+import { startTestSim, type TestSim } from "../helpers/sim.js";
 import { applyCommand, type ApplyCommandOptions, type ApplyDeps } from "../../src/cli/commands/apply.js";
 import { CliError, type CliIO } from "../../src/cli/io.js";
 import { runCli } from "../../src/cli/run.js";
 import { repoRoot } from "../helpers/shared.js";
 
-export type Sim = SimulatorServer & { dir: string; calls: SimCallLogEntry[]; statePath: string; stop(): Promise<void> };
+export type Sim = TestSim;
 
 /** A simulator whose state starts as a copy of `template` (a state file), or from the default fixture. */
 export async function startSim(o: { template?: string; faults?: string[] } & Partial<SimulatorOptions> = {}): Promise<Sim> {
-  const dir = mkdtempSync(join(tmpdir(), "qiac-rel-"));
-  const statePath = join(dir, "state.json");
-  if (o.template !== undefined) copyFileSync(o.template, statePath);
-  const calls: SimCallLogEntry[] = [];
-  const { template: _t, ...rest } = o;
-  const server = await startSimulator({ socketPath: join(dir, "qubesd.sock"), statePath, ...rest, faults: o.faults ?? [], onCall: (e) => calls.push(e) });
-  return {
-    ...server,
-    dir,
-    calls,
-    statePath,
-    stop: async () => {
-      await server.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const { template, ...rest } = o;
+  return startTestSim({ ...rest, faults: o.faults ?? [] }, template === undefined ? {} : { stateFrom: template });
 }
 
 export const clientOf = (sim: { socketPath: string }, timeoutMs = 10_000): AdminClient =>
