@@ -1,6 +1,6 @@
-// Access to the recorded qubesd replies in ../shared/conformance/qubesd (beside the repository,
-// as CI has it), and the one normaliser for values that depend on the recording host or on
-// randomness: exactly the ones the recordings' README lists, nothing else.
+// Access to the recorded qubesd replies (recordings/, the project's copy of ../shared/conformance),
+// and the one normaliser for values that depend on the recording host or on randomness: exactly
+// the ones the recordings' READMEs list, nothing else.
 
 import { readJsonl, replyBytes, type TranscriptRow } from "../helpers/shared.js";
 
