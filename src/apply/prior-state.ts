@@ -94,27 +94,40 @@ function checkAddress(c: Check): string {
   }
 }
 
-export async function checkPriorState(reader: QubesReader, checks: readonly Check[], o: { parallelism: number }): Promise<PriorStateChange[]> {
+/**
+ * What apply reads of the current state, each list or value once however many checks need it, at
+ * most `parallelism` reads at once; the prior-state re-check and the ownership guard (enforce.ts)
+ * share one, so the guard costs no call the re-check makes anyway.
+ */
+export function createStateCache(reader: QubesReader, o: { parallelism: number }) {
   const limit = createLimiter(o.parallelism);
   const once = <T>(fn: (key: string) => Promise<T>) => memo((key: string) => limit(() => fn(key)));
-  const listing = once(async () => new Map((await reader.listQubes()).map((q) => [q.name, q] as const)));
-  const properties = once((vm) => reader.properties(vm === "" ? "global" : { vm }));
-  const tags = once(async (vm) => new Set(await reader.tags(vm)));
-  const featureNames = once(async (vm) => new Set(await reader.featureNames(vm)));
-  const feature = once((key) => {
-    const [vm, name] = JSON.parse(key) as [string, string];
-    return reader.feature(vm, name);
-  });
-  const firewall = once((vm) => reader.firewall(vm));
-  const labels = once(async () => new Set(await reader.labels()));
-  const labelColour = once((name) => reader.labelColour(name));
-  const pools = once(async () => new Set(await reader.pools()));
-  const pool = once((name) => reader.pool(name));
-  const poolVolumes = once((name) => reader.poolVolumes(name));
-  const volume = once((key) => {
-    const [vm, v] = JSON.parse(key) as [string, string];
-    return reader.volume(vm, v);
-  });
+  return {
+    listing: once(async () => new Map((await reader.listQubes()).map((q) => [q.name, q] as const))),
+    properties: once((vm) => reader.properties(vm === "" ? "global" : { vm })),
+    tags: once(async (vm) => new Set(await reader.tags(vm))),
+    featureNames: once(async (vm) => new Set(await reader.featureNames(vm))),
+    feature: once((key) => {
+      const [vm, name] = JSON.parse(key) as [string, string];
+      return reader.feature(vm, name);
+    }),
+    firewall: once((vm) => reader.firewall(vm)),
+    labels: once(async () => new Set(await reader.labels())),
+    labelColour: once((name) => reader.labelColour(name)),
+    pools: once(async () => new Set(await reader.pools())),
+    pool: once((name) => reader.pool(name)),
+    poolVolumes: once((name) => reader.poolVolumes(name)),
+    volume: once((key) => {
+      const [vm, v] = JSON.parse(key) as [string, string];
+      return reader.volume(vm, v);
+    }),
+  };
+}
+
+export type StateCache = ReturnType<typeof createStateCache>;
+
+export async function checkPriorState(reader: QubesReader, checks: readonly Check[], o: { parallelism: number; cache?: StateCache }): Promise<PriorStateChange[]> {
+  const { listing, properties, tags, featureNames, feature, firewall, labels, labelColour, pools, pool, poolVolumes, volume } = o.cache ?? createStateCache(reader, o);
 
   const describeQube = (q: ListedQube | undefined): string => (q === undefined ? "absent" : `${q.klass}, ${q.power}`);
 

@@ -67,6 +67,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--exclude <address>", "leave this resource out; repeatable", collect)
     .option("--allow-restart", "shut qubes down for changes Qubes makes only on halted qubes, and start them again")
     .option("--break-lock <id>", "first remove the lock a killed apply left: the id its refusal shows (docs/locking.md)")
+    .option("--take-ownership <owner>", "let this apply act on objects that owner's inventory lists; repeatable", collect)
     .option("--no-color", "never colour the output")
     .action(async (paths: string[], o: import("./commands/apply.js").ApplyCommandOptions) => {
       const { applyCommand } = await import("./commands/apply.js");

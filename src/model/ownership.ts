@@ -124,3 +124,11 @@ export function readQubeRecords(owner: string, featureNames: Iterable<string>): 
   }
   return { protect, firewall, features, tags };
 }
+
+/** The owner whose record a feature name is (`qubes-iac.<owner>.…`); undefined for any other feature. */
+export function ownerOfRecord(feature: string): string | undefined {
+  if (!feature.startsWith(RECORD_PREFIX)) return undefined;
+  const dot = feature.indexOf(".", RECORD_PREFIX.length);
+  const owner = feature.slice(RECORD_PREFIX.length, dot);
+  return dot > RECORD_PREFIX.length && /^[A-Za-z0-9_-]+$/.test(owner) ? owner : undefined;
+}

@@ -9,12 +9,13 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { executorFromClient, readerFromClient } from "../../apply/admin-api.js";
-import { approves, decideApproval, destroyedAddresses } from "../../apply/approval.js";
+import { approves, decideApproval } from "../../apply/approval.js";
 import { applyDiagnostic } from "../../apply/codes.js";
 import { applySteps } from "../../apply/engine.js";
+import { destroyedByOps, enforcementDiagnostics, ownershipProblems, planProblems, type ObservedOwnership } from "../../apply/enforce.js";
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
 import { acquireLock, breakLock, describeHolder, heldMessage, lockStoreFromClient, newHolder, readLock, releaseLock, type Acquired, type LockHolder, type LockStore } from "../../apply/lock.js";
-import { checkPriorState, type PriorStateChange } from "../../apply/prior-state.js";
+import { checkPriorState, createStateCache, type PriorStateChange, type StateCache } from "../../apply/prior-state.js";
 import { readSavedPlan } from "../../apply/saved-plan.js";
 import { summarizeApply } from "../../apply/summary.js";
 import { createHumanView } from "../../apply/view-human.js";
@@ -38,6 +39,8 @@ export type ApplyCommandOptions = ConnectionOptions &
     color?: boolean;
     /** The id of a lock left by a killed apply, to remove first (docs/locking.md). */
     breakLock?: string;
+    /** Owners whose objects this apply may take over (`--take-ownership OTHER`, repeatable). */
+    takeOwnership?: string[];
   };
 
 /** What the command takes from the outside world beyond CliIO (tests pass a fixed clock). */
@@ -72,6 +75,27 @@ function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text
   if (plans.length === 0) return undefined;
   if (args.length > 1) throw new CliError(`${plans.map((p) => p.file).join(", ")} ${plans.length === 1 ? "is a saved plan" : "are saved plans"}: a saved plan is applied alone, without config files`);
   return plans[0];
+}
+
+/** Refuses a plan whose ops do not belong to their steps' resource changes; true when refused. */
+function refuseMisplacedOps(io: CliIO, plan: JsonPlan): boolean {
+  const problems = planProblems(plan);
+  if (problems.length === 0) return false;
+  write(io.stderr, `${renderDiagnostics(enforcementDiagnostics(problems), new Map())}\n`);
+  write(io.stderr, `qubes-iac: the plan's ops do not match its changes (${problems.length} above); nothing was changed`);
+  return true;
+}
+
+/** The ownership guard's view of the current state, through apply's read cache. */
+function observedFrom(cache: StateCache): ObservedOwnership {
+  return {
+    listed: async (name) => (await cache.listing("")).has(name),
+    dom0FeatureNames: () => cache.featureNames("dom0"),
+    tags: (vm) => cache.tags(vm),
+    featureNames: (vm) => cache.featureNames(vm),
+    labels: () => cache.labels(""),
+    pools: () => cache.pools(""),
+  };
 }
 
 /** One line from a person, or undefined when stdin ends or the user interrupts. */
@@ -198,6 +222,8 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
   const source = loadSource(io, args, saved, o.json === true);
   if (typeof source === "number") return source;
+  // A saved plan is untrusted input: its structure is checked before anything is connected to.
+  if (source.kind === "saved" && refuseMisplacedOps(io, source.plan)) return 1;
 
   const client = await (deps.connect ?? connectClient)(io, o);
   const wallClock = deps.wallClock ?? Date.now;
@@ -216,6 +242,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       write(io.stderr, "qubes-iac: the plan holds errors; nothing was changed");
       return 1;
     }
+    if (source.kind === "config" && refuseMisplacedOps(io, plan)) return 1;
     const view = o.json ? createJsonView(sink) : createHumanView(emit);
     if (plan.steps.length === 0) {
       if (o.json) view.summary(summarizeApply({ results: [], ok: true }));
@@ -226,7 +253,8 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       autoApprove: o.autoApprove === true,
       allowDestroy: o.allowDestroy === true,
       canAsk: io.stdin.isTTY === true,
-      destroys: destroyedAddresses(plan),
+      // From the ops themselves, never from a field of the plan that says so.
+      destroys: destroyedByOps(plan),
     });
     let asked = false;
     switch (decision.kind) {
@@ -254,8 +282,8 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     // What the plan relies on must still hold: checked once the lock is taken (the plan was read
     // without it: another apply may have run meanwhile), and first without writing anything when
     // time has passed since the plan was made (a saved plan, or a person was asked).
-    const recheck = async (): Promise<void> => {
-      const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism })), ...(await checkGuestPriorState(plan))];
+    const recheck = async (cache: StateCache = createStateCache(readerFromClient(client), { parallelism })): Promise<void> => {
+      const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism, cache })), ...(await checkGuestPriorState(plan))];
       if (changes.length > 0) {
         reportPriorStateChanges(io, changes, o.json === true);
         throw new CliError(`the system changed since the plan was made (${changes.length} value${changes.length === 1 ? "" : "s"} above); nothing was changed. Run \`qubes-iac plan\` again`);
@@ -265,7 +293,15 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
     const lock = await takeLock(store, owner, (deps.holder ?? thisProcess)(), wallClock());
     return await underLock(io, store, lock, wallClock, async () => {
-      await recheck();
+      // Under the lock, from what is read now (with the re-check's reads): every op acts on what
+      // the plan's owner owns, creates or adopts, and on nothing of another owner's.
+      const cache = createStateCache(readerFromClient(client), { parallelism });
+      const problems = await ownershipProblems(plan, observedFrom(cache), { takeOwnership: new Set(o.takeOwnership ?? []) });
+      if (problems.length > 0) {
+        write(io.stderr, `${renderDiagnostics(enforcementDiagnostics(problems), new Map())}\n`);
+        throw new CliError(`the plan acts on what ${plan.owner} does not own (${problems.length} op${problems.length === 1 ? "" : "s"} above); nothing was changed`);
+      }
+      await recheck(cache);
 
       if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
       else io.stdout.write("\n");

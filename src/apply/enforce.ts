@@ -1,0 +1,267 @@
+// The executor's own guard over the plan it is about to run. A saved plan is applied without the
+// config, so its file is untrusted input: nothing in it is believed because it says so. Before the
+// first call, `planProblems` (pure) checks that every op belongs to the resource change of its
+// step's address and that the step's kind fits the change's action; `destroyedByOps` derives what
+// needs the destroy approval from the ops themselves; and `ownershipProblems`, from what apply
+// reads at that moment (the inventory in dom0's features, the listing, the qubes' tags and records),
+// checks that every object an op touches is the plan owner's, or is created or adopted by that
+// step, and that no op touches another owner's object without --take-ownership.
+
+import type { Diagnostic } from "../model/diagnostics.js";
+import { ownerOfRecord, ownershipNames } from "../model/ownership.js";
+import type { Action } from "../plan/action.js";
+import type { StepKind } from "../plan/changes.js";
+import type { JsonPlan, JsonResourceChange, JsonStep } from "../plan/json.js";
+import { isGuestOp, stepOpMethod, type StepOp } from "../plan/ops.js";
+import { applyDiagnostic } from "./codes.js";
+
+/** The change actions a step of each kind may carry out (`setup` has no resource change). */
+const STEP_ACTIONS: { readonly [K in StepKind]: readonly Action[] } = {
+  setup: [],
+  create: ["create", "replace"],
+  update: ["update"],
+  delete: ["delete", "replace"],
+  forget: ["forget"],
+};
+
+/** One op the executor refuses to run, and why; `step`/`op` name it for the user. */
+export type OpProblem = { step: string; opIndex?: number; op?: StepOp; why: string };
+
+const describeOp = (p: OpProblem): string =>
+  p.op === undefined ? `step ${p.step}` : `op ${(p.opIndex ?? 0) + 1} of step ${p.step} (${stepOpMethod(p.op)}${"vm" in p.op ? ` on ${p.op.vm}` : "name" in p.op ? ` ${p.op.name}` : ""})`;
+
+export function enforcementDiagnostics(problems: readonly OpProblem[]): Diagnostic[] {
+  return problems.map((p) =>
+    applyDiagnostic("QIAC-E205", `refused before any call: ${describeOp(p)}: ${p.why}`, {
+      address: p.step.split(":")[1] ?? p.step,
+      hint: "apply runs only what a plan may do to what its owner owns; make a new plan with `qubes-iac plan --out FILE`",
+    }),
+  );
+}
+
+/** The qube, label or pool a dom0 record of `owner` is about, from its name. */
+function recordSubject(owner: string, feature: string): { type: "qube" | "label" | "pool"; name: string } | "format" | undefined {
+  const n = ownershipNames(owner);
+  if (!feature.startsWith(n.prefix)) return undefined;
+  const rest = feature.slice(n.prefix.length);
+  if (rest === "format") return "format";
+  for (const [kind, type] of [
+    ["qube.", "qube"],
+    ["intent.", "qube"],
+    ["created.", "qube"],
+    ["adopted.", "qube"],
+    ["label.", "label"],
+    ["pool.", "pool"],
+  ] as const) {
+    if (rest.startsWith(kind) && rest.length > kind.length) return { type, name: rest.slice(kind.length) };
+  }
+  return undefined;
+}
+
+/** Where a step's ops may act: the resource its address names. */
+type Subject = { type: "qube" | "label" | "pool"; name: string } | { type: "properties" } | { type: "ownership" } | { type: "guest"; address: string };
+
+function subjectOf(address: string): Subject | undefined {
+  if (address === "properties") return { type: "properties" };
+  if (address === "ownership") return { type: "ownership" };
+  if (address.startsWith("guest.")) return { type: "guest", address };
+  const dot = address.indexOf(".");
+  const type = address.slice(0, dot);
+  const name = address.slice(dot + 1);
+  if (dot > 0 && name !== "" && (type === "qube" || type === "label" || type === "pool")) return { type, name };
+  return undefined;
+}
+
+/** Names of qubes the step's property writes point at (a netvm it connects the qube to may be started first). */
+function referencedQubes(step: JsonStep): Set<string> {
+  const out = new Set<string>();
+  for (const o of step.ops) if (!isGuestOp(o) && o.op === "property.set" && o.value !== "") out.add(o.value);
+  return out;
+}
+
+/** Why `o` may not run in `step` of a plan of `owner`; undefined when it belongs there. */
+function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): string | undefined {
+  if (isGuestOp(o)) return s.type === "guest" && o.guest === s.address ? undefined : `a guest operation on ${o.guest} in a step for ${step.address}`;
+  const dom0Record = (name: string): string | undefined => {
+    const subj = recordSubject(owner, name);
+    if (subj === undefined) return `dom0 feature ${name} is not a record of owner ${owner}: apply writes no other dom0 feature`;
+    if (subj === "format") return s.type === "ownership" ? undefined : `the format record belongs to the ownership setup step`;
+    if (s.type !== subj.type || s.name !== subj.name) return `the record ${name} is about ${subj.type} ${subj.name}, not ${step.address}`;
+    return undefined;
+  };
+  const foreignRecord = (name: string): string | undefined => {
+    const other = ownerOfRecord(name);
+    return other !== undefined && other !== owner ? `${name} is a record of owner ${other}` : undefined;
+  };
+  const onSubjectQube = (vm: string): string | undefined => (s.type === "qube" && vm === s.name ? undefined : `it acts on qube ${vm}, not on ${step.address}`);
+  switch (o.op) {
+    case "vm.create":
+      if (step.kind !== "create") return "a qube is created only in a create step";
+      return onSubjectQube(o.name);
+    case "vm.remove":
+      if (step.kind !== "delete") return "a qube is removed only in a delete step";
+      return onSubjectQube(o.vm);
+    case "vm.start":
+      // A running qube is connected only to a running netvm: its step may start the qube it points at.
+      if (s.type === "qube" && o.vm !== s.name && step.kind === "update" && referencedQubes(step).has(o.vm)) return undefined;
+      return onSubjectQube(o.vm);
+    case "vm.shutdown":
+    case "vm.pause":
+    case "vm.unpause":
+    case "firewall.set":
+    case "volume.resize":
+    case "tag.set":
+    case "tag.remove":
+      return onSubjectQube(o.vm);
+    case "feature.set":
+    case "feature.remove":
+      if (o.vm === "dom0") return dom0Record(o.name);
+      return onSubjectQube(o.vm) ?? foreignRecord(o.name);
+    case "property.set":
+    case "property.reset":
+      if (o.holder === "global") return s.type === "properties" ? undefined : `a global property written in a step for ${step.address}`;
+      return onSubjectQube(o.holder.vm);
+    case "label.create":
+    case "label.remove":
+      if (o.op === "label.remove" && step.kind !== "delete") return "a label is removed only in a delete step";
+      return s.type === "label" && s.name === o.name ? undefined : `it acts on label ${o.name}, not on ${step.address}`;
+    case "pool.add":
+    case "pool.remove":
+      if (o.op === "pool.remove" && step.kind !== "delete") return "a pool is removed only in a delete step";
+      return s.type === "pool" && s.name === o.name ? undefined : `it acts on pool ${o.name}, not on ${step.address}`;
+    default: {
+      const never: never = o;
+      return `unknown op ${JSON.stringify(never)}`;
+    }
+  }
+}
+
+/** Ops that destroy data or remove a resource: the approval they need comes from here. */
+const destroys = (o: StepOp): boolean => !isGuestOp(o) && (o.op === "vm.remove" || o.op === "pool.remove");
+
+/**
+ * The structure a plan must have before any of it runs: every step is for a resource change of the
+ * same address whose action its kind carries out, every op acts on that resource, and a change that
+ * the ops make destroy data says so. Pure.
+ */
+export function planProblems(plan: JsonPlan): OpProblem[] {
+  const problems: OpProblem[] = [];
+  const changes = new Map<string, JsonResourceChange>(plan.resource_changes.map((c) => [c.address, c]));
+  for (const step of plan.steps) {
+    const s = subjectOf(step.address);
+    if (s === undefined) {
+      problems.push({ step: step.id, why: `${step.address} is not an address a plan acts on` });
+      continue;
+    }
+    if (s.type === "ownership") {
+      if (step.kind !== "setup") problems.push({ step: step.id, why: "the ownership step must be a setup step" });
+    } else {
+      const change = changes.get(step.address);
+      const allowed = STEP_ACTIONS[step.kind];
+      if (change === undefined) problems.push({ step: step.id, why: `no resource change of ${step.address} in the plan` });
+      else if (!allowed.includes(change.action)) problems.push({ step: step.id, why: `a ${step.kind} step cannot carry out the change "${change.action}" of ${step.address}` });
+      else if (step.ops.some(destroys) && !change.destroys_data && s.type === "qube") problems.push({ step: step.id, why: `it removes ${step.address}, but its change does not say it destroys data` });
+    }
+    for (const [opIndex, o] of step.ops.entries()) {
+      const why = opMisplaced(plan.owner, step, s, o);
+      if (why !== undefined) problems.push({ step: step.id, opIndex, op: o, why });
+    }
+  }
+  return problems;
+}
+
+/** The addresses whose data or whose existence the plan's ops end: what needs --allow-destroy or a typed yes. */
+export function destroyedByOps(plan: JsonPlan): string[] {
+  const out = new Set<string>();
+  for (const step of plan.steps) if (step.ops.some(destroys)) out.add(step.address);
+  return [...out];
+}
+
+// ---------------------------------------------------------------------------------------------
+// At apply time: whose is what the ops touch, as read now.
+
+/** What apply read just before acting (through the same cache as the prior-state re-check). */
+export type ObservedOwnership = {
+  /** Every qube admin.vm.List shows now. */
+  listed(name: string): Promise<boolean>;
+  /** dom0's feature names (every owner's inventory). */
+  dom0FeatureNames(): Promise<ReadonlySet<string>>;
+  tags(vm: string): Promise<ReadonlySet<string>>;
+  featureNames(vm: string): Promise<ReadonlySet<string>>;
+  labels(): Promise<ReadonlySet<string>>;
+  pools(): Promise<ReadonlySet<string>>;
+};
+
+/** The owners other than `owner` whose dom0 inventory lists the object. */
+function otherOwners(owner: string, dom0: ReadonlySet<string>, type: "qube" | "label" | "pool", name: string): string[] {
+  const out = new Set<string>();
+  for (const f of dom0) {
+    const other = ownerOfRecord(f);
+    if (other === undefined || other === owner) continue;
+    const subj = recordSubject(other, f);
+    if (subj !== undefined && subj !== "format" && subj.type === type && subj.name === name) out.add(other);
+  }
+  return [...out].sort();
+}
+
+export type OwnershipPolicy = { takeOwnership: ReadonlySet<string> };
+
+/**
+ * From what is read now: every qube an op acts on is created by its step (and absent, or removed
+ * earlier in the plan), owned by the plan's owner (inventory entry or intent, and the owner tag), or
+ * adopted by its step (the step tags it); a qube is removed only when owned and not protected; a label
+ * or pool is removed only when the owner's inventory lists it; nothing another owner's inventory lists
+ * is touched unless --take-ownership names that owner. The reads are those the prior-state re-check
+ * makes anyway (each list once).
+ */
+export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership, policy: OwnershipPolicy): Promise<OpProblem[]> {
+  const owner = plan.owner;
+  const n = ownershipNames(owner);
+  const dom0 = await seen.dom0FeatureNames();
+  const problems: OpProblem[] = [];
+  const removedEarlier = new Set<string>();
+  const foreignClaim = (step: JsonStep, type: "qube" | "label" | "pool", name: string): void => {
+    const others = otherOwners(owner, dom0, type, name).filter((o) => !policy.takeOwnership.has(o));
+    if (others.length > 0) problems.push({ step: step.id, why: `${type} ${name} is in the inventory of owner ${others.join(", ")}: only --take-ownership ${others[0]} lets this plan touch it` });
+  };
+  for (const step of plan.steps) {
+    const s = subjectOf(step.address);
+    if (s === undefined || (s.type !== "qube" && s.type !== "label" && s.type !== "pool")) continue;
+    const ops = step.ops.filter((o) => !isGuestOp(o));
+    if (s.type === "qube") {
+      const vm = s.name;
+      const creates = ops.some((o) => o.op === "vm.create");
+      const touchesQube = ops.some((o) => !isGuestOp(o) && (("vm" in o && o.vm === vm) || (o.op === "property.set" || o.op === "property.reset" ? o.holder !== "global" && o.holder.vm === vm : false)));
+      foreignClaim(step, "qube", vm);
+      if (creates) {
+        if ((await seen.listed(vm)) && !removedEarlier.has(vm)) problems.push({ step: step.id, why: `it creates qube ${vm}, which exists now` });
+        continue;
+      }
+      if (!touchesQube) continue; // only dom0 records (forget): nothing of the qube is touched
+      if (!(await seen.listed(vm))) {
+        problems.push({ step: step.id, why: `qube ${vm} does not exist now` });
+        continue;
+      }
+      const inventoried = [n.qube(vm), n.intent(vm), `${n.prefix}created.${vm}`, `${n.prefix}adopted.${vm}`].some((f) => dom0.has(f));
+      const tagged = (await seen.tags(vm)).has(n.ownerTag);
+      const adopts = ops.some((o) => o.op === "tag.set" && o.vm === vm && o.name === n.ownerTag);
+      const owned = inventoried && tagged;
+      if (ops.some((o) => o.op === "vm.remove")) {
+        if (!owned) problems.push({ step: step.id, why: `it removes qube ${vm}, which ${owner} does not own now` });
+        else if ((await seen.featureNames(vm)).has(n.protect)) problems.push({ step: step.id, why: `it removes qube ${vm}, which is protected` });
+        else removedEarlier.add(vm);
+        continue;
+      }
+      if (!owned && !adopts) problems.push({ step: step.id, why: `qube ${vm} is not ${owner}'s now, and the step does not adopt it` });
+      continue;
+    }
+    foreignClaim(step, s.type, s.name);
+    const listed = s.type === "label" ? await seen.labels() : await seen.pools();
+    const entry = s.type === "label" ? n.label(s.name) : n.pool(s.name);
+    const removes = ops.some((o) => o.op === "label.remove" || o.op === "pool.remove");
+    const creates = ops.some((o) => o.op === "label.create" || o.op === "pool.add");
+    if (removes && !dom0.has(entry)) problems.push({ step: step.id, why: `it removes ${s.type} ${s.name}, which the inventory of ${owner} does not list` });
+    if (creates && listed.has(s.name)) problems.push({ step: step.id, why: `it creates ${s.type} ${s.name}, which exists now` });
+  }
+  return problems;
+}
