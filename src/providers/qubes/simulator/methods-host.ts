@@ -53,7 +53,7 @@ function interfaces(call: Call): string[] {
 
 function storeDenied(call: Call, codes: string[]): void {
   const h = qubeHolder(call.dest);
-  assignProp(call.world, h, lookupProp(h, "devices_denied"), codes.join(""), call.emit);
+  assignProp(call.world, h, lookupProp(call.world, h, "devices_denied"), codes.join(""), call.emit);
 }
 
 const deniedMethods: Record<string, MethodSpec> = {

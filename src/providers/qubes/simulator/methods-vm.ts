@@ -15,11 +15,11 @@ import {
   vmNotRunning,
   vmNotStarted,
 } from "./errors.js";
-import { APP, addTag, ctxFor, eventValue, qubeHolder, readProp, vmProp, type Emit } from "./model.js";
+import { APP, addTag, ctxFor, eventValue, qubeHolder, readProp, refused, vmNameError, vmProp, type Emit } from "./model.js";
 import { connectedVms, propTable } from "./properties.js";
 import { addQube, deleteQube, qidOf, VM_CLASSES, type PropValue, type Qube, type VmClass, type World } from "./state.js";
 import { newVolumes, VOLUME_NAMES, type PoolChoice, type VolumeName } from "./volumes.js";
-import { checkLabelName, checkVmName } from "../../../model/qubes-rules.js";
+import { checkLabelName } from "../../../model/qubes-rules.js";
 
 const MAX_DISPID = 10000;
 const MAX_QID = 10000;
@@ -100,7 +100,7 @@ function createQube(call: Call, spec: NewQube): Qube {
     xid: -1,
     startTime: null,
   };
-  if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(qube, spec.template);
+  if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(world, qube, spec.template);
   addQube(world, qube);
   for (const prop of ["audiovm", "guivm"]) {
     const v = readProp(world, qubeHolder(qube), prop);
@@ -113,8 +113,8 @@ function createQube(call: Call, spec: NewQube): Qube {
 }
 
 /** DispVM.__init__: explicit properties, firewall, features and tags of the disposable template. */
-function inheritFromDispTemplate(disp: Qube, tpl: Qube): void {
-  const own = propTable(qubeHolder(disp)).byName;
+function inheritFromDispTemplate(world: World, disp: Qube, tpl: Qube): void {
+  const own = propTable(qubeHolder(disp), world.release).byName;
   for (const [name, value] of tpl.props) {
     if (["name", "qid", "uuid", "template", "dispid"].includes(name)) continue;
     if (own.get(name)?.access === "rw" && !disp.props.has(name)) disp.props.set(name, value);
@@ -150,14 +150,17 @@ function parseCreatePayload(call: Call, allowPool: boolean): { name: string; lab
     if (seen.has(key)) throw protocolError("duplicated parameters");
     seen.add(key);
     if (key === "name") {
-      const err = checkVmName(value);
+      const err = vmNameError(call.world.release, value);
       if (err) throw qubesError("QubesValueError", err);
       name = value;
     } else if (key === "label") {
       const err = checkLabelName(value, true);
       if (err) throw qubesError("QubesInvalidLabelError", err);
-      // An unknown label is dropped here, so the call fails as if no label was given.
-      if (call.world.labels.some((l) => l.name === value)) label = value;
+      const known = call.world.labels.some((l) => l.name === value);
+      // main drops an unknown label here, so the call fails as if none was given (qubes/api/admin.py
+      // _vm_create: invalid_label); R4.2/R4.3 let app.get_label raise at once.
+      if (known) label = value;
+      else if (call.world.release.createUnknownLabel === "not-found") throw qubesError("QubesLabelNotFoundError", `Label does not exist: ${value}`);
     } else if (key === "pool" || key.startsWith("pool:")) {
       if (!allowPool) throw protocolError("Pool option specified but pool selection requires admin.vm.CreateInPool");
       if (key === "pool") pools.all = value;
@@ -222,7 +225,7 @@ function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
       for (const p of [pools.all, ...Object.values(pools.perVolume)]) {
         if (p !== undefined && !call.world.pools.has(p)) throw qubesError("QubesException", `Unknown storage pool ${p}`);
       }
-      if (call.world.qubes.has(name)) throw qubesError("QubesVMAlreadyExistsError", `Qube already exists: ${name}`);
+      if (call.world.qubes.has(name)) throw refused(call.world.release.messages.vmExists(name));
       const extraProps: Record<string, PropValue> = {};
       if (klass === "DispVM") extraProps.dispid = String(newDispid(call.world, call.services));
       createQube(call, { klass, name, label, ...(template ? { template } : {}), pools, extraProps });
@@ -238,6 +241,9 @@ const createDisposable: MethodSpec = {
   mutates: true,
   run(call) {
     const { world, arg } = call;
+    // R4.2's create_disposable is no_payload and enforce(not self.arg) (qubes/api/admin.py, release4.2).
+    if (!world.release.disposableOptions && call.payload.length > 0) throw protocolError("unexpected payload");
+    if (!world.release.disposableOptions && arg !== "") throw permissionDenied("enforce(not self.arg)");
     if (arg !== "" && arg !== "preload") throw permissionDenied(`Argument not in "'', 'preload'"`);
     const payload = Buffer.from(call.payload).toString("latin1");
     if (payload !== "" && payload !== "uuid") throw protocolError("Invalid payload, expected empty string or 'uuid'");
@@ -274,12 +280,12 @@ const createDisposable: MethodSpec = {
 /** Where qubesd's domain-pre-delete finds the qube still referenced. */
 function referencesTo(world: World, q: Qube): string[] {
   const refs: string[] = [];
-  for (const def of propTable(APP).list) {
+  for (const def of propTable(APP, world.release).list) {
     if (def.wire === "vm" && readProp(world, APP, def.name) === q.name) refs.push(`@GLOBAL:${def.name}`);
   }
   for (const other of world.qubes.values()) {
     if (other === q) continue;
-    for (const def of propTable(qubeHolder(other)).list) {
+    for (const def of propTable(qubeHolder(other), world.release).list) {
       if (def.wire === "vm" && other.props.get(def.name) === q.name) refs.push(`${other.name}:${def.name}`);
     }
   }
@@ -289,7 +295,6 @@ function referencesTo(world: World, q: Qube): string[] {
 function removeQube(world: World, q: Qube, emit: Emit): void {
   emit(null, "domain-pre-delete", { vm: q.name });
   deleteQube(world, q);
-  for (const [token, t] of world.runtime.cloneTokens) if (t.qube === q.name) world.runtime.cloneTokens.delete(token);
   emit(null, "domain-delete", { vm: q.name });
 }
 
@@ -304,12 +309,7 @@ const removeMethod: MethodSpec = {
     if (dest.props.get("installed_by_rpm") === true) {
       throw qubesError("QubesVMInUseError", `VM installed by package manager: ${dest.name}`);
     }
-    if (referencesTo(world, dest).length > 0) {
-      throw qubesError(
-        "QubesVMInUseError",
-        `Domain is in use: ${pyRepr(dest.name)};  see 'journalctl -u qubesd -e' in dom0 for details`,
-      );
-    }
+    if (referencesTo(world, dest).length > 0) throw refused(world.release.messages.removeInUse(dest.name));
     removeQube(world, dest, emit);
     return null;
   },
@@ -447,29 +447,29 @@ const consoleMethod: MethodSpec = {
   },
 };
 
-const vmList = (withUuid: boolean): MethodSpec => ({
+const vmList: MethodSpec = {
   dest: "any",
   arg: "none",
   payload: "none",
   mutates: false,
   run({ world, dest }) {
     const qubes = isAdminVm(dest) ? sortedQubes(world) : [dest];
-    return qubes.map((q) => vmListLine(world, q, withUuid)).join("");
+    return qubes.map((q) => vmListLine(world, q, world.release.uuids)).join("");
   },
-});
+};
 
 const vmclassList: MethodSpec = {
   dest: "adminvm",
   arg: "none",
   payload: "none",
   mutates: false,
-  run: () => VM_CLASSES.map((c) => `${c}\n`).join(""),
+  run: ({ world }) => world.release.vmClasses.map((c) => `${c}\n`).join(""),
 };
 
-export function vmMethods(withUuid: boolean): Record<string, MethodSpec> {
+export function vmMethods(): Record<string, MethodSpec> {
   const methods: Record<string, MethodSpec> = {
     "admin.vmclass.List": vmclassList,
-    "admin.vm.List": vmList(withUuid),
+    "admin.vm.List": vmList,
     "admin.vm.CreateDisposable": createDisposable,
     "admin.vm.Remove": removeMethod,
     "admin.vm.Start": startMethod,

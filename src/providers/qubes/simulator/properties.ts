@@ -5,6 +5,7 @@
 
 import { emptyReply, pyRepr, qubesError, vmNotHalted, type SimError } from "./errors.js";
 import { parseIPv6 } from "./ip.js";
+import type { PropOwner, Release } from "./releases.js";
 import type { PropValue, Qube, VmClass, World } from "./state.js";
 
 export const NO_VALUE = Symbol("no value");
@@ -708,16 +709,34 @@ function table(defs: PropDef[]): PropTable {
   return { list, byName: new Map(list.map((d) => [d.name, d])) };
 }
 
-const TABLES: Record<VmClass | "Qubes", PropTable> = {
-  AppVM: table(APPVM),
-  TemplateVM: table(TEMPLATEVM),
-  StandaloneVM: table(STANDALONEVM),
-  DispVM: table(DISPVM),
-  AdminVM: table(ADMINVM),
-  RemoteVM: table(REMOTEVM),
-  Qubes: table(GLOBAL),
+/** main's properties per owner; a release's tables drop what it lacks and retype what differs. */
+const DEFS: Record<PropOwner, PropDef[]> = {
+  AppVM: APPVM,
+  TemplateVM: TEMPLATEVM,
+  StandaloneVM: STANDALONEVM,
+  DispVM: DISPVM,
+  AdminVM: ADMINVM,
+  RemoteVM: REMOTEVM,
+  Qubes: GLOBAL,
 };
 
-export function propTable(holder: Holder): PropTable {
-  return TABLES[holder.kind === "app" ? "Qubes" : holder.qube.klass];
+function releaseTable(release: Release, owner: PropOwner): PropTable {
+  const absent = new Set(release.absentProps[owner] ?? []);
+  return table(
+    DEFS[owner].filter((d) => !absent.has(d.name)).map((d) => {
+      const wire = release.propTypes[d.name];
+      return wire === undefined ? d : { ...d, wire, parseAs: wire };
+    }),
+  );
+}
+
+const TABLES = new Map<Release, Record<PropOwner, PropTable>>();
+
+export function propTable(holder: Holder, release: Release): PropTable {
+  let tables = TABLES.get(release);
+  if (!tables) {
+    tables = Object.fromEntries((Object.keys(DEFS) as PropOwner[]).map((o) => [o, releaseTable(release, o)])) as Record<PropOwner, PropTable>;
+    TABLES.set(release, tables);
+  }
+  return tables[holder.kind === "app" ? "Qubes" : holder.qube.klass];
 }
