@@ -82,6 +82,8 @@ export type SimCallLogEntry = {
 
 export type SimulatorServer = {
   socketPath: string;
+  /** The release imitated: the one asked for, or the state file's. */
+  release: SimRelease;
   statePath?: string;
   /** Add and clear fault rules while serving; read which fired. */
   faults: FaultControl;
@@ -335,6 +337,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   let closed: Promise<void> | undefined;
   return {
     socketPath: opts.socketPath,
+    release: world.release.name,
     ...(statePath ? { statePath } : {}),
     faults: { add: faults.add, clear: faults.clear, rules: faults.rules, fired: faults.fired },
     close() {

@@ -25,6 +25,8 @@ function deviceMethods(): Record<string, MethodSpec> {
     });
     methods[`admin.vm.device.${cls}.Assigned`] = method(READ, () => "");
     methods[`admin.vm.device.${cls}.Attached`] = method(READ, () => "");
+    // R4.2's listing of assigned and attached devices (only R4.2 serves it: releases.ts).
+    methods[`admin.vm.device.${cls}.List`] = method(READ, () => "");
   }
   return methods;
 }

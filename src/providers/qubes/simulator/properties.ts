@@ -320,21 +320,25 @@ function dispvmOwnTemplateSetter(c: PropCtx, v: PropValue): PropValue {
   return v;
 }
 
+/** The release's rule for disabling template_for_dispvms (releases.ts, dispTemplateInUse). */
 function templateForDispvmsSetter(c: PropCtx, v: PropValue): PropValue {
   if (v !== false) return v;
   const self = selfQube(c);
-  const users = [...c.world.qubes.values()].filter(
-    (q) =>
-      (q.klass === "DispVM" && c.of(q, "template") === self.name) ||
-      (q !== self && (q.props.get("default_dispvm") === self.name || q.props.get("management_dispvm") === self.name)),
-  );
-  if (users.length > 0 || c.world.globals.get("default_dispvm") === self.name || c.world.globals.get("management_dispvm") === self.name) {
-    throw qubesError(
-      "QubesVMInUseError",
-      "Cannot change template_for_dispvms to False while there are some DispVMs based on this DVM template",
-    );
+  const rule = c.world.release.dispTemplateInUse;
+  const qubes = [...c.world.qubes.values()].filter((q) => q !== self);
+  switch (rule.kind) {
+    case "dispvms":
+      if (qubes.some((q) => q.klass === "DispVM" && c.of(q, "template") === self.name)) throw qubesError("QubesVMInUseError", rule.message);
+      return v;
+    case "prop-deps": {
+      // get_qube_prop_deps: a global VM property naming it (whether set or default), then an explicitly set one of a qube.
+      if (["default_dispvm", "management_dispvm"].some((p) => c.global(p) === self.name)) throw qubesError("QubesVMInUseError", rule.system);
+      if (qubes.some((q) => ["default_dispvm", "management_dispvm", "template"].some((p) => q.props.get(p) === self.name))) {
+        throw qubesError("QubesVMInUseError", rule.qube);
+      }
+      return v;
+    }
   }
-  return v;
 }
 
 function poolSetter(name: string) {
