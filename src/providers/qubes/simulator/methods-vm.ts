@@ -16,7 +16,7 @@ import {
   vmNotStarted,
 } from "./errors.js";
 import { APP, addTag, ctxFor, eventValue, qubeHolder, readProp, refused, vmNameError, vmProp, type Emit } from "./model.js";
-import { connectedVms, propTable } from "./properties.js";
+import { connectedVms, NO_VALUE, propTable } from "./properties.js";
 import { addQube, deleteQube, qidOf, VM_CLASSES, type PropValue, type Qube, type VmClass, type World } from "./state.js";
 import { newVolumes, VOLUME_NAMES, type PoolChoice, type VolumeName } from "./volumes.js";
 import { checkLabelName } from "../../../model/qubes-rules.js";
@@ -181,27 +181,45 @@ function parseCreatePayload(call: Call, allowPool: boolean): { name: string; lab
   return { name, label, pools };
 }
 
+/** add_new_vm's template: the one the argument names, else the class's global default. */
 function resolveTemplate(call: Call, klass: VmClass): Qube | undefined {
   const { world, arg } = call;
   if (arg !== "") {
-    if (!hasTemplate(klass)) throw protocolError(`${klass} cannot be based on template`);
     const tpl = world.qubes.get(arg);
     if (!tpl) throw vmNotFound(arg);
-    return checkTemplate(klass, tpl);
+    return checkTemplate(call, klass, tpl);
   }
   if (!hasTemplate(klass)) return undefined;
   const fallback = readProp(world, APP, klass === "DispVM" ? "default_dispvm" : "default_template");
   const tpl = typeof fallback === "string" ? world.qubes.get(fallback) : undefined;
   if (!tpl) throw qubesError("QubesValueError", "Template for the qube not specified, nor default template set.");
-  return checkTemplate(klass, tpl);
+  return checkTemplate(call, klass, tpl);
 }
 
-function checkTemplate(klass: VmClass, tpl: Qube): Qube {
+/**
+ * Python's repr() of a qube object (qubes/vm/__init__.py BaseVM.__repr__): class, id() (a
+ * process address, random here), name, qid, then `prop=str(value)` for every property in
+ * property_list() order that has a value.
+ */
+function qubeRepr(call: Call, q: Qube): string {
+  const h = qubeHolder(q);
+  const props: string[] = [];
+  for (const def of propTable(h, call.world.release).list) {
+    if (def.name === "name" || def.name === "qid") continue;
+    const v = readProp(call.world, h, def.name);
+    if (v === NO_VALUE) continue;
+    props.push(`${def.name}=${v === null ? "None" : typeof v === "boolean" ? (v ? "True" : "False") : v}`);
+  }
+  let address = "0x7f";
+  for (let i = 0; i < 10; i++) address += call.services.randomInt(16).toString(16);
+  return `<${q.klass} at ${address} name=${pyRepr(q.name)} qid=${String(readProp(call.world, h, "qid"))} ${props.join(" ")}>`;
+}
+
+function checkTemplate(call: Call, klass: VmClass, tpl: Qube): Qube {
   if (klass === "AppVM" && tpl.klass !== "TemplateVM") {
-    throw qubesError(
-      "QubesPropertyValueError",
-      `wrong VM class: domains[${pyRepr(tpl.name)}] is of type ${tpl.klass} and not TemplateVM`,
-    );
+    // _vm_create passes the qube object itself as template=, so VMProperty.__set__ formats it with
+    // {!r}: the qube's repr, not its name (qubes/vm/__init__.py VMProperty.__set__).
+    throw qubesError("QubesPropertyValueError", `wrong VM class: domains[${qubeRepr(call, tpl)}] is of type ${tpl.klass} and not TemplateVM`);
   }
   if (klass === "DispVM" && tpl.props.get("template_for_dispvms") !== true) {
     throw qubesError(
@@ -212,6 +230,11 @@ function checkTemplate(klass: VmClass, tpl: Qube): Qube {
   return tpl;
 }
 
+/**
+ * qubes/api/admin.py _vm_create (main): a template argument for a class without one is refused
+ * first, then the payload is parsed; an existing name, an unknown template and an unknown pool
+ * are reported in that order after it, and add_new_vm checks the template last.
+ */
 function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
   return {
     dest: "adminvm",
@@ -219,13 +242,15 @@ function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
     payload: "required",
     mutates: true,
     run(call) {
+      if (call.arg !== "" && !hasTemplate(klass)) throw protocolError(`${klass} cannot be based on template`);
       const { name, label, pools } = parseCreatePayload(call, allowPool);
       if (klass === "AdminVM") throw qubesError("QubesValueError", "AdminVM cannot be created");
-      const template = resolveTemplate(call, klass);
+      if (call.world.qubes.has(name)) throw refused(call.world.release.messages.vmExists(name));
+      if (call.arg !== "" && !call.world.qubes.has(call.arg)) throw vmNotFound(call.arg);
       for (const p of [pools.all, ...Object.values(pools.perVolume)]) {
         if (p !== undefined && !call.world.pools.has(p)) throw qubesError("QubesException", `Unknown storage pool ${p}`);
       }
-      if (call.world.qubes.has(name)) throw refused(call.world.release.messages.vmExists(name));
+      const template = resolveTemplate(call, klass);
       const extraProps: Record<string, PropValue> = {};
       if (klass === "DispVM") extraProps.dispid = String(newDispid(call.world, call.services));
       createQube(call, { klass, name, label, ...(template ? { template } : {}), pools, extraProps });
