@@ -87,6 +87,20 @@ describe("behaviour modelled from upstream source", () => {
     }
   });
 
+  it("main's default_dispvm must be a disposable template; R4.2/R4.3 have no such setter (qubes/vm/__init__.py validate_disposable_template)", async () => {
+    const m = await sim("main");
+    expect(await call(m.socketPath, "admin.vm.property.Set", "default_dispvm", "work", "personal")).toEqual(
+      exception("QubesPropertyValueError", "Cannot set invalid property to qube 'work', default_dispvm 'personal' has template_for_dispvms set to False"),
+    );
+    expect(await call(m.socketPath, "admin.property.Set", "management_dispvm", "dom0", "personal")).toEqual(
+      exception("QubesPropertyValueError", "Cannot set invalid property to system, management_dispvm 'personal' has template_for_dispvms set to False"),
+    );
+    for (const release of ["r4.2", "r4.3"] as const) {
+      const s = await sim(release);
+      expect(await ok(s.socketPath, "admin.vm.property.Set", "default_dispvm", "work", "personal")).toBe("");
+    }
+  });
+
   it("a label still in use is a QubesException on R4.2/R4.3, QubesLabelInUseError on main (qubes/api/admin.py label_remove)", async () => {
     const want: Record<SimRelease, Buffer> = {
       main: exception("QubesLabelInUseError", "Label is still in use: 'pink'"),

@@ -269,7 +269,8 @@ function netvmSetter(c: PropCtx, v: PropValue): PropValue {
     throw qubesError("QubesValueError", "Loops in network are unsupported");
   }
   if (self.power !== "Halted" && target.power === "Halted") {
-    throw qubesError("QubesVMNotStartedError", `Cannot dynamically attach to stopped NetVM: ${pyRepr(target.name)}`);
+    // qubes/vm/mix/net.py on_property_pre_set_netvm (the same text on R4.2, R4.3 and main).
+    throw qubesError("QubesVMNotStartedError", `Cannot dynamically attach to stopped qube ${target.name}`);
   }
   return v;
 }
@@ -281,13 +282,17 @@ function providesNetworkSetter(c: PropCtx, v: PropValue): PropValue {
   return v;
 }
 
-/** default_dispvm / management_dispvm: the target must be a disposable template. */
+/**
+ * default_dispvm / management_dispvm: on main the target must be a disposable template
+ * (qubes/vm/__init__.py validate_disposable_template); R4.2/R4.3 have no such setter.
+ */
 function dispvmTemplateSetter(name: string) {
   return (c: PropCtx, v: PropValue): PropValue => {
-    if (v === null) return null;
+    if (v === null || !c.world.release.checksDispvmProperties) return v;
     const target = c.qube(v);
     if (target && !isOn(c.of(target, "template_for_dispvms"))) {
-      throw invalidValue(c, name, `Cannot set ${name} to ${pyRepr(target.name)}: it is not a disposable template (template_for_dispvms=False)`);
+      const on = c.holder.kind === "app" ? "system" : `qube ${pyRepr(c.holder.qube.name)}`;
+      throw invalidValue(c, name, `Cannot set invalid property to ${on}, ${name} ${pyRepr(target.name)} has template_for_dispvms set to False`);
     }
     return v;
   };

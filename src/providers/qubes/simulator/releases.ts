@@ -73,6 +73,8 @@ export type Release = {
   freshLabelColourReadable: boolean;
   /** admin.vm.Create with an unknown label: main drops it ("without key: label"); R4.2/R4.3 app.get_label raises. */
   createUnknownLabel: "dropped" | "not-found";
+  /** default_dispvm/management_dispvm must name a disposable template (main's setter_disposable_template). */
+  checksDispvmProperties: boolean;
   /** admin.vm.CreateDisposable takes the `uuid` payload and the `preload` argument (R4.3+). */
   disposableOptions: boolean;
   /**
@@ -117,6 +119,7 @@ const MAIN: Release = {
   },
   freshLabelColourReadable: false,
   createUnknownLabel: "dropped",
+  checksDispvmProperties: true,
   disposableOptions: true,
   dispTemplateInUse: {
     kind: "prop-deps",
@@ -152,6 +155,7 @@ const R43: Release = {
   },
   freshLabelColourReadable: true,
   createUnknownLabel: "not-found",
+  checksDispvmProperties: false,
   // The message is a one-element tuple (a trailing comma in dvmtemplate.py), sent as its repr.
   dispTemplateInUse: {
     kind: "dispvms",
