@@ -137,6 +137,19 @@ describe("behaviour modelled from upstream source", () => {
     expect(reply).not.toContain(" name=work");
   });
 
+  it("Create reads its template argument per release (qubes/api/admin.py _vm_create)", async () => {
+    const want: Record<SimRelease, [Buffer, Buffer]> = {
+      main: [exception("ProtocolError", "TemplateVM cannot be based on template"), exception("QubesVMAlreadyExistsError", "Qube already exists: work")],
+      "r4.3": [exception("QubesValueError", "TemplateVM cannot be based on template"), exception("QubesVMNotFoundError", "No such domain: 'nosuch'")],
+      "r4.2": [exception("QubesValueError", "TemplateVM cannot be based on template"), exception("QubesVMNotFoundError", "No such domain: 'nosuch'")],
+    };
+    for (const release of ["main", "r4.3", "r4.2"] as const) {
+      const s = await sim(release);
+      expect(await call(s.socketPath, "admin.vm.Create.TemplateVM", "fedora-40", "dom0", "name=t2 label=red")).toEqual(want[release][0]);
+      expect(await call(s.socketPath, "admin.vm.Create.AppVM", "nosuch", "dom0", "name=work label=red")).toEqual(want[release][1]);
+    }
+  });
+
   it("R4.2's CreateDisposable takes neither payload nor argument (qubes/api/admin.py create_disposable, release4.2)", async () => {
     const s = await sim("r4.2");
     expect(await call(s.socketPath, "admin.vm.CreateDisposable", "preload", "default-dvm")).toEqual(EMPTY);

@@ -231,9 +231,10 @@ function checkTemplate(call: Call, klass: VmClass, tpl: Qube): Qube {
 }
 
 /**
- * qubes/api/admin.py _vm_create (main): a template argument for a class without one is refused
- * first, then the payload is parsed; an existing name, an unknown template and an unknown pool
- * are reported in that order after it, and add_new_vm checks the template last.
+ * qubes/api/admin.py _vm_create: a template argument for a class without one is refused first
+ * (R4.2/R4.3 also an unknown template), then the payload is parsed; an existing name, (main) an
+ * unknown template and an unknown pool are reported in that order after it, and add_new_vm
+ * checks the template last.
  */
 function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
   return {
@@ -242,7 +243,9 @@ function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
     payload: "required",
     mutates: true,
     run(call) {
-      if (call.arg !== "" && !hasTemplate(klass)) throw protocolError(`${klass} cannot be based on template`);
+      const templateArg = call.world.release.createTemplateArg;
+      if (call.arg !== "" && !hasTemplate(klass)) throw qubesError(templateArg.refusal, `${klass} cannot be based on template`);
+      if (call.arg !== "" && templateArg.lookedUpFirst && !call.world.qubes.has(call.arg)) throw vmNotFound(call.arg);
       const { name, label, pools } = parseCreatePayload(call, allowPool);
       if (klass === "AdminVM") throw qubesError("QubesValueError", "AdminVM cannot be created");
       if (call.world.qubes.has(name)) throw refused(call.world.release.messages.vmExists(name));

@@ -71,6 +71,12 @@ export type Release = {
   };
   /** admin.label.Get of a label created in this daemon lifetime: main keeps its colour as bytes and fails (upstream bug). */
   freshLabelColourReadable: boolean;
+  /**
+   * admin.vm.Create's template argument (qubes/api/admin.py _vm_create): the class a template for
+   * a class without one is refused with, and whether an unknown template is reported before the
+   * payload is read (R4.2/R4.3) or after the name and label checks (main).
+   */
+  createTemplateArg: { refusal: "ProtocolError" | "QubesValueError"; lookedUpFirst: boolean };
   /** admin.vm.Create with an unknown label: main drops it ("without key: label"); R4.2/R4.3 app.get_label raises. */
   createUnknownLabel: "dropped" | "not-found";
   /** default_dispvm/management_dispvm must name a disposable template (main's setter_disposable_template). */
@@ -118,6 +124,7 @@ const MAIN: Release = {
     poolMissingOptions: (options) => ({ qubesClass: "QubesException", message: `missing required driver options: ${options.join(", ")}` }),
   },
   freshLabelColourReadable: false,
+  createTemplateArg: { refusal: "ProtocolError", lookedUpFirst: false },
   createUnknownLabel: "dropped",
   checksDispvmProperties: true,
   disposableOptions: true,
@@ -154,6 +161,7 @@ const R43: Release = {
     poolUnknownDriver: (driver) => ({ qubesClass: "QubesException", message: `unexpected driver name: ${driver}` }),
   },
   freshLabelColourReadable: true,
+  createTemplateArg: { refusal: "QubesValueError", lookedUpFirst: true },
   createUnknownLabel: "not-found",
   checksDispvmProperties: false,
   // The message is a one-element tuple (a trailing comma in dvmtemplate.py), sent as its repr.
