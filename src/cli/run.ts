@@ -8,7 +8,7 @@ import { CliError, write, type CliIO } from "./io.js";
 import { packageVersion } from "./version.js";
 
 const connectOption = (): Option =>
-  new Option("--connect <how>", "how to reach Qubes: qubesd[:SOCKET] | qrexec | sim[:STATEFILE] (env QUBES_IAC_CONNECT)");
+  new Option("--connect <how>", "how to reach Qubes: qubesd[:SOCKET] | qrexec | sim[:STATEFILE][?release=r4.2|r4.3|main] (env QUBES_IAC_CONNECT)");
 const timeoutOption = (): Option => new Option("--timeout <seconds>", "timeout of each Admin API call").default("60");
 
 export async function runCli(io: CliIO): Promise<number> {
