@@ -2,7 +2,7 @@
 // file (and a mismatch refused), the embedded simulator of `sim:PATH?release=R`, and behaviours
 // modelled from upstream source (qubes-core-admin release4.2, release4.3, main), each cited.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -37,6 +37,21 @@ describe("the release of a state file", () => {
     await s.restart({ release: "main", reset: true });
     expect(s.release).toBe("main");
     expect(JSON.parse(readFileSync(s.statePath, "utf8")).release).toBe("main");
+  });
+
+  it("refuses a state file whose release it does not know", async () => {
+    const s = await sim("r4.3");
+    await s.close();
+    const doc = JSON.parse(readFileSync(s.statePath, "utf8"));
+    writeFileSync(s.statePath, JSON.stringify({ ...doc, release: "r5" }));
+    await expect(startSimulator({ socketPath: join(s.dir, "other.sock"), statePath: s.statePath })).rejects.toThrow(
+      /release: unknown release 'r5': use r4\.2, r4\.3 or main \(head is main\)/,
+    );
+    writeFileSync(s.statePath, JSON.stringify({ ...doc, release: "head" }));
+    await expect(startSimulator({ socketPath: join(s.dir, "other.sock"), statePath: s.statePath })).rejects.toThrow(/release: write main, not head/);
+    writeFileSync(s.statePath, JSON.stringify({ ...doc, release: undefined }));
+    await s.restart({ release: undefined });
+    expect(s.release).toBe("main");
   });
 
   it("opens the embedded simulator of sim:PATH?release=R, and refuses another release on the same state", async () => {
