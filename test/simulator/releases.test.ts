@@ -34,7 +34,7 @@ describe("the release of a state file", () => {
     await expect(startSimulator({ socketPath: join(s.dir, "other.sock"), statePath: s.statePath, release: "main" })).rejects.toThrow(
       `simulator state ${s.statePath} imitates release r4.2, not main: serve it with release r4.2, or start a new state (reset, or another state file) for main`,
     );
-    await s.restart({ release: "main", reset: true });
+    await s.restart({ release: "head", reset: true });
     expect(s.release).toBe("main");
     expect(JSON.parse(readFileSync(s.statePath, "utf8")).release).toBe("main");
   });

@@ -53,9 +53,9 @@ export type SimulatorOptions = {
   /**
    * The Qubes release to imitate (releases.ts): "r4.2", "r4.3" or "main" (the development head).
    * A new or reset state is made for it (default main); an existing state file keeps the release
-   * it was made for, and asking for another one is refused.
+   * it was made for, and asking for another one is refused. "head" is an alias of "main".
    */
-  release?: SimRelease;
+  release?: SimRelease | "head";
   /** Added to every read-only / mutating call before its reply (README.md, "Latency"). */
   latency?: Latency;
   /** Mutating calls run one at a time, each holding the queue for writeMs. Default: true when latency is set. */
@@ -97,6 +97,7 @@ type Subscriber = { socket: Socket; qube: string | null };
 
 export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorServer> {
   const startedAt = new Date();
+  const wanted: SimRelease | undefined = opts.release === "head" ? "main" : opts.release;
   const latencyError = opts.latency ? checkLatency(opts.latency) : null;
   if (latencyError) throw new RangeError(latencyError);
   const faults = createFaultSet(opts.faults ?? []);
@@ -106,15 +107,15 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   try {
     if (statePath && !opts.reset && existsSync(statePath)) {
       world = loadStateFile(statePath);
-      if (opts.release !== undefined && opts.release !== world.release.name) {
+      if (wanted !== undefined && wanted !== world.release.name) {
         throw new StateFileError(
-          `simulator state ${statePath} imitates release ${world.release.name}, not ${opts.release}: ` +
-            `serve it with release ${world.release.name}, or start a new state (reset, or another state file) for ${opts.release}`,
+          `simulator state ${statePath} imitates release ${world.release.name}, not ${wanted}: ` +
+            `serve it with release ${world.release.name}, or start a new state (reset, or another state file) for ${wanted}`,
         );
       }
     } else {
       world = worldFromDocument(fixtureDocument(opts.fixture ?? "default"));
-      world.release = releaseOf(opts.release ?? "main");
+      world.release = releaseOf(wanted ?? "main");
       if (statePath) saveStateFile(statePath, world);
     }
     await claimSocketPath(opts.socketPath);
