@@ -8,7 +8,7 @@ import { CliError, write, type CliIO } from "./io.js";
 import { packageVersion } from "./version.js";
 
 const connectOption = (): Option =>
-  new Option("--connect <how>", "how to reach Qubes: qubesd[:SOCKET] | qrexec | sim[:STATEFILE] (env QUBES_IAC_CONNECT)");
+  new Option("--connect <how>", "how to reach Qubes: qubesd[:SOCKET] | qrexec | sim[:STATEFILE][?release=r4.2|r4.3|main] (env QUBES_IAC_CONNECT)");
 const timeoutOption = (): Option => new Option("--timeout <seconds>", "timeout of each Admin API call").default("60");
 
 export async function runCli(io: CliIO): Promise<number> {
@@ -123,6 +123,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--reset", "discard the state file's contents and start from the fixture")
     .option("--log <file>", "append one JSON line per call")
     .option("--fixture <fixture>", "what a new or reset state starts from: default | generated:N (N qubes in all)", "default")
+    .option("--release <release>", "the Qubes release to imitate: r4.2 | r4.3 | main (head = main); default: the state file's, main for a new one")
     .option("--latency-ms <ms>", "added to every call: N, or READ,WRITE for read-only and mutating calls")
     .option("--no-serial-writes", "with --latency-ms, let mutating calls overlap instead of queueing as in qubesd")
     .option("--fault <rule>", "inject a fault, METHOD[+ARG][/DEST]@WHICH=ACTION (see the simulator README); repeatable", collect)

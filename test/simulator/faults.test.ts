@@ -191,8 +191,8 @@ describe("fault kinds", () => {
     expect(s.calls[1]).toMatchObject({ reply: "exception", exc_type: "QubesValueError", fault: "admin.vm.property.Set+memory/work@2=exception:QubesValueError:nope" });
   });
 
-  it("exception: a protocol error is the empty reply in R4.3 style, named in HEAD style", async () => {
-    const r43 = await sim({ errorStyle: "r4.3", faults: ["write@1=exception:PermissionDenied"] });
+  it("exception: a protocol error is the empty reply on R4.3, named on main", async () => {
+    const r43 = await sim({ release: "r4.3", faults: ["write@1=exception:PermissionDenied"] });
     expect((await setMemory(r43, "800")).length).toBe(0);
     const head = await sim({ faults: ["write@1=exception:PermissionDenied"] });
     expect((await setMemory(head, "800")).toString("latin1")).toBe("2\0PermissionDenied\0\0fault injected by the simulator\0");

@@ -72,7 +72,7 @@ describe("framing", () => {
 
 describe("compatibility options", () => {
   it("answers ProtocolError and PermissionDenied with the empty reply in R4.3 style", async () => {
-    const s = await tempSim({ errorStyle: "r4.3" });
+    const s = await tempSim({ release: "r4.3" });
     try {
       expect(await call(s.socketPath, "admin.vm.List", "", "dom0", "junk")).toEqual(EMPTY);
       expect(await call(s.socketPath, "admin.pool.Info", "nosuch", "dom0")).toEqual(EMPTY);

@@ -98,6 +98,9 @@ export async function tempSim(opts: Partial<SimulatorOptions> = {}): Promise<Tem
     get faults() {
       return server.faults;
     },
+    get release() {
+      return server.release;
+    },
     close: () => server.close(),
     async restart(extra = {}) {
       await server.close();

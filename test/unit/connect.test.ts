@@ -20,6 +20,17 @@ describe("connection choice", () => {
     expect(parseConnectSpec("qrexec:x", "/w").ok).toBe(false);
   });
 
+  it("takes the release of the embedded simulator as ?release=R (head is main)", () => {
+    expect(parseConnectSpec("sim:st.json?release=r4.2", "/w")).toEqual({ ok: true, spec: { kind: "sim", statePath: "/w/st.json", release: "r4.2" } });
+    expect(parseConnectSpec("sim?release=head", "/w")).toEqual({ ok: true, spec: { kind: "sim", statePath: "/w/.qubes-iac/sim-state.json", release: "main" } });
+    expect(parseConnectSpec("sim:?release=r4.3", "/w")).toEqual({ ok: true, spec: { kind: "sim", statePath: "/w/.qubes-iac/sim-state.json", release: "r4.3" } });
+    expect(parseConnectSpec("sim:st.json?release=r5", "/w")).toEqual({ ok: false, error: "unknown release 'r5': use r4.2, r4.3 or main (head is main)" });
+    expect(parseConnectSpec("sim:st.json?fixture=x", "/w")).toEqual({ ok: false, error: "'sim' takes ?release=r4.2|r4.3|main, not '?fixture=x'" });
+    const env = chooseConnection(undefined, probe([], [], { QUBES_IAC_CONNECT: "sim:st.json?release=r4.3" }));
+    expect(env).toMatchObject({ ok: true, choice: { spec: { kind: "sim", release: "r4.3" } } });
+    if (env.ok) expect(describeChoice(env.choice, "/home/user/cfg")).toBe("using the embedded simulator of Qubes r4.3, state in st.json (QUBES_IAC_CONNECT)");
+  });
+
   it("prefers --connect over the environment, and both over detection", () => {
     const p = probe([], ["/var/run/qubesd.sock"], { QUBES_IAC_CONNECT: "sim" });
     expect(chooseConnection("qrexec", p)).toMatchObject({ ok: true, choice: { spec: { kind: "qrexec" }, reason: "--connect" } });

@@ -10,6 +10,7 @@ import {
   parseFaultRule,
   parseFixture,
   parseLatency,
+  parseRelease,
   startSimulator,
   type FaultRule,
   type SimulatorOptions,
@@ -23,16 +24,19 @@ export type ServeOptions = {
   reset?: boolean;
   log?: string;
   fixture?: string;
+  release?: string;
   latencyMs?: string;
   serialWrites?: boolean;
   fault?: string[];
 };
 
 /** The simulator options the text flags stand for; every bad flag is reported at once. */
-function serveTuning(o: ServeOptions): Pick<SimulatorOptions, "fixture" | "latency" | "serialWrites" | "faults"> {
+function serveTuning(o: ServeOptions): Pick<SimulatorOptions, "fixture" | "release" | "latency" | "serialWrites" | "faults"> {
   const errors: string[] = [];
   const fixture = parseFixture(o.fixture ?? "default");
   if (!fixture.ok) errors.push(`--fixture: ${fixture.error}`);
+  const release = o.release === undefined ? undefined : parseRelease(o.release);
+  if (release && !release.ok) errors.push(`--release: ${release.error}`);
   const latency = o.latencyMs === undefined ? undefined : parseLatency(o.latencyMs);
   if (latency && !latency.ok) errors.push(`--latency-ms: ${latency.error}`);
   const faults: FaultRule[] = [];
@@ -44,6 +48,7 @@ function serveTuning(o: ServeOptions): Pick<SimulatorOptions, "fixture" | "laten
   if (errors.length > 0) throw new CliError(errors.join("\n"));
   return {
     ...(fixture.ok ? { fixture: fixture.fixture } : {}),
+    ...(release?.ok ? { release: release.release } : {}),
     ...(latency?.ok ? { latency: latency.latency } : {}),
     ...(o.serialWrites === false ? { serialWrites: false } : {}),
     faults,
@@ -64,7 +69,10 @@ export async function simServe(io: CliIO, o: ServeOptions): Promise<number> {
   } catch (e) {
     throw new CliError(`cannot start the simulator: ${e instanceof Error ? e.message : String(e)}`);
   }
-  write(io.stderr, `qubes-iac: simulator listening on ${server.socketPath}${o.state ? `, state in ${o.state}` : " (state in memory only)"}`);
+  write(
+    io.stderr,
+    `qubes-iac: simulator of Qubes ${server.release} listening on ${server.socketPath}${o.state ? `, state in ${o.state}` : " (state in memory only)"}`,
+  );
   const signal = await io.interrupted;
   await server.close();
   write(io.stderr, `qubes-iac: simulator stopped (${signal})`);

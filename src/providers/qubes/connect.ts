@@ -1,4 +1,4 @@
-// Chooses how to reach Qubes: `--connect qubesd[:PATH] | qrexec | sim[:STATEFILE]`, else
+// Chooses how to reach Qubes: `--connect qubesd[:PATH] | qrexec | sim[:STATEFILE][?release=R]`, else
 // QUBES_IAC_CONNECT, else detection — the qubesd socket if it exists, else qrexec-client-vm if
 // on PATH, else the embedded simulator, but only on a machine with no sign of Qubes. On a Qubes
 // machine whose socket is unreachable it fails: it never falls back to the simulator.
@@ -6,11 +6,13 @@
 import { delimiter, join, resolve } from "node:path";
 import { DEFAULT_QUBESD_SOCKET } from "./transport-socket.js";
 import { QREXEC_CLIENT_VM } from "./transport-qrexec.js";
+import { parseRelease, type SimRelease } from "./simulator/releases.js";
 
 export type ConnectSpec =
   | { kind: "qubesd"; socketPath: string }
   | { kind: "qrexec"; command: string }
-  | { kind: "sim"; statePath: string };
+  /** `release` absent: the state file's, main for a new one. */
+  | { kind: "sim"; statePath: string; release?: SimRelease };
 
 export type ConnectChoice = { spec: ConnectSpec; reason: string };
 
@@ -27,7 +29,17 @@ const QUBES_RELEASE = "/etc/qubes-release";
 
 export type ParseResult = { ok: true; spec: ConnectSpec } | { ok: false; error: string };
 
+/** The `?release=R` of a sim spec (the only option it takes). */
+function simOptions(query: string | undefined): { ok: true; release?: SimRelease } | { ok: false; error: string } {
+  if (query === undefined) return { ok: true };
+  const m = /^release=(.*)$/.exec(query);
+  if (!m) return { ok: false, error: `'sim' takes ?release=r4.2|r4.3|main, not '?${query}'` };
+  const parsed = parseRelease(m[1] ?? "");
+  return parsed.ok ? { ok: true, release: parsed.release } : { ok: false, error: parsed.error };
+}
+
 export function parseConnectSpec(text: string, cwd: string): ParseResult {
+  if (text.startsWith("sim?")) return parseConnectSpec(`sim:${text.slice(3)}`, cwd);
   const colon = text.indexOf(":");
   const kind = colon < 0 ? text : text.slice(0, colon);
   const rest = colon < 0 ? undefined : text.slice(colon + 1);
@@ -37,10 +49,16 @@ export function parseConnectSpec(text: string, cwd: string): ParseResult {
     case "qrexec":
       if (rest !== undefined) return { ok: false, error: `'qrexec' takes no argument (got '${text}')` };
       return { ok: true, spec: { kind: "qrexec", command: QREXEC_CLIENT_VM } };
-    case "sim":
-      return { ok: true, spec: { kind: "sim", statePath: resolve(cwd, rest || DEFAULT_SIM_STATE) } };
+    case "sim": {
+      const q = rest === undefined ? -1 : rest.indexOf("?");
+      const path = q < 0 ? rest : rest?.slice(0, q);
+      const options = simOptions(q < 0 ? undefined : rest?.slice(q + 1));
+      if (!options.ok) return options;
+      const spec = { kind: "sim" as const, statePath: resolve(cwd, path || DEFAULT_SIM_STATE) };
+      return { ok: true, spec: options.release === undefined ? spec : { ...spec, release: options.release } };
+    }
     default:
-      return { ok: false, error: `unknown connection '${text}': use qubesd[:PATH], qrexec or sim[:STATEFILE]` };
+      return { ok: false, error: `unknown connection '${text}': use qubesd[:PATH], qrexec or sim[:STATEFILE][?release=R]` };
   }
 }
 
@@ -90,7 +108,8 @@ export function describeChoice(c: ConnectChoice, cwd: string): string {
       return `using ${c.spec.command} from this management qube (${c.reason})`;
     case "sim": {
       const rel = c.spec.statePath.startsWith(cwd + "/") ? c.spec.statePath.slice(cwd.length + 1) : c.spec.statePath;
-      return `using the embedded simulator, state in ${rel} (${c.reason})`;
+      const release = c.spec.release === undefined ? "" : ` of Qubes ${c.spec.release}`;
+      return `using the embedded simulator${release}, state in ${rel} (${c.reason})`;
     }
     default: {
       const never: never = c.spec;

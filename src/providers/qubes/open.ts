@@ -23,10 +23,14 @@ export async function openTransport(spec: ConnectSpec, opts: { timeoutMs: number
       const dir = mkdtempSync(join(tmpdir(), "qubes-iac-sim-"));
       const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
       try {
-        const server = await startSimulator({ socketPath: join(dir, "qubesd.sock"), statePath: spec.statePath });
+        const server = await startSimulator({
+          socketPath: join(dir, "qubesd.sock"),
+          statePath: spec.statePath,
+          ...(spec.release === undefined ? {} : { release: spec.release }),
+        });
         const inner = createSocketTransport(server.socketPath, {
           timeoutMs: opts.timeoutMs,
-          description: `embedded simulator (state ${spec.statePath})`,
+          description: `embedded simulator of Qubes ${server.release} (state ${spec.statePath})`,
         });
         return {
           ...inner,

@@ -1,25 +1,19 @@
 // One decoded request → one reply, as qubesd's QubesDaemonProtocol and method decorator do it:
-// resolve src and dest, find the method, apply the HEAD decorator checks, run the handler, and
-// encode its result or failure (named exception, or the empty reply; R4.3 style optional).
-// Pure over the World; the server owns sockets, persistence and event delivery.
+// resolve src and dest, find the method the world's release serves, apply the decorator checks,
+// run the handler, and encode its result or failure (named exception, or the empty reply for the
+// classes the release does not send). Pure over the World; the server owns sockets, persistence
+// and event delivery.
 
 import { encodeException, encodeOk, type AdminRequest, type QubesEvent } from "../codec.js";
 import { isAdminVm, type AnySpec, type Call, type MethodSpec, type Services } from "./call.js";
-import { PROTOCOL_ERROR_CLASSES, protocolError, qubesError, SimError, vmNotFound } from "./errors.js";
+import { protocolError, qubesError, SimError, vmNotFound } from "./errors.js";
 import { hostMethods } from "./methods-host.js";
 import { qubeMethods } from "./methods-qube.js";
 import { storageMethods } from "./methods-storage.js";
 import { vmMethods } from "./methods-vm.js";
 import type { Qube, World } from "./state.js";
-import { checkVmName } from "../../../model/qubes-rules.js";
-
-export type ErrorStyle = "head" | "r4.3";
-
-export type DispatchOptions = {
-  errorStyle: ErrorStyle;
-  /** admin.vm.List lines carry `uuid=` (R4.3 and later) or not (R4.2). */
-  vmListUuid: boolean;
-};
+import { RELEASES, type Release } from "./releases.js";
+import { vmNameError } from "./model.js";
 
 export type Outcome =
   | {
@@ -43,28 +37,28 @@ const STREAMS: Record<string, AnySpec> = {
   "admin.vm.Stats": { dest: "any", arg: "none", payload: "none", stream: "stats" },
 };
 
-const tables = new Map<boolean, ReadonlyMap<string, AnySpec>>();
-function methodTable(vmListUuid: boolean): ReadonlyMap<string, AnySpec> {
-  let t = tables.get(vmListUuid);
+const tables = new Map<Release, ReadonlyMap<string, AnySpec>>();
+/** The methods a release serves: every handler, less the ones its qubesd lacks. */
+function methodTable(release: Release): ReadonlyMap<string, AnySpec> {
+  let t = tables.get(release);
   if (!t) {
-    t = new Map<string, AnySpec>(
-      Object.entries({ ...vmMethods(vmListUuid), ...qubeMethods(), ...storageMethods(), ...hostMethods(), ...STREAMS }),
-    );
-    tables.set(vmListUuid, t);
+    const all = { ...vmMethods(), ...qubeMethods(), ...storageMethods(), ...hostMethods(), ...STREAMS };
+    t = new Map<string, AnySpec>(Object.entries(all).filter(([name]) => !release.absentMethods.has(name)));
+    tables.set(release, t);
   }
   return t;
 }
 
-/** decode_vm of qubesd: a name or `uuid:<uuid>`. */
+/** decode_vm of qubesd: a name or (R4.3+) `uuid:<uuid>`; R4.2 looks any text up as a name. */
 function resolveQube(world: World, token: string): Qube {
-  if (token.startsWith("uuid:")) {
+  if (token.startsWith("uuid:") && world.release.uuids) {
     const uuid = token.slice(5);
     if (token.length !== 41 || !UUID_RE.test(uuid)) throw qubesError("QubesVMInvalidUUIDError", `VM UUID is not valid: '${uuid}'`);
     const q = uuid === ADMIN_UUID ? [...world.qubes.values()].find(isAdminVm) : world.byUuid.get(uuid);
     if (!q) throw vmNotFound(token);
     return q;
   }
-  const err = checkVmName(token);
+  const err = world.release.checkDestName ? vmNameError(world.release, token) : null;
   if (err) throw qubesError("QubesValueError", err);
   const q = world.qubes.get(token);
   if (!q) throw vmNotFound(token);
@@ -80,7 +74,7 @@ function checkDecorator(spec: AnySpec, req: AdminRequest, dest: Qube): void {
   if (spec.dest === "not-adminvm" && isAdminVm(dest)) throw protocolError("expected destination to not be AdminVM");
 }
 
-export function dispatch(world: World, req: AdminRequest, options: DispatchOptions, services: Services): Outcome {
+export function dispatch(world: World, req: AdminRequest, services: Services): Outcome {
   const events: QubesEvent[] = [];
   const touched = new Set<string>();
   let mutates = false;
@@ -88,7 +82,7 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
     const src = resolveQube(world, req.src);
     const dest = resolveQube(world, req.dest);
     touched.add(dest.name);
-    const spec = methodTable(options.vmListUuid).get(req.method);
+    const spec = methodTable(world.release).get(req.method);
     if (!spec) throw protocolError(`no such method: '${req.method}'`);
     checkDecorator(spec, req, dest);
     if ("stream" in spec) return { kind: "stream", stream: spec.stream, dest };
@@ -113,7 +107,7 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
   } catch (e) {
     if (!(e instanceof SimError)) throw e;
     const f = e.failure;
-    if (f.kind === "empty" || (options.errorStyle === "r4.3" && PROTOCOL_ERROR_CLASSES.has(f.qubesClass))) {
+    if (f.kind === "empty" || world.release.emptyClasses.has(f.qubesClass)) {
       return {
         kind: "reply",
         bytes: Buffer.alloc(0),
@@ -138,11 +132,11 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
 
 /** Whether a method changes persistent state (unknown methods and event streams do not). */
 export function methodMutates(method: string): boolean {
-  const spec = methodTable(true).get(method);
+  const spec = Object.values(RELEASES).map((r) => methodTable(r).get(method)).find((m) => m !== undefined);
   return spec !== undefined && !("stream" in spec) && spec.mutates;
 }
 
-/** Every method name the simulator serves, streams included. */
+/** Every method name the simulator serves for some release, streams included. */
 export function methodNames(): string[] {
-  return [...methodTable(true).keys()];
+  return [...new Set(Object.values(RELEASES).flatMap((r) => [...methodTable(r).keys()]))];
 }

@@ -19,17 +19,6 @@ export const qubesError = (qubesClass: string, message: string): SimError =>
 
 export const emptyReply = (reason: string): SimError => new SimError({ kind: "empty", reason });
 
-/** Classes that R4.3 and earlier answer with an empty reply instead of naming them. */
-export const PROTOCOL_ERROR_CLASSES: ReadonlySet<string> = new Set([
-  "ProtocolError",
-  "PermissionDenied",
-  "QubesInvalidTagError",
-  "QubesInvalidLabelError",
-  "QubesInvalidLabelValueError",
-  "QubesUnrecognizedDeviceAssignmentMode",
-  "QubesVolumeCopyTokenNotFoundError",
-]);
-
 export const protocolError = (message: string): SimError => qubesError("ProtocolError", message);
 export const permissionDenied = (message: string): SimError => qubesError("PermissionDenied", message);
 /** `enforce(arg in allowed)` of qubesd: the HEAD message names the set the argument is not in. */

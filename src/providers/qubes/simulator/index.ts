@@ -11,14 +11,14 @@ import { performance } from "node:perf_hooks";
 import { decodeRequest, encodeEvent, encodeException, type AdminRequest, type QubesEvent } from "../codec.js";
 import { MAX_REQUEST_BYTES } from "../../../model/qubes-rules.js";
 import type { Services } from "./call.js";
-import { dispatch, methodMutates, type DispatchOptions, type ErrorStyle, type Outcome } from "./dispatch.js";
-import { PROTOCOL_ERROR_CLASSES } from "./errors.js";
+import { dispatch, methodMutates, type Outcome } from "./dispatch.js";
 import { createFaultSet, GARBAGE_REPLY, type FaultControl, type FaultRule, type FiredFault } from "./faults.js";
 import { fixtureDocument, type SimFixture } from "./fixtures.js";
 import { checkLatency, createPacer, createSerialQueue, type Latency } from "./latency.js";
 import { APP, qubeHolder, readProp } from "./model.js";
 import { worldFromDocument, type FragmentCache, type Qube, type World } from "./state.js";
-import { loadStateFile, lockStateFile, saveStateFile } from "./store.js";
+import { releaseOf, type SimRelease } from "./releases.js";
+import { loadStateFile, lockStateFile, saveStateFile, StateFileError } from "./store.js";
 
 export {
   describeFaultRuleIssue,
@@ -36,6 +36,7 @@ export {
 export { generateFixtureState, GENERATED_MAX_QUBES, GENERATED_MIN_QUBES, parseFixture, type SimFixture } from "./fixtures.js";
 export { parseLatency, type Latency } from "./latency.js";
 export type { QubeDocument, StateDocument } from "./state.js";
+export { parseRelease, SIM_RELEASES, type ReleaseParse, type SimRelease } from "./releases.js";
 
 export type SimulatorOptions = {
   socketPath: string;
@@ -50,15 +51,11 @@ export type SimulatorOptions = {
   /** Same entry as the log line, for tests. */
   onCall?: (entry: SimCallLogEntry) => void;
   /**
-   * How ProtocolError and PermissionDenied (and their subclasses) are answered: "head" names
-   * them like the recordings, "r4.3" answers with the empty reply as shipped R4.3 does.
+   * The Qubes release to imitate (releases.ts): "r4.2", "r4.3" or "main" (the development head).
+   * A new or reset state is made for it (default main); an existing state file keeps the release
+   * it was made for, and asking for another one is refused. "head" is an alias of "main".
    */
-  errorStyle?: ErrorStyle;
-  /**
-   * Release whose behaviour to imitate where it is known to differ: "head" (default), "r4.3"
-   * (errorStyle "r4.3"), "r4.2" (also admin.vm.List without `uuid=`). errorStyle overrides.
-   */
-  release?: "head" | "r4.3" | "r4.2";
+  release?: SimRelease | "head";
   /** Added to every read-only / mutating call before its reply (README.md, "Latency"). */
   latency?: Latency;
   /** Mutating calls run one at a time, each holding the queue for writeMs. Default: true when latency is set. */
@@ -85,6 +82,8 @@ export type SimCallLogEntry = {
 
 export type SimulatorServer = {
   socketPath: string;
+  /** The release imitated: the one asked for, or the state file's. */
+  release: SimRelease;
   statePath?: string;
   /** Add and clear fault rules while serving; read which fired. */
   faults: FaultControl;
@@ -98,6 +97,7 @@ type Subscriber = { socket: Socket; qube: string | null };
 
 export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorServer> {
   const startedAt = new Date();
+  const wanted: SimRelease | undefined = opts.release === "head" ? "main" : opts.release;
   const latencyError = opts.latency ? checkLatency(opts.latency) : null;
   if (latencyError) throw new RangeError(latencyError);
   const faults = createFaultSet(opts.faults ?? []);
@@ -107,8 +107,15 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   try {
     if (statePath && !opts.reset && existsSync(statePath)) {
       world = loadStateFile(statePath);
+      if (wanted !== undefined && wanted !== world.release.name) {
+        throw new StateFileError(
+          `simulator state ${statePath} imitates release ${world.release.name}, not ${wanted}: ` +
+            `serve it with release ${world.release.name}, or start a new state (reset, or another state file) for ${wanted}`,
+        );
+      }
     } else {
       world = worldFromDocument(fixtureDocument(opts.fixture ?? "default"));
+      world.release = releaseOf(wanted ?? "main");
       if (statePath) saveStateFile(statePath, world);
     }
     await claimSocketPath(opts.socketPath);
@@ -117,10 +124,6 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     throw e;
   }
 
-  const options: DispatchOptions = {
-    errorStyle: opts.errorStyle ?? (opts.release === "r4.3" || opts.release === "r4.2" ? "r4.3" : "head"),
-    vmListUuid: opts.release !== "r4.2",
-  };
   const services: Services = { now: () => Date.now(), randomUuid: () => randomUUID(), randomInt: (max) => randomInt(max) };
   const fragments: FragmentCache = new WeakMap();
   const sockets = new Set<Socket>();
@@ -172,12 +175,12 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
     let result: Result;
     if (fault?.action.kind === "exception") {
       const { qubesClass, message } = fault.action;
-      const asEmpty = options.errorStyle === "r4.3" && PROTOCOL_ERROR_CLASSES.has(qubesClass);
+      const asEmpty = world.release.emptyClasses.has(qubesClass);
       result = { bytes: asEmpty ? Buffer.alloc(0) : encodeException(qubesClass, message), reply: asEmpty ? "empty" : "exception", excType: qubesClass, outcome: "not-run" };
     } else {
       let outcome: Outcome | { kind: "crash"; excType: string };
       try {
-        outcome = dispatch(world, req, options, services);
+        outcome = dispatch(world, req, services);
       } catch (e) {
         // A simulator bug: answer as qubesd answers a non-Qubes exception.
         outcome = { kind: "crash", excType: e instanceof Error ? e.name : "Error" };
@@ -335,6 +338,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   let closed: Promise<void> | undefined;
   return {
     socketPath: opts.socketPath,
+    release: world.release.name,
     ...(statePath ? { statePath } : {}),
     faults: { add: faults.add, clear: faults.clear, rules: faults.rules, fired: faults.fired },
     close() {

@@ -25,6 +25,8 @@ function deviceMethods(): Record<string, MethodSpec> {
     });
     methods[`admin.vm.device.${cls}.Assigned`] = method(READ, () => "");
     methods[`admin.vm.device.${cls}.Attached`] = method(READ, () => "");
+    // R4.2's listing of assigned and attached devices (only R4.2 serves it: releases.ts).
+    methods[`admin.vm.device.${cls}.List`] = method(READ, () => "");
   }
   return methods;
 }
@@ -53,7 +55,7 @@ function interfaces(call: Call): string[] {
 
 function storeDenied(call: Call, codes: string[]): void {
   const h = qubeHolder(call.dest);
-  assignProp(call.world, h, lookupProp(h, "devices_denied"), codes.join(""), call.emit);
+  assignProp(call.world, h, lookupProp(call.world, h, "devices_denied"), codes.join(""), call.emit);
 }
 
 const deniedMethods: Record<string, MethodSpec> = {

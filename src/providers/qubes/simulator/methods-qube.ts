@@ -9,7 +9,8 @@ import {
   addTag,
   ctxFor,
   deleteFeature,
-  findLabel,
+  lookupLabel,
+  refused,
   formatGet,
   formatGetAll,
   formatGetDefault,
@@ -22,7 +23,7 @@ import {
   setProp,
 } from "./model.js";
 import { featureWithNetvm, featureWithTemplate, propTable, type Holder } from "./properties.js";
-import type { Qube } from "./state.js";
+import type { Label, Qube } from "./state.js";
 import { tagCreatedBy } from "./methods-vm.js";
 import {
   checkFeatureName,
@@ -48,28 +49,28 @@ function propertyMethods(prefix: string, holderOf: (call: Call) => Holder, dest:
   const r = (arg: MethodSpec["arg"]): Shape => ({ dest, arg, payload: "none", mutates: false });
   return {
     [`${prefix}.List`]: method(r("none"), (call) =>
-      propTable(holderOf(call))
+      propTable(holderOf(call), call.world.release)
         .list.map((d) => `${d.name}\n`)
         .join(""),
     ),
     [`${prefix}.Get`]: method(r("required"), (call) => {
       const h = holderOf(call);
-      return formatGet(call.world, h, lookupProp(h, call.arg));
+      return formatGet(call.world, h, lookupProp(call.world, h, call.arg));
     }),
     [`${prefix}.GetAll`]: method(r("none"), (call) => formatGetAll(call.world, holderOf(call))),
     [`${prefix}.GetDefault`]: method(r("required"), (call) => {
       const h = holderOf(call);
-      return formatGetDefault(call.world, h, lookupProp(h, call.arg));
+      return formatGetDefault(call.world, h, lookupProp(call.world, h, call.arg));
     }),
-    [`${prefix}.Help`]: method(r("required"), (call) => lookupProp(holderOf(call), call.arg).help),
+    [`${prefix}.Help`]: method(r("required"), (call) => lookupProp(call.world, holderOf(call), call.arg).help),
     [`${prefix}.Set`]: method({ dest, arg: "required", payload: "optional", mutates: true }, (call) => {
       const h = holderOf(call);
-      setProp(call.world, h, lookupProp(h, call.arg), call.payload, call.emit);
+      setProp(call.world, h, lookupProp(call.world, h, call.arg), call.payload, call.emit);
       return null;
     }),
     [`${prefix}.Reset`]: method({ dest, arg: "required", payload: "none", mutates: true }, (call) => {
       const h = holderOf(call);
-      resetProp(call.world, h, lookupProp(h, call.arg), call.emit);
+      resetProp(call.world, h, lookupProp(call.world, h, call.arg), call.emit);
       return null;
     }),
   };
@@ -78,25 +79,32 @@ function propertyMethods(prefix: string, holderOf: (call: Call) => Holder, dest:
 // ---------------------------------------------------------------------------------------------
 // Labels
 
+/** The label the argument names; the refusal for an unknown one is the release's (label.Get/Index/Remove). */
+function labelArg(call: Call): Label {
+  const label = lookupLabel(call.world, call.arg);
+  if (!label) throw refused(call.world.release.messages.labelNotFound(call.arg));
+  return label;
+}
+
 const labelMethods: Record<string, MethodSpec> = {
   "admin.label.List": method({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, (call) =>
     call.world.labels.map((l) => `${l.name}\n`).join(""),
   ),
   "admin.label.Get": method({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) => {
-    const label = findLabel(call.world, call.arg);
-    if (call.world.runtime.freshLabels.has(label.name)) {
+    const label = labelArg(call);
+    if (!call.world.release.freshLabelColourReadable && call.world.runtime.freshLabels.has(label.name)) {
       throw emptyReply("colour of a label created in this lifetime is still bytes");
     }
     return label.color;
   }),
   "admin.label.Index": method({ dest: "adminvm", arg: "required", payload: "none", mutates: false }, (call) =>
-    String(findLabel(call.world, call.arg).index),
+    String(labelArg(call).index),
   ),
   "admin.label.Create": method({ dest: "adminvm", arg: "required", payload: "required", mutates: true }, (call) => {
     const { world, arg } = call;
     const nameError = checkLabelName(arg, true);
     if (nameError) throw qubesError("QubesInvalidLabelError", nameError);
-    if (world.labels.some((l) => l.name === arg)) throw qubesError("QubesLabelInUseError", `Label is still in use: '${arg}'`);
+    if (world.labels.some((l) => l.name === arg)) throw refused(world.release.messages.labelExists(arg));
     const colour = Buffer.from(call.payload).toString("latin1");
     const colourError = checkLabelColour(colour);
     if (colourError) throw qubesError("QubesInvalidLabelValueError", colourError);
@@ -107,11 +115,11 @@ const labelMethods: Record<string, MethodSpec> = {
   }),
   "admin.label.Remove": method({ dest: "adminvm", arg: "required", payload: "none", mutates: true }, (call) => {
     const { world } = call;
-    const label = findLabel(call.world, call.arg);
+    const label = labelArg(call);
     if (label.index <= MAX_DEFAULT_LABEL) throw protocolError("Can only remove custom labels");
     for (const q of world.qubes.values()) {
       if (readProp(world, qubeHolder(q), "label") === label.name) {
-        throw qubesError("QubesLabelInUseError", `Label is still in use: '${label.name}'`);
+        throw refused(world.release.messages.labelInUse(label.name));
       }
     }
     world.labels = world.labels.filter((l) => l !== label);
@@ -148,18 +156,24 @@ const featureMethods: Record<string, MethodSpec> = {
   "admin.vm.feature.CheckWithTemplateAndAdminVM": featureCheck(
     (call) => featureWithTemplate(ctx(call), call.dest, call.arg) ?? dom0Of(call)?.features.get(call.arg),
   ),
+  // qubes/api/admin.py vm_feature_set: the payload is decoded as ASCII first, then (main, R4.3)
+  // the name and the value are checked; R4.2 checks neither.
   "admin.vm.feature.Set": method({ dest: "any", arg: "required", payload: "optional", mutates: true }, (call) => {
-    const nameError = checkFeatureName(call.arg);
-    if (nameError) throw protocolError(nameError);
+    const rules = call.world.release.featureSet;
+    if (call.payload.some((b) => b > 0x7f)) {
+      throw rules.nonAscii ? refused(rules.nonAscii) : emptyReply("feature value is not ASCII (UnicodeDecodeError)");
+    }
     const value = Buffer.from(call.payload).toString("latin1");
-    const valueError = call.payload.some((b) => b > 0x7f) ? `${call.arg} value contains illegal characters` : checkFeatureValue(call.arg, value);
-    if (valueError) throw protocolError(valueError);
-    if (PROHIBITED_FEATURES.has(call.arg)) throw permissionDenied("changing this feature is prohibited by qubes.ext.admin.AdminExtension");
+    if (rules.invalidClass !== null) {
+      const error = checkFeatureName(call.arg) ?? checkFeatureValue(call.arg, value);
+      if (error) throw qubesError(rules.invalidClass, error);
+    }
+    if (rules.prohibits && PROHIBITED_FEATURES.has(call.arg)) throw permissionDenied("changing this feature is prohibited by qubes.ext.admin.AdminExtension");
     setFeature(call.dest, call.arg, value, call.emit);
     return null;
   }),
   "admin.vm.feature.Remove": method({ dest: "any", arg: "required", payload: "none", mutates: true }, (call) => {
-    if (PROHIBITED_FEATURES.has(call.arg)) throw permissionDenied("changing this feature is prohibited by qubes.ext.admin.AdminExtension");
+    if (call.world.release.featureSet.prohibits && PROHIBITED_FEATURES.has(call.arg)) throw permissionDenied("changing this feature is prohibited by qubes.ext.admin.AdminExtension");
     if (!call.dest.features.has(call.arg)) throw notSet(call.dest, call.arg);
     deleteFeature(call.dest, call.arg, call.emit);
     return null;

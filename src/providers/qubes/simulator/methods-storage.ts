@@ -4,7 +4,7 @@
 
 import { method, type Call, type MethodSpec, type Shape } from "./call.js";
 import { argumentNotIn, emptyReply, protocolError, qubesError } from "./errors.js";
-import { APP, parsePyBool, readProp } from "./model.js";
+import { APP, parsePyBool, readProp, refused } from "./model.js";
 import type { Pool, Qube, Volume, World } from "./state.js";
 import { findVolume, formatVolumeInfo, pathOf, poolVolumes } from "./volumes.js";
 import { checkDecimal, checkPoolName } from "../../../model/qubes-rules.js";
@@ -87,30 +87,40 @@ function boolPayload(call: Call): boolean {
   return b;
 }
 
+/** The enforce() reason of pool_add for a bad name: Python's ascii_letters + digits + "-_.". */
+const POOL_NAME_SAFE_SET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
+
+/** qubes/api/admin.py pool_add: the checks and messages in main's order; R4.2/R4.3 name an unknown driver first. */
 function addPool(call: Call): null {
   const { world } = call;
   const driver = DRIVERS.find((d) => d.name === call.arg);
-  if (!driver) throw argumentNotIn("available drivers");
-  if (call.payload.some((b) => b > 0x7f)) throw emptyReply("pool configuration is not ASCII");
-  const lines = Buffer.from(call.payload).toString("latin1").split(/\r\n|\n|\r/);
+  if (!driver) {
+    const refusal = world.release.messages.poolUnknownDriver(call.arg);
+    throw refusal === "enforce" ? argumentNotIn("available drivers") : refused(refusal);
+  }
+  if (call.payload.some((b) => b > 0x7f)) throw protocolError("Pool parameters contains non-ASCII characters");
+  // str.splitlines(): every line boundary Python knows in ASCII text.
+  const lines = Buffer.from(call.payload).toString("latin1").split(/\r\n|[\n\r\v\f\x1c\x1d\x1e]/);
   if (lines[lines.length - 1] === "") lines.pop();
+  if (!lines.every((l) => l.includes("="))) throw protocolError("Options must be separated by equal sign");
   const config = new Map<string, string>();
   for (const line of lines) {
     const eq = line.indexOf("=");
-    if (eq < 0) throw protocolError("Pool configuration lines must be key=value");
     const key = line.slice(0, eq);
-    if (config.has(key)) throw protocolError("Duplicated pool configuration option");
+    if (config.has(key)) throw protocolError("Options must be unique");
     config.set(key, line.slice(eq + 1));
   }
   const name = config.get("name");
-  if (name === undefined) throw protocolError("Pool name is missing");
-  const nameError = checkPoolName(name);
-  if (nameError) throw protocolError(nameError);
+  if (name === undefined) throw protocolError("Pool configuration must contain key: name");
+  if (checkPoolName(name)) throw protocolError(`Pool name must be in safe set: ${POOL_NAME_SAFE_SET}`);
   config.delete("name");
   if ([...config.keys()].some((k) => !driver.params.includes(k))) throw protocolError("Unexpected driver options found");
-  if (world.pools.has(name)) throw qubesError("QubesPoolInUseError", `Storage pool is in use: '${name}'`);
   const missing = driver.required.filter((k) => !config.has(k));
-  if (missing.length > 0) throw qubesError("QubesException", `missing required driver options: ${missing.join(", ")}`);
+  if (missing.length > 0) {
+    const refusal = world.release.messages.poolMissingOptions(missing);
+    throw refusal ? refused(refusal) : emptyReply(`${driver.name} pool without ${missing.join(" ")} (TypeError)`);
+  }
+  if (world.pools.has(name)) throw qubesError("QubesPoolInUseError", `Storage pool is in use: '${name}'`);
   for (const [k, v] of Object.entries(driver.defaults)) if (!config.has(k)) config.set(k, v);
   if (config.has("ephemeral_volatile")) {
     const b = parsePyBool(config.get("ephemeral_volatile") ?? "");
@@ -248,15 +258,19 @@ const volumeMethods: Record<string, MethodSpec> = {
     call.world.runtime.cloneTokens.set(token, { qube: call.dest.name, volume: vol.name });
     return token;
   }),
+  // qubes/api/admin.py vm_volume_clone_to: the token is used up whatever happens next; a source
+  // volume gone since CloneFrom is a QubesVolumeNotFoundError, a KeyError (empty reply).
   "admin.vm.volume.CloneTo": method(VOL_WRITE, (call) => {
     const dst = volumeArg(call);
+    if (call.payload.some((b) => b > 0x7f)) throw protocolError("Token contains non-ASCII characters");
     const token = Buffer.from(call.payload).toString("latin1").trim();
     const from = call.world.runtime.cloneTokens.get(token);
+    // The class is a KeyError too: its str() is the repr of the message.
+    if (!from) throw qubesError("QubesVolumeCopyTokenNotFoundError", "'Token to clone volume of qube was not found'");
     call.world.runtime.cloneTokens.delete(token);
-    if (!from) throw qubesError("QubesVolumeCopyTokenNotFoundError", "Invalid token");
     const src = call.world.qubes.get(from.qube);
     const srcVol = src ? findVolume(src, from.volume) : undefined;
-    if (!srcVol) throw emptyReply("source volume is gone");
+    if (!srcVol) throw emptyReply("source volume is gone (QubesVolumeNotFoundError)");
     requireHalted(call.dest);
     dst.size = srcVol.size;
     return null;

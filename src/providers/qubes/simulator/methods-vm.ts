@@ -15,11 +15,11 @@ import {
   vmNotRunning,
   vmNotStarted,
 } from "./errors.js";
-import { APP, addTag, ctxFor, eventValue, qubeHolder, readProp, vmProp, type Emit } from "./model.js";
-import { connectedVms, propTable } from "./properties.js";
+import { APP, addTag, ctxFor, eventValue, qubeHolder, readProp, refused, vmNameError, vmProp, type Emit } from "./model.js";
+import { connectedVms, NO_VALUE, propTable } from "./properties.js";
 import { addQube, deleteQube, qidOf, VM_CLASSES, type PropValue, type Qube, type VmClass, type World } from "./state.js";
 import { newVolumes, VOLUME_NAMES, type PoolChoice, type VolumeName } from "./volumes.js";
-import { checkLabelName, checkVmName } from "../../../model/qubes-rules.js";
+import { checkLabelName } from "../../../model/qubes-rules.js";
 
 const MAX_DISPID = 10000;
 const MAX_QID = 10000;
@@ -100,7 +100,7 @@ function createQube(call: Call, spec: NewQube): Qube {
     xid: -1,
     startTime: null,
   };
-  if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(qube, spec.template);
+  if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(world, qube, spec.template);
   addQube(world, qube);
   for (const prop of ["audiovm", "guivm"]) {
     const v = readProp(world, qubeHolder(qube), prop);
@@ -113,8 +113,8 @@ function createQube(call: Call, spec: NewQube): Qube {
 }
 
 /** DispVM.__init__: explicit properties, firewall, features and tags of the disposable template. */
-function inheritFromDispTemplate(disp: Qube, tpl: Qube): void {
-  const own = propTable(qubeHolder(disp)).byName;
+function inheritFromDispTemplate(world: World, disp: Qube, tpl: Qube): void {
+  const own = propTable(qubeHolder(disp), world.release).byName;
   for (const [name, value] of tpl.props) {
     if (["name", "qid", "uuid", "template", "dispid"].includes(name)) continue;
     if (own.get(name)?.access === "rw" && !disp.props.has(name)) disp.props.set(name, value);
@@ -150,14 +150,17 @@ function parseCreatePayload(call: Call, allowPool: boolean): { name: string; lab
     if (seen.has(key)) throw protocolError("duplicated parameters");
     seen.add(key);
     if (key === "name") {
-      const err = checkVmName(value);
+      const err = vmNameError(call.world.release, value);
       if (err) throw qubesError("QubesValueError", err);
       name = value;
     } else if (key === "label") {
       const err = checkLabelName(value, true);
       if (err) throw qubesError("QubesInvalidLabelError", err);
-      // An unknown label is dropped here, so the call fails as if no label was given.
-      if (call.world.labels.some((l) => l.name === value)) label = value;
+      const known = call.world.labels.some((l) => l.name === value);
+      // main drops an unknown label here, so the call fails as if none was given (qubes/api/admin.py
+      // _vm_create: invalid_label); R4.2/R4.3 let app.get_label raise at once.
+      if (known) label = value;
+      else if (call.world.release.createUnknownLabel === "not-found") throw qubesError("QubesLabelNotFoundError", `Label does not exist: ${value}`);
     } else if (key === "pool" || key.startsWith("pool:")) {
       if (!allowPool) throw protocolError("Pool option specified but pool selection requires admin.vm.CreateInPool");
       if (key === "pool") pools.all = value;
@@ -178,27 +181,45 @@ function parseCreatePayload(call: Call, allowPool: boolean): { name: string; lab
   return { name, label, pools };
 }
 
+/** add_new_vm's template: the one the argument names, else the class's global default. */
 function resolveTemplate(call: Call, klass: VmClass): Qube | undefined {
   const { world, arg } = call;
   if (arg !== "") {
-    if (!hasTemplate(klass)) throw protocolError(`${klass} cannot be based on template`);
     const tpl = world.qubes.get(arg);
     if (!tpl) throw vmNotFound(arg);
-    return checkTemplate(klass, tpl);
+    return checkTemplate(call, klass, tpl);
   }
   if (!hasTemplate(klass)) return undefined;
   const fallback = readProp(world, APP, klass === "DispVM" ? "default_dispvm" : "default_template");
   const tpl = typeof fallback === "string" ? world.qubes.get(fallback) : undefined;
   if (!tpl) throw qubesError("QubesValueError", "Template for the qube not specified, nor default template set.");
-  return checkTemplate(klass, tpl);
+  return checkTemplate(call, klass, tpl);
 }
 
-function checkTemplate(klass: VmClass, tpl: Qube): Qube {
+/**
+ * Python's repr() of a qube object (qubes/vm/__init__.py BaseVM.__repr__): class, id() (a
+ * process address, random here), name, qid, then `prop=str(value)` for every property in
+ * property_list() order that has a value.
+ */
+function qubeRepr(call: Call, q: Qube): string {
+  const h = qubeHolder(q);
+  const props: string[] = [];
+  for (const def of propTable(h, call.world.release).list) {
+    if (def.name === "name" || def.name === "qid") continue;
+    const v = readProp(call.world, h, def.name);
+    if (v === NO_VALUE) continue;
+    props.push(`${def.name}=${v === null ? "None" : typeof v === "boolean" ? (v ? "True" : "False") : v}`);
+  }
+  let address = "0x7f";
+  for (let i = 0; i < 10; i++) address += call.services.randomInt(16).toString(16);
+  return `<${q.klass} at ${address} name=${pyRepr(q.name)} qid=${String(readProp(call.world, h, "qid"))} ${props.join(" ")}>`;
+}
+
+function checkTemplate(call: Call, klass: VmClass, tpl: Qube): Qube {
   if (klass === "AppVM" && tpl.klass !== "TemplateVM") {
-    throw qubesError(
-      "QubesPropertyValueError",
-      `wrong VM class: domains[${pyRepr(tpl.name)}] is of type ${tpl.klass} and not TemplateVM`,
-    );
+    // _vm_create passes the qube object itself as template=, so VMProperty.__set__ formats it with
+    // {!r}: the qube's repr, not its name (qubes/vm/__init__.py VMProperty.__set__).
+    throw qubesError("QubesPropertyValueError", `wrong VM class: domains[${qubeRepr(call, tpl)}] is of type ${tpl.klass} and not TemplateVM`);
   }
   if (klass === "DispVM" && tpl.props.get("template_for_dispvms") !== true) {
     throw qubesError(
@@ -209,6 +230,12 @@ function checkTemplate(klass: VmClass, tpl: Qube): Qube {
   return tpl;
 }
 
+/**
+ * qubes/api/admin.py _vm_create: a template argument for a class without one is refused first
+ * (R4.2/R4.3 also an unknown template), then the payload is parsed; an existing name, (main) an
+ * unknown template and an unknown pool are reported in that order after it, and add_new_vm
+ * checks the template last.
+ */
 function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
   return {
     dest: "adminvm",
@@ -216,13 +243,17 @@ function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
     payload: "required",
     mutates: true,
     run(call) {
+      const templateArg = call.world.release.createTemplateArg;
+      if (call.arg !== "" && !hasTemplate(klass)) throw qubesError(templateArg.refusal, `${klass} cannot be based on template`);
+      if (call.arg !== "" && templateArg.lookedUpFirst && !call.world.qubes.has(call.arg)) throw vmNotFound(call.arg);
       const { name, label, pools } = parseCreatePayload(call, allowPool);
       if (klass === "AdminVM") throw qubesError("QubesValueError", "AdminVM cannot be created");
-      const template = resolveTemplate(call, klass);
+      if (call.world.qubes.has(name)) throw refused(call.world.release.messages.vmExists(name));
+      if (call.arg !== "" && !call.world.qubes.has(call.arg)) throw vmNotFound(call.arg);
       for (const p of [pools.all, ...Object.values(pools.perVolume)]) {
         if (p !== undefined && !call.world.pools.has(p)) throw qubesError("QubesException", `Unknown storage pool ${p}`);
       }
-      if (call.world.qubes.has(name)) throw qubesError("QubesVMAlreadyExistsError", `Qube already exists: ${name}`);
+      const template = resolveTemplate(call, klass);
       const extraProps: Record<string, PropValue> = {};
       if (klass === "DispVM") extraProps.dispid = String(newDispid(call.world, call.services));
       createQube(call, { klass, name, label, ...(template ? { template } : {}), pools, extraProps });
@@ -238,6 +269,9 @@ const createDisposable: MethodSpec = {
   mutates: true,
   run(call) {
     const { world, arg } = call;
+    // R4.2's create_disposable is no_payload and enforce(not self.arg) (qubes/api/admin.py, release4.2).
+    if (!world.release.disposableOptions && call.payload.length > 0) throw protocolError("unexpected payload");
+    if (!world.release.disposableOptions && arg !== "") throw permissionDenied("enforce(not self.arg)");
     if (arg !== "" && arg !== "preload") throw permissionDenied(`Argument not in "'', 'preload'"`);
     const payload = Buffer.from(call.payload).toString("latin1");
     if (payload !== "" && payload !== "uuid") throw protocolError("Invalid payload, expected empty string or 'uuid'");
@@ -274,12 +308,12 @@ const createDisposable: MethodSpec = {
 /** Where qubesd's domain-pre-delete finds the qube still referenced. */
 function referencesTo(world: World, q: Qube): string[] {
   const refs: string[] = [];
-  for (const def of propTable(APP).list) {
+  for (const def of propTable(APP, world.release).list) {
     if (def.wire === "vm" && readProp(world, APP, def.name) === q.name) refs.push(`@GLOBAL:${def.name}`);
   }
   for (const other of world.qubes.values()) {
     if (other === q) continue;
-    for (const def of propTable(qubeHolder(other)).list) {
+    for (const def of propTable(qubeHolder(other), world.release).list) {
       if (def.wire === "vm" && other.props.get(def.name) === q.name) refs.push(`${other.name}:${def.name}`);
     }
   }
@@ -289,7 +323,6 @@ function referencesTo(world: World, q: Qube): string[] {
 function removeQube(world: World, q: Qube, emit: Emit): void {
   emit(null, "domain-pre-delete", { vm: q.name });
   deleteQube(world, q);
-  for (const [token, t] of world.runtime.cloneTokens) if (t.qube === q.name) world.runtime.cloneTokens.delete(token);
   emit(null, "domain-delete", { vm: q.name });
 }
 
@@ -304,12 +337,7 @@ const removeMethod: MethodSpec = {
     if (dest.props.get("installed_by_rpm") === true) {
       throw qubesError("QubesVMInUseError", `VM installed by package manager: ${dest.name}`);
     }
-    if (referencesTo(world, dest).length > 0) {
-      throw qubesError(
-        "QubesVMInUseError",
-        `Domain is in use: ${pyRepr(dest.name)};  see 'journalctl -u qubesd -e' in dom0 for details`,
-      );
-    }
+    if (referencesTo(world, dest).length > 0) throw refused(world.release.messages.removeInUse(dest.name));
     removeQube(world, dest, emit);
     return null;
   },
@@ -447,29 +475,29 @@ const consoleMethod: MethodSpec = {
   },
 };
 
-const vmList = (withUuid: boolean): MethodSpec => ({
+const vmList: MethodSpec = {
   dest: "any",
   arg: "none",
   payload: "none",
   mutates: false,
   run({ world, dest }) {
     const qubes = isAdminVm(dest) ? sortedQubes(world) : [dest];
-    return qubes.map((q) => vmListLine(world, q, withUuid)).join("");
+    return qubes.map((q) => vmListLine(world, q, world.release.uuids)).join("");
   },
-});
+};
 
 const vmclassList: MethodSpec = {
   dest: "adminvm",
   arg: "none",
   payload: "none",
   mutates: false,
-  run: () => VM_CLASSES.map((c) => `${c}\n`).join(""),
+  run: ({ world }) => world.release.vmClasses.map((c) => `${c}\n`).join(""),
 };
 
-export function vmMethods(withUuid: boolean): Record<string, MethodSpec> {
+export function vmMethods(): Record<string, MethodSpec> {
   const methods: Record<string, MethodSpec> = {
     "admin.vmclass.List": vmclassList,
-    "admin.vm.List": vmList(withUuid),
+    "admin.vm.List": vmList,
     "admin.vm.CreateDisposable": createDisposable,
     "admin.vm.Remove": removeMethod,
     "admin.vm.Start": startMethod,

@@ -13,6 +13,7 @@ import { NO_VALUE, propTable, type Holder, type PropCtx, type PropDef, type Valu
 import type { Label, PropValue, Qube, World } from "./state.js";
 import { parseIPv4, parseIPv6 } from "./ip.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
+import type { Refusal, Release } from "./releases.js";
 
 export type Emit = (subject: string | null, event: string, kwargs?: Record<string, string>) => void;
 
@@ -21,11 +22,19 @@ export const qubeHolder = (qube: Qube): Holder => ({ kind: "qube", qube });
 
 export const holderName = (h: Holder): string => (h.kind === "app" ? "Qubes" : h.qube.name);
 
+const LEADING_RULE = "VM name cannot start with hyphen, underscore, dot or numbers";
+
+/** validate_name of the release: R4.2 has no rule for the first character, its regexp refuses the name. */
+export function vmNameError(release: Release, name: string): string | null {
+  const err = checkVmName(name);
+  return err === LEADING_RULE && !release.vmNameLeadingRule ? "VM name contains illegal characters" : err;
+}
+
 let readDepth = 0;
 
 /** A property's value as qubesd's getattr gives it: explicit, else its default, else NO_VALUE. */
 export function readProp(world: World, holder: Holder, name: string): Value {
-  const def = propTable(holder).byName.get(name);
+  const def = propTable(holder, world.release).byName.get(name);
   if (!def) return NO_VALUE;
   const explicit = holder.kind === "app" ? world.globals : holder.qube.props;
   if (explicit.has(name)) return explicit.get(name) ?? null;
@@ -91,8 +100,8 @@ function wireValue(v: Value): string {
   return v;
 }
 
-export function lookupProp(holder: Holder, name: string): PropDef {
-  const def = propTable(holder).byName.get(name);
+export function lookupProp(world: World, holder: Holder, name: string): PropDef {
+  const def = propTable(holder, world.release).byName.get(name);
   if (!def) throw qubesError("QubesNoSuchPropertyError", `Invalid property ${pyRepr(name)} of ${holderName(holder)}`);
   return def;
 }
@@ -113,7 +122,7 @@ export function formatGetDefault(world: World, holder: Holder, def: PropDef): st
 }
 
 export function formatGetAll(world: World, holder: Holder): string {
-  return propTable(holder)
+  return propTable(holder, world.release)
     .list.map((def) => `${def.name} ${formatGet(world, holder, def).replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n`)
     .join("");
 }
@@ -149,7 +158,7 @@ function parseUuid(s: string): string | null {
 }
 
 /** property.sanitize: the payload turned into a typed value, or the QubesValueError qubesd sends. */
-function sanitizeProp(def: PropDef, payload: Uint8Array): PropValue {
+function sanitizeProp(release: Release, def: PropDef, payload: Uint8Array): PropValue {
   if (payload.some((b) => b > 0x7f)) throw qubesError("QubesValueError", "Non-ASCII bytes in property value");
   const s = Buffer.from(payload).toString("latin1");
   const parseFailed = (type: string): SimError => qubesError("QubesValueError", `Failed to parse property value as ${type}`);
@@ -172,7 +181,7 @@ function sanitizeProp(def: PropDef, payload: Uint8Array): PropValue {
       return parseUuid(s) ?? throwErr(parseFailed("UUID"));
     case "vm": {
       if (s === "") return null;
-      const err = checkVmName(s);
+      const err = vmNameError(release, s);
       if (err) throw qubesError("QubesValueError", err);
       return s;
     }
@@ -189,11 +198,18 @@ function throwErr(e: SimError): never {
 
 /** app.get_label: a label by name, else by index given as a number (Python int() rules). */
 export function findLabel(world: World, ref: string): Label {
-  const index = parsePyInt(ref);
-  const label = world.labels.find((l) => l.name === ref) ?? (index === null ? undefined : world.labels.find((l) => String(l.index) === index));
+  const label = lookupLabel(world, ref);
   if (!label) throw qubesError("QubesLabelNotFoundError", `Label does not exist: ${ref}`);
   return label;
 }
+
+export function lookupLabel(world: World, ref: string): Label | undefined {
+  const index = parsePyInt(ref);
+  return world.labels.find((l) => l.name === ref) ?? (index === null ? undefined : world.labels.find((l) => String(l.index) === index));
+}
+
+/** A SimError for a release's refusal. */
+export const refused = (r: Refusal): SimError => qubesError(r.qubesClass, r.message);
 
 /** setter_label: also accepts the `label-<index>` form of qubes.xml. */
 function resolveLabel(world: World, v: string): string {
@@ -234,7 +250,7 @@ function checkedValue(world: World, holder: Holder, def: PropDef, value: PropVal
 
 /** admin.*.property.Set after the name lookup: sanitise, check, store, fire events. */
 export function setProp(world: World, holder: Holder, def: PropDef, payload: Uint8Array, emit: Emit): void {
-  const value = checkedValue(world, holder, def, sanitizeProp(def, payload));
+  const value = checkedValue(world, holder, def, sanitizeProp(world.release, def, payload));
   assignProp(world, holder, def, value, emit);
 }
 
@@ -337,7 +353,7 @@ function changeEffects(world: World, holder: Holder, name: string, old: Value, e
 /** Qubes that have `prop` and leave it at its default, in qid order. */
 function qubesWithDefault(world: World, prop: string): Qube[] {
   return [...world.qubes.values()]
-    .filter((q) => propTable(qubeHolder(q)).byName.has(prop) && !q.props.has(prop))
+    .filter((q) => propTable(qubeHolder(q), world.release).byName.has(prop) && !q.props.has(prop))
     .sort((a, b) => Number(readProp(world, qubeHolder(a), "qid")) - Number(readProp(world, qubeHolder(b), "qid")));
 }
 

@@ -5,6 +5,7 @@
 
 import { emptyReply, pyRepr, qubesError, vmNotHalted, type SimError } from "./errors.js";
 import { parseIPv6 } from "./ip.js";
+import type { PropOwner, Release } from "./releases.js";
 import type { PropValue, Qube, VmClass, World } from "./state.js";
 
 export const NO_VALUE = Symbol("no value");
@@ -268,7 +269,8 @@ function netvmSetter(c: PropCtx, v: PropValue): PropValue {
     throw qubesError("QubesValueError", "Loops in network are unsupported");
   }
   if (self.power !== "Halted" && target.power === "Halted") {
-    throw qubesError("QubesVMNotStartedError", `Cannot dynamically attach to stopped NetVM: ${pyRepr(target.name)}`);
+    // qubes/vm/mix/net.py on_property_pre_set_netvm (the same text on R4.2, R4.3 and main).
+    throw qubesError("QubesVMNotStartedError", `Cannot dynamically attach to stopped qube ${target.name}`);
   }
   return v;
 }
@@ -280,13 +282,17 @@ function providesNetworkSetter(c: PropCtx, v: PropValue): PropValue {
   return v;
 }
 
-/** default_dispvm / management_dispvm: the target must be a disposable template. */
+/**
+ * default_dispvm / management_dispvm: on main the target must be a disposable template
+ * (qubes/vm/__init__.py validate_disposable_template); R4.2/R4.3 have no such setter.
+ */
 function dispvmTemplateSetter(name: string) {
   return (c: PropCtx, v: PropValue): PropValue => {
-    if (v === null) return null;
+    if (v === null || !c.world.release.checksDispvmProperties) return v;
     const target = c.qube(v);
     if (target && !isOn(c.of(target, "template_for_dispvms"))) {
-      throw invalidValue(c, name, `Cannot set ${name} to ${pyRepr(target.name)}: it is not a disposable template (template_for_dispvms=False)`);
+      const on = c.holder.kind === "app" ? "system" : `qube ${pyRepr(c.holder.qube.name)}`;
+      throw invalidValue(c, name, `Cannot set invalid property to ${on}, ${name} ${pyRepr(target.name)} has template_for_dispvms set to False`);
     }
     return v;
   };
@@ -319,21 +325,25 @@ function dispvmOwnTemplateSetter(c: PropCtx, v: PropValue): PropValue {
   return v;
 }
 
+/** The release's rule for disabling template_for_dispvms (releases.ts, dispTemplateInUse). */
 function templateForDispvmsSetter(c: PropCtx, v: PropValue): PropValue {
   if (v !== false) return v;
   const self = selfQube(c);
-  const users = [...c.world.qubes.values()].filter(
-    (q) =>
-      (q.klass === "DispVM" && c.of(q, "template") === self.name) ||
-      (q !== self && (q.props.get("default_dispvm") === self.name || q.props.get("management_dispvm") === self.name)),
-  );
-  if (users.length > 0 || c.world.globals.get("default_dispvm") === self.name || c.world.globals.get("management_dispvm") === self.name) {
-    throw qubesError(
-      "QubesVMInUseError",
-      "Cannot change template_for_dispvms to False while there are some DispVMs based on this DVM template",
-    );
+  const rule = c.world.release.dispTemplateInUse;
+  const qubes = [...c.world.qubes.values()].filter((q) => q !== self);
+  switch (rule.kind) {
+    case "dispvms":
+      if (qubes.some((q) => q.klass === "DispVM" && c.of(q, "template") === self.name)) throw qubesError("QubesVMInUseError", rule.message);
+      return v;
+    case "prop-deps": {
+      // get_qube_prop_deps: a global VM property naming it (whether set or default), then an explicitly set one of a qube.
+      if (["default_dispvm", "management_dispvm"].some((p) => c.global(p) === self.name)) throw qubesError("QubesVMInUseError", rule.system);
+      if (qubes.some((q) => ["default_dispvm", "management_dispvm", "template"].some((p) => q.props.get(p) === self.name))) {
+        throw qubesError("QubesVMInUseError", rule.qube);
+      }
+      return v;
+    }
   }
-  return v;
 }
 
 function poolSetter(name: string) {
@@ -708,16 +718,34 @@ function table(defs: PropDef[]): PropTable {
   return { list, byName: new Map(list.map((d) => [d.name, d])) };
 }
 
-const TABLES: Record<VmClass | "Qubes", PropTable> = {
-  AppVM: table(APPVM),
-  TemplateVM: table(TEMPLATEVM),
-  StandaloneVM: table(STANDALONEVM),
-  DispVM: table(DISPVM),
-  AdminVM: table(ADMINVM),
-  RemoteVM: table(REMOTEVM),
-  Qubes: table(GLOBAL),
+/** main's properties per owner; a release's tables drop what it lacks and retype what differs. */
+const DEFS: Record<PropOwner, PropDef[]> = {
+  AppVM: APPVM,
+  TemplateVM: TEMPLATEVM,
+  StandaloneVM: STANDALONEVM,
+  DispVM: DISPVM,
+  AdminVM: ADMINVM,
+  RemoteVM: REMOTEVM,
+  Qubes: GLOBAL,
 };
 
-export function propTable(holder: Holder): PropTable {
-  return TABLES[holder.kind === "app" ? "Qubes" : holder.qube.klass];
+function releaseTable(release: Release, owner: PropOwner): PropTable {
+  const absent = new Set(release.absentProps[owner] ?? []);
+  return table(
+    DEFS[owner].filter((d) => !absent.has(d.name)).map((d) => {
+      const wire = release.propTypes[d.name];
+      return wire === undefined ? d : { ...d, wire, parseAs: wire };
+    }),
+  );
+}
+
+const TABLES = new Map<Release, Record<PropOwner, PropTable>>();
+
+export function propTable(holder: Holder, release: Release): PropTable {
+  let tables = TABLES.get(release);
+  if (!tables) {
+    tables = Object.fromEntries((Object.keys(DEFS) as PropOwner[]).map((o) => [o, releaseTable(release, o)])) as Record<PropOwner, PropTable>;
+    TABLES.set(release, tables);
+  }
+  return tables[holder.kind === "app" ? "Qubes" : holder.qube.klass];
 }

@@ -2,6 +2,7 @@
 // Pure: parsing and serialising only; reading and writing files is store.ts's job.
 //
 // Document (format "qubes-iac-sim-state", version 1):
+//   release  the Qubes release imitated (releases.ts: "r4.2", "r4.3", "main"); absent = "main"
 //   host     facts qubesd reads from the machine: memory_mib, cpus, dom0_maxmem_mib (decimal
 //            strings where values can exceed 2^53), installed kernels, pool size/usage,
 //            lvm_thin_pools (volume_group/thin_pool pairs that exist; none in the default fixture)
@@ -15,6 +16,8 @@
 //            revisions_to_keep, ephemeral}], power, and while not Halted xid and start_time}
 // A document that does not parse is an error naming the file; it is never silently replaced.
 
+import { parseRelease, releaseOf, type Release, type SimRelease } from "./releases.js";
+
 export const STATE_FORMAT = "qubes-iac-sim-state";
 export const STATE_VERSION = 1;
 
@@ -22,6 +25,7 @@ export const STATE_VERSION = 1;
 export type StateDocument = {
   format: typeof STATE_FORMAT;
   version: typeof STATE_VERSION;
+  release?: SimRelease;
   host: {
     memory_mib: string;
     cpus: number;
@@ -112,6 +116,8 @@ export type Host = {
 };
 
 export type World = {
+  /** The release imitated: which methods, classes and properties exist, and what errors say. */
+  release: Release;
   host: Host;
   labels: Label[];
   pools: Map<string, Pool>;
@@ -158,6 +164,9 @@ export function worldFromDocument(doc: unknown): World {
       `version ${JSON.stringify(top.version ?? null)} is not supported (this simulator reads version ${STATE_VERSION})`,
     );
   }
+  const releaseName = top.release === undefined ? "main" : str(top.release, "release");
+  const parsedRelease = parseRelease(releaseName);
+  if (!parsedRelease.ok || releaseName === "head") throw new StateFormatError(`release: ${parsedRelease.ok ? "write main, not head" : parsedRelease.error}`);
   const hostDoc = obj(top.host, "host");
   const host: Host = {
     memoryMiB: decimal(hostDoc.memory_mib, "host.memory_mib"),
@@ -184,6 +193,7 @@ export function worldFromDocument(doc: unknown): World {
   const globals = new Map<string, PropValue>();
   for (const [k, v] of Object.entries(obj(top.globals, "globals"))) globals.set(k, propValue(v, `globals.${k}`));
   const world: World = {
+    release: releaseOf(parsedRelease.release),
     host,
     labels,
     pools,
@@ -304,6 +314,7 @@ export function serializeState(world: World, cache?: FragmentCache, dirty?: Read
   const head = {
     format: STATE_FORMAT,
     version: STATE_VERSION,
+    release: world.release.name,
     host: {
       memory_mib: world.host.memoryMiB,
       cpus: world.host.cpus,
