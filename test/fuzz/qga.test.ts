@@ -10,7 +10,7 @@ import { createFramer, decodeReply, type Frame } from "../../src/providers/qga/c
 import { QgaError } from "../../src/providers/qga/errors.js";
 import { parseJson } from "../../src/providers/qga/json.js";
 import { decodeFileRead, int64 } from "../../src/providers/qga/replies.js";
-import { ADVERSARIAL, timeCase } from "./adversarial.js";
+import { ADVERSARIAL } from "./adversarial.js";
 import { createRng, describeFailure, runTarget, seedFrom, truncationCount, type FuzzTarget, type RunOptions } from "./engine.js";
 import { loadQgaSeeds } from "./seeds.js";
 import { checkAgainstJsonParse, checkRecordedQga, qgaFramerTarget, qgaReplyTarget, referenceFrames, sameAsJsonParse, TYPED_DECODERS } from "./targets.js";
@@ -143,11 +143,13 @@ describe("guest-agent reply decoder (decodeReply, parseJson, typed decoders)", (
   });
 });
 
-describe("hostile ~1 MiB inputs finish in linear time and bounded memory", () => {
+// Their speed against each case's budget is measured by `npm run fuzz` (scripts/fuzz.ts), not
+// asserted here: a timed assertion fails on a loaded machine. A quadratic decoder still cannot
+// pass, since it would not finish within the test timeout.
+describe("hostile ~1 MiB inputs: each decodes to its checked result", () => {
   for (const c of ADVERSARIAL.filter((x) => x.target.startsWith("qga-"))) {
     test(`${c.target}: ${c.name}`, () => {
-      const { ms } = timeCase(c);
-      expect(ms, `took ${ms.toFixed(0)} ms`).toBeLessThan(c.budgetMs);
+      expect(c.run()).not.toBe("");
     });
   }
 });
