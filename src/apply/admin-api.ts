@@ -27,7 +27,8 @@ export type MethodUse = { method: string; target: CallTarget };
 export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodUse[] } = {
   listQubes: [{ method: "admin.vm.List", target: "dom0" }],
   properties: [
-    { method: "admin.vm.property.GetAll", target: "qube" },
+    // dom0 too: the reference scan reads every listed qube, and dom0's default_dispvm can name one.
+    { method: "admin.vm.property.GetAll", target: "qube-or-dom0" },
     { method: "admin.property.GetAll", target: "dom0" },
   ],
   tags: [{ method: "admin.vm.tag.List", target: "qube" }],
