@@ -13,7 +13,8 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { executorFromClient } from "../../src/apply/admin-api.js";
+import { executorFromClient, readerFromClient } from "../../src/apply/admin-api.js";
+import { checkPriorState } from "../../src/apply/prior-state.js";
 import { createAdminClient } from "../../src/providers/qubes/client.js";
 import { QubesApiError } from "../../src/providers/qubes/errors.js";
 import { createQrexecTransport } from "../../src/providers/qubes/transport-qrexec.js";
@@ -117,6 +118,13 @@ describe("what a management qube sees", () => {
       kind: "unknown",
       detail: "re-reading failed: admin.vm.property.GetAll to ghost was refused by qrexec (qrexec-client-vm exit 126): qube ghost does not exist or this management qube may not see it",
     });
+    // The prior-state check, on a qube deleted between its listing and its read.
+    const reader = readerFromClient(client);
+    const listedBefore = { ...reader, listQubes: async () => [...(await reader.listQubes()), { name: "ghost", klass: "AppVM", power: "Halted" }] };
+    const check = { check: "property", holder: { vm: "ghost" }, name: "memory", default: true, value: "400" } as const;
+    await expect(checkPriorState(listedBefore, [check], { parallelism: 2 })).rejects.toThrow(
+      "admin.vm.property.GetAll to ghost was refused by qrexec (qrexec-client-vm exit 126): qube ghost does not exist or this management qube may not see it",
+    );
   });
 
   it("one qube's GetAll refused: that qube falls back to List + Get, every other qube still gets GetAll", async () => {
