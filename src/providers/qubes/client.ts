@@ -89,6 +89,14 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
 
   /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
   async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<Buffer> {
+    try {
+      return await send(method, dest, arg, payload);
+    } catch (e) {
+      throw e instanceof QubesApiError ? await explainRefusal(e, method, dest, arg) : e;
+    }
+  }
+
+  async function send(method: string, dest: string, arg: string, payload?: Uint8Array | string): Promise<Buffer> {
     const body = typeof payload === "string" ? enc(payload) : payload;
     const c: AdminCall = body === undefined ? { method, dest, arg } : { method, dest, arg, payload: body };
     const invalid = checkRequest({ method, arg, src: "dom0", dest, payload: body ?? new Uint8Array() });
@@ -102,8 +110,6 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
       const raw = await inFlight(() => {
         started = performance.now();
         return transport.call(c, callTimeout === undefined ? {} : { timeoutMs: callTimeout });
-      }).catch(async (e: unknown) => {
-        throw e instanceof QubesApiError ? await explainRefusal(c, e) : e;
       });
       const reply = decodeReply(raw);
       switch (reply.kind) {
@@ -142,19 +148,19 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
    * unknown target `@default`, which no admin line allows). What admin.vm.List shows here tells
    * them apart as far as this caller can: a qube it does not list is gone, or hidden from it.
    */
-  async function explainRefusal(c: AdminCall, e: QubesApiError): Promise<QubesApiError> {
-    if (e.code !== "refused" || c.dest === "dom0" || c.method === "admin.vm.List") return e;
+  async function explainRefusal(e: QubesApiError, method: string, dest: string, arg: string): Promise<QubesApiError> {
+    if (e.code !== "refused" || dest === "dom0" || method === "admin.vm.List") return e;
     let listing: Parsed<VmListEntry[]>;
     try {
-      listing = parseVmList((await call("admin.vm.List", "dom0")).toString("utf8"));
+      listing = parseVmList((await send("admin.vm.List", "dom0", "")).toString("utf8"));
     } catch {
       return e;
     }
-    if (!listing.ok || listing.value.some((q) => q.name === c.dest)) return e;
+    if (!listing.ok || listing.value.some((q) => q.name === dest)) return e;
     return new QubesApiError(
       "refused",
-      `${c.method}${c.arg ? `+${c.arg}` : ""} to ${c.dest} was refused by qrexec (qrexec-client-vm exit 126): qube ${c.dest} does not exist or this management qube may not see it`,
-      { call: describeCall(c), maybeDelivered: false, targetUnseen: true },
+      `${method}${arg ? `+${arg}` : ""} to ${dest} was refused by qrexec (qrexec-client-vm exit 126): qube ${dest} does not exist or this management qube may not see it`,
+      { call: describeCall({ method, dest, arg }), maybeDelivered: false, targetUnseen: true },
     );
   }
 
