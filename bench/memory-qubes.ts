@@ -45,6 +45,7 @@ export function memorySystem(doc: StateDocument, parallelism: number): MemorySys
   const transport: Transport = {
     description: "in-memory simulator",
     source: "dom0",
+    visibility: "all",
     call: async (c: AdminCall) => {
       calls++;
       const outcome = dispatch(world, { src: "dom0", dest: c.dest, method: c.method, arg: c.arg ?? "", payload: c.payload ?? new Uint8Array() }, services);

@@ -9,6 +9,7 @@ import { opMethod } from "../plan/ops.js";
 import type { QubesReader } from "../plan/reader.js";
 import type { AdminClient } from "../providers/qubes/client.js";
 import { QubesApiError } from "../providers/qubes/errors.js";
+import type { Transport } from "../providers/qubes/transport.js";
 import type { CallFailure, OpExecutor } from "./engine.js";
 import { verifyOp } from "./verify.js";
 
@@ -26,7 +27,8 @@ export type MethodUse = { method: string; target: CallTarget };
 export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodUse[] } = {
   listQubes: [{ method: "admin.vm.List", target: "dom0" }],
   properties: [
-    { method: "admin.vm.property.GetAll", target: "qube" },
+    // dom0 too: the reference scan reads every listed qube, and dom0's default_dispvm can name one.
+    { method: "admin.vm.property.GetAll", target: "qube-or-dom0" },
     { method: "admin.property.GetAll", target: "dom0" },
   ],
   tags: [{ method: "admin.vm.tag.List", target: "qube" }],
@@ -170,12 +172,26 @@ export async function runOp(client: AdminClient, o: Op): Promise<void> {
   }
 }
 
-function callFailure(e: QubesApiError, o: Op): CallFailure {
+/**
+ * What a person reads about a failed call. A removal qubesd refuses as in use is refused by its
+ * own check (qubes-core-admin qubes/app.py, Qubes.on_domain_pre_deleted: "Domain is in use"): from
+ * a management qube the plan's reference scan saw only the qubes its policy shows, so it says so.
+ */
+function failureMessage(e: QubesApiError, o: Op, visibility: Transport["visibility"]): string {
+  if (o.op !== "vm.remove" || e.qubesClass !== "QubesVMInUseError") return e.message;
+  const unseen =
+    visibility === "policy"
+      ? `: something this management qube cannot see still uses ${o.vm} (its qrexec policy shows only some qubes, and the plan's reference scan saw only those); in dom0 \`journalctl -u qubesd\` names it`
+      : "";
+  return `qubesd refused to remove qube ${o.vm}, it is still in use${unseen} (${e.message})`;
+}
+
+function callFailure(e: QubesApiError, o: Op, visibility: Transport["visibility"]): CallFailure {
   const c = opCall(o);
   return {
     code: e.code,
     ...(e.qubesClass !== undefined ? { qubesClass: e.qubesClass } : {}),
-    message: e.message,
+    message: failureMessage(e, o, visibility),
     call: e.details.call ?? `${c.method}+${c.arg} → ${c.dest}`,
   };
 }
@@ -202,7 +218,7 @@ export function executorFromClient(client: AdminClient): OpExecutor {
         return { kind: "ok" };
       } catch (e) {
         if (!(e instanceof QubesApiError)) throw e;
-        return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: callFailure(e, o) };
+        return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: callFailure(e, o, client.transport.visibility) };
       }
     },
     verify: (o) => verifyOp(reader, o),

@@ -56,6 +56,11 @@ export type ActualState = {
   qubes: ReadonlyMap<string, ActualQube>;
   /** True when every listed qube's properties were read (the reference scan ran). */
   scanned: boolean;
+  /**
+   * `policy` when admin.vm.List showed only the qubes a management qube's qrexec policy lets it
+   * see, so the reference scan saw no others; absent when it showed every qube (dom0).
+   */
+  visibility?: "policy";
   /** dom0's features: every name (feature.List) and the values that were read. */
   dom0FeatureNames: ReadonlySet<string>;
   dom0Features: ReadonlyMap<string, string>;

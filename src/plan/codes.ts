@@ -36,6 +36,7 @@ export const PLAN_CODES = {
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
   "QIAC-W104": "an apply of the same owner is running (its lock is held): the plan shows Qubes before the rest of its changes",
+  "QIAC-W110": "a qube to remove or replace was checked for references only among the qubes a management qube's qrexec policy shows: qubesd's own check at apply is the final word",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -137,7 +137,11 @@ function checkPoolRemovals(ctx: DiffContext, steps: readonly PlannedStep[], qube
   }
 }
 
-/** Removals the plan cannot make because something it does not change still refers to the qube. */
+/**
+ * Removals the plan cannot make because something it does not change still refers to the qube.
+ * From a management qube the scan saw only the qubes its policy shows: a removal it finds no
+ * user of is then not known to be safe, and the plan says so.
+ */
 function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], release: ReleaseContext): void {
   for (const c of changes) {
     if (c.type !== "qube" || c.name === null || (c.action !== "delete" && c.action !== "replace")) continue;
@@ -151,7 +155,18 @@ function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], rel
       }
       for (const [g, v] of ctx.desired.properties) if (v.kind === "vm" && v.value === name) blockers.push(`the global property ${g} of the config`);
     }
-    if (blockers.length === 0) continue;
+    if (blockers.length === 0) {
+      if (ctx.actual.visibility === "policy") {
+        ctx.diagnostics.push(
+          planDiagnostic(
+            "QIAC-W110",
+            `qube ${name} is to be ${c.action === "delete" ? "deleted" : "replaced"}: no qube this management qube can see uses it, but its qrexec policy shows only some qubes. If one it cannot see still uses ${name}, qubesd refuses to remove it (QubesVMInUseError) and apply stops there`,
+            { address: c.address, hint: `plan in dom0 (--connect qubesd) to check every qube, or check there that nothing uses ${name} (qvm-prefs of the qubes this one cannot see, and qubes-prefs)` },
+          ),
+        );
+      }
+      continue;
+    }
     const unique = [...new Set(blockers)];
     ctx.diagnostics.push(
       c.action === "delete"

@@ -37,7 +37,8 @@ export type QubesReader = {
   volume(vm: string, volume: string): Promise<ActualVolume>;
 };
 
-export type ReadOptions = { parallelism: number };
+/** `visibility`: how much of Qubes the connection shows (Transport.visibility); absent = all. */
+export type ReadOptions = { parallelism: number; visibility?: "all" | "policy" };
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -160,6 +161,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     dom0Features,
     pools: pools.pools,
   };
+  if (o.visibility === "policy") actual.visibility = "policy";
   if (labels !== undefined) actual.labels = labels;
   if (pools.names !== undefined) actual.poolNames = pools.names;
   if (globals !== undefined) actual.globals = globals;

@@ -1,7 +1,8 @@
 // Who refers to a qube or a label in the actual state, and whether the plan releases each
 // reference before the referred thing is removed. A reference the plan does not change — held
 // by anything the config does not manage, or left as is by the config — blocks the removal.
-// Pure; relies on the reader's reference scan (every qube's properties and the globals).
+// Pure; relies on the reader's reference scan (every listed qube's properties and the globals:
+// from a management qube, only the qubes its qrexec policy shows — ActualState.visibility).
 
 import type { ActualState } from "../model/actual.js";
 import type { DesiredState } from "../model/desired.js";

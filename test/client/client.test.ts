@@ -176,7 +176,7 @@ describe("GetAll refused", () => {
     ["R4.3 (empty reply)", Buffer.alloc(0)],
     ["head (PermissionDenied)", Buffer.from("2\0PermissionDenied\0\0denied\0")],
   ] as const) {
-    it(`falls back to List + Get on ${release} and remembers it for the run`, async () => {
+    it(`falls back to List + Get on ${release} and remembers it for that qube`, async () => {
       const sim = await startTestSim();
       const { path, server } = await refusingProxy(sim, refusal);
       try {
@@ -188,9 +188,12 @@ describe("GetAll refused", () => {
         const seen: string[] = [];
         const counting = createAdminClient(createSocketTransport(path, { timeoutMs: 5000 }), { onCall: (i) => seen.push(i.call.method) });
         await counting.property.getAll({ vm: "personal" });
+        await counting.property.getAll({ vm: "personal" });
         await counting.property.getAll({ vm: "vault" });
-        expect(seen.filter((m) => m === "admin.vm.property.GetAll")).toHaveLength(1);
-        expect(seen.filter((m) => m === "admin.vm.property.List")).toHaveLength(2);
+        expect(counting.getAllRefusedFor({ vm: "personal" })).toBe(true);
+        expect(counting.getAllRefusedFor("global")).toBe(false);
+        expect(seen.filter((m) => m === "admin.vm.property.GetAll")).toHaveLength(2);
+        expect(seen.filter((m) => m === "admin.vm.property.List")).toHaveLength(3);
       } finally {
         server.close();
         await sim.stop();

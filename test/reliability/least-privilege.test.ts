@@ -10,10 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { runBuiltCli } from "../helpers/cli.js";
-import { repoRoot } from "../helpers/shared.js";
 import { isLockCall, isMutating } from "../helpers/sim.js";
 import { cli, clientOf, startSim, type Sim } from "./_harness.js";
+import { decisionsIn, viaQrexec as viaStandin } from "./_qrexec.js";
 
 const MGMT = "mgmt";
 let sim: Sim;
@@ -43,27 +42,9 @@ async function policy(config: string, apply: boolean, drop?: RegExp): Promise<st
   return path;
 }
 
-const decisions = (): Array<[string, string, string]> => {
-  try {
-    return readFileSync(join(dir, "decisions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as [string, string, string]);
-  } catch {
-    return [];
-  }
-};
+const decisions = (): Array<[string, string, string]> => decisionsIn(join(dir, "decisions.jsonl"));
 
-function viaQrexec(args: string[], policyFile: string) {
-  return runBuiltCli([args[0] as string, "--connect", "qrexec", ...args.slice(1)], {
-    cwd: repoRoot,
-    env: {
-      PATH: `${join(repoRoot, "test", "reliability", "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`,
-      QIAC_STANDIN_SOCKET: sim.socketPath,
-      QIAC_STANDIN_SRC: MGMT,
-      QIAC_POLICY: policyFile,
-      QIAC_STANDIN_LOG: join(dir, "decisions.jsonl"),
-    },
-    timeoutMs: 120_000,
-  });
-}
+const viaQrexec = (args: string[], policyFile: string) => viaStandin(args, { socketPath: sim.socketPath, src: MGMT, policy: policyFile, log: join(dir, "decisions.jsonl") });
 
 const writes = (): string[] => sim.calls.filter((c) => isMutating(c.method)).map((c) => `${c.method}+${c.arg} → ${c.dest}`);
 

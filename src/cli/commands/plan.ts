@@ -57,7 +57,7 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
   const targets = parseAddresses(o.target, "--target");
   const excludes = parseAddresses(o.exclude, "--exclude");
   const options = { allowRestart: o.allowRestart === true, targets, excludes };
-  const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism });
+  const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism, visibility: client.transport.visibility });
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
   const plan = buildPlan(config, actual, options, guests);
   plan.diagnostics.unshift(...configDiagnostics);

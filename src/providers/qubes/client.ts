@@ -1,7 +1,7 @@
 // Typed Admin API client: one function per admin.* call the reconciler needs, over any
 // Transport. It validates every request before sending (qrexec charset, names, 64 KiB cap),
 // decodes replies into typed values, and turns every failure into a QubesApiError. It holds no
-// Qubes state except one fact learned per run: whether property.GetAll is refused.
+// Qubes state except what it learns per holder in a run: whether property.GetAll is refused.
 
 import { checkRequest, decodeReply, EventStreamDecoder, type QubesEvent } from "./codec.js";
 import { QubesApiError } from "./errors.js";
@@ -78,13 +78,25 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
   const slowTimeoutMs = options.slowTimeoutMs ?? 300_000;
   const parallelism = options.parallelism ?? 8;
   const inFlight = createLimiter(parallelism);
-  /** Whether property.GetAll is allowed, learned from the first answer to it. */
-  let getAllState: "unknown" | "allowed" | "refused" = "unknown";
-  /** Settles when the GetAll that is asking (while the state is unknown) has its answer. */
-  let getAllAsking: Promise<void> | undefined;
+  /**
+   * Per holder (`<method> <dest>`): whether its property.GetAll is refused, learned from the first
+   * answer. A policy may allow GetAll on some qubes and not others (a line per qube), so one
+   * refusal says nothing about another holder.
+   */
+  const getAllAnswer = new Map<string, "allowed" | "refused">();
+  /** Per holder whose GetAll has not answered yet: settles when the one that is asking has its answer. */
+  const getAllAsking = new Map<string, Promise<void>>();
 
   /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
   async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<Buffer> {
+    try {
+      return await send(method, dest, arg, payload);
+    } catch (e) {
+      throw e instanceof QubesApiError ? await explainRefusal(e, method, dest, arg) : e;
+    }
+  }
+
+  async function send(method: string, dest: string, arg: string, payload?: Uint8Array | string): Promise<Buffer> {
     const body = typeof payload === "string" ? enc(payload) : payload;
     const c: AdminCall = body === undefined ? { method, dest, arg } : { method, dest, arg, payload: body };
     const invalid = checkRequest({ method, arg, src: "dom0", dest, payload: body ?? new Uint8Array() });
@@ -130,6 +142,28 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     }
   }
 
+  /**
+   * qrexec refuses a call naming a qube that does not exist exactly as one its policy denies:
+   * exit 126 for both (qubes-core-qrexec qrexec/policy/parser.py: IntendedTarget.verify makes an
+   * unknown target `@default`, which no admin line allows). What admin.vm.List shows here tells
+   * them apart as far as this caller can: a qube it does not list is gone, or hidden from it.
+   */
+  async function explainRefusal(e: QubesApiError, method: string, dest: string, arg: string): Promise<QubesApiError> {
+    if (e.code !== "refused" || dest === "dom0" || method === "admin.vm.List") return e;
+    let listing: Parsed<VmListEntry[]>;
+    try {
+      listing = parseVmList((await send("admin.vm.List", "dom0", "")).toString("utf8"));
+    } catch {
+      return e;
+    }
+    if (!listing.ok || listing.value.some((q) => q.name === dest)) return e;
+    return new QubesApiError(
+      "refused",
+      `${method}${arg ? `+${arg}` : ""} to ${dest} was refused by qrexec (qrexec-client-vm exit 126): qube ${dest} does not exist or this management qube may not see it`,
+      { call: describeCall({ method, dest, arg }), maybeDelivered: false, targetUnseen: true },
+    );
+  }
+
   const text = async (method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<string> =>
     (await call(method, dest, arg, payload)).toString("utf8");
   const lines = async (method: string, dest: string, arg = ""): Promise<string[]> => parseLines(await text(method, dest, arg));
@@ -164,27 +198,28 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     /**
      * All properties in one call. When GetAll is refused (PermissionDenied, an empty reply, or a
      * qrexec refusal — the default policy denies it to management qubes) it falls back to List +
-     * one Get per property, and skips GetAll for the rest of the run. Until the first answer,
-     * one GetAll at a time asks and the others wait for it: a management qube, whose policy
-     * refuses GetAll, would otherwise send (and have dom0 log) one refused call per reader slot.
+     * one Get per property, and skips GetAll for that holder for the rest of the run; every other
+     * holder still asks. Until a holder's first answer, one GetAll of it at a time asks and the
+     * others of it wait, so concurrent reads of one qube send (and have dom0 log) one refusal.
      */
     getAll: async (h: PropertyHolder): Promise<Map<string, PropertyValue>> => {
       const { prefix, dest } = propPrefix(h);
-      while (getAllState === "unknown" && getAllAsking) await getAllAsking;
-      if (getAllState !== "refused") {
+      const key = `${prefix} ${dest}`;
+      for (let asking = getAllAsking.get(key); asking && !getAllAnswer.has(key); asking = getAllAsking.get(key)) await asking;
+      if (getAllAnswer.get(key) !== "refused") {
         let answered: (() => void) | undefined;
-        if (getAllState === "unknown") getAllAsking = new Promise<void>((resolve) => (answered = resolve));
+        if (!getAllAnswer.has(key)) getAllAsking.set(key, new Promise<void>((resolve) => (answered = resolve)));
         try {
           const body = await text(`${prefix}.GetAll`, dest);
-          getAllState = "allowed";
+          getAllAnswer.set(key, "allowed");
           return unwrap(parsePropertyGetAll(body), `${prefix}.GetAll`, dest);
         } catch (e) {
-          // Any other failure (a qube gone, a timeout) says nothing about the policy: the next caller asks.
-          if (!(e instanceof QubesApiError && e.isDenied)) throw e;
-          getAllState = "refused";
+          // Any other failure (a timeout, a qube gone or hidden) says nothing about the policy: the next caller asks.
+          if (!(e instanceof QubesApiError && e.isDenied) || e.details.targetUnseen === true) throw e;
+          getAllAnswer.set(key, "refused");
         } finally {
           if (answered) {
-            getAllAsking = undefined;
+            getAllAsking.delete(key);
             answered();
           }
         }
@@ -390,9 +425,14 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     transport,
     /** Raw call (for `sim call` and for methods without a typed wrapper): returns the OK body. */
     call,
-    /** Whether this run learned that property.GetAll is refused. */
+    /** Whether this run learned that property.GetAll is refused for any holder. */
     get getAllRefused(): boolean {
-      return getAllState === "refused";
+      return [...getAllAnswer.values()].includes("refused");
+    },
+    /** Whether this run learned that property.GetAll of this holder is refused. */
+    getAllRefusedFor: (h: PropertyHolder): boolean => {
+      const { prefix, dest } = propPrefix(h);
+      return getAllAnswer.get(`${prefix} ${dest}`) === "refused";
     },
     vm,
     property,

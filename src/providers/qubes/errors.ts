@@ -30,6 +30,11 @@ export class QubesApiError extends Error {
       call?: string;
       /** True when the request was (possibly) delivered: the outcome of a mutation is unknown. */
       maybeDelivered?: boolean;
+      /**
+       * For a qrexec refusal of a call to a qube: that qube is not among those admin.vm.List shows
+       * to this caller. It does not exist, or the caller's policy hides it; qrexec refuses both alike.
+       */
+      targetUnseen?: boolean;
     } = {},
   ) {
     super(message);

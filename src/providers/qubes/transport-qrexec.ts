@@ -1,6 +1,8 @@
 // Transport from a management qube: `qrexec-client-vm <dest> <method>[+<arg>]`, payload on stdin,
 // reply on stdout (qubesadmin's QubesRemote). The qrexec target is the call's destination; dom0's
-// policy redirects it to qubesd with target=dom0. Exit 126 is a policy refusal.
+// policy redirects it to qubesd with target=dom0. Exit 0 means delivered (an exception reply
+// too); exit 126 is a refusal: by policy, or of a target that does not exist, which qrexec does
+// not tell apart (qubes-core-qrexec agent/qrexec-client-vm.rst, EXIT STATUS).
 
 import { spawn } from "node:child_process";
 import { QubesApiError } from "./errors.js";
@@ -94,5 +96,5 @@ export function createQrexecTransport(opts: { timeoutMs: number; command?: strin
     });
   };
 
-  return { description: `qrexec (${command}) from a management qube`, source: null, call, stream, close: async () => {} };
+  return { description: `qrexec (${command}) from a management qube`, source: null, visibility: "policy", call, stream, close: async () => {} };
 }

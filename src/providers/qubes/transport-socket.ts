@@ -74,6 +74,7 @@ export function createSocketTransport(socketPath: string, defaults: { timeoutMs:
   return {
     description: defaults.description ?? `qubesd socket ${socketPath}`,
     source: "dom0",
+    visibility: "all",
     call,
     stream,
     close: async () => {},

@@ -21,6 +21,14 @@ export type Transport = {
   readonly description: string;
   /** The source qube qubesd sees (dom0 for the socket; unknown — null — over qrexec). */
   readonly source: string | null;
+  /**
+   * How much of Qubes this connection shows. `all`: dom0's socket, every qube. `policy`: a
+   * management qube over qrexec: qubesd lists only the qubes its policy lets it call
+   * admin.vm.List on (qubes-core-admin qubes/ext/admin.py, AdminExtension.admin_vm_list), and
+   * qrexec refuses a call naming any other qube as it refuses one naming a qube that does not
+   * exist (qubes-core-qrexec qrexec/policy/parser.py, IntendedTarget.verify: `@default`).
+   */
+  readonly visibility: "all" | "policy";
   call(call: AdminCall, opts?: CallOptions): Promise<Buffer>;
   stream(call: AdminCall): RawStream;
   close(): Promise<void>;
