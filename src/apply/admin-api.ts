@@ -25,6 +25,7 @@ export type MethodUse = { method: string; target: CallTarget };
  */
 export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodUse[] } = {
   listQubes: [{ method: "admin.vm.List", target: "dom0" }],
+  release: [{ method: "admin.vm.property.List", target: "dom0" }],
   properties: [
     { method: "admin.vm.property.GetAll", target: "qube" },
     { method: "admin.property.GetAll", target: "dom0" },
@@ -53,6 +54,7 @@ export function readerFromClient(client: AdminClient): QubesReader {
     new Map([...m].map(([k, v]) => [k, { isDefault: v.isDefault, type: v.type, raw: v.raw }]));
   return {
     listQubes: async () => (await client.vm.list()).map((e) => ({ name: e.name, klass: e.klass, power: e.state })),
+    release: () => client.release(),
     properties: async (holder) => toActual(await client.property.getAll(holder === "global" ? "global" : { vm: holder.vm })),
     tags: (vm) => client.tag.list(vm),
     featureNames: (vm) => client.feature.list(vm),

@@ -184,7 +184,9 @@ describe("--json and --target", () => {
         call: "admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0",
         error: {
           code: "empty-reply",
-          message: "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: the call was refused or failed; the reason is only in dom0's journal (journalctl -u qubesd)",
+          // The simulator answers as the head, which names its refusals: an empty reply is a failure.
+          message:
+            "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: main (the development head) names the calls it refuses, so this one failed with an error it does not report (or the connection was cut); the reason is only in dom0's journal (journalctl -u qubesd)",
         },
       },
       { type: "op_resolved", format_version: 1, step: "create:qube.notes", op_index: 0, outcome: "done" },
