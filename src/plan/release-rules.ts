@@ -24,10 +24,12 @@ export function changeTiming(actual: ActualState, key: string, klass: string): C
   return "any";
 }
 
-/** ` (R4.2 has no bootmode)` when the detected release lacks the property, else "". */
+/** `: R4.2's AppVM has no bootmode` when the detected release lacks the property, else "". */
 export function lackedBy(actual: ActualState, holder: PropertyListHolder, property: string, klass?: string): string {
   const d = detectedRelease(actual);
-  return rulesFor(d).lacks(holder, property, klass) ? `: ${describeRelease(d)} has no ${property}${holder === "qube" && klass !== undefined ? ` on a ${klass}` : ""}` : "";
+  if (!rulesFor(d).lacks(holder, property, klass)) return "";
+  const whose = holder === "global" ? " has no global property" : `'s ${holder === "dom0" ? "dom0" : (klass ?? "qube")} has no`;
+  return `: ${describeRelease(d)}${whose} ${property}`;
 }
 
 /**
