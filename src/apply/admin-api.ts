@@ -4,6 +4,7 @@
 // and test/apply/admin-api.test.ts holds every entry against the calls seen on the wire.
 
 import type { ActualProperty } from "../model/actual.js";
+import { rulesFor } from "../model/release.js";
 import type { Op } from "../plan/ops.js";
 import { opMethod } from "../plan/ops.js";
 import type { QubesReader } from "../plan/reader.js";
@@ -62,12 +63,13 @@ export function readerFromClient(client: AdminClient): QubesReader {
     firewall: (vm) => client.firewall.get(vm),
     labels: () => client.label.list(),
     labelColour: async (name) => {
-      // qubesd answers nothing for a label created since it started (upstream quirk).
+      // The head answers nothing for a label created since it started (an upstream bug the
+      // releases do not have: there an empty reply is a refusal or a failure, reported as such).
       try {
         const c = await client.label.get(name);
         return c === "" ? undefined : c;
       } catch (e) {
-        if (e instanceof QubesApiError && e.code === "empty-reply") return undefined;
+        if (e instanceof QubesApiError && e.code === "empty-reply" && rulesFor(client.releaseSeen).newLabelColour === "empty") return undefined;
         throw e;
       }
     },

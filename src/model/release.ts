@@ -27,6 +27,12 @@ export type ReleaseInfo = {
    * and used from its next start (release4.2, release4.3: a plain property, no handler).
    */
   maxmemWhileRunning: "halted-only" | "next-start";
+  /**
+   * `admin.label.Get` of a label created since qubesd started: an empty reply (main:
+   * qubes/api/admin.py label_create keeps the colour as bytes, label_get returns them and the
+   * reply fails to encode; transcripts.jsonl row 8), or the colour (release4.2, release4.3).
+   */
+  newLabelColour: "empty" | "readable";
   /** Properties this release does not have, per holder: `qube` holds those of every qube class, a class name those of that class only. */
   absent: { dom0: readonly string[]; global: readonly string[]; qube: readonly string[]; byClass: Readonly<Record<string, readonly string[]>> };
 };
@@ -36,6 +42,7 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     title: "R4.2",
     refusals: "empty",
     maxmemWhileRunning: "next-start",
+    newLabelColour: "readable",
     absent: {
       dom0: ["devices_denied", "maxmem"],
       global: ["maxmem", "no_cpus"],
@@ -47,12 +54,14 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     title: "R4.3",
     refusals: "empty",
     maxmemWhileRunning: "next-start",
+    newLabelColour: "readable",
     absent: { dom0: ["maxmem"], global: ["maxmem", "no_cpus"], qube: [], byClass: {} },
   },
   main: {
     title: "main (the development head)",
     refusals: "named",
     maxmemWhileRunning: "halted-only",
+    newLabelColour: "empty",
     absent: { dom0: [], global: [], qube: [], byClass: {} },
   },
 };
@@ -126,6 +135,7 @@ export function describeRelease(d: DetectedRelease): string {
 export type ReleaseRules = {
   refusals: ReleaseInfo["refusals"];
   maxmemWhileRunning: ReleaseInfo["maxmemWhileRunning"];
+  newLabelColour: ReleaseInfo["newLabelColour"];
   lacks(holder: PropertyListHolder, property: string, klass?: string): boolean;
 };
 
@@ -134,6 +144,7 @@ export function rulesFor(d: DetectedRelease): ReleaseRules {
   return {
     refusals: infos.length === 0 || infos.some((i) => i.refusals === "empty") ? "empty" : "named",
     maxmemWhileRunning: infos.length > 0 && infos.every((i) => i.maxmemWhileRunning === "next-start") ? "next-start" : "halted-only",
+    newLabelColour: infos.length > 0 && infos.every((i) => i.newLabelColour === "readable") ? "readable" : "empty",
     lacks: (holder, property, klass) => d.candidates.length > 0 && d.candidates.every((r) => !releaseHasProperty(r, holder, property, klass)),
   };
 }

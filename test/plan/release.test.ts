@@ -5,6 +5,7 @@
 // counts from the next start (qubes/vm/qubesvm.py on release4.2/release4.3 has no
 // property-pre-set:maxmem handler; main's on_property_pre_set_maxmem refuses it).
 import { afterEach, describe, expect, it } from "vitest";
+import { readerFromClient } from "../../src/apply/admin-api.js";
 import { releaseOverlay } from "../helpers/release-overlay.js";
 import { converge, desiredFromYaml, errorCodes, planOps, planWith, runOps, startSession, type SimSession } from "./_helpers.js";
 
@@ -120,5 +121,21 @@ describe("firewall rules with expire (qubes/firewall.py Rule.api_rule drops an e
     expect(second.json.diagnostics.map((d) => [d.code, d.message])).toEqual([
       ["QIAC-W140", "qube rq: firewall rule 1 expires at 2100-01-01T00:00:00Z; until then plans show no change for it, from then on this plan's config is refused (QIAC-E140)"],
     ]);
+  });
+});
+
+describe("a label's colour right after label.Create (the head's upstream bug: an empty reply, transcripts.jsonl row 8)", () => {
+  it("on R4.3, which answers the colour, an empty reply is reported, not taken for the bug", async () => {
+    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.3"));
+    await s.client.release();
+    await s.client.label.create("teal", "0x008080");
+    // The simulator answers as the head does: R4.3 would have sent the colour.
+    await expect(readerFromClient(s.client).labelColour("teal")).rejects.toMatchObject({ code: "empty-reply" });
+  });
+  it("on the head it is the bug: the colour is unknown until qubesd restarts", async () => {
+    s = await startSession();
+    await s.client.release();
+    await s.client.label.create("teal", "0x008080");
+    expect(await readerFromClient(s.client).labelColour("teal")).toBeUndefined();
   });
 });
