@@ -149,5 +149,16 @@ export function rulesFor(d: DetectedRelease): ReleaseRules {
   };
 }
 
+/**
+ * Why a plan made for `planned` must not be applied to a system that answers as `now`: the
+ * releases the plan allowed for and those still possible share none (a saved plan moved to
+ * another system, or dom0 upgraded since); undefined when they agree.
+ */
+export function releaseMismatch(planned: readonly ReleaseId[], now: DetectedRelease): string | undefined {
+  if (now.candidates.some((r) => planned.includes(r))) return undefined;
+  const d = (c: readonly ReleaseId[]): string => describeRelease({ candidates: [...c], evidence: [] });
+  return `the plan was made on Qubes ${d(planned)}; this system answers as ${d(now.candidates)}`;
+}
+
 /** Nothing seen: every release is possible. */
 export const UNDETECTED: DetectedRelease = { candidates: [...RELEASE_IDS], evidence: [] };

@@ -334,6 +334,18 @@ describe("a saved plan", () => {
     expect((await plan(["examples/workstation.yaml"])).stdout).toBe("No changes.\n");
   });
 
+  it("made on another Qubes release is refused before any change (what it decided by release would not hold)", async () => {
+    const file = await save("examples/minimal.yaml");
+    const saved = JSON.parse(readFileSync(file, "utf8")) as JsonPlan;
+    expect(saved.qubes_release?.detected).toBe("main");
+    writeFileSync(file, JSON.stringify({ ...saved, qubes_release: { detected: "r4.2", candidates: ["r4.2"], evidence: ["dom0's properties (without devices_denied, without maxmem)"] } }));
+    s.sim.calls.length = 0;
+    const r = await apply(["--auto-approve", file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("qubes-iac: the plan was made on Qubes R4.2; this system answers as main (the development head); nothing was changed. Run `qubes-iac plan` again");
+    expect(mutated()).toEqual([]);
+  });
+
   it("is refused, naming every value that changed (address, old → new), and nothing is changed", async () => {
     const file = await save("examples/reference.yaml");
     await runOp(s.client, { op: "property.set", holder: { vm: "sys-firewall" }, name: "memory", value: "700" });

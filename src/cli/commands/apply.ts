@@ -15,6 +15,7 @@ import { applySteps } from "../../apply/engine.js";
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
 import { acquireLock, breakLock, describeHolder, heldMessage, lockStoreFromClient, newHolder, readLock, releaseLock, type Acquired, type LockHolder, type LockStore } from "../../apply/lock.js";
 import { checkPriorState, type PriorStateChange } from "../../apply/prior-state.js";
+import { releaseMismatch } from "../../model/release.js";
 import { readSavedPlan } from "../../apply/saved-plan.js";
 import { summarizeApply } from "../../apply/summary.js";
 import { createHumanView } from "../../apply/view-human.js";
@@ -255,6 +256,9 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     // without it: another apply may have run meanwhile), and first without writing anything when
     // time has passed since the plan was made (a saved plan, or a person was asked).
     const recheck = async (): Promise<void> => {
+      // What the plan decided by release (maxmem, properties) holds only on that release.
+      const mismatch = plan.qubes_release === undefined ? undefined : releaseMismatch(plan.qubes_release.candidates, await client.release());
+      if (mismatch !== undefined) throw new CliError(`${mismatch}; nothing was changed. Run \`qubes-iac plan\` again`);
       const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism })), ...(await checkGuestPriorState(plan))];
       if (changes.length > 0) {
         reportPriorStateChanges(io, changes, o.json === true);
