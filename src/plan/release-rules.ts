@@ -33,15 +33,23 @@ export function lackedBy(actual: ActualState, holder: PropertyListHolder, proper
 }
 
 /**
- * A qube to create with a property its release does not have: refused in the plan, so that
- * the property is never sent after the Create (which would leave a half-made qube).
+ * A qube to create with a property its release does not have (by the table, or as a qube of
+ * the same class read in full shows): refused in the plan, so that the property is never sent
+ * after the Create (which would leave a half-made qube).
  */
 export function checkNewQubeProperties(ctx: DiffContext, q: DesiredQube, klass: string): void {
+  // A qube of the same class read in full shows what a new one will have, on any release.
+  const sameClass = [...ctx.actual.qubes.values()].find((x) => x.klass === klass && x.name !== q.name && x.tags !== undefined);
   for (const p of q.properties.keys()) {
-    if (!releaseRules(ctx.actual).lacks("qube", p, klass)) continue;
+    const why = releaseRules(ctx.actual).lacks("qube", p, klass)
+      ? lackedBy(ctx.actual, "qube", p, klass)
+      : sameClass !== undefined && !sameClass.properties.has(p)
+        ? `: ${klass} ${sameClass.name} has none on this system`
+        : undefined;
+    if (why === undefined) continue;
     const key = `properties.${p}` as const;
     ctx.diagnostics.push(
-      planDiagnostic("QIAC-E108", `qube ${q.name} (${klass}) cannot have property '${p}'${lackedBy(ctx.actual, "qube", p, klass)}`, {
+      planDiagnostic("QIAC-E108", `qube ${q.name} (${klass}) cannot have property '${p}'${why}`, {
         location: locate(q, key),
         address: `qube.${q.name}`,
         hint: `remove ${p} from the config for this system`,

@@ -139,3 +139,20 @@ describe("a label's colour right after label.Create (the head's upstream bug: an
     expect(await readerFromClient(s.client).labelColour("teal")).toBeUndefined();
   });
 });
+
+describe("a release the table does not know", () => {
+  it("a qube of the same class read in full tells which properties a new one will lack", async () => {
+    // dom0's list of no known release: no candidate; the AppVM `work`, read since the config
+    // adopts it, shows R4.2's property set, so bootmode is refused for the new AppVM as well.
+    s = await startSession((t) => {
+      const inner = releaseOverlay(t, "qubesd-r4.2");
+      return { ...inner, call: async (c, o) => (c.method === "admin.vm.property.List" && c.dest === "dom0" ? Buffer.from("0\0maxmem\n") : inner.call(c, o)) };
+    });
+    const yaml = `${qube("    properties: {bootmode: default}\n")}  work:\n    adopt: true\n`;
+    const { json } = await planWith(s, desiredFromYaml(yaml));
+    expect(json.qubes_release?.candidates).toEqual([]);
+    expect(json.diagnostics.filter((d) => d.code === "QIAC-E108").map((d) => d.message)).toEqual([
+      "qube rq (AppVM) cannot have property 'bootmode': AppVM work has none on this system",
+    ]);
+  });
+});
