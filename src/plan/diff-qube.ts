@@ -17,7 +17,7 @@ import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf } from "./normalize.js";
 import type { Op } from "./ops.js";
 import { checkFirewallExpiry } from "./firewall-expiry.js";
-import { changeTiming, checkNewQubeProperties, nextStartReason } from "./release-rules.js";
+import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -275,7 +275,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
       post.push(...powerOps(vm, "halted", target));
     } else {
       ctx.diagnostics.push(
-        planDiagnostic("QIAC-E105", `qube ${vm} is ${current}; Qubes changes ${haltKeys.join(", ")} only while it is halted`, {
+        planDiagnostic("QIAC-E105", `qube ${vm} is ${current}; Qubes changes ${haltKeys.join(", ")} only while it is halted${haltNote(ctx.actual, haltKeys)}`, {
           address,
           location: locate(q, (haltKeys[0] ?? "template") as QubeField),
           hint: `plan with --allow-restart to let apply shut ${vm} down for the change and start it again, or shut it down first (qvm-shutdown --wait ${vm})`,

@@ -70,3 +70,12 @@ export function planRelease(actual: ActualState): PlanRelease {
 export function nextStartReason(actual: ActualState, keys: readonly string[], vm: string): string {
   return `${describeRelease(detectedRelease(actual))} takes ${keys.map((k) => k.replace(/^properties\./, "")).join(", ")} of a running qube but uses it only from its next start: restart ${vm} for it to count now (or plan with --allow-restart)`;
 }
+
+/** Why a running qube must halt for maxmem, on the release seen ("" for other keys). */
+export function haltNote(actual: ActualState, keys: readonly string[]): string {
+  if (!keys.includes("properties.maxmem")) return "";
+  const d = detectedRelease(actual);
+  return releaseOf(d) === "main"
+    ? ` (${describeRelease(d)} takes maxmem of a running qube only when it hot-plugs memory)`
+    : ` (the release is not known exactly: ${describeRelease(d)}; R4.2 and R4.3 would take maxmem for the next start)`;
+}
