@@ -21,6 +21,7 @@ qubes:
     label: red
     properties:
       mac: "00:16:3E:AA:BB:CC"
+      virt_mode: PVH
       ip6: "2001:DB8:0:0:0:0:0:A"
     firewall:
       - {action: accept, dsthost: "2001:DB8::1/64", proto: tcp, dstports: 443}
@@ -37,7 +38,7 @@ describe("values qubesd rewrites converge", () => {
     await s.stop();
   });
 
-  it("mac, ip6, a pool's dir_path and firewall hosts: apply, then plan again shows no changes", async () => {
+  it("mac, virt_mode, ip6, a pool's dir_path, firewall hosts and port ranges: apply, then plan again shows no changes", async () => {
     const desired = desiredFromYaml(CONFIG);
     const first = await planWith(s, desired);
     expect(errorCodes(first.json)).toEqual([]);
@@ -45,6 +46,7 @@ describe("values qubesd rewrites converge", () => {
     // What is sent is the stored form.
     expect(ops).toContainEqual({ op: "property.set", holder: { vm: "canon" }, name: "mac", value: "00:16:3e:aa:bb:cc" });
     expect(ops).toContainEqual({ op: "property.set", holder: { vm: "canon" }, name: "ip6", value: "2001:db8::a" });
+    expect(ops).toContainEqual({ op: "property.set", holder: { vm: "canon" }, name: "virt_mode", value: "pvh" });
     expect(ops).toContainEqual(expect.objectContaining({ op: "pool.add", params: { dir_path: "/var/lib/qubes-slashed" } }));
     expect(ops).toContainEqual({
       op: "firewall.set",
