@@ -71,3 +71,17 @@ describe("feature names and values are checked before sending, on every release"
     });
   }
 });
+
+describe("a refused dom0 property list tells nothing", () => {
+  it("every release stays possible (absent and denied look the same from a management qube)", async () => {
+    const { QubesApiError } = await import("../../src/providers/qubes/errors.js");
+    const refusing: Transport = {
+      ...recorded("qubesd-r4.2"),
+      call: async (c) => {
+        throw new QubesApiError("refused", `${c.method} refused by qrexec policy`, { maybeDelivered: false });
+      },
+    };
+    const client = createAdminClient(refusing);
+    expect(await client.release()).toEqual({ candidates: ["r4.2", "r4.3", "main"], evidence: [] });
+  });
+});
