@@ -69,7 +69,7 @@ export function readerFromClient(client: AdminClient): QubesReader {
         const c = await client.label.get(name);
         return c === "" ? undefined : c;
       } catch (e) {
-        if (e instanceof QubesApiError && e.code === "empty-reply" && rulesFor(client.releaseSeen).newLabelColour === "empty") return undefined;
+        if (e instanceof QubesApiError && e.code === "empty-reply" && rulesFor(await client.release()).newLabelColour === "empty") return undefined;
         throw e;
       }
     },

@@ -127,14 +127,12 @@ describe("firewall rules with expire (qubes/firewall.py Rule.api_rule drops an e
 describe("a label's colour right after label.Create (the head's upstream bug: an empty reply, transcripts.jsonl row 8)", () => {
   it("on R4.3, which answers the colour, an empty reply is reported, not taken for the bug", async () => {
     s = await startSession((t) => releaseOverlay(t, "qubesd-r4.3"));
-    await s.client.release();
     await s.client.label.create("teal", "0x008080");
     // The simulator answers as the head does: R4.3 would have sent the colour.
     await expect(readerFromClient(s.client).labelColour("teal")).rejects.toMatchObject({ code: "empty-reply" });
   });
   it("on the head it is the bug: the colour is unknown until qubesd restarts", async () => {
     s = await startSession();
-    await s.client.release();
     await s.client.label.create("teal", "0x008080");
     expect(await readerFromClient(s.client).labelColour("teal")).toBeUndefined();
   });
