@@ -1,6 +1,7 @@
 // The state reader: reads from Qubes exactly what planning needs and returns an ActualState. It
 // receives a QubesReader — read calls only, so a plan cannot mutate anything — and bounds how
-// many calls run at once. What it reads: the qube list and dom0's features (the inventory), then
+// many calls run at once. What it reads: the qube list, dom0's property names (which Qubes
+// release answers, narrowed by the other property lists it reads) and dom0's features (the inventory), then
 // per qube the config names or the inventory lists its properties, tags and feature names, the
 // feature values, firewall and volumes the config names or qubes-iac owns; labels, pools and
 // global properties only when the config or the inventory has them. Other qubes cost nothing
