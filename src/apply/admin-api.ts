@@ -4,6 +4,7 @@
 // and test/apply/admin-api.test.ts holds every entry against the calls seen on the wire.
 
 import type { ActualProperty } from "../model/actual.js";
+import { rulesFor } from "../model/release.js";
 import type { Op } from "../plan/ops.js";
 import { opMethod } from "../plan/ops.js";
 import type { QubesReader } from "../plan/reader.js";
@@ -26,6 +27,7 @@ export type MethodUse = { method: string; target: CallTarget };
  */
 export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodUse[] } = {
   listQubes: [{ method: "admin.vm.List", target: "dom0" }],
+  release: [{ method: "admin.vm.property.List", target: "dom0" }],
   properties: [
     // dom0 too: the reference scan reads every listed qube, and dom0's default_dispvm can name one.
     { method: "admin.vm.property.GetAll", target: "qube-or-dom0" },
@@ -55,6 +57,7 @@ export function readerFromClient(client: AdminClient): QubesReader {
     new Map([...m].map(([k, v]) => [k, { isDefault: v.isDefault, type: v.type, raw: v.raw }]));
   return {
     listQubes: async () => (await client.vm.list()).map((e) => ({ name: e.name, klass: e.klass, power: e.state })),
+    release: () => client.release(),
     properties: async (holder) => toActual(await client.property.getAll(holder === "global" ? "global" : { vm: holder.vm })),
     tags: (vm) => client.tag.list(vm),
     featureNames: (vm) => client.feature.list(vm),
@@ -62,12 +65,13 @@ export function readerFromClient(client: AdminClient): QubesReader {
     firewall: (vm) => client.firewall.get(vm),
     labels: () => client.label.list(),
     labelColour: async (name) => {
-      // qubesd answers nothing for a label created since it started (upstream quirk).
+      // The head answers nothing for a label created since it started (an upstream bug the
+      // releases do not have: there an empty reply is a refusal or a failure, reported as such).
       try {
         const c = await client.label.get(name);
         return c === "" ? undefined : c;
       } catch (e) {
-        if (e instanceof QubesApiError && e.code === "empty-reply") return undefined;
+        if (e instanceof QubesApiError && e.code === "empty-reply" && rulesFor(await client.release()).newLabelColour === "empty") return undefined;
         throw e;
       }
     },

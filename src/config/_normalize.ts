@@ -21,6 +21,7 @@ import {
   formatFirewallRule,
 } from "../model/qubes-rules.js";
 import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
+import { canonicalFirewallRule, canonicalPoolParam, canonicalQubeProperty } from "../model/canonical.js";
 import { RESERVED_LABEL_PREFIX } from "../model/ownership.js";
 import {
   QUBE_CLASSES,
@@ -139,7 +140,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
             report("QIAC-E043", `${where}: ${bad}`, ptr, "property values are ASCII; str properties take printable characters only");
             return undefined;
           }
-          value = { kind: "str", value: name === "virt_mode" ? raw.toLowerCase() : raw };
+          value = { kind: "str", value: raw };
         }
         break;
       case "vm":
@@ -164,6 +165,15 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
       if (bad) {
         report("QIAC-E043", `${where}: ${bad}`, ptr);
         return undefined;
+      }
+      if (value.kind === "str") {
+        // Compared, and sent, in the form qubesd stores (it lower-cases mac and virt_mode, …).
+        const stored = canonicalQubeProperty(ruleName, value.value);
+        if (!stored.ok) {
+          report("QIAC-E043", `${where}: ${stored.error}`, ptr);
+          return undefined;
+        }
+        value = { kind: "str", value: stored.value };
       }
     }
     if (spec?.pool && value.kind === "str") {
@@ -261,7 +271,13 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
         ok = false;
         continue;
       }
-      params.set(key, text);
+      const stored = canonicalPoolParam(driverName, key, text);
+      if (!stored.ok) {
+        report("QIAC-E040", `${describePath(vptr)}: ${stored.error}`, vptr, "qubesd stores the normalised absolute path: write it so");
+        ok = false;
+        continue;
+      }
+      params.set(key, stored.value);
       locations.set(key, loc(vptr));
     }
     const payload = [`name=${name}`, ...[...params].map(([k, v]) => `${k}=${v}`)].join("\n") + "\n";
@@ -470,7 +486,8 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
       if (!FIREWALL_OPTIONS.has(key) || (typeof value !== "string" && typeof value !== "number")) return undefined;
       options[key] = String(value);
     }
-    const built = buildFirewallRule(options);
+    const parsed = buildFirewallRule(options);
+    const built = parsed.ok ? canonicalFirewallRule(parsed.rule) : parsed;
     if (!built.ok) {
       const field = FIREWALL_ERROR_FIELDS.find(([re]) => re.test(built.error))?.[1];
       const where = field !== undefined && field in rule ? childPointer(ptr, field) : ptr;

@@ -3,6 +3,8 @@
 // read: a part that was not read is `undefined`, never an empty stand-in, so the diff can tell
 // "absent" from "not looked at". No I/O and no interpretation of ownership here.
 
+import type { DetectedRelease } from "./release.js";
+
 /** Property value types as qubesd names them after `type=`. */
 export type ActualPropertyType = "bool" | "int" | "str" | "vm" | "label";
 
@@ -71,6 +73,8 @@ export type ActualState = {
   pools: ReadonlyMap<string, ActualPool>;
   /** Global properties (admin.property.GetAll); undefined when not read. */
   globals?: ReadonlyMap<string, ActualProperty>;
+  /** Which Qubes release answered, from the property lists read; undefined when not read (any release). */
+  release?: DetectedRelease;
 };
 
 /** Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is in flux. */

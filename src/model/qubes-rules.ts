@@ -3,6 +3,8 @@
 // Shared by the config validator (to reject bad input before any call) and the simulator
 // (to answer as qubesd does). Pure: no I/O. Messages are the server's own texts.
 
+import { parseIPv4 } from "./ip-address.js";
+
 /** The characters qrexec allows in a service argument (qrexec-daemon sanitize_name + '+'). */
 export const QREXEC_ARG_RE = /^[A-Za-z0-9_.+-]*$/;
 /** Hard cap of qubesd on one request, header and payload together. */
@@ -228,9 +230,9 @@ function parseDstHost(value: string): NonNullable<FirewallRule["dst"]> | { error
   return { kind: "dsthost", value: host };
 }
 
+/** inet_pton(AF_INET) as qubes/firewall.py and Python's IPv4Address take it: no leading zeros ("010.1.1.1" is not an address). */
 function isIPv4(s: string): boolean {
-  const parts = s.split(".");
-  return parts.length === 4 && parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255);
+  return parseIPv4(s) !== null;
 }
 
 function isIPv6(s: string): boolean {
@@ -305,7 +307,7 @@ export function checkVmPropertyRule(name: string, value: string | number | boole
     case "mac":
       return MAC_RE.test(value.toLowerCase()) ? null : "Invalid MAC address value";
     case "ip":
-      return isIPv4(value) ? null : `'${value}' is not an IPv4 address`;
+      return isIPv4(value) ? null : `'${value}' is not an IPv4 address (four numbers 0-255, no leading zeros)`;
     case "ip6":
       return isIPv6(value) ? null : `'${value}' is not an IPv6 address`;
     case "devices_denied":

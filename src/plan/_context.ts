@@ -11,6 +11,8 @@ import type { Check } from "./ops.js";
 export type DiffOptions = {
   /** Let apply shut a qube down for a change Qubes accepts only on a halted qube, and start it again. */
   allowRestart: boolean;
+  /** The time the plan is made (ms since the epoch), for firewall rules with `expire`; absent = not judged. */
+  now?: number;
 };
 
 /**

@@ -32,11 +32,13 @@ export const PLAN_CODES = {
   "QIAC-E125": "a guest file cannot be read through the agent (permission denied, a directory, too large)",
   "QIAC-E126": "a guest file's `source:` cannot be read to hash it",
   "QIAC-E127": "a pool is to be removed but is still in use: volumes of qubes that stay, or a default_pool* global property (qubesd refuses to remove a pool in use)",
+  "QIAC-E140": "a firewall rule whose `expire` has passed (qubesd drops it, so it would be set again on every apply)",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
   "QIAC-W104": "an apply of the same owner is running (its lock is held): the plan shows Qubes before the rest of its changes",
   "QIAC-W110": "a qube to remove or replace was checked for references only among the qubes a management qube's qrexec policy shows: qubesd's own check at apply is the final word",
+  "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

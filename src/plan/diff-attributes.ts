@@ -12,6 +12,7 @@ import type { Attributes } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, firewallFingerprint, type Op } from "./ops.js";
+import { lackedBy } from "./release-rules.js";
 
 /** Qubes' default firewall: what a qube has when qubes-iac stops managing its rules. */
 export const DEFAULT_FIREWALL: readonly string[] = ["action=accept"];
@@ -73,7 +74,7 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
     const ap = prop(p);
     if (ap === undefined) {
       ctx.diagnostics.push(
-        planDiagnostic("QIAC-E108", `qube ${vm} (${a.klass}) has no property '${p}'`, { location: locate(q, key), address }),
+        planDiagnostic("QIAC-E108", `qube ${vm} (${a.klass}) has no property '${p}'${lackedBy(ctx.actual, "qube", p, a.klass)}`, { location: locate(q, key), address }),
       );
       continue;
     }

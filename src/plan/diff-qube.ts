@@ -6,7 +6,7 @@
 
 import { formatAddress, qubeAddress } from "../model/address.js";
 import { settledPower, type ActualQube, type SettledPower } from "../model/actual.js";
-import { locate, TEMPLATE_BASED_CLASSES, type DesiredQube, type QubeClass, type QubeField } from "../model/desired.js";
+import { locate, type DesiredQube, type QubeClass, type QubeField } from "../model/desired.js";
 import { ENTRY_OWNED, MARKER_VALUE, readQubeRecords, type QubeRecords } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { DetailedQube, DiffContext, QubeOwnership } from "./_context.js";
@@ -16,17 +16,14 @@ import { newResourceChange, stepId, type Attributes, type PlannedStep, type Reso
 import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf } from "./normalize.js";
 import type { Op } from "./ops.js";
+import { checkFirewallExpiry } from "./firewall-expiry.js";
+import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
 export type QubeDiff = { change?: ResourceChange; steps: PlannedStep[] };
 
 const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
-
-/** Attributes Qubes changes only while the qube is halted (reference §5.3). */
-function haltOnly(key: string, klass: string): boolean {
-  return key === "properties.maxmem" || (key === "template" && TEMPLATE_BASED_CLASSES.has(klass as QubeClass));
-}
 
 const emptyChange = (name: string, action: Action): ResourceChange =>
   newResourceChange("qube", name, formatAddress(qubeAddress(name)), action);
@@ -168,6 +165,7 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
     return { steps: [] };
   }
   ctx.addCheck({ check: "qube-absent", vm: q.name });
+  checkNewQubeProperties(ctx, q, q.class);
   const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label);
   const change = emptyChange(q.name, "create");
   change.after = after;
@@ -246,7 +244,9 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
   diffAttributes(ctx, q, a, rec, acc);
 
   const current = settledPower(a.power);
-  const haltKeys = acc.changed.filter((k) => haltOnly(k, a.klass));
+  const haltKeys = acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "halted");
+  // Taken while running but used from the next start: restarted with --allow-restart, else said so.
+  const laterKeys = current === "halted" || q.state === "halted" ? [] : acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "next-start");
   const target: SettledPower | undefined = q.state ?? current;
   if (q.state !== undefined) {
     acc.before.state = current ?? a.power.toLowerCase();
@@ -268,14 +268,14 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
     }
   } else if (target === "halted") {
     if (current !== "halted") pre.push(...powerOps(vm, current, "halted"));
-  } else if (haltKeys.length > 0 && current !== "halted") {
-    needsHalt.push(...haltKeys);
+  } else if ((haltKeys.length > 0 || (laterKeys.length > 0 && ctx.options.allowRestart)) && current !== "halted") {
+    needsHalt.push(...haltKeys, ...(ctx.options.allowRestart ? laterKeys : []));
     if (ctx.options.allowRestart) {
       pre.push(...powerOps(vm, current, "halted"));
       post.push(...powerOps(vm, "halted", target));
     } else {
       ctx.diagnostics.push(
-        planDiagnostic("QIAC-E105", `qube ${vm} is ${current}; Qubes changes ${haltKeys.join(", ")} only while it is halted`, {
+        planDiagnostic("QIAC-E105", `qube ${vm} is ${current}; Qubes changes ${haltKeys.join(", ")} only while it is halted${haltNote(ctx.actual, haltKeys)}`, {
           address,
           location: locate(q, (haltKeys[0] ?? "template") as QubeField),
           hint: `plan with --allow-restart to let apply shut ${vm} down for the change and start it again, or shut it down first (qvm-shutdown --wait ${vm})`,
@@ -305,6 +305,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
   if (adoption === "adopt") change.reasons.push(`adopt: qubes-iac takes over this existing qube (tag ${ctx.names.ownerTag})`);
   else if (ownOps.length > 0) change.reasons.push("finish an interrupted create: record ownership");
   if (pre.length > 0 && needsHalt.length > 0) change.reasons.push(`apply shuts the qube down for ${needsHalt.join(", ")} and starts it again`);
+  if (laterKeys.length > 0 && !ctx.options.allowRestart) change.reasons.push(nextStartReason(ctx.actual, laterKeys, vm));
   if (startsNetvm !== undefined) change.reasons.push(`apply starts ${startsNetvm} first: Qubes connects a running qube only to a running netvm`);
   if (ops.length === 0) return { change, steps: [] };
   return {
@@ -363,6 +364,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
     );
   }
   const label = q.label ?? a.properties.get("label")?.raw ?? "";
+  checkNewQubeProperties(ctx, q, klass);
   const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label);
   change.after = after;
   change.afterDefault = afterDefault;
@@ -449,6 +451,7 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
     return { steps: [] };
   }
   checkDesiredReferences(ctx, q);
+  checkFirewallExpiry(ctx, q);
   const own = ctx.ownership(q.name);
   switch (own.kind) {
     case "absent":

@@ -9,6 +9,7 @@ import type { DiffContext } from "./_context.js";
 import type { Action } from "./action.js";
 import { newResourceChange, stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
+import { lackedBy } from "./release-rules.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, poolFingerprint, type Op } from "./ops.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
@@ -255,7 +256,7 @@ export function diffGlobals(ctx: DiffContext): SharedDiff {
     const location = locate(desired, field);
     const ag = globals.get(g);
     if (ag === undefined) {
-      ctx.diagnostics.push(planDiagnostic("QIAC-E108", `Qubes has no global property '${g}'`, { location, address: "properties" }));
+      ctx.diagnostics.push(planDiagnostic("QIAC-E108", `Qubes has no global property '${g}'${lackedBy(ctx.actual, "global", g)}`, { location, address: "properties" }));
       continue;
     }
     ctx.addCheck({ check: "property", holder: "global", name: g, default: ag.isDefault, value: ag.raw });

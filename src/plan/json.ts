@@ -11,6 +11,7 @@ import type { AttrValue, StepKind } from "./changes.js";
 import type { PlannedGuest } from "./diff-guests.js";
 import type { Check, StepOp } from "./ops.js";
 import type { Plan } from "./plan.js";
+import type { PlanRelease } from "./release-rules.js";
 
 export const PLAN_FORMAT = "qubes-iac-plan";
 /** Bump on any change a reader of version 1 could misread; readers refuse newer majors. */
@@ -77,6 +78,8 @@ export type JsonPlan = {
   format_version: number;
   qubes_iac_version: string;
   owner: string;
+  /** Which Qubes release answered (absent in plans made before qubes-iac told releases apart). */
+  qubes_release?: PlanRelease;
   options: { allow_restart: boolean; targets: string[]; excludes: string[] };
   /** True when the plan holds an error: it is shown in full but cannot be applied. */
   errored: boolean;
@@ -135,6 +138,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
     format_version: PLAN_FORMAT_VERSION,
     qubes_iac_version: generator.version,
     owner: plan.owner,
+    qubes_release: plan.release,
     options: {
       allow_restart: plan.options.allowRestart,
       targets: plan.options.targets.map(formatAddress),

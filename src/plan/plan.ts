@@ -12,16 +12,21 @@ import { diffState } from "./diff.js";
 import { diffGuests, NO_GUEST_READINGS, type GuestReadings, type PlannedGuest } from "./diff-guests.js";
 import type { Check } from "./ops.js";
 import { orderSteps, resolveDependencies, type OrderedStep } from "./order.js";
+import { planRelease, type PlanRelease } from "./release-rules.js";
 import { selectSteps } from "./scope.js";
 
 export type PlanOptions = {
   allowRestart: boolean;
   targets: readonly Address[];
   excludes: readonly Address[];
+  /** The time the plan is made (ms since the epoch): judges firewall rules with `expire`. */
+  now?: number;
 };
 
 export type Plan = {
   owner: string;
+  /** The release the state reader saw. */
+  release: PlanRelease;
   options: PlanOptions;
   /** Every resource in scope, sorted by address (no-op ones included). */
   changes: ResourceChange[];
@@ -56,7 +61,7 @@ function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[
 
 /** `guests`: what the guest reader read (guests in scope that guestReadMode reads). */
 export function buildPlan(desired: DesiredState, actual: ActualState, options: PlanOptions, guests: GuestReadings = NO_GUEST_READINGS): Plan {
-  const diff = diffState(desired, actual, { allowRestart: options.allowRestart });
+  const diff = diffState(desired, actual, { allowRestart: options.allowRestart, ...(options.now !== undefined ? { now: options.now } : {}) });
   const inner = diffGuests(desired, actual, guests, diff.changes, diff.steps, guestInScope(options));
   const steps = [...diff.steps, ...inner.steps];
   const deps = resolveDependencies(steps);
@@ -68,5 +73,5 @@ export function buildPlan(desired: DesiredState, actual: ActualState, options: P
   );
   const diagnostics = [...[...diff.diagnostics, ...inner.diagnostics].filter((d) => inScope(d.address)), ...selection.diagnostics, ...ordered.diagnostics];
   const changes = [...diff.changes, ...inner.changes].filter((c) => inScope(c.address));
-  return { owner: desired.owner, options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), diagnostics };
+  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), diagnostics };
 }

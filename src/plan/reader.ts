@@ -1,6 +1,7 @@
 // The state reader: reads from Qubes exactly what planning needs and returns an ActualState. It
 // receives a QubesReader — read calls only, so a plan cannot mutate anything — and bounds how
-// many calls run at once. What it reads: the qube list and dom0's features (the inventory), then
+// many calls run at once. What it reads: the qube list, dom0's property names (which Qubes
+// release answers, narrowed by the other property lists it reads) and dom0's features (the inventory), then
 // per qube the config names or the inventory lists its properties, tags and feature names, the
 // feature values, firewall and volumes the config names or qubes-iac owns; labels, pools and
 // global properties only when the config or the inventory has them. Other qubes cost nothing
@@ -11,6 +12,7 @@ import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, 
 import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, readInventory, readQubeRecords } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
+import { refineRelease, type DetectedRelease, type PropertyListSeen } from "../model/release.js";
 import { createLimiter } from "../util/concurrency.js";
 import { needsReferenceScan } from "./diff.js";
 import type { Holder } from "./ops.js";
@@ -18,6 +20,8 @@ import type { Holder } from "./ops.js";
 /** Read-only access to Qubes: the capability planning is given (never a writer). */
 export type QubesReader = {
   listQubes(): Promise<ListedQube[]>;
+  /** Which release answers, from dom0's property list (every release when that list is refused). */
+  release(): Promise<DetectedRelease>;
   /** All properties of a qube or of the global object (GetAll, or its per-property fallback). */
   properties(holder: Holder): Promise<Map<string, ActualProperty>>;
   tags(vm: string): Promise<string[]>;
@@ -123,7 +127,8 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     return { names: all, pools: new Map(infos) };
   };
 
-  const [format, lockHolder, labels, pools, globals, details] = await Promise.all([
+  const [release, format, lockHolder, labels, pools, globals, details] = await Promise.all([
+    r.release(),
     inventory.formatPresent ? r.feature("dom0", names.format) : Promise.resolve(undefined),
     // Present only while an apply of this owner runs: the plan says who (docs/locking.md).
     dom0FeatureNames.has(names.lock) ? r.feature("dom0", names.lock) : Promise.resolve(undefined),
@@ -153,6 +158,11 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (lockHolder !== undefined) dom0Features.set(names.lock, lockHolder);
   for (const d of details) if (d.intent !== undefined) dom0Features.set(names.intent(d.qube.name), d.intent);
 
+  // The other property lists read anyway narrow the release down further (a qube's tells R4.2).
+  const seen: PropertyListSeen[] = details
+    .filter(({ qube }) => qube.klass !== "AdminVM")
+    .map(({ qube }) => ({ holder: "qube" as const, name: qube.name, properties: new Set(qube.properties.keys()) }));
+  if (globals !== undefined) seen.push({ holder: "global", name: "global", properties: new Set(globals.keys()) });
   const actual: ActualState = {
     listing,
     qubes: new Map(details.map((d) => [d.qube.name, d.qube])),
@@ -160,6 +170,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     dom0FeatureNames,
     dom0Features,
     pools: pools.pools,
+    release: refineRelease(release, seen),
   };
   if (o.visibility === "policy") actual.visibility = "policy";
   if (labels !== undefined) actual.labels = labels;

@@ -9,6 +9,7 @@ import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
 import { stepOpMethod } from "./ops.js";
+import { describeRelease, RELEASE_IDS } from "../model/release.js";
 
 export type RenderOptions = { color: boolean };
 
@@ -176,6 +177,13 @@ function renderSteps(steps: readonly JsonStep[], paint: Paint): string[] {
   return lines;
 }
 
+/** `, on Qubes R4.2` when the plan knows the release (or narrowed it down), else "". */
+function releaseNote(plan: JsonPlan): string {
+  const c = plan.qubes_release?.candidates ?? [];
+  if (c.length === 0 || c.length === RELEASE_IDS.length) return "";
+  return `, on Qubes ${describeRelease({ candidates: c, evidence: [] })}`;
+}
+
 export function summaryLine(plan: JsonPlan): string {
   const { add, change, destroy, forget } = plan.summary;
   if (add + change + destroy + forget === 0) return "No changes.";
@@ -187,7 +195,7 @@ export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
   const changed = plan.resource_changes.filter((c) => !isNoOp(c.action));
   const lines: string[] = [];
   if (changed.length > 0) {
-    lines.push(`qubes-iac (owner ${plan.owner}) will make these changes:`, "");
+    lines.push(`qubes-iac (owner ${plan.owner}${releaseNote(plan)}) will make these changes:`, "");
     for (const c of changed) {
       const errors = plan.diagnostics.filter((d) => d.severity === "error" && d.address === c.address);
       lines.push(...renderChange(c, errors, paint, plan.guests?.find((g) => g.address === c.address)));

@@ -90,6 +90,7 @@ describe("reader", () => {
     const reader = readerFromClient(s.client);
     const uses: { [K in keyof QubesReader]: () => Promise<unknown> } = {
       listQubes: () => reader.listQubes(),
+      release: () => reader.release(),
       properties: async () => {
         await reader.properties({ vm: "work" });
         await reader.properties("global");

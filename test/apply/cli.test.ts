@@ -184,7 +184,9 @@ describe("--json and --target", () => {
         call: "admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0",
         error: {
           code: "empty-reply",
-          message: "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: the call was refused or failed; the reason is only in dom0's journal (journalctl -u qubesd)",
+          // The simulator answers as the head, which names its refusals: an empty reply is a failure.
+          message:
+            "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: main (the development head) names the calls it refuses, so this one failed with an error it does not report (or the connection was cut); the reason is only in dom0's journal (journalctl -u qubesd)",
         },
       },
       { type: "op_resolved", format_version: 1, step: "create:qube.notes", op_index: 0, outcome: "done" },
@@ -330,6 +332,18 @@ describe("a saved plan", () => {
     const { opCall } = await import("../../src/apply/admin-api.js");
     expect(mutated()).toEqual(planOps(saved).map((o) => { const c = opCall(o); return `${c.method}+${c.arg} → ${c.dest}`; }));
     expect((await plan(["examples/workstation.yaml"])).stdout).toBe("No changes.\n");
+  });
+
+  it("made on another Qubes release is refused before any change (what it decided by release would not hold)", async () => {
+    const file = await save("examples/minimal.yaml");
+    const saved = JSON.parse(readFileSync(file, "utf8")) as JsonPlan;
+    expect(saved.qubes_release?.detected).toBe("main");
+    writeFileSync(file, JSON.stringify({ ...saved, qubes_release: { detected: "r4.2", candidates: ["r4.2"], evidence: ["dom0's properties (without devices_denied, without maxmem)"] } }));
+    s.sim.calls.length = 0;
+    const r = await apply(["--auto-approve", file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("qubes-iac: the plan was made on Qubes R4.2; this system answers as main (the development head); nothing was changed. Run `qubes-iac plan` again");
+    expect(mutated()).toEqual([]);
   });
 
   it("is refused, naming every value that changed (address, old → new), and nothing is changed", async () => {

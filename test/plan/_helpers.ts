@@ -16,6 +16,7 @@ import { buildPlan, type Plan } from "../../src/plan/plan.js";
 import { readActualState } from "../../src/plan/reader.js";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
+import type { Transport } from "../../src/providers/qubes/transport.js";
 import { repoRoot } from "../helpers/shared.js";
 import { startTestSim, type TestSim } from "../helpers/sim.js";
 
@@ -48,9 +49,10 @@ export function desiredFromYaml(text: string): DesiredState {
 
 export type SimSession = { sim: TestSim; client: AdminClient; stop(): Promise<void> };
 
-export async function startSession(): Promise<SimSession> {
+/** `wrap` stands between the client and the simulator's socket (e.g. test/helpers/release-overlay.ts). */
+export async function startSession(wrap: (t: Transport) => Transport = (t) => t): Promise<SimSession> {
   const sim = await startTestSim();
-  const client = createAdminClient(createSocketTransport(sim.socketPath, { timeoutMs: 10_000 }));
+  const client = createAdminClient(wrap(createSocketTransport(sim.socketPath, { timeoutMs: 10_000 })));
   return {
     sim,
     client,
@@ -66,10 +68,10 @@ export type PlanRun = { plan: Plan; json: JsonPlan };
 export async function planWith(
   s: SimSession,
   desired: DesiredState,
-  o: { allowRestart?: boolean; targets?: Address[]; excludes?: Address[]; parallelism?: number } = {},
+  o: { allowRestart?: boolean; targets?: Address[]; excludes?: Address[]; parallelism?: number; now?: number } = {},
 ): Promise<PlanRun> {
   const actual = await readActualState(readerFromClient(s.client), desired, { parallelism: o.parallelism ?? 8 });
-  const plan = buildPlan(desired, actual, { allowRestart: o.allowRestart ?? false, targets: o.targets ?? [], excludes: o.excludes ?? [] });
+  const plan = buildPlan(desired, actual, { allowRestart: o.allowRestart ?? false, targets: o.targets ?? [], excludes: o.excludes ?? [], ...(o.now !== undefined ? { now: o.now } : {}) });
   return { plan, json: toJsonPlan(plan, { version: TEST_VERSION }) };
 }
 

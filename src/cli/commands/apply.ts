@@ -16,6 +16,7 @@ import { destroyedByOps, enforcementDiagnostics, ownershipProblems, planProblems
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
 import { acquireLock, breakLock, describeHolder, heldMessage, lockStoreFromClient, newHolder, readLock, releaseLock, type Acquired, type LockHolder, type LockStore } from "../../apply/lock.js";
 import { checkPriorState, createStateCache, type PriorStateChange, type StateCache } from "../../apply/prior-state.js";
+import { releaseMismatch } from "../../model/release.js";
 import { readSavedPlan } from "../../apply/saved-plan.js";
 import { summarizeApply } from "../../apply/summary.js";
 import { createHumanView } from "../../apply/view-human.js";
@@ -283,6 +284,9 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     // without it: another apply may have run meanwhile), and first without writing anything when
     // time has passed since the plan was made (a saved plan, or a person was asked).
     const recheck = async (cache: StateCache = createStateCache(readerFromClient(client), { parallelism })): Promise<void> => {
+      // What the plan decided by release (maxmem, properties) holds only on that release.
+      const mismatch = plan.qubes_release === undefined ? undefined : releaseMismatch(plan.qubes_release.candidates, await client.release());
+      if (mismatch !== undefined) throw new CliError(`${mismatch}; nothing was changed. Run \`qubes-iac plan\` again`);
       const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism, cache })), ...(await checkGuestPriorState(plan))];
       if (changes.length > 0) {
         reportPriorStateChanges(io, changes, o.json === true);

@@ -56,7 +56,7 @@ export type PlanScope = { allowRestart?: boolean; target?: string[]; exclude?: s
 export async function computePlan(client: AdminClient, config: DesiredState, configDiagnostics: readonly Diagnostic[], o: PlanScope & { parallelism: number }): Promise<JsonPlan> {
   const targets = parseAddresses(o.target, "--target");
   const excludes = parseAddresses(o.exclude, "--exclude");
-  const options = { allowRestart: o.allowRestart === true, targets, excludes };
+  const options = { allowRestart: o.allowRestart === true, targets, excludes, now: Date.now() };
   const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism, visibility: client.transport.visibility });
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
   const plan = buildPlan(config, actual, options, guests);

@@ -1,10 +1,12 @@
 // Typed Admin API client: one function per admin.* call the reconciler needs, over any
 // Transport. It validates every request before sending (qrexec charset, names, 64 KiB cap),
 // decodes replies into typed values, and turns every failure into a QubesApiError. It holds no
-// Qubes state except what it learns per holder in a run: whether property.GetAll is refused.
+// Qubes state except what it learns in a run: per holder, whether property.GetAll is refused;
+// and which release answers (from dom0's property list), which its error messages explain.
 
 import { checkRequest, decodeReply, EventStreamDecoder, type QubesEvent } from "./codec.js";
 import { QubesApiError } from "./errors.js";
+import { checkFeatureName, checkFeatureValue } from "../../model/qubes-rules.js";
 import {
   parseKeyValueLines,
   parseLines,
@@ -17,6 +19,7 @@ import {
   type VmListEntry,
 } from "./properties.js";
 import { describeCall, type AdminCall, type Transport } from "./transport.js";
+import { describeRelease, detectRelease, rulesFor, UNDETECTED, type DetectedRelease } from "../../model/release.js";
 import { createLimiter, mapLimit } from "../../util/concurrency.js";
 
 export type AdminClientOptions = {
@@ -86,6 +89,20 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
   const getAllAnswer = new Map<string, "allowed" | "refused">();
   /** Per holder whose GetAll has not answered yet: settles when the one that is asking has its answer. */
   const getAllAsking = new Map<string, Promise<void>>();
+  /** The release learned from dom0's property list (release()); until then, empty replies are explained for any release. */
+  let releaseSeen: DetectedRelease = UNDETECTED;
+  let releaseAsking: Promise<DetectedRelease> | undefined;
+
+  /** What an empty reply means on the release this client talks to. */
+  function emptyReplyMessage(callText: string): string {
+    const where = "the reason is only in dom0's journal (journalctl -u qubesd)";
+    if (releaseSeen.candidates.length === 0 || releaseSeen.candidates.length === 3) {
+      return `qubesd gave an empty reply to ${callText}: the call was refused or failed; ${where}`;
+    }
+    return rulesFor(releaseSeen).refusals === "empty"
+      ? `qubesd gave an empty reply to ${callText}: ${describeRelease(releaseSeen)} answers so when it refuses a call (a ProtocolError or PermissionDenied: a request, argument or value it does not accept, or a method it lacks) and when the call fails; ${where}`
+      : `qubesd gave an empty reply to ${callText}: ${describeRelease(releaseSeen)} names the calls it refuses, so this one failed with an error it does not report (or the connection was cut); ${where}`;
+  }
 
   /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
   async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<Buffer> {
@@ -122,11 +139,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
             call: describeCall(c),
           });
         case "empty":
-          throw new QubesApiError(
-            "empty-reply",
-            `qubesd gave an empty reply to ${describeCall(c)}: the call was refused or failed; the reason is only in dom0's journal (journalctl -u qubesd)`,
-            { call: describeCall(c) },
-          );
+          throw new QubesApiError("empty-reply", emptyReplyMessage(describeCall(c)), { call: describeCall(c) });
         case "events":
         case "malformed": {
           const why = reply.kind === "events" ? "an event stream" : reply.reason;
@@ -295,7 +308,15 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     checkWithAdminVM: (vmName: string, name: string): Promise<string> => text("admin.vm.feature.CheckWithAdminVM", vmName, name),
     checkWithTemplateAndAdminVM: (vmName: string, name: string): Promise<string> =>
       text("admin.vm.feature.CheckWithTemplateAndAdminVM", vmName, name),
-    set: (vmName: string, name: string, value: string): Promise<void> => unit("admin.vm.feature.Set", vmName, name, value),
+    /**
+     * Checked as the head's qubesd checks it (qubes/api/admin.py vm_feature_set), on every release:
+     * R4.2's qubesd stores a name with `/`, a newline or a tab in a value (differences.jsonl 40-45).
+     */
+    set: async (vmName: string, name: string, value: string): Promise<void> => {
+      const bad = checkFeatureName(name) ?? checkFeatureValue(name, value);
+      if (bad) throw new QubesApiError("invalid-request", `feature ${JSON.stringify(name)} of ${vmName}: ${bad}`, { maybeDelivered: false });
+      await unit("admin.vm.feature.Set", vmName, name, value);
+    },
     remove: (vmName: string, name: string): Promise<void> => unit("admin.vm.feature.Remove", vmName, name),
   };
 
@@ -421,8 +442,28 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     };
   }
 
+  /**
+   * Which release answers, from dom0's property list (src/model/release.ts), asked once per
+   * client. A refused or failed list tells nothing: every release stays possible.
+   */
+  function release(): Promise<DetectedRelease> {
+    releaseAsking ??= property.list({ vm: "dom0" }).then(
+      (names) => (releaseSeen = detectRelease([{ holder: "dom0", name: "dom0", properties: new Set(names) }])),
+      (e: unknown) => {
+        if (e instanceof QubesApiError && e.code !== "invalid-request") return UNDETECTED;
+        throw e;
+      },
+    );
+    return releaseAsking;
+  }
+
   return {
     transport,
+    release,
+    /** The release learned so far (all candidates until release() answered). */
+    get releaseSeen(): DetectedRelease {
+      return releaseSeen;
+    },
     /** Raw call (for `sim call` and for methods without a typed wrapper): returns the OK body. */
     call,
     /** Whether this run learned that property.GetAll is refused for any holder. */

@@ -7,6 +7,7 @@ import { argumentNotIn, emptyReply, protocolError, qubesError } from "./errors.j
 import { APP, parsePyBool, readProp, refused } from "./model.js";
 import type { Pool, Qube, Volume, World } from "./state.js";
 import { findVolume, formatVolumeInfo, pathOf, poolVolumes } from "./volumes.js";
+import { normpath } from "../../../model/canonical.js";
 import { checkDecimal, checkPoolName } from "../../../model/qubes-rules.js";
 
 /** Driver name → its __init__ parameters in order, and which of them have no default. */
@@ -39,7 +40,7 @@ const DRIVERS: ReadonlyArray<{ name: string; params: string[]; required: string[
   },
 ];
 
-const isFileDriver = (p: Pool): boolean => p.driver === "file" || p.driver === "file-reflink";
+const isFileDriver = (p: Pick<Pool, "driver">): boolean => p.driver === "file" || p.driver === "file-reflink";
 
 
 function poolArg(call: Call): Pool {
@@ -132,6 +133,10 @@ function addPool(call: Call): null {
     if (!/^-?[0-9]+$/.test(rtk)) throw emptyReply("revisions_to_keep is not a number");
     revisionsLimit({ name, driver: driver.name, config }, BigInt(rtk));
   }
+  // qubesd stores a file pool's dir_path normalised: qubes/storage/file.py FilePool.__init__
+  // (os.path.normpath), qubes/storage/reflink.py ReflinkPool.__init__ (os.path.abspath; qubesd runs in /).
+  const dir = config.get("dir_path");
+  if (dir !== undefined && isFileDriver({ driver: driver.name })) config.set("dir_path", normpath(dir.startsWith("/") || driver.name === "file" ? dir : `/${dir}`));
   switch (driver.name) {
     case "lvm_thin": {
       const thin = `${config.get("volume_group")}/${config.get("thin_pool")}`;
