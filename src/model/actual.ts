@@ -66,6 +66,11 @@ export type ActualState = {
   pools: ReadonlyMap<string, ActualPool>;
   /** Global properties (admin.property.GetAll); undefined when not read. */
   globals?: ReadonlyMap<string, ActualProperty>;
+  /**
+   * Of qubes only the system has (not read in depth), the one property a reference of the config
+   * needs of each (src/plan/reference-needs.ts), by qube and property; undefined when none was read.
+   */
+  referenced?: ReadonlyMap<string, ReadonlyMap<string, ActualProperty>>;
 };
 
 /** Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is in flux. */
