@@ -142,7 +142,7 @@ qubes:
     expect(errorCodes(j)).toEqual(["QIAC-E130", "QIAC-E130", "QIAC-E130", "QIAC-E130", "QIAC-E130"]);
     expect(s.sim.calls.slice(from).filter((c) => isMutating(c.method))).toEqual([]);
     // One property.Get per system-only qube and property a reference needs; the class of a template comes with admin.vm.List.
-    expect(reads(from).filter((c) => c.startsWith("admin.vm.property.Get")).sort()).toEqual([
+    expect(reads(from).filter((c) => c.startsWith("admin.vm.property.Get ")).sort()).toEqual([
       "admin.vm.property.Get default-dvm template_for_dispvms",
       "admin.vm.property.Get sys-firewall provides_network",
       "admin.vm.property.Get sys-net template_for_dispvms",
@@ -167,6 +167,6 @@ qubes:
     expect(j.diagnostics.filter((d) => d.code === "QIAC-E130").map((d) => [d.location?.line, d.location?.column, d.message])).toEqual([
       [8, 54, "qube user: properties.netvm 'personal' cannot serve as a netvm (a qube that provides network): it has provides_network False"],
     ]);
-    expect(reads(from).filter((c) => c.startsWith("admin.vm.property.Get"))).toEqual([]);
+    expect(reads(from).filter((c) => c.startsWith("admin.vm.property.Get "))).toEqual([]);
   });
 });
