@@ -109,6 +109,23 @@ describe("the order of a qube's isolation writes", () => {
   });
 });
 
+describe("power ops of one qube in another qube's step", () => {
+  it("a step that starts a netvm it needs runs after that netvm's own step (so a failed one is never started)", async () => {
+    await s.client.vm.start("work");
+    const j = await plan(`qubes:
+  vault:
+    adopt: true
+    properties: {provides_network: true}
+  work:
+    adopt: true
+    properties: {netvm: vault}
+`);
+    expect(errorCodes(j)).toEqual([]);
+    const starts = j.steps.flatMap((x) => x.ops.filter((o) => o.op === "vm.start").map((o) => ({ step: x.id, vm: (o as { vm: string }).vm, depends_on: x.depends_on })));
+    expect(starts).toEqual([{ step: "update:qube.work", vm: "vault", depends_on: expect.arrayContaining(["update:qube.vault"]) as unknown }]);
+  });
+});
+
 describe("what a reference needs of the qube it names", () => {
   it("system-only qubes that cannot serve: located errors, one property read each, no call that mutates", async () => {
     const from = s.sim.calls.length;
