@@ -2,7 +2,8 @@
 // each after the steps it depends on, at most `parallelism` at once, each step's ops one after
 // the other. A step stops at its first failed op; what depends on it is skipped, running steps
 // finish and independent steps go on, but no step starts a qube whose own step failed. A call
-// whose outcome is unknown is settled by re-reading, never by repeating it. Pure: the op executor, the clock and the progress hooks are injected.
+// whose outcome is unknown is settled by re-reading, never by repeating it. Pure: the op
+// executor, the clock, the progress hooks and what re-reads a failed step's qube are injected.
 
 import type { JsonStep } from "../plan/json.js";
 import { opMethod, type Op, type StepOp } from "../plan/ops.js";
