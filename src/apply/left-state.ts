@@ -18,7 +18,8 @@ export type LeftState =
   | { kind: "unread"; vm: string; detail: string };
 
 export type LeftStateIO = {
-  reader: Pick<QubesReader, "vmProperty" | "firewall">;
+  /** GetAll, as apply's other re-reads: the policy grants it on the qubes apply creates (src/apply/policy.ts). */
+  reader: Pick<QubesReader, "properties" | "firewall">;
   run(op: Op): Promise<OpOutcome>;
 };
 
@@ -37,13 +38,16 @@ const netvmOf = (p: ActualProperty): string | null => (p.raw === "" ? null : p.r
 export async function settleFailedCreate(step: JsonStep, failure: StepFailure, io: LeftStateIO): Promise<LeftState | undefined> {
   const vm = createdBefore(step, failure);
   if (vm === undefined) return undefined;
-  let netvm: ActualProperty;
+  let netvm: ActualProperty | undefined;
   let firewall: string[];
   try {
-    [netvm, firewall] = await Promise.all([io.reader.vmProperty(vm, "netvm"), io.reader.firewall(vm)]);
+    const [properties, rules] = await Promise.all([io.reader.properties({ vm }), io.reader.firewall(vm)]);
+    netvm = properties.get("netvm");
+    firewall = rules;
   } catch (e) {
     return { kind: "unread", vm, detail: e instanceof Error ? e.message : String(e) };
   }
+  if (netvm === undefined) return { kind: "unread", vm, detail: "qubesd did not list its netvm" };
   const ops = adminOps(step);
   const wantNetvm = ops.find((o) => o.op === "property.set" && o.holder !== "global" && o.holder.vm === vm && o.name === "netvm");
   const wantFirewall = ops.find((o) => o.op === "firewall.set" && o.vm === vm);

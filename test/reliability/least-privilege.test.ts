@@ -123,3 +123,21 @@ describe("the generated policy in force, line by line", () => {
     expect(left.steps.map((s) => s.id)).toEqual(["update:qube.work"]);
   }, 120_000);
 });
+
+describe("a create that fails after Create, with the generated policy in force", () => {
+  it("re-reads the qube and removes it again (it was more connected than the config asks) through what the --apply policy grants", async () => {
+    const config = join(dir, "qubes.yaml");
+    writeFileSync(config, "version: 1\nowner: iso\nqubes:\n  offline1:\n    class: AppVM\n    template: fedora-40\n    label: black\n    properties: {netvm: null}\n    firewall:\n      - {action: drop}\n");
+    const full = await policy(config, true);
+    sim.faults.add({ method: "admin.vm.property.Set", arg: "netvm", dest: "offline1", calls: { from: 1, to: 1 }, action: { kind: "exception", qubesClass: "QubesException", message: "injected" } });
+    const r = await viaQrexec(["apply", "--auto-approve", config], full);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("; offline1 removed again: it was left with netvm sys-firewall, firewall accept, more connected than the config asks\n");
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([]);
+    const c = clientOf(sim);
+    expect((await c.vm.list()).map((q) => q.name)).not.toContain("offline1");
+    await c.close();
+    expect((await viaQrexec(["apply", "--auto-approve", config], full)).code).toBe(0);
+    expect((await viaQrexec(["plan", config], full)).stdout).toBe("No changes.\n");
+  }, 120_000);
+});
