@@ -5,7 +5,8 @@
 // lets plan work and stops apply at its first write, naming it, before anything changes; the
 // --apply policy is enough for a whole apply, qubes it creates included; without one of its
 // lines the apply fails cleanly at exactly that call (every other call allowed: the rest of the
-// policy is enough), and what the summary lists is all it did.
+// policy is enough), and what the summary lists is all it did; a create that fails after Create is
+// re-read, and removed again, within the --apply policy.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
