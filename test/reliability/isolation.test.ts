@@ -69,6 +69,23 @@ const CREATE_CALLS = [
   "admin.vm.tag.Set+offline → offline1",
 ];
 
+describe("a reference to a system-only qube that cannot serve", () => {
+  it("default_dispvm: sys-net on a new qube is a plan error at its line, and apply makes no mutating call", async () => {
+    const sim = await startSim();
+    try {
+      const path = join(dir, "bad-dispvm.yaml");
+      writeFileSync(path, CONFIG.replace("properties: {netvm: null, memory: 400}", "properties: {netvm: null, memory: 400, default_dispvm: sys-net}"));
+      const r = await cli(sim, ["apply", "--auto-approve", path]);
+      expect(r.code).toBe(1);
+      expect(r.stdout + r.stderr).toContain(`${path}:8:60: error QIAC-E130: qube offline1: properties.default_dispvm 'sys-net' cannot serve as a disposable template: it has template_for_dispvms False`);
+      expect(r.stderr).toContain("the plan holds errors; nothing was changed");
+      expect(sim.calls.filter((c) => isMutating(c.method))).toEqual([]);
+    } finally {
+      await sim.stop();
+    }
+  });
+});
+
 describe("a new netvm: null qube", () => {
   it("is created with exactly these calls, in this order: intent, Create, netvm, firewall record, firewall, then the tag and the rest", async () => {
     const sim = await startSim();
