@@ -3,7 +3,7 @@
 // the qube is left absent or without a netvm — with the config's firewall once apply got past the
 // firewall op — apply reports exactly how it was left (human line and the JSON `left` field,
 // checked against a fresh read), and the next apply finishes it. Also the exact call log of such a
-// create, and a failed step's qube never being started.
+// create, and a reference that a system-only qube cannot serve refused before any mutating call.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
