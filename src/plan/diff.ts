@@ -172,7 +172,7 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   const ctx = createContext(desired, actual, options);
   if (!checkFormat(ctx)) return { changes: [], steps: [], checks: ctx.checks(), diagnostics: ctx.diagnostics };
   noteRunningApply(ctx);
-  ctx.diagnostics.push(...checkReferenceNeeds(desired, actual));
+  ctx.diagnostics.push(...checkReferenceNeeds(desired, actual, ctx.addCheck));
 
   const changes: ResourceChange[] = [];
   const steps: PlannedStep[] = [];

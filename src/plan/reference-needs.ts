@@ -7,6 +7,7 @@ import type { ActualProperty, ActualState, ListedQube } from "../model/actual.js
 import { locate, type DesiredQube, type DesiredState, type QubeField, type TopField } from "../model/desired.js";
 import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
 import { planDiagnostic } from "./codes.js";
+import type { Check } from "./ops.js";
 
 /** A property that must be True on the referenced qube, or the class it must have. */
 export type Need = { kind: "property"; name: "provides_network" | "template_for_dispvms" } | { kind: "class"; klass: "TemplateVM" };
@@ -84,7 +85,7 @@ const isTrue = (p: ActualProperty | undefined): boolean => p?.raw === "True";
  * Whether the qube can serve: `undefined` when it can, else what it is. A declared qube is as the
  * config makes it (what the config does not set, as it is now, or Qubes' default for a new qube).
  */
-function shortfall(desired: DesiredState, actual: ActualState, r: Reference): string | undefined {
+function shortfall(desired: DesiredState, actual: ActualState, r: Reference, relied: (c: Check) => void): string | undefined {
   const declared = desired.qubes.get(r.qube);
   const listed = actual.listing.get(r.qube);
   const klass = declared?.class ?? listed?.klass;
@@ -93,18 +94,25 @@ function shortfall(desired: DesiredState, actual: ActualState, r: Reference): st
   const name = r.need.name;
   if (!CLASSES_WITH[name].has(klass)) return `is of class ${klass}, which has no ${name}`;
   const set = declared?.properties.get(name);
-  // Both default to False (a reset in the config, or a qube the config creates without it).
-  const serves = set?.kind === "bool" ? set.value : set?.kind === "default" ? false : isTrue(actual.qubes.get(r.qube)?.properties.get(name) ?? actual.referenced?.get(r.qube)?.get(name));
-  return serves ? undefined : `has ${name} False`;
+  if (declared !== undefined) {
+    // Both default to False (a reset in the config, or a qube the config creates without it).
+    const serves = set?.kind === "bool" ? set.value : set?.kind === "default" ? false : isTrue(actual.qubes.get(r.qube)?.properties.get(name));
+    return serves ? undefined : `has ${name} False`;
+  }
+  const read = actual.qubes.get(r.qube)?.properties.get(name) ?? actual.referenced?.get(r.qube)?.get(name);
+  // What the plan relied on of a qube it does not manage: apply re-reads it before acting.
+  if (read !== undefined) relied({ check: "property", holder: { vm: r.qube }, name, default: read.isDefault, value: read.raw });
+  return isTrue(read) ? undefined : `has ${name} False`;
 }
 
 const describeNeed = (n: Need): string =>
   n.kind === "class" ? "a template" : n.name === "provides_network" ? "a netvm (a qube that provides network)" : "a disposable template";
 
-export function checkReferenceNeeds(desired: DesiredState, actual: ActualState): Diagnostic[] {
+/** The references that cannot be served, as diagnostics; `relied` gets the values of system-only qubes the plan relies on. */
+export function checkReferenceNeeds(desired: DesiredState, actual: ActualState, relied: (c: Check) => void): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const r of configReferences(desired, actual.listing)) {
-    const why = shortfall(desired, actual, r);
+    const why = shortfall(desired, actual, r, relied);
     if (why === undefined) continue;
     const fix =
       r.need.kind === "class"
