@@ -119,7 +119,8 @@ export function createConfig(owner: string, count: number): Config {
  * The calls a plan of `config` needs on the system `doc`, by the list in docs/ownership.md
  * ("Reading it back cheaply"): admin.vm.List, dom0's feature.List and its format record; per
  * qube the config names, property.GetAll, tag.List, feature.List, one feature.Get per feature the
- * config names or qubes-iac recorded that is set, firewall.Get when declared or recorded. (These
+ * config names or qubes-iac recorded that is set, firewall.Get when declared or recorded; and one
+ * property.Get per qube only the system has and property a reference needs of it. (These
  * configs have no labels, pools, global properties or volumes, and no interrupted intents.)
  */
 export function planCallsNeeded(doc: StateDocument, config: Config): number {
@@ -137,5 +138,27 @@ export function planCallsNeeded(doc: StateDocument, config: Config): number {
     calls += 3 + [...wanted].filter((f) => present.has(f)).length;
     if (q.firewall !== undefined || present.has(`${prefix}firewall`)) calls++;
   }
-  return calls;
+  return calls + referenceReadsNeeded(doc, config);
+}
+
+/** What a reference needs of the qube it names (src/plan/reference-needs.ts), and the classes that have that property. */
+const NEEDS: Readonly<Record<string, { property: string; classes: readonly string[] }>> = {
+  netvm: { property: "provides_network", classes: ["AppVM", "DispVM", "StandaloneVM", "TemplateVM"] },
+  default_dispvm: { property: "template_for_dispvms", classes: ["AppVM"] },
+  management_dispvm: { property: "template_for_dispvms", classes: ["AppVM"] },
+};
+
+/** One property.Get per qube only the system has (not in the config) and property a reference of the config needs of it. */
+function referenceReadsNeeded(doc: StateDocument, config: Config): number {
+  const byName = new Map(doc.qubes.map((q) => [q.name, q]));
+  const reads = new Set<string>();
+  const need = (target: unknown, n: { property: string; classes: readonly string[] } | undefined): void => {
+    const t = typeof target === "string" ? byName.get(target) : undefined;
+    if (n !== undefined && t !== undefined && !(t.name in config.qubes) && n.classes.includes(t.class)) reads.add(`${t.name} ${n.property}`);
+  };
+  for (const [name, q] of Object.entries(config.qubes)) {
+    for (const [p, v] of Object.entries(q.properties ?? {})) need(v, NEEDS[p]);
+    if ((q.class ?? byName.get(name)?.class) === "DispVM") need(q.template, NEEDS.default_dispvm);
+  }
+  return reads.size;
 }

@@ -16,9 +16,11 @@ import { verifyOp } from "./verify.js";
 
 /**
  * Where a call goes: dom0 itself (`@adminvm` in a policy), the qube it is about, or either (the
- * feature calls also read dom0's own features, which hold the ownership inventory).
+ * feature calls also read dom0's own features, which hold the ownership inventory); `referenced`:
+ * only a qube the config refers to without declaring it, for the one property a reference needs
+ * of it (src/plan/reference-needs.ts).
  */
-export type CallTarget = "dom0" | "qube" | "qube-or-dom0";
+export type CallTarget = "dom0" | "qube" | "qube-or-dom0" | "referenced";
 export type MethodUse = { method: string; target: CallTarget };
 
 /**
@@ -33,6 +35,7 @@ export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodU
     { method: "admin.vm.property.GetAll", target: "qube-or-dom0" },
     { method: "admin.property.GetAll", target: "dom0" },
   ],
+  vmProperty: [{ method: "admin.vm.property.Get", target: "referenced" }],
   tags: [{ method: "admin.vm.tag.List", target: "qube" }],
   featureNames: [{ method: "admin.vm.feature.List", target: "qube-or-dom0" }],
   feature: [{ method: "admin.vm.feature.Get", target: "qube-or-dom0" }],
@@ -59,6 +62,10 @@ export function readerFromClient(client: AdminClient): QubesReader {
     listQubes: async () => (await client.vm.list()).map((e) => ({ name: e.name, klass: e.klass, power: e.state })),
     release: () => client.release(),
     properties: async (holder) => toActual(await client.property.getAll(holder === "global" ? "global" : { vm: holder.vm })),
+    vmProperty: async (vm, name) => {
+      const v = await client.property.get({ vm }, name);
+      return { isDefault: v.isDefault, type: v.type, raw: v.raw };
+    },
     tags: (vm) => client.tag.list(vm),
     featureNames: (vm) => client.feature.list(vm),
     feature: (vm, name) => client.feature.getOptional(vm, name),

@@ -1,11 +1,13 @@
 // The apply engine: runs a plan's steps as recorded — never diffing again — in array order,
 // each after the steps it depends on, at most `parallelism` at once, each step's ops one after
 // the other. A step stops at its first failed op; what depends on it is skipped, running steps
-// finish and independent steps go on. A call whose outcome is unknown is settled by re-reading,
-// never by repeating it. Pure: the op executor, the clock and the progress hooks are injected.
+// finish and independent steps go on, but no step starts a qube whose own step failed. A call
+// whose outcome is unknown is settled by re-reading, never by repeating it. Pure: the op
+// executor, the clock, the progress hooks and what re-reads a failed step's qube are injected.
 
 import type { JsonStep } from "../plan/json.js";
-import type { Op, StepOp } from "../plan/ops.js";
+import { opMethod, type Op, type StepOp } from "../plan/ops.js";
+import type { LeftState } from "./left-state.js";
 
 /** Why one Admin API call failed, as data. */
 export type CallFailure = {
@@ -42,6 +44,8 @@ export type StepFailure = {
   failure: CallFailure;
   /** Present when the outcome was unknown: what re-reading found (not done, or still unknown). */
   verification?: Exclude<Verification, { kind: "done" }>;
+  /** Of a step that failed after its `Create`: how the qube was left (left-state.ts). */
+  left?: LeftState;
 };
 
 export type SkipReason =
@@ -74,6 +78,8 @@ export type EngineOptions = {
   hooks: ApplyHooks;
   /** Once it settles, no further step starts; running steps finish. */
   interrupted?: Promise<unknown>;
+  /** Re-reads what a failed step left (and may undo a half-made qube): left-state.ts. */
+  settleFailure?: (step: JsonStep, failure: StepFailure) => Promise<LeftState | undefined>;
 };
 
 /** Every step's result, in the plan's step order. */
@@ -90,11 +96,25 @@ function settle(failure: CallFailure, v: Verification): Verification {
   return { kind: "unknown", detail: `not done when re-read (${v.detail}), but the call got no answer and may still be made` };
 }
 
-async function runStep(step: JsonStep, o: EngineOptions): Promise<StepResult> {
+/** The qube a step is about, and the one it creates: when the step fails or is skipped, neither is started. */
+function qubesOf(step: JsonStep): string[] {
+  const out = step.address.startsWith("qube.") ? [step.address.slice("qube.".length)] : [];
+  for (const o of step.ops) if (o.op === "vm.create") out.push(o.name);
+  return out;
+}
+
+/** A start of a qube whose own step failed in this apply: refused without a call, whichever step holds it. */
+function withheldStart(op: StepOp, failedQubes: ReadonlySet<string>): CallFailure | undefined {
+  if ((op.op !== "vm.start" && op.op !== "vm.unpause") || !failedQubes.has(op.vm)) return undefined;
+  return { code: "withheld", message: `not started: the step of qube ${op.vm} did not complete in this apply`, call: `${opMethod(op)}+ → ${op.vm}` };
+}
+
+async function runStep(step: JsonStep, o: EngineOptions, failedQubes: ReadonlySet<string>): Promise<StepResult> {
   const started = o.now();
   o.hooks.onStepStart(step);
   for (const [opIndex, op] of step.ops.entries()) {
-    const outcome = await o.executor.run(op);
+    const withheld = withheldStart(op, failedQubes);
+    const outcome: OpOutcome = withheld !== undefined ? { kind: "failed", failure: withheld } : await o.executor.run(op);
     if (outcome.kind === "ok") continue;
     let failure: StepFailure = { opIndex, op, failure: outcome.failure };
     if (outcome.kind === "unknown") {
@@ -104,6 +124,8 @@ async function runStep(step: JsonStep, o: EngineOptions): Promise<StepResult> {
       if (verification.kind === "done") continue;
       failure = { ...failure, verification };
     }
+    const left = o.settleFailure === undefined ? undefined : await o.settleFailure(step, failure);
+    if (left !== undefined) failure = { ...failure, left };
     const elapsedMs = o.now() - started;
     o.hooks.onStepFailed(step, failure, elapsedMs);
     return { status: "failed", step, elapsedMs, failure };
@@ -123,8 +145,10 @@ export async function applySteps(steps: readonly JsonStep[], o: EngineOptions): 
     stopped = true;
   });
 
+  const failedQubes = new Set<string>();
   const settle = (r: StepResult): void => {
     results.set(r.step.id, r);
+    if (r.status !== "applied") for (const q of qubesOf(r.step)) failedQubes.add(q);
   };
   const skip = (step: JsonStep, reason: SkipReason): void => {
     o.hooks.onStepSkipped(step, reason);
@@ -149,7 +173,7 @@ export async function applySteps(steps: readonly JsonStep[], o: EngineOptions): 
         pending.splice(i, 1);
         running.set(
           step.id,
-          runStep(step, o).then((r) => {
+          runStep(step, o, failedQubes).then((r) => {
             settle(r);
             running.delete(step.id);
           }),

@@ -8,6 +8,7 @@
 import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
+import { configReferences } from "../plan/reference-needs.js";
 import { opCall, READER_CALLS } from "./admin-api.js";
 import { lockOps } from "./lock.js";
 
@@ -48,6 +49,19 @@ function referencedQubes(desired: DesiredState): string[] {
   out.delete("dom0");
   for (const n of desired.qubes.keys()) out.delete(n);
   return [...out].sort();
+}
+
+/** The properties the plan may read of qubes the config refers to without declaring them (reference-needs.ts). */
+function referencedProperties(desired: DesiredState): Array<{ vm: string; name: string }> {
+  const out = new Map<string, { vm: string; name: string }>();
+  for (const r of configReferences(desired, new Map())) {
+    if (r.need.kind === "property" && !desired.qubes.has(r.qube) && r.qube !== "dom0") out.set(`${r.qube} ${r.need.name}`, { vm: r.qube, name: r.need.name });
+  }
+  // An adopted qube without `class` may be a DispVM: its template is then read as a disposable template.
+  for (const q of desired.qubes.values()) {
+    if (q.class === undefined && q.template !== undefined && !desired.qubes.has(q.template)) out.set(`${q.template} template_for_dispvms`, { vm: q.template, name: "template_for_dispvms" });
+  }
+  return [...out.values()];
 }
 
 /** The ops an apply can make on one qube, for every op kind that goes to the qube itself. */
@@ -147,6 +161,8 @@ export function policyRules(i: PolicyInput): PolicyRule[] {
     for (const u of uses) {
       if (u.target === "dom0" || u.target === "qube-or-dom0") add({ service: u.method, argument: ANY, target: ADMINVM, purpose: "read" });
       if (u.target === "qube" || u.target === "qube-or-dom0") for (const t of qubeTargets) add({ service: u.method, argument: ANY, target: t, purpose: "read" });
+      // Without a connection the classes are unknown: every property a reference may need is granted.
+      if (u.target === "referenced") for (const r of referencedProperties(i.desired)) add({ service: u.method, argument: `+${r.name}`, target: r.vm, purpose: "read" });
     }
   }
   // qubesd answers admin.vm.List with only the qubes this same policy lets the caller list.

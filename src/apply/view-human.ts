@@ -4,6 +4,7 @@
 // Qubes error class and message) and skipped steps. Returns text through `emit`; prints nothing.
 
 import type { ApplyHooks, SkipReason, StepFailure } from "./engine.js";
+import { describeLeftState } from "./left-state.js";
 import { countsText, type ApplySummary } from "./summary.js";
 
 /** `0.4s`, `12.0s`, `2m05s`. */
@@ -15,6 +16,11 @@ export function formatElapsed(ms: number): string {
 
 /** One failed step, as a person reads it: the Qubes error class and message, and the call. */
 export function describeStepFailure(f: StepFailure): string {
+  const why = describeCallFailure(f);
+  return f.left === undefined ? why : `${why}; ${describeLeftState(f.left)}`;
+}
+
+function describeCallFailure(f: StepFailure): string {
   const { failure, verification } = f;
   if (verification?.kind === "unknown") {
     return `outcome unknown, run plan again: ${failure.message}; re-reading could not tell whether ${failure.call} happened (${verification.detail})`;

@@ -5,6 +5,7 @@
 
 import type { JsonPlan } from "../plan/json.js";
 import type { CallFailure, StepFailure } from "./engine.js";
+import { leftStateJson } from "./left-state.js";
 import type { PriorStateChange } from "./prior-state.js";
 import type { ApplySummary } from "./summary.js";
 import type { ApplyView } from "./view-human.js";
@@ -19,6 +20,7 @@ function failureFields(f: StepFailure): Record<string, unknown> {
     call: f.failure.call,
     error: error(f.failure),
     ...(f.verification !== undefined ? { outcome: f.verification.kind, detail: f.verification.detail } : {}),
+    ...(f.left !== undefined ? { left: leftStateJson(f.left) } : {}),
   };
 }
 

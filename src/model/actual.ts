@@ -75,6 +75,11 @@ export type ActualState = {
   globals?: ReadonlyMap<string, ActualProperty>;
   /** Which Qubes release answered, from the property lists read; undefined when not read (any release). */
   release?: DetectedRelease;
+  /**
+   * Of qubes only the system has (not read in depth), the one property a reference of the config
+   * needs of each (src/plan/reference-needs.ts), by qube and property; undefined when none was read.
+   */
+  referenced?: ReadonlyMap<string, ReadonlyMap<string, ActualProperty>>;
 };
 
 /** Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is in flux. */

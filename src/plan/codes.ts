@@ -32,6 +32,7 @@ export const PLAN_CODES = {
   "QIAC-E125": "a guest file cannot be read through the agent (permission denied, a directory, too large)",
   "QIAC-E126": "a guest file's `source:` cannot be read to hash it",
   "QIAC-E127": "a pool is to be removed but is still in use: volumes of qubes that stay, or a default_pool* global property (qubesd refuses to remove a pool in use)",
+  "QIAC-E130": "a reference names a qube that cannot serve for it: a netvm without provides_network, a default_dispvm or DispVM template without template_for_dispvms, a template that is not a TemplateVM",
   "QIAC-E140": "a firewall rule whose `expire` has passed (qubesd drops it, so it would be set again on every apply)",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",

@@ -1,7 +1,8 @@
 // The diff of one qube: create, update (including adopt and finishing an interrupted create),
 // replace, delete or forget, each as a ResourceChange plus the steps that carry it out, with the
-// ownership records written in crash-safe order (intent before Create, tag right after, then the
-// confirmed inventory entry) and the power transitions around halted-only changes. Pure; reads
+// ownership records written in crash-safe order (intent before Create, then the isolation writes
+// of isolation.ts, the tag, then the confirmed inventory entry) and the power transitions around
+// halted-only changes. Pure; reads
 // only the DiffContext (attribute comparison is in diff-attributes.ts).
 
 import { formatAddress, qubeAddress } from "../model/address.js";
@@ -15,6 +16,7 @@ import { diffAttributes, newAcc, type Acc } from "./diff-attributes.js";
 import { newResourceChange, stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf } from "./normalize.js";
+import { isolateCreate, isolateUpdate } from "./isolation.js";
 import type { Op } from "./ops.js";
 import { checkFirewallExpiry } from "./firewall-expiry.js";
 import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
@@ -148,7 +150,7 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     ops.push(...powerOps(vm, "halted", q.state));
     after.state = q.state;
   }
-  return { ops, after, afterDefault };
+  return { ops: isolateCreate(ops, vm), after, afterDefault };
 }
 
 function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership, { kind: "absent" }>): QubeDiff {
@@ -242,6 +244,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
     acc.after.class = q.class;
   }
   diffAttributes(ctx, q, a, rec, acc);
+  acc.ops = isolateUpdate(acc.ops, vm);
 
   const current = settledPower(a.power);
   const haltKeys = acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "halted");

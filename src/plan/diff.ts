@@ -15,6 +15,7 @@ import { planDiagnostic } from "./codes.js";
 import { desiredReferences, diffDesiredQube, diffUndesiredQube } from "./diff-qube.js";
 import { diffGlobals, diffLabels, diffPools } from "./diff-shared.js";
 import { checkedValue, type Check } from "./ops.js";
+import { checkReferenceNeeds } from "./reference-needs.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
 
 export type { DiffOptions } from "./_context.js";
@@ -186,6 +187,7 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   const ctx = createContext(desired, actual, options);
   if (!checkFormat(ctx)) return { changes: [], steps: [], checks: ctx.checks(), diagnostics: ctx.diagnostics };
   noteRunningApply(ctx);
+  ctx.diagnostics.push(...checkReferenceNeeds(desired, actual, ctx.addCheck));
 
   const changes: ResourceChange[] = [];
   const steps: PlannedStep[] = [];

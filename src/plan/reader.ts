@@ -5,8 +5,9 @@
 // per qube the config names or the inventory lists its properties, tags and feature names, the
 // feature values, firewall and volumes the config names or qubes-iac owns; labels, pools and
 // global properties only when the config or the inventory has them. Other qubes cost nothing
-// beyond their admin.vm.List line, unless something may be removed: then every qube's properties
-// are read once to find who still refers to it (the reference scan).
+// beyond their admin.vm.List line and the one property a reference of the config needs of them,
+// unless something may be removed: then every qube's properties are read once to find who still
+// refers to it (the reference scan).
 
 import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
 import type { DesiredState } from "../model/desired.js";
@@ -16,6 +17,7 @@ import { refineRelease, type DetectedRelease, type PropertyListSeen } from "../m
 import { createLimiter } from "../util/concurrency.js";
 import { needsReferenceScan } from "./diff.js";
 import type { Holder } from "./ops.js";
+import { referenceReads } from "./reference-needs.js";
 
 /** Read-only access to Qubes: the capability planning is given (never a writer). */
 export type QubesReader = {
@@ -24,6 +26,8 @@ export type QubesReader = {
   release(): Promise<DetectedRelease>;
   /** All properties of a qube or of the global object (GetAll, or its per-property fallback). */
   properties(holder: Holder): Promise<Map<string, ActualProperty>>;
+  /** One property of a qube (admin.vm.property.Get). */
+  vmProperty(vm: string, name: string): Promise<ActualProperty>;
   tags(vm: string): Promise<string[]>;
   featureNames(vm: string): Promise<string[]>;
   /** A feature's value; undefined when it is not set. */
@@ -176,7 +180,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (labels !== undefined) actual.labels = labels;
   if (pools.names !== undefined) actual.poolNames = pools.names;
   if (globals !== undefined) actual.globals = globals;
-  if (!needsReferenceScan(desired, actual)) return actual;
+  if (!needsReferenceScan(desired, actual)) return withReferenced(r, desired, actual);
 
   // The reference scan: who else refers to what may be removed.
   const rest = [...listing.keys()].filter((n) => !actual.qubes.has(n)).sort();
@@ -189,5 +193,18 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     const l = listing.get(n) as ListedQube;
     all.set(n, { name: n, klass: l.klass, power: l.power, properties, features: new Map(), volumes: new Map() });
   }
-  return { ...actual, qubes: all, scanned: true, globals: scanGlobals };
+  return withReferenced(r, desired, { ...actual, qubes: all, scanned: true, globals: scanGlobals });
+}
+
+/**
+ * What the config's references need of qubes that exist only on the system: one property each
+ * (reference-needs.ts), none of a qube whose properties were read anyway.
+ */
+async function withReferenced(r: QubesReader, desired: DesiredState, actual: ActualState): Promise<ActualState> {
+  const reads = referenceReads(desired, actual.listing, new Set(actual.qubes.keys()));
+  if (reads.length === 0) return actual;
+  const values = await Promise.all(reads.map(async ({ vm, name }) => [vm, name, await r.vmProperty(vm, name)] as const));
+  const referenced = new Map<string, Map<string, ActualProperty>>();
+  for (const [vm, name, v] of values) referenced.set(vm, (referenced.get(vm) ?? new Map<string, ActualProperty>()).set(name, v));
+  return { ...actual, referenced };
 }

@@ -95,6 +95,7 @@ describe("reader", () => {
         await reader.properties({ vm: "work" });
         await reader.properties("global");
       },
+      vmProperty: () => reader.vmProperty("sys-firewall", "provides_network"),
       tags: () => reader.tags("work"),
       featureNames: () => reader.featureNames("dom0"),
       feature: () => reader.feature("sys-net", "servicevm"),

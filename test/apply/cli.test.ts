@@ -224,7 +224,7 @@ describe("a failed step", () => {
         "update:qube.sys-firewall: started (5 calls)",
         "update:qube.sys-firewall: done after 0.1s",
         "create:qube.sys-vpn: started (12 calls)",
-        "create:qube.sys-vpn: failed after 0.1s: QubesValueError: provides_network refused (admin.vm.property.Set+provides_network → sys-vpn)",
+        "create:qube.sys-vpn: failed after 0.1s: QubesValueError: provides_network refused (admin.vm.property.Set+provides_network → sys-vpn); sys-vpn left with netvm sys-firewall, firewall accept",
         "create:qube.dev: skipped: needs create:qube.sys-vpn, which did not complete",
         "",
         "Apply failed: 3 added, 1 changed, 0 destroyed.",
@@ -235,7 +235,7 @@ describe("a failed step", () => {
         "  create:qube.keys",
         "  update:qube.sys-firewall",
         "Failed:",
-        "  create:qube.sys-vpn: QubesValueError: provides_network refused (admin.vm.property.Set+provides_network → sys-vpn)",
+        "  create:qube.sys-vpn: QubesValueError: provides_network refused (admin.vm.property.Set+provides_network → sys-vpn); sys-vpn left with netvm sys-firewall, firewall accept",
         "Skipped:",
         "  create:qube.dev: needs create:qube.sys-vpn, which did not complete",
         "Run `qubes-iac plan` to see what is left; running apply again finishes it.",
@@ -261,14 +261,16 @@ describe("a failed step", () => {
     expect(r.code).toBe(1);
     const events = applyEvents(r.stdout);
     const error = { code: "exception", class: "QubesValueError", message: "QubesValueError: provides_network refused" };
+    // Its netvm is its first write after Create: the re-read after the failure shows it set.
+    const left = { qube: "sys-vpn", state: "left", netvm: "sys-firewall", netvm_default: false, firewall: ["action=accept"], text: "sys-vpn left with netvm sys-firewall, firewall accept" };
     expect(events.filter((e) => e.type === "step_failed" || e.type === "step_skipped")).toEqual([
-      { type: "step_failed", format_version: 1, step: "create:qube.sys-vpn", elapsed_ms: 100, op_index: 5, call: "admin.vm.property.Set+provides_network → sys-vpn", error },
+      { type: "step_failed", format_version: 1, step: "create:qube.sys-vpn", elapsed_ms: 100, op_index: 6, call: "admin.vm.property.Set+provides_network → sys-vpn", error, left },
       { type: "step_skipped", format_version: 1, step: "create:qube.dev", reason: "dependency", blocked_by: ["create:qube.sys-vpn"] },
     ]);
     expect(events.at(-1)).toMatchObject({
       type: "apply_complete",
       ok: false,
-      failed: [{ step: "create:qube.sys-vpn", op_index: 5, call: "admin.vm.property.Set+provides_network → sys-vpn", error }],
+      failed: [{ step: "create:qube.sys-vpn", op_index: 6, call: "admin.vm.property.Set+provides_network → sys-vpn", error, left }],
       skipped: [{ step: "create:qube.dev", reason: "dependency", blocked_by: ["create:qube.sys-vpn"] }],
     });
   });

@@ -211,3 +211,40 @@ describe("interruption", () => {
     expect(result.ok).toBe(false);
   });
 });
+
+describe("a failed step's qube", () => {
+  it("is never started by the same apply: a start or unpause of it in another step fails without a call", async () => {
+    const r = recorder();
+    const ex = executor((op) => (op.op === "tag.set" && op.vm === "net" ? qubesError("QubesException") : ok));
+    // As a saved plan could hold it: a step that does not wait for qube net's own step, and starts it.
+    const steps = [
+      { id: "create:qube.net", address: "qube.net", kind: "create" as const, wave: 1, depends_on: [], ops: [tag("net", "t"), { op: "vm.start" as const, vm: "net" }] },
+      step("user", 1, [], [{ op: "vm.start", vm: "net" }, tag("user", "t")]),
+      step("other", 1, [], [{ op: "vm.unpause", vm: "net" }]),
+      step("fine", 1, [], [{ op: "vm.start", vm: "fine" }]),
+    ];
+    const result = await applySteps(steps, { parallelism: 1, executor: ex, now: clock(), hooks: r.hooks });
+    expect(result.results.map((x) => `${x.step.id}:${x.status}`)).toEqual(["create:qube.net:failed", "user:failed", "other:failed", "fine:applied"]);
+    expect(ex.ran).toEqual(["net:t", "vm.start"]);
+    const failure = result.results[1]?.status === "failed" ? result.results[1].failure.failure : undefined;
+    expect(failure).toEqual({ code: "withheld", message: "not started: the step of qube net did not complete in this apply", call: "admin.vm.Start+ → net" });
+  });
+
+  it("a step that fails is handed to settleFailure, and what it reports is part of the failure", async () => {
+    const r = recorder();
+    const seen: string[] = [];
+    const result = await applySteps([step("a", 1)], {
+      parallelism: 1,
+      executor: executor(() => qubesError("QubesException")),
+      now: clock(),
+      hooks: r.hooks,
+      settleFailure: async (s, f) => {
+        seen.push(`${s.id}#${f.opIndex}`);
+        return { kind: "left", vm: "a", netvm: null, netvmDefault: false, firewall: ["action=drop"] };
+      },
+    });
+    expect(seen).toEqual(["a#0"]);
+    const x = result.results[0];
+    expect(x?.status === "failed" ? x.failure.left : undefined).toEqual({ kind: "left", vm: "a", netvm: null, netvmDefault: false, firewall: ["action=drop"] });
+  });
+});

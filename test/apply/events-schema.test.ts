@@ -39,6 +39,14 @@ describe("the apply events' schema", () => {
     ]);
   });
 
+  it("accepts how a half-made qube was left, on step_failed and in apply_complete's failures", () => {
+    const left = { qube: "offline1", state: "left", netvm: null, netvm_default: false, firewall: ["action=drop"], text: "offline1 left with netvm none, firewall drop" };
+    const removed = { qube: "offline1", state: "removed", netvm: "sys-firewall", firewall: ["action=accept"], text: "offline1 removed again" };
+    const { type: _t, elapsed_ms: _e, ...failure } = failed;
+    const complete = { type: "apply_complete", ok: false, added: 0, changed: 0, destroyed: 0, forgotten: 0, applied: [], failed: [{ ...failure, left: removed }], skipped: [] };
+    expect(applyEvents([line({ ...failed, left }), line(complete)].join("\n")).map((e) => e.type)).toEqual(["step_failed", "apply_complete"]);
+  });
+
   it.each([
     ["an unknown type", { type: "step_paused", step: "x" }],
     ["another format_version", { ...done, format_version: 2 }],
@@ -47,6 +55,8 @@ describe("the apply events' schema", () => {
     ["an error without its code", { ...failed, error: { message: "no" } }],
     ["a skip for no known reason", { type: "step_skipped", step: "x", reason: "bored", blocked_by: [] }],
     ["a plan that is not a plan", { type: "plan", saved: false, plan: { steps: "none" } }],
+    ["a left state of no known kind", { ...failed, left: { qube: "offline1", state: "gone", text: "x" } }],
+    ["a left state without its text", { ...failed, left: { qube: "offline1", state: "left", netvm: null, firewall: [] } }],
   ])("refuses %s", (_, event) => {
     expect(() => applyEvents(line(event))).toThrow(/does not match schemas\/apply-events\.schema\.json/);
   });

@@ -5,7 +5,8 @@
 // lets plan work and stops apply at its first write, naming it, before anything changes; the
 // --apply policy is enough for a whole apply, qubes it creates included; without one of its
 // lines the apply fails cleanly at exactly that call (every other call allowed: the rest of the
-// policy is enough), and what the summary lists is all it did.
+// policy is enough), and what the summary lists is all it did; a create that fails after Create is
+// re-read, and removed again, within the --apply policy.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -102,5 +103,23 @@ describe("the generated policy in force, line by line", () => {
     expect(sim.calls.filter((c) => isLockCall(c) && isMutating(c.method)).map((c) => c.method)).toEqual(["admin.label.Create", "admin.vm.feature.Set", "admin.vm.feature.Remove", "admin.label.Remove"]);
     const left = JSON.parse((await cli(sim, ["plan", "--json", config])).stdout) as { steps: Array<{ id: string }> };
     expect(left.steps.map((s) => s.id)).toEqual(["update:qube.work"]);
+  }, 120_000);
+});
+
+describe("a create that fails after Create, with the generated policy in force", () => {
+  it("re-reads the qube and removes it again (it was more connected than the config asks) through what the --apply policy grants", async () => {
+    const config = join(dir, "qubes.yaml");
+    writeFileSync(config, "version: 1\nowner: iso\nqubes:\n  offline1:\n    class: AppVM\n    template: fedora-40\n    label: black\n    properties: {netvm: null}\n    firewall:\n      - {action: drop}\n");
+    const full = await policy(config, true);
+    sim.faults.add({ method: "admin.vm.property.Set", arg: "netvm", dest: "offline1", calls: { from: 1, to: 1 }, action: { kind: "exception", qubesClass: "QubesException", message: "injected" } });
+    const r = await viaQrexec(["apply", "--auto-approve", config], full);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("; offline1 removed again: it was left with netvm sys-firewall, firewall accept, more connected than the config asks\n");
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([]);
+    const c = clientOf(sim);
+    expect((await c.vm.list()).map((q) => q.name)).not.toContain("offline1");
+    await c.close();
+    expect((await viaQrexec(["apply", "--auto-approve", config], full)).code).toBe(0);
+    expect((await viaQrexec(["plan", config], full)).stdout).toBe("No changes.\n");
   }, 120_000);
 });

@@ -13,6 +13,7 @@ import { approves, decideApproval } from "../../apply/approval.js";
 import { applyDiagnostic } from "../../apply/codes.js";
 import { applySteps } from "../../apply/engine.js";
 import { destroyedByOps, enforcementDiagnostics, ownershipProblems, planProblems, type ObservedOwnership } from "../../apply/enforce.js";
+import { settleFailedCreate } from "../../apply/left-state.js";
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
 import { acquireLock, breakLock, describeHolder, heldMessage, lockStoreFromClient, newHolder, readLock, releaseLock, type Acquired, type LockHolder, type LockStore } from "../../apply/lock.js";
 import { checkPriorState, createStateCache, type PriorStateChange, type StateCache } from "../../apply/prior-state.js";
@@ -309,7 +310,16 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
       if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
       else io.stdout.write("\n");
-      const result = await applySteps(plan.steps, { parallelism, executor: withGuestOps(executorFromClient(client), guestOpExecutor()), now: deps.now, hooks: view, interrupted: io.interrupted });
+      const admin = executorFromClient(client);
+      const reader = readerFromClient(client);
+      const result = await applySteps(plan.steps, {
+        parallelism,
+        executor: withGuestOps(admin, guestOpExecutor()),
+        now: deps.now,
+        hooks: view,
+        interrupted: io.interrupted,
+        settleFailure: (step, failure) => settleFailedCreate(step, failure, { reader, run: admin.run }),
+      });
       const summary = summarizeApply(result);
       view.summary(summary);
       if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
