@@ -18,6 +18,10 @@ export type PlanOptions = {
   allowRestart: boolean;
   targets: readonly Address[];
   excludes: readonly Address[];
+  /** `--take-ownership OWNER`: owners whose qubes, labels and pools the plan may take over. */
+  takeOwnership?: readonly string[];
+  /** Qube names to let go of without destroying them (`qubes-iac release`). */
+  release?: readonly string[];
 };
 
 export type Plan = {
@@ -56,7 +60,7 @@ function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[
 
 /** `guests`: what the guest reader read (guests in scope that guestReadMode reads). */
 export function buildPlan(desired: DesiredState, actual: ActualState, options: PlanOptions, guests: GuestReadings = NO_GUEST_READINGS): Plan {
-  const diff = diffState(desired, actual, { allowRestart: options.allowRestart });
+  const diff = diffState(desired, actual, { allowRestart: options.allowRestart, takeOwnership: options.takeOwnership ?? [], release: options.release ?? [] });
   const inner = diffGuests(desired, actual, guests, diff.changes, diff.steps, guestInScope(options));
   const steps = [...diff.steps, ...inner.steps];
   const deps = resolveDependencies(steps);
