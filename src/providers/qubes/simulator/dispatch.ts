@@ -11,6 +11,7 @@ import { qubeMethods } from "./methods-qube.js";
 import { storageMethods } from "./methods-storage.js";
 import { vmMethods } from "./methods-vm.js";
 import type { Qube, World } from "./state.js";
+import { DISPVM_INHERITANCE, type DispvmInheritance } from "./releases.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
 
 export type ErrorStyle = "head" | "r4.3";
@@ -19,6 +20,8 @@ export type DispatchOptions = {
   errorStyle: ErrorStyle;
   /** admin.vm.List lines carry `uuid=` (R4.3 and later) or not (R4.2). */
   vmListUuid: boolean;
+  /** What a new DispVM copies from its disposable template (releases.ts); default: head's. */
+  dispvm?: DispvmInheritance;
 };
 
 export type Outcome =
@@ -43,14 +46,15 @@ const STREAMS: Record<string, AnySpec> = {
   "admin.vm.Stats": { dest: "any", arg: "none", payload: "none", stream: "stats" },
 };
 
-const tables = new Map<boolean, ReadonlyMap<string, AnySpec>>();
-function methodTable(vmListUuid: boolean): ReadonlyMap<string, AnySpec> {
-  let t = tables.get(vmListUuid);
+const tables = new Map<string, ReadonlyMap<string, AnySpec>>();
+function methodTable(vmListUuid: boolean, dispvm: DispvmInheritance = DISPVM_INHERITANCE.head): ReadonlyMap<string, AnySpec> {
+  const key = `${vmListUuid} ${dispvm.featureSkipPrefixes.join(",")}`;
+  let t = tables.get(key);
   if (!t) {
     t = new Map<string, AnySpec>(
-      Object.entries({ ...vmMethods(vmListUuid), ...qubeMethods(), ...storageMethods(), ...hostMethods(), ...STREAMS }),
+      Object.entries({ ...vmMethods(vmListUuid, dispvm), ...qubeMethods(), ...storageMethods(), ...hostMethods(), ...STREAMS }),
     );
-    tables.set(vmListUuid, t);
+    tables.set(key, t);
   }
   return t;
 }
@@ -88,7 +92,7 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
     const src = resolveQube(world, req.src);
     const dest = resolveQube(world, req.dest);
     touched.add(dest.name);
-    const spec = methodTable(options.vmListUuid).get(req.method);
+    const spec = methodTable(options.vmListUuid, options.dispvm).get(req.method);
     if (!spec) throw protocolError(`no such method: '${req.method}'`);
     checkDecorator(spec, req, dest);
     if ("stream" in spec) return { kind: "stream", stream: spec.stream, dest };

@@ -11,6 +11,7 @@ import { performance } from "node:perf_hooks";
 import { decodeRequest, encodeEvent, encodeException, type AdminRequest, type QubesEvent } from "../codec.js";
 import { MAX_REQUEST_BYTES } from "../../../model/qubes-rules.js";
 import type { Services } from "./call.js";
+import { DISPVM_INHERITANCE } from "./releases.js";
 import { dispatch, methodMutates, type DispatchOptions, type ErrorStyle, type Outcome } from "./dispatch.js";
 import { PROTOCOL_ERROR_CLASSES } from "./errors.js";
 import { createFaultSet, GARBAGE_REPLY, type FaultControl, type FaultRule, type FiredFault } from "./faults.js";
@@ -120,6 +121,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   const options: DispatchOptions = {
     errorStyle: opts.errorStyle ?? (opts.release === "r4.3" || opts.release === "r4.2" ? "r4.3" : "head"),
     vmListUuid: opts.release !== "r4.2",
+    dispvm: DISPVM_INHERITANCE[opts.release ?? "head"],
   };
   const services: Services = { now: () => Date.now(), randomUuid: () => randomUUID(), randomInt: (max) => randomInt(max) };
   const fragments: FragmentCache = new WeakMap();

@@ -2,6 +2,7 @@
 // CreateDisposable, Remove, List, vmclass.List, Start/Shutdown/Kill/Pause/Unpause/Suspend/
 // Resume, CurrentState, Console. Power is simulated: Start really marks the qube Running.
 
+import type { DispvmInheritance } from "./releases.js";
 import type { Call, MethodSpec, Services } from "./call.js";
 import { isAdminVm } from "./call.js";
 import {
@@ -77,7 +78,7 @@ type NewQube = {
 };
 
 /** app.add_new_vm + create_on_disk, and the created-by tag of the admin API. */
-function createQube(call: Call, spec: NewQube): Qube {
+function createQube(call: Call, spec: NewQube, dispvm: DispvmInheritance): Qube {
   const { world, emit } = call;
   const props = new Map<string, PropValue>([
     ["name", spec.name],
@@ -100,7 +101,7 @@ function createQube(call: Call, spec: NewQube): Qube {
     xid: -1,
     startTime: null,
   };
-  if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(qube, spec.template);
+  if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(qube, spec.template, dispvm);
   addQube(world, qube);
   for (const prop of ["audiovm", "guivm"]) {
     const v = readProp(world, qubeHolder(qube), prop);
@@ -112,15 +113,15 @@ function createQube(call: Call, spec: NewQube): Qube {
   return qube;
 }
 
-/** DispVM.__init__: explicit properties, firewall, features and tags of the disposable template. */
-function inheritFromDispTemplate(disp: Qube, tpl: Qube): void {
+/** DispVM.__init__: explicit properties, firewall, features and tags of the disposable template (per release: releases.ts). */
+function inheritFromDispTemplate(disp: Qube, tpl: Qube, dispvm: DispvmInheritance): void {
   const own = propTable(qubeHolder(disp)).byName;
   for (const [name, value] of tpl.props) {
     if (["name", "qid", "uuid", "template", "dispid"].includes(name)) continue;
     if (own.get(name)?.access === "rw" && !disp.props.has(name)) disp.props.set(name, value);
   }
   disp.firewall = tpl.firewall ? [...tpl.firewall] : null;
-  for (const [k, v] of tpl.features) if (!k.startsWith("preload-dispvm")) disp.features.set(k, v);
+  for (const [k, v] of tpl.features) if (!dispvm.featureSkipPrefixes.some((p) => k.startsWith(p))) disp.features.set(k, v);
   for (const t of tpl.tags) disp.tags.add(t);
 }
 
@@ -209,7 +210,7 @@ function checkTemplate(klass: VmClass, tpl: Qube): Qube {
   return tpl;
 }
 
-function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
+function createMethod(klass: VmClass, allowPool: boolean, dispvm: DispvmInheritance): MethodSpec {
   return {
     dest: "adminvm",
     arg: "optional",
@@ -225,13 +226,13 @@ function createMethod(klass: VmClass, allowPool: boolean): MethodSpec {
       if (call.world.qubes.has(name)) throw qubesError("QubesVMAlreadyExistsError", `Qube already exists: ${name}`);
       const extraProps: Record<string, PropValue> = {};
       if (klass === "DispVM") extraProps.dispid = String(newDispid(call.world, call.services));
-      createQube(call, { klass, name, label, ...(template ? { template } : {}), pools, extraProps });
+      createQube(call, { klass, name, label, ...(template ? { template } : {}), pools, extraProps }, dispvm);
       return null;
     },
   };
 }
 
-const createDisposable: MethodSpec = {
+const createDisposable = (dispvm: DispvmInheritance): MethodSpec => ({
   dest: "any",
   arg: "optional",
   payload: "optional",
@@ -262,11 +263,11 @@ const createDisposable: MethodSpec = {
       template: tpl,
       pools: { perVolume: {} },
       extraProps: { dispid: String(dispid), auto_cleanup: true },
-    });
+    }, dispvm);
     addTag(disp, `disp-created-by-${call.src.name}`, call.emit);
     return payload === "uuid" ? `uuid:${String(disp.props.get("uuid"))}` : disp.name;
   },
-};
+});
 
 // ---------------------------------------------------------------------------------------------
 // Removal
@@ -466,11 +467,11 @@ const vmclassList: MethodSpec = {
   run: () => VM_CLASSES.map((c) => `${c}\n`).join(""),
 };
 
-export function vmMethods(withUuid: boolean): Record<string, MethodSpec> {
+export function vmMethods(withUuid: boolean, dispvm: DispvmInheritance): Record<string, MethodSpec> {
   const methods: Record<string, MethodSpec> = {
     "admin.vmclass.List": vmclassList,
     "admin.vm.List": vmList(withUuid),
-    "admin.vm.CreateDisposable": createDisposable,
+    "admin.vm.CreateDisposable": createDisposable(dispvm),
     "admin.vm.Remove": removeMethod,
     "admin.vm.Start": startMethod,
     "admin.vm.Shutdown": shutdownMethod,
@@ -483,8 +484,8 @@ export function vmMethods(withUuid: boolean): Record<string, MethodSpec> {
     "admin.vm.Console": consoleMethod,
   };
   for (const klass of VM_CLASSES) {
-    methods[`admin.vm.Create.${klass}`] = createMethod(klass, false);
-    methods[`admin.vm.CreateInPool.${klass}`] = createMethod(klass, true);
+    methods[`admin.vm.Create.${klass}`] = createMethod(klass, false, dispvm);
+    methods[`admin.vm.CreateInPool.${klass}`] = createMethod(klass, true, dispvm);
   }
   return methods;
 }
