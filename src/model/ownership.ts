@@ -194,7 +194,7 @@ export type QubeRecords = {
 /**
  * `inherited`: the feature names of the qube's disposable template, for a DispVM (qubesd copies
  * them at creation: qubes/vm/dispvm.py, DispVM.__init__). A format-1 record the template has too
- * counts as inherited, not as this qube's.
+ * counts as inherited, not as this qube's — also once the template's was rewritten in format 2.
  */
 export function readQubeRecords(owner: string, uuid: string | undefined, featureNames: Iterable<string>, inherited?: ReadonlySet<string>): QubeRecords {
   const n = ownershipNames(owner);
@@ -206,6 +206,11 @@ export function readQubeRecords(owner: string, uuid: string | undefined, feature
   let protect = false;
   let firewall = false;
   const mine = uuid !== undefined ? `${uuid}.` : undefined;
+  const inheritedKeys = new Set<string>();
+  for (const name of inherited ?? []) {
+    const rest = name.startsWith(n.prefix) ? name.slice(n.prefix.length) : "";
+    inheritedKeys.add(rest.length > UUID_LENGTH && rest[UUID_LENGTH] === "." && isUuid(rest.slice(0, UUID_LENGTH)) ? rest.slice(UUID_LENGTH + 1) : rest);
+  }
   for (const name of featureNames) {
     if (!name.startsWith(n.prefix)) continue;
     let rest = name.slice(n.prefix.length);
@@ -213,7 +218,7 @@ export function readQubeRecords(owner: string, uuid: string | undefined, feature
     if (bound) {
       if (mine === undefined || !rest.startsWith(mine)) continue;
       rest = rest.slice(mine.length);
-    } else if (inherited?.has(name) || !isLegacyKey(rest)) continue;
+    } else if (inheritedKeys.has(rest) || !isLegacyKey(rest)) continue;
     if (!isRecordKey(rest)) continue;
     names.push(name);
     if (!bound && rest !== "own") legacy.push({ name, key: rest });

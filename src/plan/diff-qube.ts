@@ -329,7 +329,7 @@ function ownershipOps(ctx: DiffContext, vm: string, uuid: string, own: Marks, li
 
 /** Format-1 records that are the qube's, rewritten bound to its UUID (the new one first). */
 function migrationOps(ctx: DiffContext, vm: string, uuid: string, rec: QubeRecords): Op[] {
-  return rec.legacy.flatMap(({ name, key }): Op[] => {
+  return [...rec.legacy].sort((a, b) => (a.name < b.name ? -1 : 1)).flatMap(({ name, key }): Op[] => {
     ctx.addCheck({ check: "feature", vm, name, expect: { present: true } });
     return [recordSet(ctx, vm, uuid, key), { op: "feature.remove", vm, name }];
   });

@@ -48,8 +48,8 @@ export function desiredFromYaml(text: string): DesiredState {
 
 export type SimSession = { sim: TestSim; client: AdminClient; stop(): Promise<void> };
 
-export async function startSession(): Promise<SimSession> {
-  const sim = await startTestSim();
+export async function startSession(opts: Parameters<typeof startTestSim>[0] = {}): Promise<SimSession> {
+  const sim = await startTestSim(opts);
   const client = createAdminClient(createSocketTransport(sim.socketPath, { timeoutMs: 10_000 }));
   return {
     sim,
