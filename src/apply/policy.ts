@@ -116,7 +116,11 @@ export function potentialOps(i: PolicyInput): Op[] {
     }
     const target = q.adopt ? q.name : created;
     // An adopted qube is removed only when the config says `absent: true` on it.
-    ops.push(...qubeOps(target).filter((o) => !(o.op === "vm.remove" && q.adopt && !q.absent) && !(o.op === "volume.resize" && q.volumes.size === 0)));
+    ops.push(
+      ...qubeOps(target).filter(
+        (o) => !(o.op === "vm.remove" && q.adopt && !q.absent) && !(o.op === "volume.resize" && q.volumes.size === 0) && !(o.op === "vm.uuid" && q.adopt),
+      ),
+    );
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
     const netvm = q.properties.get("netvm");
     if (netvm?.kind === "vm" && netvm.value !== null && netvm.value !== "dom0" && !desired.qubes.has(netvm.value)) ops.push({ op: "vm.start", vm: netvm.value });
