@@ -8,7 +8,7 @@ export const APPLY_CODES = {
   "QIAC-E202": "a saved plan that does not match the plan format (schemas/plan.schema.json)",
   "QIAC-E203": "a saved plan written by a newer qubes-iac (unknown format_version)",
   "QIAC-E204": "a saved plan that holds errors and cannot be applied",
-  "QIAC-E205": "a plan that takes over another owner's objects, applied without the same --take-ownership OWNER",
+  "QIAC-E206": "a plan that takes over another owner's objects, applied without the same --take-ownership OWNER",
 } as const;
 
 export type ApplyCode = keyof typeof APPLY_CODES;

@@ -32,15 +32,15 @@ export const PLAN_CODES = {
   "QIAC-E125": "a guest file cannot be read through the agent (permission denied, a directory, too large)",
   "QIAC-E126": "a guest file's `source:` cannot be read to hash it",
   "QIAC-E127": "a pool is to be removed but is still in use: volumes of qubes that stay, or a default_pool* global property (qubesd refuses to remove a pool in use)",
-  "QIAC-E130": "another owner's inventory lists the qube to adopt or create, or the label or pool to create (one object has one owner; --take-ownership OWNER takes it over)",
-  "QIAC-E131": "a qube without a valid `uuid` property (qubes-iac binds its records to it)",
-  "QIAC-E132": "`absent: true` on a qube this owner does not manage",
+  "QIAC-E150": "another owner's inventory lists the qube to adopt or create, or the label or pool to create (one object has one owner; --take-ownership OWNER takes it over)",
+  "QIAC-E151": "a qube without a valid `uuid` property (qubes-iac binds its records to it)",
+  "QIAC-E152": "`absent: true` on a qube this owner does not manage",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
   "QIAC-W104": "an apply of the same owner is running (its lock is held): the plan shows Qubes before the rest of its changes",
-  "QIAC-W110": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
-  "QIAC-W111": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
+  "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
+  "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -128,7 +128,7 @@ function checkUuid(ctx: DiffContext, vm: string, uuid: string): void {
 
 function noUuid(ctx: DiffContext, vm: string, q: DesiredQube | undefined): QubeDiff {
   ctx.diagnostics.push(
-    planDiagnostic("QIAC-E131", `qube ${vm} has no valid \`uuid\` property: qubes-iac binds its records to it and cannot tell them from copies`, {
+    planDiagnostic("QIAC-E151", `qube ${vm} has no valid \`uuid\` property: qubes-iac binds its records to it and cannot tell them from copies`, {
       address: `qube.${vm}`,
       ...(q ? { location: q.at } : {}),
       hint: "check the qube with qvm-prefs; qubes-iac needs a Qubes release whose property.GetAll prints uuid",
@@ -161,7 +161,7 @@ export function otherOwnerEntries(
     if (!ctx.takeOwnership.has(other)) {
       ok = false;
       ctx.diagnostics.push(
-        planDiagnostic("QIAC-E130", `${kind} ${name} is managed by owner ${other} (its inventory in dom0 lists it): one object has one owner`, {
+        planDiagnostic("QIAC-E150", `${kind} ${name} is managed by owner ${other} (its inventory in dom0 lists it): one object has one owner`, {
           address: `${kind}.${name}`,
           ...(location ? { location } : {}),
           hint: `leave it to ${other}, or take it over explicitly: plan and apply with --take-ownership ${other}`,
@@ -199,7 +199,7 @@ function warnOtherMarks(ctx: DiffContext, q: DesiredQube, a: DetailedQube): void
   const marks = otherOwnerMarks(ctx.desired.owner, a.featureNames, a.tags).filter((o) => !listed?.has(o));
   if (marks.length === 0) return;
   ctx.diagnostics.push(
-    planDiagnostic("QIAC-W110", `qube ${q.name} carries the tag or records of owner${marks.length === 1 ? "" : "s"} ${marks.join(", ")}, whose inventory does not list it: no claim (perhaps copied from its template); it is adopted`, {
+    planDiagnostic("QIAC-W150", `qube ${q.name} carries the tag or records of owner${marks.length === 1 ? "" : "s"} ${marks.join(", ")}, whose inventory does not list it: no claim (perhaps copied from its template); it is adopted`, {
       address: `qube.${q.name}`,
       location: locate(q, "adopt"),
     }),
@@ -640,7 +640,7 @@ function driftDiagnostic(ctx: DiffContext, vm: string, q: DesiredQube | undefine
 function notManaged(ctx: DiffContext, q: DesiredQube, what: string, field: QubeField): QubeDiff {
   ctx.addCheck({ check: "tag", vm: q.name, name: ctx.names.ownerTag, present: ctx.actual.qubes.get(q.name)?.tags?.has(ctx.names.ownerTag) ?? false });
   ctx.diagnostics.push(
-    planDiagnostic(field === "absent" ? "QIAC-E132" : "QIAC-E101", `qube ${q.name} exists and is not managed by ${ctx.desired.owner}${what}`, {
+    planDiagnostic(field === "absent" ? "QIAC-E152" : "QIAC-E101", `qube ${q.name} exists and is not managed by ${ctx.desired.owner}${what}`, {
       location: field === "absent" ? locate(q, "absent") : q.at,
       address: `qube.${q.name}`,
       hint:
@@ -710,7 +710,7 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
       return diffUpdate(ctx, q, own, "owned");
     case "releasing":
       ctx.diagnostics.push(
-        planDiagnostic("QIAC-W111", `qube ${q.name}: a release of it was interrupted; it is finished now, and the config's attributes are not applied`, {
+        planDiagnostic("QIAC-W151", `qube ${q.name}: a release of it was interrupted; it is finished now, and the config's attributes are not applied`, {
           address,
           location: q.at,
           hint: "to manage it again, set `adopt: true` and plan again after this apply",

@@ -185,7 +185,7 @@ describe("created vs adopted", () => {
     expect((await apply(["--auto-approve", config("a.yaml", "version: 1\nowner: o\nqubes:\n  work: {adopt: true}\n")])).code).toBe(0);
     const gone = config("gone.yaml", "version: 1\nowner: o\nqubes:\n  work: {absent: true}\n  personal: {absent: true}\n");
     const j = await planJson([gone]);
-    expect(errorsOf(j).map((d) => [d.code, d.location?.line])).toEqual([["QIAC-E132", 5]]);
+    expect(errorsOf(j).map((d) => [d.code, d.location?.line])).toEqual([["QIAC-E152", 5]]);
     const only = config("only.yaml", "version: 1\nowner: o\nqubes:\n  work: {absent: true}\n");
     expect((await planJson([only])).resource_changes.map((c) => [c.address, c.action, c.destroys_data])).toEqual([["qube.work", "delete", true]]);
     expect((await apply(["--auto-approve", only])).code).toBe(1);
@@ -202,13 +202,13 @@ describe("one owner per object", () => {
     const bob = config("b.yaml", "version: 1\nowner: bob\nqubes:\n  work:\n    adopt: true\n  personal:\n    adopt: true\n");
     await sim().client.tag.set("personal", "managed-by-alice");
     const j = await planJson([bob]);
-    expect(errorsOf(j).map((d) => [d.code, d.location?.line, d.location?.column])).toEqual([["QIAC-E130", 5, 12]]);
+    expect(errorsOf(j).map((d) => [d.code, d.location?.line, d.location?.column])).toEqual([["QIAC-E150", 5, 12]]);
     expect(errorsOf(j)[0]?.message).toMatch(/managed by owner alice/);
-    expect(j.diagnostics.filter((d) => d.code === "QIAC-W110").map((d) => d.address)).toEqual(["qube.personal"]);
+    expect(j.diagnostics.filter((d) => d.code === "QIAC-W150").map((d) => d.address)).toEqual(["qube.personal"]);
     // Labels and pools alike: another owner's inventory entry refuses the create.
     await sim().client.feature.set("dom0", "qubes-iac.alice.label.teal", "own");
     const label = await planJson([config("l.yaml", 'version: 1\nowner: bob\nlabels:\n  teal: "0x008080"\n')]);
-    expect(errorsOf(label).map((d) => [d.code, d.address])).toEqual([["QIAC-E130", "label.teal"]]);
+    expect(errorsOf(label).map((d) => [d.code, d.address])).toEqual([["QIAC-E150", "label.teal"]]);
   });
 
   it("--take-ownership is needed to take over, is shown in the plan, and is enforced again at apply", async () => {
@@ -223,7 +223,7 @@ describe("one owner per object", () => {
     const from = sim().sim.calls.length;
     const refused = await apply(["--auto-approve", planFile]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/QIAC-E205/);
+    expect(refused.stderr).toMatch(/QIAC-E206/);
     expect(mutatedSince(from)).toEqual([]);
     // The same take-over without the flag in a config apply is a plan error, nothing called.
     expect((await apply(["--auto-approve", bob])).code).toBe(1);

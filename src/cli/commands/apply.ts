@@ -222,7 +222,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     // A take-over is enforced again here, from the ops: a saved plan may claim anything.
     const takeOver = refusedTakeOver(plan, takeOwnership);
     if (takeOver !== undefined) {
-      write(io.stderr, `${renderDiagnostics([applyDiagnostic("QIAC-E205", takeOver)], new Map())}\n`);
+      write(io.stderr, `${renderDiagnostics([applyDiagnostic("QIAC-E206", takeOver)], new Map())}\n`);
       throw new CliError("nothing was changed");
     }
     for (const name of o.release ?? []) {
