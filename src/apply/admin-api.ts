@@ -6,7 +6,8 @@
 import type { ActualProperty } from "../model/actual.js";
 import { rulesFor } from "../model/release.js";
 import type { Op } from "../plan/ops.js";
-import { opMethod } from "../plan/ops.js";
+import { opMethod, recordName } from "../plan/ops.js";
+import { isUuid, MARKER_VALUE } from "../model/ownership.js";
 import type { QubesReader } from "../plan/reader.js";
 import type { AdminClient } from "../providers/qubes/client.js";
 import { QubesApiError } from "../providers/qubes/errors.js";
@@ -130,6 +131,12 @@ export function opCall(o: Op): OpCall {
       return { method, dest: "dom0", arg: o.name };
     case "volume.resize":
       return { method, dest: o.vm, arg: o.volume };
+    case "vm.uuid":
+      return { method, dest: o.vm, arg: "uuid" };
+    case "record.set":
+    case "record.remove":
+      // A record of a qube created by this apply: its name is known only at apply time.
+      return { method, dest: o.vm, arg: recordName(o) ?? ANY_ARGUMENT };
     default: {
       const never: never = o;
       throw new Error(`unknown op ${JSON.stringify(never)}`);
@@ -137,8 +144,24 @@ export function opCall(o: Op): OpCall {
   }
 }
 
+/** The argument of a call whose argument is known only when it runs (a policy line grants any). */
+export const ANY_ARGUMENT = "*";
+
+/**
+ * The UUIDs `vm.uuid` read during one apply, by qube. A qube removed by the same apply forgets
+ * its UUID, so a record op of a qube created again never uses the old one.
+ */
+export type UuidBindings = Map<string, string>;
+
+/** The one record op's feature name, or why it cannot be written (no `vm.uuid` ran for the qube). */
+function boundRecordName(o: Extract<Op, { op: "record.set" | "record.remove" }>, uuids: UuidBindings): string {
+  const name = recordName(o, o.uuid ?? uuids.get(o.vm));
+  if (name === undefined) throw new QubesApiError("invalid-request", `the UUID of ${o.vm} was not read by this apply: its record ${o.record} is not written`, {});
+  return name;
+}
+
 /** Runs one op as the one Admin API call it names (opCall says which). */
-export async function runOp(client: AdminClient, o: Op): Promise<void> {
+export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = new Map()): Promise<void> {
   switch (o.op) {
     case "vm.create":
       return client.vm.create({ klass: o.class, name: o.name, label: o.label, ...(o.template !== undefined ? { template: o.template } : {}), ...(o.pool !== undefined ? { pool: o.pool } : {}) });
@@ -176,6 +199,16 @@ export async function runOp(client: AdminClient, o: Op): Promise<void> {
       return client.pool.remove(o.name);
     case "volume.resize":
       return client.volume.resize(o.vm, o.volume, BigInt(o.size));
+    case "vm.uuid": {
+      const p = await client.property.get({ vm: o.vm }, "uuid");
+      if (!isUuid(p.raw)) throw new QubesApiError("bad-reply", `qube ${o.vm} has no valid UUID (${JSON.stringify(p.raw.slice(0, 40))})`, {});
+      uuids.set(o.vm, p.raw);
+      return;
+    }
+    case "record.set":
+      return client.feature.set(o.vm, boundRecordName(o, uuids), MARKER_VALUE);
+    case "record.remove":
+      return client.feature.remove(o.vm, boundRecordName(o, uuids));
     default: {
       const never: never = o;
       throw new Error(`unknown op ${JSON.stringify(never)}`);
@@ -222,16 +255,18 @@ export const outcomeUnknown = (e: QubesApiError): boolean => e.details.maybeDeli
  */
 export function executorFromClient(client: AdminClient): OpExecutor {
   const reader = readerFromClient(client);
+  const uuids: UuidBindings = new Map();
   return {
     run: async (o) => {
+      if (o.op === "vm.remove" || o.op === "vm.create") uuids.delete(o.op === "vm.remove" ? o.vm : o.name);
       try {
-        await runOp(client, o);
+        await runOp(client, o, uuids);
         return { kind: "ok" };
       } catch (e) {
         if (!(e instanceof QubesApiError)) throw e;
         return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: callFailure(e, o, client.transport.visibility) };
       }
     },
-    verify: (o) => verifyOp(reader, o),
+    verify: (o) => verifyOp(reader, o, uuids),
   };
 }

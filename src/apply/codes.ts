@@ -9,6 +9,7 @@ export const APPLY_CODES = {
   "QIAC-E203": "a saved plan written by a newer qubes-iac (unknown format_version)",
   "QIAC-E204": "a saved plan that holds errors and cannot be applied",
   "QIAC-E205": "an op the executor refuses before any call: it does not belong to its step's resource change, or acts on what the plan's owner does not own, create or adopt",
+  "QIAC-E206": "a plan that takes over another owner's objects, applied without the same --take-ownership OWNER",
 } as const;
 
 export type ApplyCode = keyof typeof APPLY_CODES;

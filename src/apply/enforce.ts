@@ -8,7 +8,7 @@
 // step, and that no op touches another owner's object without --take-ownership.
 
 import type { Diagnostic } from "../model/diagnostics.js";
-import { ownerOfRecord, ownershipNames } from "../model/ownership.js";
+import { isUuid, ownerOfRecord, ownershipNames, readQubeRecords } from "../model/ownership.js";
 import type { Action } from "../plan/action.js";
 import type { StepKind } from "../plan/changes.js";
 import type { JsonPlan, JsonResourceChange, JsonStep } from "../plan/json.js";
@@ -22,6 +22,7 @@ const STEP_ACTIONS: { readonly [K in StepKind]: readonly Action[] } = {
   update: ["update"],
   delete: ["delete", "replace"],
   forget: ["forget"],
+  release: ["release"],
 };
 
 /** One op the executor refuses to run, and why; `step`/`op` name it for the user. */
@@ -82,16 +83,18 @@ function referencedQubes(step: JsonStep): Set<string> {
 /** Why `o` may not run in `step` of a plan of `owner`; undefined when it belongs there. */
 function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): string | undefined {
   if (isGuestOp(o)) return s.type === "guest" && o.guest === s.address ? undefined : `a guest operation on ${o.guest} in a step for ${step.address}`;
-  const dom0Record = (name: string): string | undefined => {
-    const subj = recordSubject(owner, name);
+  const dom0Record = (name: string, removes: boolean): string | undefined => {
+    // A take-over removes the other owner's entries of the object (allowed only with --take-ownership: approval.ts).
+    const other = ownerOfRecord(name);
+    const subj = recordSubject(removes && other !== undefined ? other : owner, name);
     if (subj === undefined) return `dom0 feature ${name} is not a record of owner ${owner}: apply writes no other dom0 feature`;
     if (subj === "format") return s.type === "ownership" ? undefined : `the format record belongs to the ownership setup step`;
     if (s.type !== subj.type || s.name !== subj.name) return `the record ${name} is about ${subj.type} ${subj.name}, not ${step.address}`;
     return undefined;
   };
-  const foreignRecord = (name: string): string | undefined => {
+  const foreignRecord = (name: string, removes: boolean): string | undefined => {
     const other = ownerOfRecord(name);
-    return other !== undefined && other !== owner ? `${name} is a record of owner ${other}` : undefined;
+    return other !== undefined && other !== owner && !removes ? `${name} is a record of owner ${other}` : undefined;
   };
   const onSubjectQube = (vm: string): string | undefined => (s.type === "qube" && vm === s.name ? undefined : `it acts on qube ${vm}, not on ${step.address}`);
   switch (o.op) {
@@ -105,6 +108,13 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       // A running qube is connected only to a running netvm: its step may start the qube it points at.
       if (s.type === "qube" && o.vm !== s.name && step.kind === "update" && referencedQubes(step).has(o.vm)) return undefined;
       return onSubjectQube(o.vm);
+    case "vm.uuid":
+      return onSubjectQube(o.vm);
+    case "record.set":
+    case "record.remove":
+      if (o.owner !== owner && o.op === "record.set") return `it writes a record of owner ${o.owner}`;
+      if (o.uuid !== undefined && !isUuid(o.uuid)) return `${JSON.stringify(o.uuid)} is not a UUID`;
+      return onSubjectQube(o.vm);
     case "vm.shutdown":
     case "vm.pause":
     case "vm.unpause":
@@ -115,8 +125,8 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       return onSubjectQube(o.vm);
     case "feature.set":
     case "feature.remove":
-      if (o.vm === "dom0") return dom0Record(o.name);
-      return onSubjectQube(o.vm) ?? foreignRecord(o.name);
+      if (o.vm === "dom0") return dom0Record(o.name, o.op === "feature.remove");
+      return onSubjectQube(o.vm) ?? foreignRecord(o.name, o.op === "feature.remove");
     case "property.set":
     case "property.reset":
       if (o.holder === "global") return s.type === "properties" ? undefined : `a global property written in a step for ${step.address}`;
@@ -188,6 +198,8 @@ export type ObservedOwnership = {
   dom0FeatureNames(): Promise<ReadonlySet<string>>;
   tags(vm: string): Promise<ReadonlySet<string>>;
   featureNames(vm: string): Promise<ReadonlySet<string>>;
+  /** The qube's `uuid` property (its records are bound to it); undefined when it has none. */
+  uuid(vm: string): Promise<string | undefined>;
   labels(): Promise<ReadonlySet<string>>;
   pools(): Promise<ReadonlySet<string>>;
 };
@@ -208,7 +220,8 @@ export type OwnershipPolicy = { takeOwnership: ReadonlySet<string> };
 
 /**
  * From what is read now: every qube an op acts on is created by its step (and absent, or removed
- * earlier in the plan), owned by the plan's owner (inventory entry or intent, and the owner tag), or
+ * earlier in the plan), owned by the plan's owner (inventory entry or intent, and the record bound to its UUID or, for
+ * a format-1 entry, the owner tag), or
  * adopted by its step (the step tags it); a qube is removed only when owned and not protected; a label
  * or pool is removed only when the owner's inventory lists it; nothing another owner's inventory lists
  * is touched unless --take-ownership names that owner. The reads are those the prior-state re-check
@@ -242,13 +255,18 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
         problems.push({ step: step.id, why: `qube ${vm} does not exist now` });
         continue;
       }
-      const inventoried = [n.qube(vm), n.intent(vm), `${n.prefix}created.${vm}`, `${n.prefix}adopted.${vm}`].some((f) => dom0.has(f));
+      // docs/ownership.md, "Whose is a qube": the inventory lists it, and the qube carries the record
+      // bound to its own UUID (a format-1 entry: the owner tag); an intent alone is a create or
+      // adopt in progress, which the tag or that record confirms.
+      const formatTwo = [n.created(vm), n.adopted(vm)].some((f) => dom0.has(f));
+      const inventoried = formatTwo || dom0.has(n.legacyQube(vm)) || dom0.has(n.intent(vm));
+      const records = readQubeRecords(owner, await seen.uuid(vm), await seen.featureNames(vm));
       const tagged = (await seen.tags(vm)).has(n.ownerTag);
-      const adopts = ops.some((o) => o.op === "tag.set" && o.vm === vm && o.name === n.ownerTag);
-      const owned = inventoried && tagged;
+      const adopts = ops.some((o) => (o.op === "tag.set" && o.vm === vm && o.name === n.ownerTag) || (o.op === "record.set" && o.vm === vm && o.record === "own"));
+      const owned = inventoried && (records.own || (!formatTwo && tagged));
       if (ops.some((o) => o.op === "vm.remove")) {
         if (!owned) problems.push({ step: step.id, why: `it removes qube ${vm}, which ${owner} does not own now` });
-        else if ((await seen.featureNames(vm)).has(n.protect)) problems.push({ step: step.id, why: `it removes qube ${vm}, which is protected` });
+        else if (records.protect) problems.push({ step: step.id, why: `it removes qube ${vm}, which is protected` });
         else removedEarlier.add(vm);
         continue;
       }

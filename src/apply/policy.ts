@@ -85,6 +85,10 @@ function qubeOps(vm: string): Op[] {
     "pool.add": undefined,
     "pool.remove": undefined,
     "volume.resize": { op: "volume.resize", vm, volume: ANY, size: "0" },
+    "vm.uuid": { op: "vm.uuid", vm },
+    // Record ops are feature.Set/Remove on the qube, already granted above for any name.
+    "record.set": undefined,
+    "record.remove": undefined,
   };
   return Object.values(kinds).filter((o): o is Op => o !== undefined);
 }
@@ -102,6 +106,16 @@ export function potentialOps(i: PolicyInput): Op[] {
   // The apply lock (docs/locking.md): its label and holder record, by their exact names.
   const lock = lockOps(desired.owner);
   const ops: Op[] = [...lock.take, ...lock.release, { op: "feature.set", vm: "dom0", name: names.format, value: "1" }];
+  // The entries an apply may write or remove for a qube, by their exact names (a format-1 entry is rewritten).
+  const entryOps = (n: string): Op[] => [
+    { op: "feature.set", vm: "dom0", name: names.intent(n), value: "create" },
+    { op: "feature.remove", vm: "dom0", name: names.intent(n) },
+    { op: "feature.set", vm: "dom0", name: names.created(n), value: "1" },
+    { op: "feature.set", vm: "dom0", name: names.adopted(n), value: "1" },
+    { op: "feature.remove", vm: "dom0", name: names.created(n) },
+    { op: "feature.remove", vm: "dom0", name: names.adopted(n) },
+    { op: "feature.remove", vm: "dom0", name: names.legacyQube(n) },
+  ];
   for (const l of desired.labels.values()) {
     ops.push({ op: "feature.set", vm: "dom0", name: names.label(l.name), value: "own" }, { op: "label.create", name: l.name, colour: l.colour }, { op: "label.remove", name: l.name });
   }
@@ -110,16 +124,17 @@ export function potentialOps(i: PolicyInput): Op[] {
   }
   for (const g of desired.properties.keys()) ops.push({ op: "property.set", holder: "global", name: g, value: "" }, { op: "property.reset", holder: "global", name: g });
   for (const q of desired.qubes.values()) {
-    ops.push(
-      { op: "feature.set", vm: "dom0", name: names.intent(q.name), value: q.adopt ? "adopt" : "create" },
-      { op: "feature.remove", vm: "dom0", name: names.intent(q.name) },
-      { op: "feature.set", vm: "dom0", name: names.qube(q.name), value: "own" },
-    );
+    ops.push(...entryOps(q.name));
     if (q.class !== undefined && q.label !== undefined) {
       ops.push({ op: "vm.create", class: q.class, name: q.name, label: q.label, ...(q.template !== undefined ? { template: q.template } : {}), ...(q.pool !== undefined ? { pool: q.pool } : {}) });
     }
     const target = q.adopt ? q.name : created;
-    ops.push(...qubeOps(target).filter((o) => !(o.op === "vm.remove" && q.adopt) && !(o.op === "volume.resize" && q.volumes.size === 0)));
+    // An adopted qube is removed only when the config says `absent: true` on it.
+    ops.push(
+      ...qubeOps(target).filter(
+        (o) => !(o.op === "vm.remove" && q.adopt && !q.absent) && !(o.op === "volume.resize" && q.volumes.size === 0) && !(o.op === "vm.uuid" && q.adopt),
+      ),
+    );
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
     const netvm = q.properties.get("netvm");
     if (netvm?.kind === "vm" && netvm.value !== null && netvm.value !== "dom0" && !desired.qubes.has(netvm.value)) ops.push({ op: "vm.start", vm: netvm.value });
@@ -127,9 +142,11 @@ export function potentialOps(i: PolicyInput): Op[] {
   const inv = i.inventory;
   if (inv !== undefined) {
     for (const d of [...new Set([...inv.qubes, ...inv.intents])].filter((n) => !desired.qubes.has(n)).sort()) {
+      // A qube dropped from the config is destroyed (created) or released (adopted): its records and tag go.
       ops.push(
-        { op: "feature.remove", vm: "dom0", name: names.qube(d) },
-        { op: "feature.remove", vm: "dom0", name: names.intent(d) },
+        ...entryOps(d),
+        { op: "feature.remove", vm: d, name: ANY },
+        { op: "tag.remove", vm: d, name: names.ownerTag },
         { op: "vm.unpause", vm: d },
         { op: "vm.shutdown", vm: d },
         { op: "vm.remove", vm: d },

@@ -10,6 +10,7 @@ export type ApplySummary = {
   changed: number;
   destroyed: number;
   forgotten: number;
+  released: number;
   applied: string[];
   failed: Array<{ step: string; failure: StepFailure }>;
   skipped: Array<{ step: string; reason: SkipReason }>;
@@ -17,7 +18,7 @@ export type ApplySummary = {
 
 export function summarizeApply(r: ApplyResult): ApplySummary {
   const byKind = new Map<string, Set<string>>();
-  const s: ApplySummary = { ok: r.ok, added: 0, changed: 0, destroyed: 0, forgotten: 0, applied: [], failed: [], skipped: [] };
+  const s: ApplySummary = { ok: r.ok, added: 0, changed: 0, destroyed: 0, forgotten: 0, released: 0, applied: [], failed: [], skipped: [] };
   for (const x of r.results) {
     switch (x.status) {
       case "applied": {
@@ -43,10 +44,11 @@ export function summarizeApply(r: ApplyResult): ApplySummary {
   s.changed = byKind.get("update")?.size ?? 0;
   s.destroyed = byKind.get("delete")?.size ?? 0;
   s.forgotten = byKind.get("forget")?.size ?? 0;
+  s.released = byKind.get("release")?.size ?? 0;
   return s;
 }
 
-/** `2 added, 3 changed, 1 destroyed` (and `, 1 forgotten` when any). */
+/** `2 added, 3 changed, 1 destroyed` (and `, 1 released`, `, 1 forgotten` when any). */
 export function countsText(s: ApplySummary): string {
-  return `${s.added} added, ${s.changed} changed, ${s.destroyed} destroyed${s.forgotten > 0 ? `, ${s.forgotten} forgotten` : ""}`;
+  return `${s.added} added, ${s.changed} changed, ${s.destroyed} destroyed${s.released > 0 ? `, ${s.released} released` : ""}${s.forgotten > 0 ? `, ${s.forgotten} forgotten` : ""}`;
 }

@@ -5,7 +5,9 @@
 
 import { settledPower } from "../model/actual.js";
 import { normalizeAs } from "../plan/normalize.js";
-import type { Op } from "../plan/ops.js";
+import { recordName, type Op } from "../plan/ops.js";
+import { isUuid, MARKER_VALUE } from "../model/ownership.js";
+import type { UuidBindings } from "./admin-api.js";
 import type { QubesReader } from "../plan/reader.js";
 import { parseQubesBool } from "../model/qubes-rules.js";
 import { isQubesApiError } from "../providers/qubes/errors.js";
@@ -22,7 +24,7 @@ function sameParam(want: string, have: string | undefined): boolean {
   return a !== null && a === parseQubesBool(have);
 }
 
-async function compare(reader: QubesReader, o: Op): Promise<Verification> {
+async function compare(reader: QubesReader, o: Op, uuids: UuidBindings): Promise<Verification> {
   switch (o.op) {
     case "vm.create":
     case "vm.remove": {
@@ -94,6 +96,21 @@ async function compare(reader: QubesReader, o: Op): Promise<Verification> {
       const v = await reader.volume(o.vm, o.volume);
       return v.size === BigInt(o.size) ? done : notDone(`volume ${o.volume} of ${o.vm} is ${v.size} bytes`);
     }
+    case "vm.uuid": {
+      // A read: its re-read is the read itself, and binds the UUID as the op would have.
+      const raw = (await reader.properties({ vm: o.vm })).get("uuid")?.raw ?? "";
+      if (!isUuid(raw)) return notDone(`qube ${o.vm} has no valid UUID`);
+      uuids.set(o.vm, raw);
+      return done;
+    }
+    case "record.set":
+    case "record.remove": {
+      const name = recordName(o, o.uuid ?? uuids.get(o.vm));
+      if (name === undefined) return notDone(`the UUID of ${o.vm} was not read by this apply`);
+      const v = await reader.feature(o.vm, name);
+      if (o.op === "record.remove") return v === undefined ? done : notDone(`record ${name} of ${o.vm} is still set`);
+      return v === MARKER_VALUE ? done : notDone(`record ${name} of ${o.vm} is ${v === undefined ? "not set" : JSON.stringify(v)}`);
+    }
     default: {
       const never: never = o;
       throw new Error(`unknown op ${JSON.stringify(never)}`);
@@ -102,9 +119,9 @@ async function compare(reader: QubesReader, o: Op): Promise<Verification> {
 }
 
 /** Re-reads what `op` changes; a failed re-read leaves the outcome unknown. */
-export async function verifyOp(reader: QubesReader, op: Op): Promise<Verification> {
+export async function verifyOp(reader: QubesReader, op: Op, uuids: UuidBindings = new Map()): Promise<Verification> {
   try {
-    return await compare(reader, op);
+    return await compare(reader, op, uuids);
   } catch (e) {
     if (!isQubesApiError(e)) throw e;
     return { kind: "unknown", detail: `re-reading failed: ${e.message}` };

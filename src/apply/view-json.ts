@@ -49,6 +49,7 @@ export function createJsonView(sink: JsonEventSink): ApplyView {
         changed: s.changed,
         destroyed: s.destroyed,
         forgotten: s.forgotten,
+        released: s.released,
         applied: s.applied,
         failed: s.failed.map((x) => ({ step: x.step, ...failureFields(x.failure) })),
         skipped: s.skipped.map((x) => ({ step: x.step, reason: x.reason.kind, blocked_by: x.reason.kind === "dependency" ? x.reason.blockedBy : [] })),

@@ -46,6 +46,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--target <address>", "only this resource and what it depends on (qube.NAME, label.NAME, pool.NAME, properties, guest.NAME, guest.qube.NAME); repeatable", collect)
     .option("--exclude <address>", "leave this resource out; repeatable", collect)
     .option("--allow-restart", "let apply shut qubes down for changes Qubes makes only on halted qubes, and start them again")
+    .option("--take-ownership <owner>", "take over the qubes, labels and pools of the config that owner OWNER manages (apply needs the same flag); repeatable", collect)
     .option("--detailed-exitcode", "exit 0 when there are no changes, 2 when there are, 1 on errors")
     .option("--no-color", "never colour the output (colour is used only on a terminal, and never with NO_COLOR)")
     .action(async (paths: string[], o: import("./commands/plan.js").PlanCommandOptions) => {
@@ -66,12 +67,29 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--target <address>", "only this resource and what it depends on; repeatable", collect)
     .option("--exclude <address>", "leave this resource out; repeatable", collect)
     .option("--allow-restart", "shut qubes down for changes Qubes makes only on halted qubes, and start them again")
+    .option("--take-ownership <owner>", "take over what owner OWNER manages, as the plan says (also needed to apply a saved plan that does); repeatable", collect)
     .option("--break-lock <id>", "first remove the lock a killed apply left: the id its refusal shows (docs/locking.md)")
-    .option("--take-ownership <owner>", "let this apply act on objects that owner's inventory lists; repeatable", collect)
     .option("--no-color", "never colour the output")
     .action(async (paths: string[], o: import("./commands/apply.js").ApplyCommandOptions) => {
       const { applyCommand } = await import("./commands/apply.js");
       exitCode = await applyCommand(io, paths, o);
+    });
+
+  program
+    .command("release")
+    .description("let go of a qube without destroying it: remove only qubes-iac's tag and records from it (after approval)")
+    .argument("<address>", "the qube to release: qube.NAME")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .addOption(connectOption())
+    .addOption(timeoutOption())
+    .option("--parallelism <n>", "Admin API reads at once", "8")
+    .option("--auto-approve", "do not ask for approval (needed without a terminal, and with --json)")
+    .option("--json", "print the plan and progress as JSON lines (needs --auto-approve)")
+    .option("--break-lock <id>", "first remove the lock a killed apply left (docs/locking.md)")
+    .option("--no-color", "never colour the output")
+    .action(async (address: string, paths: string[], o: import("./commands/apply.js").ApplyCommandOptions) => {
+      const { releaseCommand } = await import("./commands/apply.js");
+      exitCode = await releaseCommand(io, address, paths, o);
     });
 
   program

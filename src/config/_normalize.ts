@@ -340,7 +340,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const at = (field: string): string => childPointer(ptr, field);
     const locations = new Map<QubeField, SourceLocation>();
     const keep = (field: QubeField, p: string): void => void locations.set(field, loc(p));
-    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "properties", "features", "tags", "firewall", "volumes", "guest"] as const) {
+    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "guest"] as const) {
       if (field in raw) keep(field, at(field));
     }
 
@@ -469,6 +469,8 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
       at: loc(ptr, true),
       locations,
     };
+    if (raw.absent === true) qube.absent = true;
+    if (raw.release === true) qube.release = true;
     if (cls) qube.class = cls;
     if (template !== undefined) qube.template = template;
     if (label !== undefined) qube.label = label;

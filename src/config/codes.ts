@@ -50,6 +50,7 @@ export const CONFIG_CODES = {
   "QIAC-E065": "a `source:` file that does not exist, is not a regular file, or cannot be read",
   "QIAC-E066": "invalid `wait` timeout",
   "QIAC-E067": "a `guest:` on a qube whose `state` is halted or paused (its guest is reached only while it runs)",
+  "QIAC-E070": "`absent: true`, `release: true` and `protect: true` on the same qube (they contradict each other)",
   "QIAC-W001": "YAML warning (for example an unknown tag)",
   "QIAC-W010": "unknown property name (passed through unchanged, since Qubes adds properties)",
   "QIAC-W011": "unknown pool driver (its parameters are passed through unchecked)",

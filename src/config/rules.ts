@@ -45,7 +45,7 @@ function boolProperty(q: DesiredQube, name: string): boolean | undefined {
 
 export const createdQubesAreComplete: Rule = (state) =>
   [...state.qubes.values()].flatMap((q) => {
-    if (q.adopt) return [];
+    if (q.adopt || q.absent || q.release) return [];
     // A key that is written but invalid has its own diagnostic: only keys not written are missing.
     const missing = [q.locations.has("class") ? undefined : "class", q.locations.has("label") ? undefined : "label"];
     if (q.class !== undefined && TEMPLATE_BASED_CLASSES.has(q.class) && !q.locations.has("template")) missing.push("template");
@@ -246,8 +246,19 @@ export const guestsReachDistinctAgents: Rule = (state) => {
   return out;
 };
 
+/** `absent: true` destroys, `release: true` lets go, `protect: true` forbids destroying: at most one of them. */
+export const lifecycleKeysAgree: Rule = (state) =>
+  [...state.qubes.values()].flatMap((q) => {
+    const set = (["absent", "release", "protect"] as const).filter((k) => (k === "absent" ? q.absent : k === "release" ? q.release : q.protect) === true);
+    if (set.length < 2) return [];
+    return [
+      diagnostic("QIAC-E070", `qube '${q.name}' has ${set.map((k) => `${k}: true`).join(" and ")}, which contradict each other`, locate(q, set[1] as QubeField), "keep the one you mean"),
+    ];
+  });
+
 export const RULES: readonly Rule[] = [
   createdQubesAreComplete,
+  lifecycleKeysAgree,
   templateOnlyForTemplateBasedClasses,
   propertiesExistForClass,
   volumesCanBeSized,

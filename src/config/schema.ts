@@ -148,6 +148,11 @@ const qube: Schema = {
     pool: { description: "Storage pool for all volumes at creation (admin.vm.CreateInPool); cannot change later.", type: "string" },
     adopt: { description: "Manage an existing qube that qubes-iac did not create.", type: "boolean" },
     protect: { description: "Never destroy or replace this qube.", type: "boolean" },
+    absent: {
+      description: "Destroy this qube (one qubes-iac created or adopted), with the same confirmation as any destruction. Dropping an adopted qube from the config only releases it.",
+      type: "boolean",
+    },
+    release: { description: "Let go of this qube without destroying it: qubes-iac removes only its own tag and records.", type: "boolean" },
     state: { description: "Power state to keep: running, halted or paused. Absent: not managed.", enum: ["running", "halted", "paused"] },
     properties: { description: `Qube properties (qvm-prefs); "${DEFAULT_MARKER}" resets one to its default.`, type: "object" },
     features: {

@@ -5,7 +5,7 @@ import type { Diagnostic } from "../model/diagnostics.js";
 export const EXPORT_CODES = {
   "QIAC-E301": "a label the owner manages cannot be exported: qubesd does not tell its colour until it restarts",
   "QIAC-W301": "a custom label left out: qubesd does not tell its colour until it restarts",
-  "QIAC-W302": "a qube of the inventory left out: it lacks the owner tag (ownership drift) or its adopt was interrupted",
+  "QIAC-W302": "a qube of the inventory left out: it lacks its ownership marker (ownership drift) or its adopt was interrupted",
   "QIAC-W303": "a value left out: the config format cannot hold it as read",
 } as const;
 

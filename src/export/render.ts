@@ -8,7 +8,7 @@ import { GLOBAL_PROPERTIES, POOL_DRIVERS, QUBE_PROPERTIES, classesOf, type Prope
 import type { ActualProperty, ActualQube, ActualState } from "../model/actual.js";
 import { CONFIG_VERSION, TEMPLATE_BASED_CLASSES, type QubeClass } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import { ownershipNames, readInventory, readQubeRecords, RECORD_PREFIX } from "../model/ownership.js";
+import { lifecycleOf, ownershipNames, readInventory, readQubeRecords, RECORD_PREFIX } from "../model/ownership.js";
 import { checkFeatureName, checkFeatureValue, checkTagName, parseFirewallRule, parseQubesBool, PROHIBITED_FEATURES, type FirewallRule } from "../model/qubes-rules.js";
 import { exportDiagnostic } from "./codes.js";
 import { sizedVolumes } from "./read.js";
@@ -121,13 +121,14 @@ const isAutomaticFeature = (f: string): boolean => AUTOMATIC_FEATURES.has(f) || 
 
 type QubeEntry = Record<string, unknown>;
 
-function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned: boolean, diagnostics: Diagnostic[]): QubeEntry {
+function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned: boolean, created: boolean, diagnostics: Diagnostic[]): QubeEntry {
   const names = ownershipNames(o.owner);
   const address = `qube.${q.name}`;
   const prop = (n: string): ActualProperty | undefined => q.properties.get(n);
-  const rec = readQubeRecords(o.owner, q.featureNames ?? []);
+  const rec = readQubeRecords(o.owner, prop("uuid")?.raw, q.featureNames ?? [], q.templateFeatureNames);
   const entry: QubeEntry = {};
-  if (!owned) entry.adopt = true;
+  // Only what qubes-iac created is exported without adopt: dropping an adopted qube releases it.
+  if (!created) entry.adopt = true;
   entry.class = q.klass;
   const template = prop("template")?.raw ?? "";
   if (TEMPLATE_BASED_CLASSES.has(q.klass as QubeClass) && template !== "") entry.template = template;
@@ -249,14 +250,16 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
   const qubes: Record<string, QubeEntry> = {};
   for (const q of [...actual.qubes.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const inInventory = inventory.qubes.has(q.name) || inventory.intents.has(q.name);
-    const owned = inInventory && (q.tags?.has(ownerTag) ?? false);
+    const tagged = q.tags?.has(ownerTag) ?? false;
+    const marked = readQubeRecords(o.owner, q.properties.get("uuid")?.raw, q.featureNames ?? [], q.templateFeatureNames).own || (inventory.legacy.has(q.name) && tagged);
+    const owned = inInventory && marked;
     if (!o.all && !owned) {
       diagnostics.push(
-        exportDiagnostic("QIAC-W302", `qube ${q.name} is in the inventory of ${o.owner} but lacks the tag ${ownerTag}: left out`, `qube.${q.name}`, "`qubes-iac plan` says why (ownership drift or an interrupted adopt)"),
+        exportDiagnostic("QIAC-W302", `qube ${q.name} is in the inventory of ${o.owner} but lacks its ownership marker (${ownerTag} alone is no claim): left out`, `qube.${q.name}`, "`qubes-iac plan` says why (ownership drift or an interrupted adopt)"),
       );
       continue;
     }
-    qubes[q.name] = exportQube(q, actual, o, owned, diagnostics);
+    qubes[q.name] = exportQube(q, actual, o, owned, owned && lifecycleOf(inventory, q.name) === "created", diagnostics);
   }
 
   const config: Record<string, unknown> = { version: CONFIG_VERSION, owner: o.owner };

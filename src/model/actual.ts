@@ -34,6 +34,11 @@ export type ActualQube = {
   featureNames?: ReadonlySet<string>;
   /** Values of the features that were read (a subset of featureNames). */
   features: ReadonlyMap<string, string>;
+  /**
+   * A DispVM's disposable template's feature names (feature.List), read only when the DispVM
+   * carries format-1 records: those the template has too were copied by qubesd, not set on it.
+   */
+  templateFeatureNames?: ReadonlySet<string>;
   /** firewall.Get in canonical form; undefined when not read. */
   firewall?: readonly string[];
   /** volume.Info of the volumes that were read. */

@@ -72,6 +72,8 @@ export type QubeField =
   | "state"
   | "protect"
   | "adopt"
+  | "absent"
+  | "release"
   | "properties"
   | "features"
   | "tags"
@@ -97,6 +99,10 @@ export type DesiredQube = {
   adopt: boolean;
   /** Never destroy or replace this qube. */
   protect: boolean;
+  /** Destroy the qube (created or adopted; with the same confirmation as any destruction). */
+  absent?: boolean;
+  /** Let go of the qube without destroying it: qubes-iac's tag and records are removed, nothing else. */
+  release?: boolean;
   /** Power state to reach; undefined when the config does not manage it. */
   state?: PowerState;
   /** Only the properties the config names, in config order. */

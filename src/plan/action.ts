@@ -2,15 +2,17 @@
 // Callers ask the predicates (`isDestroying`, `countsAs…`) instead of comparing action strings,
 // so adding an action is a change in this one file that the compiler walks through.
 
-export type Action = "no-op" | "create" | "update" | "delete" | "replace" | "forget";
+export type Action = "no-op" | "create" | "update" | "delete" | "replace" | "forget" | "release";
 
-export const ACTIONS: readonly Action[] = ["no-op", "create", "update", "delete", "replace", "forget"];
+export const ACTIONS: readonly Action[] = ["no-op", "create", "update", "delete", "replace", "forget", "release"];
 
 /**
  * - `replace`: delete, then create under the same name (Qubes names are unique, so never the
  *   other way round); the qube's data is lost.
  * - `forget`: drop qubes-iac's ownership record of something that no longer exists; Qubes itself
  *   is not touched.
+ * - `release`: qubes-iac stops managing something that exists (an adopted qube dropped from the
+ *   config, or `release: true`): only its tag and records are removed; nothing else is touched.
  */
 export function actionSymbol(a: Action): string {
   switch (a) {
@@ -26,6 +28,8 @@ export function actionSymbol(a: Action): string {
       return "-/+";
     case "forget":
       return ".";
+    case "release":
+      return "<";
     default: {
       const never: never = a;
       return never;
@@ -48,6 +52,8 @@ export function actionPhrase(a: Action): string {
       return "must be replaced";
     case "forget":
       return "will be forgotten (it no longer exists; only qubes-iac's record is removed)";
+    case "release":
+      return "will be released (not destroyed)";
     default: {
       const never: never = a;
       return never;
@@ -63,3 +69,4 @@ export const countsAsAdd = (a: Action): boolean => a === "create" || a === "repl
 export const countsAsChange = (a: Action): boolean => a === "update";
 export const countsAsDestroy = (a: Action): boolean => a === "delete" || a === "replace";
 export const countsAsForget = (a: Action): boolean => a === "forget";
+export const countsAsRelease = (a: Action): boolean => a === "release";

@@ -21,7 +21,8 @@ export type Attributes = Record<string, AttrValue>;
  * - create: before null, after the desired attributes;
  * - delete: before what was read, after null;
  * - update, replace, no-op: both; a replace's `after` is the new qube;
- * - forget: before the ownership record, after null.
+ * - forget: before the ownership record, after null;
+ * - release: before what was read, after null (the qube stays; only qubes-iac's marks go).
  * `reasons` are for display only; nothing may branch on them.
  */
 export type ResourceChange = {
@@ -43,7 +44,7 @@ export type ResourceChange = {
   destroysData: boolean;
 };
 
-export type StepKind = "setup" | "create" | "update" | "delete" | "forget";
+export type StepKind = "setup" | "create" | "update" | "delete" | "forget" | "release";
 
 /**
  * One unit of apply work on one resource: its ops run in order, after every step it depends on.

@@ -6,7 +6,7 @@ import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
 
 export const PLAN_CODES = {
   "QIAC-E101": "a qube of the config exists but is not managed by this owner (set `adopt: true` to take it over)",
-  "QIAC-E102": "ownership drift: the inventory lists a qube whose `managed-by-<owner>` tag was removed",
+  "QIAC-E102": "ownership drift: the inventory lists a qube that lacks its marker record (`<uuid>.own`; format 1: the `managed-by-<owner>` tag): removed, or the qube was made again by hand",
   "QIAC-E103": "a protected qube would be destroyed (delete or replace)",
   "QIAC-E104": "a qube or label to remove is still used by something the config does not change",
   "QIAC-E105": "a change Qubes accepts only on a halted qube, on a qube that is not halted (blocked without --allow-restart)",
@@ -34,12 +34,17 @@ export const PLAN_CODES = {
   "QIAC-E127": "a pool is to be removed but is still in use: volumes of qubes that stay, or a default_pool* global property (qubesd refuses to remove a pool in use)",
   "QIAC-E130": "a reference names a qube that cannot serve for it: a netvm without provides_network, a default_dispvm or DispVM template without template_for_dispvms, a template that is not a TemplateVM",
   "QIAC-E140": "a firewall rule whose `expire` has passed (qubesd drops it, so it would be set again on every apply)",
+  "QIAC-E150": "another owner's inventory lists the qube to adopt or create, or the label or pool to create (one object has one owner; --take-ownership OWNER takes it over)",
+  "QIAC-E151": "a qube without a valid `uuid` property (qubes-iac binds its records to it)",
+  "QIAC-E152": "`absent: true` on a qube this owner does not manage",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
   "QIAC-W104": "an apply of the same owner is running (its lock is held): the plan shows Qubes before the rest of its changes",
   "QIAC-W110": "a qube to remove or replace was checked for references only among the qubes a management qube's qrexec policy shows: qubesd's own check at apply is the final word",
   "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
+  "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
+  "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

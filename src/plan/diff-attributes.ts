@@ -1,12 +1,13 @@
 // The attribute-by-attribute diff of an existing qube against its desired state: label,
 // template, properties, features, tags, firewall, volume sizes and the protect record. It
-// accumulates before/after values, the ops (ownership records written before what they
-// describe, removed after it) and the references gained or dropped; power and ownership ops are
-// the caller's. Pure; reads only the DiffContext.
+// accumulates before/after values, the ops (ownership records, bound to the qube's UUID,
+// written before what they describe, removed after it) and the references gained or dropped;
+// power and ownership ops are the caller's. Only what the config names or a record of this qube
+// claims is touched: what Qubes gave the qube (a DispVM's copy of its template) stays. Pure.
 
 import { formatAddress, labelAddress } from "../model/address.js";
 import { locate, TEMPLATE_BASED_CLASSES, type DesiredQube, type QubeClass } from "../model/desired.js";
-import { MARKER_VALUE, RECORD_PREFIX, type QubeRecords } from "../model/ownership.js";
+import { RECORD_PREFIX, type QubeRecords, type RecordKey } from "../model/ownership.js";
 import type { DetailedQube, DiffContext } from "./_context.js";
 import type { Attributes } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
@@ -36,9 +37,16 @@ export function newAcc(): Acc {
   return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], uses: [], unreferences: [] };
 }
 
-export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: QubeRecords, acc: Acc): void {
+export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: QubeRecords, acc: Acc, uuid: string): void {
   const { names } = ctx;
   const vm = q.name;
+  const owner = ctx.desired.owner;
+  const setRecord = (record: RecordKey): Op => ({ op: "record.set", vm, owner, uuid, record });
+  const removeRecord = (record: RecordKey): Op => ({ op: "record.remove", vm, owner, uuid, record });
+  const recordCheck = (record: RecordKey): void => {
+    const name = names.record(uuid, record);
+    ctx.addCheck({ check: "feature", vm, name, expect: a.featureNames.has(name) ? { present: true } : { absent: true } });
+  };
   const address = `qube.${vm}`;
   const prop = (p: string) => a.properties.get(p);
 
@@ -128,12 +136,12 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
     const want = q.features.has(f) ? (q.features.get(f) ?? null) : null;
     const owned = rec.features.has(f);
     ctx.addCheck({ check: "feature", vm, name: f, expect: checkedValue(cur ?? undefined) });
-    ctx.addCheck({ check: "feature", vm, name: names.feature(f), expect: owned ? { present: true } : { absent: true } });
+    recordCheck(`feature.${f}`);
     acc.before[key] = cur;
     acc.after[key] = want;
     if (want !== null) {
       if (cur !== want) {
-        if (!owned) acc.ops.push({ op: "feature.set", vm, name: names.feature(f), value: MARKER_VALUE });
+        if (!owned) acc.ops.push(setRecord(`feature.${f}`));
         acc.ops.push({ op: "feature.set", vm, name: f, value: want });
         acc.changed.push(key);
       }
@@ -142,7 +150,7 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
         acc.ops.push({ op: "feature.remove", vm, name: f });
         acc.changed.push(key);
       }
-      if (owned) acc.ops.push({ op: "feature.remove", vm, name: names.feature(f) });
+      if (owned) acc.ops.push(removeRecord(`feature.${f}`));
     }
   }
 
@@ -150,37 +158,39 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
   const relevant = new Set([...q.tags, ...rec.tags, names.ownerTag]);
   for (const t of sorted(relevant)) {
     ctx.addCheck({ check: "tag", vm, name: t, present: a.tags.has(t) });
-    if (t !== names.ownerTag) ctx.addCheck({ check: "feature", vm, name: names.tag(t), expect: rec.tags.has(t) ? { present: true } : { absent: true } });
+    if (t !== names.ownerTag) recordCheck(`tag.${t}`);
   }
   acc.before.tags = sorted([...relevant].filter((t) => a.tags.has(t)));
   acc.after.tags = sorted([...q.tags, names.ownerTag]);
   for (const t of sorted(q.tags)) {
     if (a.tags.has(t)) continue;
-    if (!rec.tags.has(t)) acc.ops.push({ op: "feature.set", vm, name: names.tag(t), value: MARKER_VALUE });
+    if (!rec.tags.has(t)) acc.ops.push(setRecord(`tag.${t}`));
     acc.ops.push({ op: "tag.set", vm, name: t });
   }
   for (const t of sorted(rec.tags)) {
     if (q.tags.has(t)) continue;
     if (a.tags.has(t)) acc.ops.push({ op: "tag.remove", vm, name: t });
-    acc.ops.push({ op: "feature.remove", vm, name: names.tag(t) });
+    acc.ops.push(removeRecord(`tag.${t}`));
   }
   if (!sameList(acc.before.tags, acc.after.tags)) acc.changed.push("tags");
 
-  // Firewall: the config's list, or back to Qubes' default when qubes-iac set it and the config dropped it.
+  // Firewall: the config's list replaces the current one. When the config drops it, the rules
+  // qubes-iac set go back to Qubes' default — except on a DispVM, whose starting point is its
+  // template's list (qubes/vm/dispvm.py copies it): there the rules stay, only the record goes.
   if (q.firewall !== undefined || rec.firewall) {
     const cur = a.firewall;
     if (cur === undefined) throw new Error(`internal: the firewall of qube '${vm}' was not read`);
     ctx.addCheck({ check: "firewall", vm, expect: firewallFingerprint(cur) });
-    ctx.addCheck({ check: "feature", vm, name: names.firewall, expect: rec.firewall ? { present: true } : { absent: true } });
-    const want = q.firewall ?? DEFAULT_FIREWALL;
+    recordCheck("firewall");
+    const want = q.firewall ?? (a.klass === "DispVM" ? cur : DEFAULT_FIREWALL);
     acc.before.firewall = [...cur];
     acc.after.firewall = [...want];
     if (!sameList(cur, want)) {
-      if (q.firewall !== undefined && !rec.firewall) acc.ops.push({ op: "feature.set", vm, name: names.firewall, value: MARKER_VALUE });
+      if (q.firewall !== undefined && !rec.firewall) acc.ops.push(setRecord("firewall"));
       acc.ops.push({ op: "firewall.set", vm, rules: [...want] });
       acc.changed.push("firewall");
     }
-    if (q.firewall === undefined) acc.ops.push({ op: "feature.remove", vm, name: names.firewall });
+    if (q.firewall === undefined) acc.ops.push(removeRecord("firewall"));
   }
 
   for (const [v, { size }] of q.volumes) {
@@ -208,11 +218,11 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
   // protect is recorded on the qube; only an explicit `protect: false` lifts the record.
   if (q.protect || rec.protect || q.locations.has("protect")) {
     const want = q.protect || (rec.protect && !q.locations.has("protect"));
-    ctx.addCheck({ check: "feature", vm, name: names.protect, expect: rec.protect ? { present: true } : { absent: true } });
+    recordCheck("protect");
     acc.before.protect = String(rec.protect);
     acc.after.protect = String(want);
     if (want !== rec.protect) {
-      acc.ops.push(want ? { op: "feature.set", vm, name: names.protect, value: MARKER_VALUE } : { op: "feature.remove", vm, name: names.protect });
+      acc.ops.push(want ? setRecord("protect") : removeRecord("protect"));
       acc.changed.push("protect");
     }
   }

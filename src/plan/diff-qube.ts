@@ -1,14 +1,14 @@
-// The diff of one qube: create, update (including adopt and finishing an interrupted create),
-// replace, delete or forget, each as a ResourceChange plus the steps that carry it out, with the
-// ownership records written in crash-safe order (intent before Create, then the isolation writes
-// of isolation.ts, the tag, then the confirmed inventory entry) and the power transitions around
-// halted-only changes. Pure; reads
-// only the DiffContext (attribute comparison is in diff-attributes.ts).
+// The diff of one qube: create, update (including adopt, take-over and finishing an interrupted
+// create), replace, delete, release or forget, each as a ResourceChange plus the steps that carry
+// it out, with the ownership records written in crash-safe order (intent before Create, the
+// qube's UUID-bound marker right after, then the inventory entry; docs/ownership.md) and the
+// power transitions around halted-only changes; the network-isolation writes go first
+// (isolation.ts). Pure; reads only the DiffContext (attribute comparison is in diff-attributes.ts).
 
 import { formatAddress, qubeAddress } from "../model/address.js";
 import { settledPower, type ActualQube, type SettledPower } from "../model/actual.js";
 import { locate, type DesiredQube, type QubeClass, type QubeField } from "../model/desired.js";
-import { ENTRY_OWNED, MARKER_VALUE, readQubeRecords, type QubeRecords } from "../model/ownership.js";
+import { MARKER_VALUE, otherOwnerMarks, readQubeRecords, type Lifecycle, type QubeRecords, type RecordKey } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { DetailedQube, DiffContext, QubeOwnership } from "./_context.js";
 import type { Action } from "./action.js";
@@ -92,6 +92,119 @@ function powerOps(vm: string, from: SettledPower, target: SettledPower): Op[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Records and entries
+
+/** A record op on a qube: `uuid` undefined for a qube this apply creates (the executor binds it). */
+export function recordSet(ctx: DiffContext, vm: string, uuid: string | undefined, record: RecordKey): Op {
+  return uuid === undefined ? { op: "record.set", vm, owner: ctx.desired.owner, record } : { op: "record.set", vm, owner: ctx.desired.owner, uuid, record };
+}
+
+/** The dom0 entries of this owner that list `vm`, as they are now. */
+function entryNames(ctx: DiffContext, vm: string): string[] {
+  const { names, inventory } = ctx;
+  return [
+    ...(inventory.created.has(vm) ? [names.created(vm)] : []),
+    ...(inventory.adopted.has(vm) ? [names.adopted(vm)] : []),
+    ...(inventory.legacy.has(vm) ? [names.legacyQube(vm)] : []),
+  ];
+}
+
+/** The plan relies on the entries and the intent being as read. */
+function checkEntries(ctx: DiffContext, vm: string): void {
+  const { names, inventory } = ctx;
+  const exp = (b: boolean) => (b ? { present: true as const } : { absent: true as const });
+  ctx.addCheck({ check: "feature", vm: "dom0", name: names.created(vm), expect: exp(inventory.created.has(vm)) });
+  ctx.addCheck({ check: "feature", vm: "dom0", name: names.adopted(vm), expect: exp(inventory.adopted.has(vm)) });
+  if (inventory.legacy.has(vm)) ctx.addCheck({ check: "feature", vm: "dom0", name: names.legacyQube(vm), expect: { present: true } });
+  ctx.addCheck({ check: "feature", vm: "dom0", name: names.intent(vm), expect: exp(inventory.intents.has(vm)) });
+}
+
+/** The qube is the one the plan read (a qube made again under the same name has another UUID). */
+function checkUuid(ctx: DiffContext, vm: string, uuid: string): void {
+  ctx.addCheck({ check: "property", holder: { vm }, name: "uuid", default: false, value: uuid });
+}
+
+function noUuid(ctx: DiffContext, vm: string, q: DesiredQube | undefined): QubeDiff {
+  ctx.diagnostics.push(
+    planDiagnostic("QIAC-E151", `qube ${vm} has no valid \`uuid\` property: qubes-iac binds its records to it and cannot tell them from copies`, {
+      address: `qube.${vm}`,
+      ...(q ? { location: q.at } : {}),
+      hint: "check the qube with qvm-prefs; qubes-iac needs a Qubes release whose property.GetAll prints uuid",
+    }),
+  );
+  return { steps: [] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One owner per object
+
+/**
+ * Another owner's inventory lists the object: refused (a located error naming the owner) unless
+ * `--take-ownership OWNER`; then the ops that remove the other owner's dom0 entries, first.
+ */
+export function otherOwnerEntries(
+  ctx: DiffContext,
+  kind: "qube" | "label" | "pool",
+  name: string,
+  location: DesiredQube["at"] | undefined,
+  reasons: string[],
+): { ok: boolean; ops: Op[]; takenFrom: string[] } {
+  const map = kind === "qube" ? ctx.others.qubes : kind === "label" ? ctx.others.labels : ctx.others.pools;
+  const listed = map.get(name);
+  if (listed === undefined) return { ok: true, ops: [], takenFrom: [] };
+  const ops: Op[] = [];
+  const takenFrom: string[] = [];
+  let ok = true;
+  for (const [other, features] of [...listed].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (!ctx.takeOwnership.has(other)) {
+      ok = false;
+      ctx.diagnostics.push(
+        planDiagnostic("QIAC-E150", `${kind} ${name} is managed by owner ${other} (its inventory in dom0 lists it): one object has one owner`, {
+          address: `${kind}.${name}`,
+          ...(location ? { location } : {}),
+          hint: `leave it to ${other}, or take it over explicitly: plan and apply with --take-ownership ${other}`,
+        }),
+      );
+      continue;
+    }
+    takenFrom.push(other);
+    for (const f of [...features].sort()) {
+      ctx.addCheck({ check: "feature", vm: "dom0", name: f, expect: { present: true } });
+      ops.push({ op: "feature.remove", vm: "dom0", name: f });
+    }
+    reasons.push(`take over from owner ${other} (--take-ownership ${other}): its inventory entries are removed`);
+  }
+  return { ok, ops, takenFrom };
+}
+
+/** The other owners' marks on the qube itself that a take-over removes: their tag and their records bound to it. */
+function otherOwnerQubeOps(ctx: DiffContext, a: DetailedQube, uuid: string, owners: readonly string[]): Op[] {
+  const ops: Op[] = [];
+  for (const other of owners) {
+    for (const f of readQubeRecords(other, uuid, a.featureNames, a.templateFeatureNames).names) ops.push({ op: "feature.remove", vm: a.name, name: f });
+    const tag = `managed-by-${other}`;
+    if (a.tags.has(tag)) {
+      ctx.addCheck({ check: "tag", vm: a.name, name: tag, present: true });
+      ops.push({ op: "tag.remove", vm: a.name, name: tag });
+    }
+  }
+  return ops;
+}
+
+/** A tag or a record of another owner alone is no claim (a DispVM copies its template's): a warning. */
+function warnOtherMarks(ctx: DiffContext, q: DesiredQube, a: DetailedQube): void {
+  const listed = ctx.others.qubes.get(q.name);
+  const marks = otherOwnerMarks(ctx.desired.owner, a.featureNames, a.tags).filter((o) => !listed?.has(o));
+  if (marks.length === 0) return;
+  ctx.diagnostics.push(
+    planDiagnostic("QIAC-W150", `qube ${q.name} carries the tag or records of owner${marks.length === 1 ? "" : "s"} ${marks.join(", ")}, whose inventory does not list it: no claim (perhaps copied from its template); it is adopted`, {
+      address: `qube.${q.name}`,
+      location: locate(q, "adopt"),
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Create
 
 function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string): { ops: Op[]; after: Attributes; afterDefault: string[] } {
@@ -109,15 +222,19 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     create.pool = q.pool;
     after.pool = q.pool;
   }
+  // The new qube's UUID is read right after Create: every record of it is bound to that UUID.
+  const record = (key: RecordKey): Op => recordSet(ctx, vm, undefined, key);
   const ops: Op[] = [
     { op: "feature.set", vm: "dom0", name: names.intent(vm), value: "create" },
     create,
+    { op: "vm.uuid", vm },
+    record("own"),
     { op: "tag.set", vm, name: names.ownerTag },
-    { op: "feature.set", vm: "dom0", name: names.qube(vm), value: ENTRY_OWNED },
+    { op: "feature.set", vm: "dom0", name: names.created(vm), value: MARKER_VALUE },
     { op: "feature.remove", vm: "dom0", name: names.intent(vm) },
   ];
   if (q.protect) {
-    ops.push({ op: "feature.set", vm, name: names.protect, value: MARKER_VALUE });
+    ops.push(record("protect"));
     after.protect = "true";
   }
   for (const [p, v] of q.properties) {
@@ -133,13 +250,13 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
   }
   for (const [f, v] of q.features) {
     if (v === null) continue;
-    ops.push({ op: "feature.set", vm, name: names.feature(f), value: MARKER_VALUE }, { op: "feature.set", vm, name: f, value: v });
+    ops.push(record(`feature.${f}`), { op: "feature.set", vm, name: f, value: v });
     after[`features.${f}`] = v;
   }
-  for (const t of sorted(q.tags)) ops.push({ op: "feature.set", vm, name: names.tag(t), value: MARKER_VALUE }, { op: "tag.set", vm, name: t });
+  for (const t of sorted(q.tags)) ops.push(record(`tag.${t}`), { op: "tag.set", vm, name: t });
   after.tags = sorted([...q.tags, names.ownerTag]);
   if (q.firewall !== undefined) {
-    ops.push({ op: "feature.set", vm, name: names.firewall, value: MARKER_VALUE }, { op: "firewall.set", vm, rules: [...q.firewall] });
+    ops.push(record("firewall"), { op: "firewall.set", vm, rules: [...q.firewall] });
     after.firewall = [...q.firewall];
   }
   for (const [v, { size }] of q.volumes) {
@@ -166,16 +283,18 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
     );
     return { steps: [] };
   }
+  const change = emptyChange(q.name, "create");
+  const taken = otherOwnerEntries(ctx, "qube", q.name, q.at, change.reasons);
+  if (!taken.ok) return { steps: [] };
   ctx.addCheck({ check: "qube-absent", vm: q.name });
   checkNewQubeProperties(ctx, q, q.class);
   const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label);
-  const change = emptyChange(q.name, "create");
   change.after = after;
   change.afterDefault = afterDefault;
   if (own.confirmed || own.intent) change.reasons.push("the inventory lists it but it does not exist: it is created again");
   return {
     change,
-    steps: [{ id: stepId("create", address), address, kind: "create", ops, uses: desiredReferences(q).map((r) => r.address), unreferences: [], after: [] }],
+    steps: [{ id: stepId("create", address), address, kind: "create", ops: [...taken.ops, ...ops], uses: desiredReferences(q).map((r) => r.address), unreferences: [], after: [] }],
   };
 }
 
@@ -183,19 +302,36 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
 // Update (and adopt, and finishing an interrupted create)
 
 type Adoption = "owned" | "adopt";
-type ExistingOwnership = Exclude<QubeOwnership, { kind: "absent" }>;
+type Marks = { confirmed: boolean; intent: boolean; marked: boolean; tagged: boolean };
 
-function ownershipOps(ctx: DiffContext, vm: string, own: ExistingOwnership, adoption: Adoption): Op[] {
-  const { names } = ctx;
+/**
+ * What makes the qube fully recorded as the owner's: the intent of an adopt first (so an
+ * interruption before the marker is recognised), the marker bound to its UUID, the tag, the
+ * entry of its lifecycle (a format-1 entry is rewritten), the intent removed last.
+ */
+function ownershipOps(ctx: DiffContext, vm: string, uuid: string, own: Marks, lifecycle: Lifecycle, adoption: Adoption): Op[] {
+  const { names, inventory } = ctx;
   const ops: Op[] = [];
-  if (!own.tagged) {
-    // An adopt records its intent first, so an interruption before the tag is recognised later.
+  const marking = !own.marked || inventory.legacy.has(vm);
+  if (marking) {
     if (adoption === "adopt" && !own.intent) ops.push({ op: "feature.set", vm: "dom0", name: names.intent(vm), value: "adopt" });
-    ops.push({ op: "tag.set", vm, name: names.ownerTag });
+    ops.push(recordSet(ctx, vm, uuid, "own"));
   }
-  if (!own.confirmed) ops.push({ op: "feature.set", vm: "dom0", name: names.qube(vm), value: ENTRY_OWNED });
-  if (own.intent || (adoption === "adopt" && !own.tagged)) ops.push({ op: "feature.remove", vm: "dom0", name: names.intent(vm) });
+  if (!own.tagged) ops.push({ op: "tag.set", vm, name: names.ownerTag });
+  const entry = lifecycle === "created" ? names.created(vm) : names.adopted(vm);
+  if (!(lifecycle === "created" ? inventory.created : inventory.adopted).has(vm)) ops.push({ op: "feature.set", vm: "dom0", name: entry, value: MARKER_VALUE });
+  if (lifecycle === "adopted" && inventory.created.has(vm)) ops.push({ op: "feature.remove", vm: "dom0", name: names.created(vm) });
+  if (inventory.legacy.has(vm)) ops.push({ op: "feature.remove", vm: "dom0", name: names.legacyQube(vm) });
+  if (own.intent || (adoption === "adopt" && marking && !own.marked)) ops.push({ op: "feature.remove", vm: "dom0", name: names.intent(vm) });
   return ops;
+}
+
+/** Format-1 records that are the qube's, rewritten bound to its UUID (the new one first). */
+function migrationOps(ctx: DiffContext, vm: string, uuid: string, rec: QubeRecords): Op[] {
+  return [...rec.legacy].sort((a, b) => (a.name < b.name ? -1 : 1)).flatMap(({ name, key }): Op[] => {
+    ctx.addCheck({ check: "feature", vm, name, expect: { present: true } });
+    return [recordSet(ctx, vm, uuid, key), { op: "feature.remove", vm, name }];
+  });
 }
 
 /**
@@ -217,15 +353,27 @@ function netvmToStart(ctx: DiffContext, current: SettledPower | undefined, pre: 
   return netvm;
 }
 
-function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, adoption: Adoption): QubeDiff {
+function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adoption: Adoption): QubeDiff {
   const vm = q.name;
   const address = `qube.${vm}`;
   const a = ctx.detail(vm);
-  const rec = readQubeRecords(ctx.desired.owner, a.featureNames);
+  const uuid = ctx.uuidOf(vm);
+  if (uuid === undefined) return noUuid(ctx, vm, q);
+  const lifecycle: Lifecycle = adoption === "adopt" ? "adopted" : (own.lifecycle ?? "adopted");
+  const reasons: string[] = [];
+  let takeOver: Op[] = [];
+  if (adoption === "adopt") {
+    const taken = otherOwnerEntries(ctx, "qube", vm, locate(q, "adopt"), reasons);
+    if (!taken.ok) return { steps: [] };
+    takeOver = [...taken.ops, ...otherOwnerQubeOps(ctx, a, uuid, taken.takenFrom)];
+    warnOtherMarks(ctx, q, a);
+  }
+  const rec = ctx.records(vm);
   ctx.addCheck({ check: "qube", vm, class: a.klass, power: a.power });
+  checkUuid(ctx, vm, uuid);
 
   if (q.class !== undefined && q.class !== a.klass) {
-    if (adoption === "adopt") {
+    if (lifecycle === "adopted") {
       ctx.diagnostics.push(
         planDiagnostic("QIAC-E111", `qube ${vm} is a ${a.klass}, not a ${q.class}: an adopted qube is never replaced`, {
           location: locate(q, "class"),
@@ -243,7 +391,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
     acc.before.class = a.klass;
     acc.after.class = q.class;
   }
-  diffAttributes(ctx, q, a, rec, acc);
+  diffAttributes(ctx, q, a, rec, acc, uuid);
   acc.ops = isolateUpdate(acc.ops, vm);
 
   const current = settledPower(a.power);
@@ -294,10 +442,10 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
     const at = acc.ops.findIndex((o) => o.op === "property.set" && o.name === "netvm");
     acc.ops.splice(at, 0, { op: "vm.start", vm: startsNetvm });
   }
-  const ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, own, adoption) : [];
-  ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.qube(vm), expect: own.confirmed ? { present: true } : { absent: true } });
-  ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.intent(vm), expect: own.intent ? { present: true } : { absent: true } });
-  const ops = [...ownOps, ...pre, ...acc.ops, ...post];
+  const ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, uuid, own, lifecycle, adoption) : [];
+  const migrate = migrationOps(ctx, vm, uuid, rec);
+  checkEntries(ctx, vm);
+  const ops = [...takeOver, ...ownOps, ...migrate, ...pre, ...acc.ops, ...post];
 
   const change = emptyChange(vm, ops.length > 0 ? "update" : "no-op");
   change.before = acc.before;
@@ -305,8 +453,10 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
   change.beforeDefault = acc.beforeDefault;
   change.afterDefault = acc.afterDefault;
   change.needsHalt = needsHalt;
-  if (adoption === "adopt") change.reasons.push(`adopt: qubes-iac takes over this existing qube (tag ${ctx.names.ownerTag})`);
-  else if (ownOps.length > 0) change.reasons.push("finish an interrupted create: record ownership");
+  change.reasons.push(...reasons);
+  if (adoption === "adopt") change.reasons.push(`adopt: qubes-iac takes over this existing qube (tag ${ctx.names.ownerTag}); dropping it from the config later releases it, never destroys it`);
+  else if (ownOps.length > 0) change.reasons.push(ctx.inventory.legacy.has(vm) ? "rewrite its ownership records in format 2" : "finish an interrupted create: record ownership");
+  if (migrate.length > 0 && !ctx.inventory.legacy.has(vm)) change.reasons.push("rewrite its ownership records in format 2");
   if (pre.length > 0 && needsHalt.length > 0) change.reasons.push(`apply shuts the qube down for ${needsHalt.join(", ")} and starts it again`);
   if (laterKeys.length > 0 && !ctx.options.allowRestart) change.reasons.push(nextStartReason(ctx.actual, laterKeys, vm));
   if (startsNetvm !== undefined) change.reasons.push(`apply starts ${startsNetvm} first: Qubes connects a running qube only to a running netvm`);
@@ -317,10 +467,12 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Delete and replace
+type ExistingMarks = Marks & ({ kind: "owned"; lifecycle: Lifecycle } | { kind: "drift" | "pending-adopt" | "foreign"; lifecycle?: undefined });
 
-/** Attributes shown for a qube that is going away. */
+// ---------------------------------------------------------------------------------------------
+// Delete, replace and release
+
+/** Attributes shown for a qube that is going away (or that qubes-iac lets go of). */
 function goneAttributes(ctx: DiffContext, a: ActualQube & { tags: ReadonlySet<string> }, rec: QubeRecords): Attributes {
   const before: Attributes = { class: a.klass };
   const t = a.properties.get("template");
@@ -355,8 +507,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   change.before = goneAttributes(ctx, a, rec);
   change.destroysData = true;
   change.reasons.push(`class ${a.klass} → ${klass} cannot change in place: the qube is deleted and created again`);
-  ctx.addCheck({ check: "tag", vm, name: ctx.names.ownerTag, present: true });
-  ctx.addCheck({ check: "feature", vm, name: ctx.names.protect, expect: rec.protect ? { present: true } : { absent: true } });
+  checkMarker(ctx, vm);
   if (rec.protect) {
     ctx.diagnostics.push(
       planDiagnostic("QIAC-E103", `qube ${vm} is protected: changing its class would destroy it`, {
@@ -383,29 +534,41 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   };
 }
 
-function diffDelete(ctx: DiffContext, vm: string, own: Extract<QubeOwnership, { kind: "owned" }>): QubeDiff {
+/** The plan relies on the qube's marker records as read: the UUID, its marker, its protect record. */
+function checkMarker(ctx: DiffContext, vm: string): void {
+  const uuid = ctx.uuidOf(vm);
+  const a = ctx.detail(vm);
+  const rec = ctx.records(vm);
+  ctx.addCheck({ check: "tag", vm, name: ctx.names.ownerTag, present: a.tags.has(ctx.names.ownerTag) });
+  if (uuid === undefined) return;
+  checkUuid(ctx, vm, uuid);
+  ctx.addCheck({ check: "feature", vm, name: ctx.names.record(uuid, "own"), expect: rec.own ? { present: true } : { absent: true } });
+  ctx.addCheck({ check: "feature", vm, name: ctx.names.record(uuid, "protect"), expect: a.featureNames.has(ctx.names.record(uuid, "protect")) ? { present: true } : { absent: true } });
+}
+
+function diffDelete(ctx: DiffContext, vm: string, own: { intent: boolean }, why: string, q?: DesiredQube): QubeDiff {
   const address = `qube.${vm}`;
   const a = ctx.detail(vm);
-  const rec = readQubeRecords(ctx.desired.owner, a.featureNames);
+  const rec = ctx.records(vm);
   ctx.addCheck({ check: "qube", vm, class: a.klass, power: a.power });
-  ctx.addCheck({ check: "tag", vm, name: ctx.names.ownerTag, present: own.tagged });
-  ctx.addCheck({ check: "feature", vm, name: ctx.names.protect, expect: rec.protect ? { present: true } : { absent: true } });
+  checkMarker(ctx, vm);
+  checkEntries(ctx, vm);
   const change = emptyChange(vm, "delete");
   change.before = goneAttributes(ctx, a, rec);
   change.destroysData = true;
-  change.reasons.push(`not in the config; managed by ${ctx.desired.owner}`);
+  change.reasons.push(why);
   const power = settledPower(a.power);
   if (power !== undefined && power !== "halted") change.reasons.push(`it is ${power}: apply shuts it down first`);
   if (rec.protect) {
     ctx.diagnostics.push(
-      planDiagnostic("QIAC-E103", `qube ${vm} is protected and no longer in the config: it would be destroyed`, {
+      planDiagnostic("QIAC-E103", `qube ${vm} is protected${q ? "" : " and no longer in the config"}: it would be destroyed`, {
         address,
-        hint: `put qube ${vm} back in the config, or declare it with \`protect: false\` and apply before removing it`,
+        ...(q ? { location: locate(q, "absent") } : {}),
+        hint: `declare qube ${vm} with \`protect: false\` and apply before removing it`,
       }),
     );
   }
-  const ops: Op[] = [...removalOps(vm, a.power)];
-  if (own.confirmed) ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.qube(vm) });
+  const ops: Op[] = [...removalOps(vm, a.power), ...entryNames(ctx, vm).map((name): Op => ({ op: "feature.remove", vm: "dom0", name }))];
   if (own.intent) ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.intent(vm) });
   return {
     change,
@@ -413,14 +576,44 @@ function diffDelete(ctx: DiffContext, vm: string, own: Extract<QubeOwnership, { 
   };
 }
 
+/**
+ * Lets go of a qube without touching anything but qubes-iac's own marks: intent `release`
+ * first (an interruption is finished by the next plan), then the qube's records, the owner tag,
+ * the inventory entries, and the intent last. The qube, its data, features and tags stay.
+ */
+function diffRelease(ctx: DiffContext, vm: string, own: { intent: boolean; tagged: boolean }, why: string): QubeDiff {
+  const address = `qube.${vm}`;
+  const a = ctx.detail(vm);
+  const rec = ctx.records(vm);
+  ctx.addCheck({ check: "qube", vm, class: a.klass });
+  checkMarker(ctx, vm);
+  checkEntries(ctx, vm);
+  const { names } = ctx;
+  const releasing = ctx.actual.dom0Features.get(names.intent(vm)) === "release";
+  const ops: Op[] = [];
+  if (!releasing) ops.push({ op: "feature.set", vm: "dom0", name: names.intent(vm), value: "release" });
+  for (const name of [...rec.names].sort()) {
+    ctx.addCheck({ check: "feature", vm, name, expect: { present: true } });
+    ops.push({ op: "feature.remove", vm, name });
+  }
+  if (own.tagged) ops.push({ op: "tag.remove", vm, name: names.ownerTag });
+  ops.push(...entryNames(ctx, vm).map((name): Op => ({ op: "feature.remove", vm: "dom0", name })));
+  ops.push({ op: "feature.remove", vm: "dom0", name: names.intent(vm) });
+  const change = emptyChange(vm, "release");
+  change.before = goneAttributes(ctx, a, rec);
+  change.reasons.push(why);
+  if (releasing) change.reasons.push("finish an interrupted release");
+  return { change, steps: [{ id: stepId("release", address), address, kind: "release", ops, uses: [], unreferences: [], after: [] }] };
+}
+
 function diffForget(ctx: DiffContext, vm: string, own: { confirmed: boolean; intent: boolean }, why: string): QubeDiff {
   const address = `qube.${vm}`;
   const ops: Op[] = [];
   const before: Attributes = {};
-  if (own.confirmed) {
-    ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.qube(vm) });
-    before.inventory = ctx.names.qube(vm);
-    ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.qube(vm), expect: { present: true } });
+  for (const name of entryNames(ctx, vm)) {
+    ops.push({ op: "feature.remove", vm: "dom0", name });
+    before.inventory = name;
+    ctx.addCheck({ check: "feature", vm: "dom0", name, expect: { present: true } });
   }
   if (own.intent) {
     ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.intent(vm) });
@@ -436,13 +629,70 @@ function diffForget(ctx: DiffContext, vm: string, own: { confirmed: boolean; int
 // ---------------------------------------------------------------------------------------------
 
 function driftDiagnostic(ctx: DiffContext, vm: string, q: DesiredQube | undefined): void {
+  const uuid = ctx.uuidOf(vm);
+  const entry = entryNames(ctx, vm)[0] ?? ctx.names.adopted(vm);
+  const marker = ctx.inventory.legacy.has(vm) ? `its tag ${ctx.names.ownerTag}` : `its record ${uuid === undefined ? ctx.names.record("<uuid>", "own") : ctx.names.record(uuid, "own")}`;
   ctx.diagnostics.push(
-    planDiagnostic("QIAC-E102", `ownership drift: the inventory of ${ctx.desired.owner} lists qube ${vm}, but its tag ${ctx.names.ownerTag} was removed; it is left alone`, {
+    planDiagnostic("QIAC-E102", `ownership drift: the inventory of ${ctx.desired.owner} lists qube ${vm}, but ${marker} is missing (removed, or the qube was made again by hand); it is left alone`, {
       address: `qube.${vm}`,
       ...(q ? { location: q.at } : {}),
-      hint: `if it is still yours, put the tag back (qvm-tags ${vm} add ${ctx.names.ownerTag})${q ? " or set `adopt: true`" : ""}; if it is not, remove ${ctx.names.qube(vm)} from dom0's features (qvm-features dom0 ${ctx.names.qube(vm)} '')`,
+      hint: `if it is yours, set \`adopt: true\` on it${q ? "" : " in the config"}; if it is not, remove ${entry} from dom0's features (qvm-features dom0 ${entry} '')`,
     }),
   );
+}
+
+function notManaged(ctx: DiffContext, q: DesiredQube, what: string, field: QubeField): QubeDiff {
+  ctx.addCheck({ check: "tag", vm: q.name, name: ctx.names.ownerTag, present: ctx.actual.qubes.get(q.name)?.tags?.has(ctx.names.ownerTag) ?? false });
+  ctx.diagnostics.push(
+    planDiagnostic(field === "absent" ? "QIAC-E152" : "QIAC-E101", `qube ${q.name} exists and is not managed by ${ctx.desired.owner}${what}`, {
+      location: field === "absent" ? locate(q, "absent") : q.at,
+      address: `qube.${q.name}`,
+      hint:
+        field === "absent"
+          ? "qubes-iac destroys only a qube it manages: adopt it first (adopt: true, apply), or remove it by hand"
+          : "add `adopt: true` to take it over (its attributes then follow the config), or rename the qube in the config",
+    }),
+  );
+  return { steps: [] };
+}
+
+/** The diff of a qube the config declares with `absent: true`: destroyed when it is ours. */
+function diffAbsent(ctx: DiffContext, q: DesiredQube, own: QubeOwnership): QubeDiff {
+  switch (own.kind) {
+    case "absent":
+      return own.confirmed || own.intent ? diffForget(ctx, q.name, own, "`absent: true` and it does not exist") : { steps: [] };
+    case "owned":
+      return diffDelete(ctx, q.name, own, `\`absent: true\`: qubes-iac ${own.lifecycle === "created" ? "created" : "adopted"} it and destroys it`, q);
+    case "releasing":
+      return diffRelease(ctx, q.name, own, "a release of it was interrupted: it is finished first; plan again to destroy it");
+    case "drift":
+    case "pending-adopt":
+    case "foreign":
+      return notManaged(ctx, q, ": `absent: true` does not destroy it", "absent");
+    default: {
+      const never: never = own;
+      throw new Error(`unhandled ownership ${String(never)}`);
+    }
+  }
+}
+
+/** The diff of a qube the config (or `qubes-iac release`) lets go of. */
+function diffReleased(ctx: DiffContext, vm: string, own: QubeOwnership): QubeDiff {
+  switch (own.kind) {
+    case "owned":
+    case "releasing":
+      return diffRelease(ctx, vm, own, "release: qubes-iac stops managing it; the qube and its data stay as they are");
+    case "absent":
+    case "pending-adopt":
+      return own.confirmed || own.intent ? diffForget(ctx, vm, own, "released, and not managed: only qubes-iac's entries are removed") : { steps: [] };
+    case "drift":
+    case "foreign":
+      return { steps: [] };
+    default: {
+      const never: never = own;
+      throw new Error(`unhandled ownership ${String(never)}`);
+    }
+  }
 }
 
 /** The diff of a qube the config declares. */
@@ -453,14 +703,25 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
     ctx.diagnostics.push(planDiagnostic("QIAC-E122", `qube ${q.name} is a ${listed.klass}, which qubes-iac does not manage`, { location: q.at, address }));
     return { steps: [] };
   }
+  const own = ctx.ownership(q.name);
+  if (q.absent) return diffAbsent(ctx, q, own);
+  if (ctx.releases(q.name)) return diffReleased(ctx, q.name, own);
   checkDesiredReferences(ctx, q);
   checkFirewallExpiry(ctx, q);
-  const own = ctx.ownership(q.name);
   switch (own.kind) {
     case "absent":
       return diffCreate(ctx, q, own);
     case "owned":
       return diffUpdate(ctx, q, own, "owned");
+    case "releasing":
+      ctx.diagnostics.push(
+        planDiagnostic("QIAC-W151", `qube ${q.name}: a release of it was interrupted; it is finished now, and the config's attributes are not applied`, {
+          address,
+          location: q.at,
+          hint: "to manage it again, set `adopt: true` and plan again after this apply",
+        }),
+      );
+      return diffRelease(ctx, q.name, own, "finish an interrupted release");
     case "pending-adopt":
       return diffUpdate(ctx, q, own, "adopt");
     case "drift":
@@ -469,15 +730,7 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
       return { steps: [] };
     case "foreign":
       if (q.adopt) return diffUpdate(ctx, q, own, "adopt");
-      ctx.addCheck({ check: "tag", vm: q.name, name: ctx.names.ownerTag, present: own.tagged });
-      ctx.diagnostics.push(
-        planDiagnostic("QIAC-E101", `qube ${q.name} exists and is not managed by ${ctx.desired.owner}`, {
-          location: q.at,
-          address,
-          hint: `add \`adopt: true\` to take it over (its attributes then follow the config), or rename the qube in the config`,
-        }),
-      );
-      return { steps: [] };
+      return notManaged(ctx, q, "", "adopt");
     default: {
       const never: never = own;
       throw new Error(`unhandled ownership ${String(never)}`);
@@ -485,14 +738,21 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
   }
 }
 
-/** The diff of a qube the inventory lists and the config does not declare. */
+/**
+ * The diff of a qube the inventory lists and the config does not declare: a qube qubes-iac
+ * created is destroyed (unless `qubes-iac release` lets go of it); an adopted one is released.
+ */
 export function diffUndesiredQube(ctx: DiffContext, vm: string): QubeDiff {
   const own = ctx.ownership(vm);
+  if (ctx.releases(vm)) return diffReleased(ctx, vm, own);
   switch (own.kind) {
     case "absent":
       return diffForget(ctx, vm, own, "no longer exists and is not in the config");
     case "owned":
-      return diffDelete(ctx, vm, own);
+      if (own.lifecycle === "adopted") return diffRelease(ctx, vm, own, "not in the config; adopted by qubes-iac, so it is let go of: only qubes-iac's tag and records are removed");
+      return diffDelete(ctx, vm, own, `not in the config; created by ${ctx.desired.owner}`);
+    case "releasing":
+      return diffRelease(ctx, vm, own, "not in the config");
     case "pending-adopt":
       return diffForget(ctx, vm, own, "an adopt of it was interrupted and it is no longer in the config: it stays, not managed");
     case "drift":

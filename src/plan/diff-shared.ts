@@ -12,6 +12,7 @@ import { planDiagnostic } from "./codes.js";
 import { lackedBy } from "./release-rules.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, poolFingerprint, type Op } from "./ops.js";
+import { otherOwnerEntries } from "./diff-qube.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
 
 export type SharedDiff = { changes: ResourceChange[]; steps: PlannedStep[] };
@@ -50,11 +51,13 @@ export function diffLabels(ctx: DiffContext, release: ReleaseContext): SharedDif
     const owned = inventory.labels.has(l.name);
     const actualLabel = labels.get(l.name);
     if (actualLabel === undefined) {
-      ctx.addCheck({ check: "label", name: l.name, expect: { absent: true } });
       const c = change("label", l.name, "create");
+      const taken = otherOwnerEntries(ctx, "label", l.name, l.at, c.reasons);
+      if (!taken.ok) continue;
+      ctx.addCheck({ check: "label", name: l.name, expect: { absent: true } });
       c.after = { colour: l.colour };
       out.changes.push(c);
-      const ops: Op[] = [];
+      const ops: Op[] = [...taken.ops];
       if (!owned) ops.push({ op: "feature.set", vm: "dom0", name: names.label(l.name), value: ENTRY_OWNED });
       ops.push({ op: "label.create", name: l.name, colour: l.colour });
       out.steps.push(step("create", address, ops));
@@ -169,11 +172,13 @@ export function diffPools(ctx: DiffContext): SharedDiff {
     const after: Attributes = { driver: p.driver };
     for (const [k, v] of p.params) after[`params.${k}`] = v;
     if (!poolNames.has(p.name)) {
-      ctx.addCheck({ check: "pool", name: p.name, expect: { absent: true } });
       const c = change("pool", p.name, "create");
+      const taken = otherOwnerEntries(ctx, "pool", p.name, p.at, c.reasons);
+      if (!taken.ok) continue;
+      ctx.addCheck({ check: "pool", name: p.name, expect: { absent: true } });
       c.after = after;
       out.changes.push(c);
-      const ops: Op[] = [];
+      const ops: Op[] = [...taken.ops];
       if (!owned) ops.push({ op: "feature.set", vm: "dom0", name: names.pool(p.name), value: ENTRY_OWNED });
       ops.push({ op: "pool.add", driver: p.driver, name: p.name, params: Object.fromEntries(p.params) });
       out.steps.push(step("create", address, ops));

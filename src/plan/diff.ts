@@ -34,14 +34,22 @@ function undesiredInventory(ctx: DiffContext): string[] {
   return [...new Set([...ctx.inventory.qubes, ...ctx.inventory.intents])].filter((n) => !ctx.desired.qubes.has(n)).sort();
 }
 
+/** The qube may be destroyed by this plan: created and dropped, or `absent: true` (a release destroys nothing). */
+function mayDestroy(ctx: DiffContext, name: string): boolean {
+  if (!ctx.actual.listing.has(name) || ctx.releases(name)) return false;
+  const own = ctx.ownership(name);
+  if (own.kind !== "owned") return false;
+  return ctx.desired.qubes.get(name)?.absent === true || (!ctx.desired.qubes.has(name) && own.lifecycle === "created");
+}
+
 /**
  * Whether planning needs the reference scan (every qube's properties and the globals): only when
  * something may be removed — a qube or label the config dropped, a class or colour change.
  */
-export function needsReferenceScan(desired: DesiredState, actual: ActualState): boolean {
-  const ctx = createContext(desired, actual, { allowRestart: false });
-  for (const name of undesiredInventory(ctx)) {
-    if (actual.listing.has(name) && ctx.ownership(name).kind === "owned") return true;
+export function needsReferenceScan(desired: DesiredState, actual: ActualState, options: Pick<DiffOptions, "release"> = {}): boolean {
+  const ctx = createContext(desired, actual, { allowRestart: false, ...options });
+  for (const name of [...undesiredInventory(ctx), ...[...desired.qubes.values()].filter((q) => q.absent).map((q) => q.name)]) {
+    if (mayDestroy(ctx, name)) return true;
   }
   for (const q of desired.qubes.values()) {
     const listed = actual.listing.get(q.name);
@@ -55,12 +63,13 @@ export function needsReferenceScan(desired: DesiredState, actual: ActualState): 
   return false;
 }
 
-function checkFormat(ctx: DiffContext): boolean {
-  if (!ctx.inventory.formatPresent) return true;
+/** The format the owner's records declare: undefined when there is no format record; false when unreadable or newer. */
+function checkFormat(ctx: DiffContext): number | undefined | false {
+  if (!ctx.inventory.formatPresent) return undefined;
   const raw = ctx.actual.dom0Features.get(ctx.names.format);
   const version = parseFormatVersion(raw);
   ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.format, expect: checkedValue(raw) });
-  if (version !== undefined && version <= OWNERSHIP_FORMAT_VERSION) return true;
+  if (version !== undefined && version <= OWNERSHIP_FORMAT_VERSION) return version;
   ctx.diagnostics.push(
     planDiagnostic("QIAC-E116", `the ownership records of ${ctx.desired.owner} have format ${raw ?? "(unreadable)"}; this qubes-iac reads format ${OWNERSHIP_FORMAT_VERSION}`, {
       location: ctx.desired.at,
@@ -152,6 +161,7 @@ function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], rel
       .map(describeReferrer);
     if (c.action === "delete") {
       for (const q of ctx.desired.qubes.values()) {
+        if (q.absent || ctx.releases(q.name)) continue;
         if (desiredReferences(q).some((r) => r.kind === "qube" && r.name === name)) blockers.push(`qube ${q.name} of the config`);
       }
       for (const [g, v] of ctx.desired.properties) if (v.kind === "vm" && v.value === name) blockers.push(`the global property ${g} of the config`);
@@ -185,7 +195,8 @@ function checkRemovals(ctx: DiffContext, changes: readonly ResourceChange[], rel
 
 export function diffState(desired: DesiredState, actual: ActualState, options: DiffOptions): DiffResult {
   const ctx = createContext(desired, actual, options);
-  if (!checkFormat(ctx)) return { changes: [], steps: [], checks: ctx.checks(), diagnostics: ctx.diagnostics };
+  const format = checkFormat(ctx);
+  if (format === false) return { changes: [], steps: [], checks: ctx.checks(), diagnostics: ctx.diagnostics };
   noteRunningApply(ctx);
   ctx.diagnostics.push(...checkReferenceNeeds(desired, actual, ctx.addCheck));
 
@@ -215,10 +226,14 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   for (const s of steps) if (s.kind === "delete" && s.address.startsWith("pool.")) s.after.push(...qubeDeletions.map((d) => d.id));
   checkPoolRemovals(ctx, steps, qubeDeletions);
 
-  // The first apply that writes any record writes the format record before it.
-  const writesRecords = steps.some((s) => s.ops.some((o) => (o.op === "feature.set" || o.op === "tag.set") && (o.name.startsWith(RECORD_PREFIX) || o.name === ctx.names.ownerTag)));
-  if (writesRecords && !ctx.inventory.formatPresent) {
-    ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.format, expect: { absent: true } });
+  // The first apply that writes any record writes the format record before it; one that writes
+  // format-2 records over format-1 ones raises the number first, so a format-1 reader refuses
+  // them rather than misreading them (docs/ownership.md, "Versions").
+  const writesRecords = steps.some((s) =>
+    s.ops.some((o) => o.op === "record.set" || ((o.op === "feature.set" || o.op === "tag.set") && (o.name.startsWith(RECORD_PREFIX) || o.name === ctx.names.ownerTag))),
+  );
+  if (writesRecords && (format === undefined || format < OWNERSHIP_FORMAT_VERSION)) {
+    if (format === undefined) ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.format, expect: { absent: true } });
     for (const s of steps) if (s.kind !== "forget") s.after.push(SETUP_STEP);
     steps.push({
       id: SETUP_STEP,

@@ -3,7 +3,6 @@
 // leaves the qube at most as connected as the config asks (docs/ownership.md, "The order of
 // writes"). Pure: it only reorders the ops the diff built.
 
-import { RECORD_PREFIX } from "../model/ownership.js";
 import type { Op } from "./ops.js";
 
 /** The ops of one isolation write: the call, with the record written just before it (if any). */
@@ -15,8 +14,8 @@ const isNetvm = (o: Op, vm: string): boolean => (o.op === "property.set" || o.op
 const acceptsAll = (rules: readonly string[]): boolean => rules[0] === "action=accept";
 
 /**
- * Takes the netvm op and the firewall op (with its record: the feature.set in qubes-iac's prefix
- * the diff writes just before it) of `vm` out of `ops`.
+ * Takes the netvm op and the firewall op (with its record, which the diff writes just before it)
+ * of `vm` out of `ops`.
  */
 function extract(ops: readonly Op[], vm: string): { netvm?: Group; firewall?: Group; rest: Op[] } {
   const out: { netvm?: Group; firewall?: Group; rest: Op[] } = { rest: [] };
@@ -24,7 +23,7 @@ function extract(ops: readonly Op[], vm: string): { netvm?: Group; firewall?: Gr
     if (isNetvm(o, vm)) out.netvm = [o];
     else if (o.op === "firewall.set" && o.vm === vm) {
       const prev = ops[i - 1];
-      const record = prev !== undefined && prev.op === "feature.set" && prev.vm === vm && prev.name.startsWith(RECORD_PREFIX) ? out.rest.pop() : undefined;
+      const record = prev !== undefined && prev.op === "record.set" && prev.vm === vm && prev.record === "firewall" ? out.rest.pop() : undefined;
       out.firewall = record !== undefined ? [record, o] : [o];
     } else out.rest.push(o);
   }
@@ -32,12 +31,14 @@ function extract(ops: readonly Op[], vm: string): { netvm?: Group; firewall?: Gr
 }
 
 /**
- * A new qube's ops: right after `Create` (which gives it the default netvm), its netvm, then its
- * firewall record and firewall; then the rest in the order they were built.
+ * A new qube's ops: right after `Create` (which gives it the default netvm) and the read of its
+ * UUID (which every record of it is bound to), its netvm, then its firewall record and firewall;
+ * then the rest in the order they were built.
  */
 export function isolateCreate(ops: readonly Op[], vm: string): Op[] {
-  const at = ops.findIndex((o) => o.op === "vm.create" && o.name === vm);
-  if (at < 0) return [...ops];
+  const created = ops.findIndex((o) => o.op === "vm.create" && o.name === vm);
+  const at = ops[created + 1]?.op === "vm.uuid" ? created + 1 : created;
+  if (created < 0) return [...ops];
   const { netvm, firewall, rest } = extract(ops, vm);
   return [...rest.slice(0, at + 1), ...(netvm ?? []), ...(firewall ?? []), ...rest.slice(at + 1)];
 }

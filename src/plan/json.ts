@@ -5,7 +5,7 @@
 
 import { formatAddress } from "../model/address.js";
 import { hasErrors, type Diagnostic } from "../model/diagnostics.js";
-import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, type Action } from "./action.js";
+import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, countsAsRelease, type Action } from "./action.js";
 import type { AgentSpec, GuestFacts } from "../model/guest.js";
 import type { AttrValue, StepKind } from "./changes.js";
 import type { PlannedGuest } from "./diff-guests.js";
@@ -80,12 +80,17 @@ export type JsonPlan = {
   owner: string;
   /** Which Qubes release answered (absent in plans made before qubes-iac told releases apart). */
   qubes_release?: PlanRelease;
-  options: { allow_restart: boolean; targets: string[]; excludes: string[] };
+  /**
+   * `take_ownership`: owners whose objects this plan takes over (`--take-ownership`); apply
+   * refuses a take-over op unless its own command line names the same owner.
+   * `release`: qubes `qubes-iac release` lets go of.
+   */
+  options: { allow_restart: boolean; targets: string[]; excludes: string[]; take_ownership: string[]; release: string[] };
   /** True when the plan holds an error: it is shown in full but cannot be applied. */
   errored: boolean;
   /** No errors and at least one step. */
   applyable: boolean;
-  summary: { add: number; change: number; destroy: number; forget: number };
+  summary: { add: number; change: number; destroy: number; forget: number; release: number };
   resource_changes: JsonResourceChange[];
   steps: JsonStep[];
   /** Current values the plan relies on; apply re-reads them and refuses if any changed. */
@@ -143,10 +148,12 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
       allow_restart: plan.options.allowRestart,
       targets: plan.options.targets.map(formatAddress),
       excludes: plan.options.excludes.map(formatAddress),
+      take_ownership: [...(plan.options.takeOwnership ?? [])],
+      release: [...(plan.options.release ?? [])],
     },
     errored,
     applyable: !errored && plan.steps.length > 0,
-    summary: { add: count(countsAsAdd), change: count(countsAsChange), destroy: count(countsAsDestroy), forget: count(countsAsForget) },
+    summary: { add: count(countsAsAdd), change: count(countsAsChange), destroy: count(countsAsDestroy), forget: count(countsAsForget), release: count(countsAsRelease) },
     resource_changes: plan.changes.map((c) => ({
       address: c.address,
       type: c.type,

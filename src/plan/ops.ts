@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import type { AgentSpec, ContentRef } from "../model/guest.js";
+import { ownershipNames, type RecordKey } from "../model/ownership.js";
 
 /** Where a property lives: a qube (`admin.vm.property.*`) or the global Qubes object (`admin.property.*`). */
 export type Holder = { vm: string } | "global";
@@ -33,7 +34,20 @@ export type Op =
   | { op: "pool.add"; driver: string; name: string; params: Record<string, string> }
   | { op: "pool.remove"; name: string }
   /** New size in bytes, decimal (bigger than 2^53 is possible, so a string). */
-  | { op: "volume.resize"; vm: string; volume: string; size: string };
+  | { op: "volume.resize"; vm: string; volume: string; size: string }
+  /**
+   * admin.vm.property.Get `uuid`, right after the qube's Create: the UUID of a qube this apply
+   * creates is unknown when the plan is made; the executor keeps the answer for the record ops
+   * of the same qube that name no UUID.
+   */
+  | { op: "vm.uuid"; vm: string }
+  /**
+   * admin.vm.feature.Set `qubes-iac.<owner>.<uuid>.<record>` = `1` on `vm` (docs/ownership.md).
+   * Without `uuid`: the UUID the `vm.uuid` op of this apply read for `vm` (a qube it creates).
+   */
+  | { op: "record.set"; vm: string; owner: string; uuid?: string; record: RecordKey }
+  /** admin.vm.feature.Remove of such a record. */
+  | { op: "record.remove"; vm: string; owner: string; uuid: string; record: RecordKey };
 
 export type OpName = Op["op"];
 
@@ -110,11 +124,22 @@ export function opMethod(o: Op): string {
       return "admin.pool.Remove";
     case "volume.resize":
       return "admin.vm.volume.Resize";
+    case "vm.uuid":
+      return "admin.vm.property.Get";
+    case "record.set":
+      return "admin.vm.feature.Set";
+    case "record.remove":
+      return "admin.vm.feature.Remove";
     default: {
       const never: never = o;
       return never;
     }
   }
+}
+
+/** The feature name a record op writes; `uuid` is what `vm.uuid` read when the op names none. */
+export function recordName(o: Extract<Op, { op: "record.set" | "record.remove" }>, uuid: string | undefined = o.uuid): string | undefined {
+  return uuid === undefined ? undefined : ownershipNames(o.owner).record(uuid, o.record);
 }
 
 /**

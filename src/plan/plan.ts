@@ -21,6 +21,10 @@ export type PlanOptions = {
   excludes: readonly Address[];
   /** The time the plan is made (ms since the epoch): judges firewall rules with `expire`. */
   now?: number;
+  /** `--take-ownership OWNER`: owners whose qubes, labels and pools the plan may take over. */
+  takeOwnership?: readonly string[];
+  /** Qube names to let go of without destroying them (`qubes-iac release`). */
+  release?: readonly string[];
 };
 
 export type Plan = {
@@ -61,7 +65,12 @@ function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[
 
 /** `guests`: what the guest reader read (guests in scope that guestReadMode reads). */
 export function buildPlan(desired: DesiredState, actual: ActualState, options: PlanOptions, guests: GuestReadings = NO_GUEST_READINGS): Plan {
-  const diff = diffState(desired, actual, { allowRestart: options.allowRestart, ...(options.now !== undefined ? { now: options.now } : {}) });
+  const diff = diffState(desired, actual, {
+    allowRestart: options.allowRestart,
+    takeOwnership: options.takeOwnership ?? [],
+    release: options.release ?? [],
+    ...(options.now !== undefined ? { now: options.now } : {}),
+  });
   const inner = diffGuests(desired, actual, guests, diff.changes, diff.steps, guestInScope(options));
   const steps = [...diff.steps, ...inner.steps];
   const deps = resolveDependencies(steps);

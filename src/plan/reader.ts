@@ -4,10 +4,11 @@
 // release answers, narrowed by the other property lists it reads) and dom0's features (the inventory), then
 // per qube the config names or the inventory lists its properties, tags and feature names, the
 // feature values, firewall and volumes the config names or qubes-iac owns; labels, pools and
-// global properties only when the config or the inventory has them. Other qubes cost nothing
-// beyond their admin.vm.List line and the one property a reference of the config needs of them,
-// unless something may be removed: then every qube's properties are read once to find who still
-// refers to it (the reference scan).
+// global properties only when the config or the inventory has them; a DispVM's template's feature
+// names only when the DispVM carries format-1 records (docs/ownership.md, "Migration"). Other
+// qubes cost nothing beyond their admin.vm.List line and the one property a reference of the
+// config needs of them, unless something may be removed: then every qube's properties are read
+// once to find who still refers to it (the reference scan).
 
 import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
 import type { DesiredState } from "../model/desired.js";
@@ -45,8 +46,13 @@ export type QubesReader = {
   volume(vm: string, volume: string): Promise<ActualVolume>;
 };
 
-/** `visibility`: how much of Qubes the connection shows (Transport.visibility); absent = all. */
-export type ReadOptions = { parallelism: number; visibility?: "all" | "policy" };
+export type ReadOptions = {
+  parallelism: number;
+  /** How much of Qubes the connection shows (Transport.visibility); absent = all. */
+  visibility?: "all" | "policy";
+  /** Qubes the plan lets go of (`qubes-iac release`): never destroyed, so they need no reference scan. */
+  release?: readonly string[];
+};
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -60,12 +66,24 @@ function limitReader(reader: QubesReader, limit: number): QubesReader {
   return wrapped as QubesReader;
 }
 
+/** Whether the qube carries records of format 1 (not bound to a UUID): a DispVM may have copied them. */
+function hasLegacyRecords(owner: string, featureNames: ReadonlySet<string>): boolean {
+  const r = readQubeRecords(owner, undefined, featureNames);
+  return r.legacy.length > 0;
+}
+
 async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQube, intentListed: boolean): Promise<{ qube: ActualQube; intent?: string }> {
   const names = ownershipNames(desired.owner);
   const vm = listed.name;
   const [properties, tags, featureNames] = await Promise.all([r.properties({ vm }), r.tags(vm), r.featureNames(vm)]);
   const featureSet = new Set(featureNames);
-  const records = readQubeRecords(desired.owner, featureSet);
+  // Format-1 records on a DispVM may be its template's, copied at creation: the template's
+  // feature names tell (one feature.List, only in this migration case).
+  const template = properties.get("template")?.raw ?? "";
+  const templateFeatureNames =
+    listed.klass === "DispVM" && template !== "" && hasLegacyRecords(desired.owner, featureSet) ? new Set(await r.featureNames(template)) : undefined;
+  const uuid = properties.get("uuid")?.raw;
+  const records = readQubeRecords(desired.owner, uuid, featureSet, templateFeatureNames);
   const want = desired.qubes.get(vm);
   const featureKeys = [...new Set([...(want?.features.keys() ?? []), ...records.features])].filter((f) => featureSet.has(f));
   const tagSet = new Set(tags);
@@ -73,8 +91,8 @@ async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQub
     Promise.all(featureKeys.map(async (f) => [f, (await r.feature(vm, f)) ?? ""] as const)),
     want?.firewall !== undefined || records.firewall ? r.firewall(vm) : Promise.resolve(undefined),
     Promise.all([...(want?.volumes.keys() ?? [])].map(async (v) => [v, await r.volume(vm, v)] as const)),
-    // The intent's value matters only for a qube that lacks the owner tag (an interrupted create or adopt).
-    intentListed && !tagSet.has(names.ownerTag) ? r.feature("dom0", names.intent(vm)) : Promise.resolve(undefined),
+    // An intent is there only while a create, adopt or release is unfinished: its value says which.
+    intentListed ? r.feature("dom0", names.intent(vm)) : Promise.resolve(undefined),
   ]);
   const qube: ActualQube = {
     name: vm,
@@ -86,6 +104,7 @@ async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQub
     features: new Map(values),
     volumes: new Map(volumes),
   };
+  if (templateFeatureNames !== undefined) qube.templateFeatureNames = templateFeatureNames;
   if (firewall !== undefined) qube.firewall = firewall;
   return intent === undefined ? { qube } : { qube, intent };
 }
@@ -180,7 +199,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (labels !== undefined) actual.labels = labels;
   if (pools.names !== undefined) actual.poolNames = pools.names;
   if (globals !== undefined) actual.globals = globals;
-  if (!needsReferenceScan(desired, actual)) return withReferenced(r, desired, actual);
+  if (!needsReferenceScan(desired, actual, { release: o.release ?? [] })) return withReferenced(r, desired, actual);
 
   // The reference scan: who else refers to what may be removed.
   const rest = [...listing.keys()].filter((n) => !actual.qubes.has(n)).sort();

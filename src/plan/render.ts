@@ -30,6 +30,8 @@ function actionStyle(a: Action): Parameters<Paint>[0] {
     case "delete":
     case "replace":
       return "remove";
+    case "release":
+      return "change";
     case "forget":
     case "no-op":
       return "dim";
@@ -186,8 +188,9 @@ function releaseNote(plan: JsonPlan): string {
 
 export function summaryLine(plan: JsonPlan): string {
   const { add, change, destroy, forget } = plan.summary;
-  if (add + change + destroy + forget === 0) return "No changes.";
-  return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${forget > 0 ? `, ${forget} to forget` : ""}.`;
+  const release = plan.summary.release ?? 0;
+  if (add + change + destroy + forget + release === 0) return "No changes.";
+  return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${release > 0 ? `, ${release} to release` : ""}${forget > 0 ? `, ${forget} to forget` : ""}.`;
 }
 
 export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
@@ -202,6 +205,8 @@ export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
     }
     lines.push(...renderSteps(plan.steps, paint));
   }
+  const takes = plan.options.take_ownership ?? [];
+  if (takes.length > 0) lines.push(paint("change", `Takes over from ${takes.join(", ")} (--take-ownership): apply must be given the same --take-ownership.`));
   if (plan.options.targets.length > 0 || plan.options.excludes.length > 0) {
     const scope = [...plan.options.targets.map((t) => `--target ${t}`), ...plan.options.excludes.map((e) => `--exclude ${e}`)].join(" ");
     lines.push(paint("change", `Scope limited by ${scope}: other changes are not shown and will not be made.`));

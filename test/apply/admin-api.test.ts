@@ -69,6 +69,34 @@ describe("ops", () => {
     }
   });
 
+  it("vm.uuid binds a new qube's UUID for its record ops (one call each); a record op with no UUID to use is refused unsent", async () => {
+    const uuids = new Map<string, string>();
+    const reader = readerFromClient(s.client);
+    await runOp(s.client, { op: "vm.create", class: "AppVM", name: "t1", label: "red", template: "fedora-40" }, uuids);
+    const own: Op = { op: "record.set", vm: "t1", owner: "t", record: "own" };
+    let from = s.sim.calls.length;
+    await expect(runOp(s.client, own, uuids)).rejects.toThrow(/the UUID of t1 was not read by this apply/);
+    expect(await verifyOp(reader, own, uuids)).toEqual({ kind: "not-done", detail: "the UUID of t1 was not read by this apply" });
+    expect(s.sim.calls.length - from).toBe(0);
+
+    const read: Op = { op: "vm.uuid", vm: "t1" };
+    from = s.sim.calls.length;
+    await runOp(s.client, read, uuids);
+    expect(s.sim.calls.slice(from).map((c) => ({ method: c.method, dest: c.dest, arg: c.arg }))).toEqual([opCall(read)]);
+    const uuid = uuids.get("t1") as string;
+    expect(uuid).toBe((await s.client.property.get({ vm: "t1" }, "uuid")).raw);
+    const gone: Op = { op: "record.remove", vm: "t1", owner: "t", uuid, record: "own" };
+    for (const op of [own, gone]) {
+      from = s.sim.calls.length;
+      await runOp(s.client, op, uuids);
+      expect({ op, made: s.sim.calls.slice(from).map((c) => ({ method: c.method, dest: c.dest, arg: c.arg })) }).toEqual({
+        op,
+        made: [{ ...opCall({ ...op, uuid }), arg: `qubes-iac.t.${uuid}.own` }],
+      });
+      expect({ op, after: await verifyOp(reader, op, uuids) }).toEqual({ op, after: { kind: "done" } });
+    }
+  });
+
   it("a re-read that fails leaves the outcome unknown", async () => {
     await s.sim.faults.add("admin.vm.List@*=close-before");
     expect(await verifyOp(readerFromClient(s.client), { op: "vm.remove", vm: "work" })).toEqual({
@@ -118,7 +146,8 @@ describe("reader", () => {
 });
 
 describe("plan and apply of every example call nothing outside the two tables", () => {
-  const allowed = new Set([...Object.values(READER_CALLS).flatMap((uses) => uses.map((u) => u.method))]);
+  // Apply reads too: the UUID of a qube it creates (op vm.uuid), in the op table.
+  const allowed = new Set([...Object.values(READER_CALLS).flatMap((uses) => uses.map((u) => u.method)), opCall({ op: "vm.uuid", vm: "x" }).method]);
   for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config"]) {
     it(example, async () => {
       const r = await runIn(["apply", "--auto-approve", "--connect", `qubesd:${s.sim.socketPath}`, example]);

@@ -47,7 +47,7 @@ describe("approval", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("Plan: 1 to add, 0 to change, 0 to destroy.\n\nApply these changes? [y/N] \n");
     expect(r.stdout).toMatch(/Apply complete: 1 added, 0 changed, 0 destroyed\.\n$/);
-    expect(mutated().length).toBe(6);
+    expect(mutated().length).toBe(7);
   });
 
   for (const [answer, why] of [
@@ -85,7 +85,7 @@ describe("approval", () => {
       expect(mutated()).toEqual([]);
       const yes = await apply(["test/apply/fixtures/minimal-gone.yaml"], { tty: true, input: "yes\n" });
       expect(yes.code).toBe(0);
-      expect(mutated()).toEqual(["admin.vm.Remove+ → notes", "admin.vm.feature.Remove+qubes-iac.minimal.qube.notes → dom0"]);
+      expect(mutated()).toEqual(["admin.vm.Remove+ → notes", "admin.vm.feature.Remove+qubes-iac.minimal.created.notes → dom0"]);
     });
 
     it("with --auto-approve: refused without --allow-destroy", async () => {
@@ -135,7 +135,7 @@ describe("progress", () => {
         "",
         "setup:ownership: started (1 call)",
         "setup:ownership: done after 0.1s",
-        "create:qube.notes: started (5 calls)",
+        "create:qube.notes: started (7 calls)",
         "create:qube.notes: done after 0.1s",
         "",
         "Apply complete: 1 added, 0 changed, 0 destroyed.",
@@ -154,9 +154,9 @@ describe("progress", () => {
       { type: "apply_start", format_version: 1, owner: "minimal", steps: 2, parallelism: 1, saved: false },
       { type: "step_start", format_version: 1, step: "setup:ownership", address: "ownership", kind: "setup", wave: 1, ops: 1 },
       { type: "step_done", format_version: 1, step: "setup:ownership", elapsed_ms: 100 },
-      { type: "step_start", format_version: 1, step: "create:qube.notes", address: "qube.notes", kind: "create", wave: 2, ops: 5 },
+      { type: "step_start", format_version: 1, step: "create:qube.notes", address: "qube.notes", kind: "create", wave: 2, ops: 7 },
       { type: "step_done", format_version: 1, step: "create:qube.notes", elapsed_ms: 100 },
-      { type: "apply_complete", format_version: 1, ok: true, added: 1, changed: 0, destroyed: 0, forgotten: 0, applied: ["setup:ownership", "create:qube.notes"], failed: [], skipped: [] },
+      { type: "apply_complete", format_version: 1, ok: true, added: 1, changed: 0, destroyed: 0, forgotten: 0, released: 0, applied: ["setup:ownership", "create:qube.notes"], failed: [], skipped: [] },
     ]);
   });
 
@@ -219,11 +219,11 @@ describe("a failed step", () => {
         "create:label.magenta: done after 0.1s",
         "create:pool.fast: started (2 calls)",
         "create:pool.fast: done after 0.1s",
-        "create:qube.keys: started (6 calls)",
+        "create:qube.keys: started (8 calls)",
         "create:qube.keys: done after 0.1s",
-        "update:qube.sys-firewall: started (5 calls)",
+        "update:qube.sys-firewall: started (6 calls)",
         "update:qube.sys-firewall: done after 0.1s",
-        "create:qube.sys-vpn: started (12 calls)",
+        "create:qube.sys-vpn: started (14 calls)",
         "create:qube.sys-vpn: failed after 0.1s: QubesValueError: provides_network refused (admin.vm.property.Set+provides_network → sys-vpn); sys-vpn left with netvm sys-firewall, firewall accept",
         "create:qube.dev: skipped: needs create:qube.sys-vpn, which did not complete",
         "",
@@ -247,7 +247,7 @@ describe("a failed step", () => {
     const left = await runIn(["plan", ...connect(), "--json", "examples/reference.yaml"]);
     const json = JSON.parse(left.stdout) as JsonPlan;
     expect(json.steps.map((x) => x.id)).toEqual(["update:qube.sys-vpn", "create:qube.dev"]);
-    expect(json.summary).toEqual({ add: 1, change: 1, destroy: 0, forget: 0 });
+    expect(json.summary).toEqual({ add: 1, change: 1, destroy: 0, forget: 0, release: 0 });
 
     const again = await apply(["--auto-approve", "examples/reference.yaml"]);
     expect(again.code).toBe(0);
@@ -264,13 +264,13 @@ describe("a failed step", () => {
     // Its netvm is its first write after Create: the re-read after the failure shows it set.
     const left = { qube: "sys-vpn", state: "left", netvm: "sys-firewall", netvm_default: false, firewall: ["action=accept"], text: "sys-vpn left with netvm sys-firewall, firewall accept" };
     expect(events.filter((e) => e.type === "step_failed" || e.type === "step_skipped")).toEqual([
-      { type: "step_failed", format_version: 1, step: "create:qube.sys-vpn", elapsed_ms: 100, op_index: 6, call: "admin.vm.property.Set+provides_network → sys-vpn", error, left },
+      { type: "step_failed", format_version: 1, step: "create:qube.sys-vpn", elapsed_ms: 100, op_index: 8, call: "admin.vm.property.Set+provides_network → sys-vpn", error, left },
       { type: "step_skipped", format_version: 1, step: "create:qube.dev", reason: "dependency", blocked_by: ["create:qube.sys-vpn"] },
     ]);
     expect(events.at(-1)).toMatchObject({
       type: "apply_complete",
       ok: false,
-      failed: [{ step: "create:qube.sys-vpn", op_index: 6, call: "admin.vm.property.Set+provides_network → sys-vpn", error, left }],
+      failed: [{ step: "create:qube.sys-vpn", op_index: 8, call: "admin.vm.property.Set+provides_network → sys-vpn", error, left }],
       skipped: [{ step: "create:qube.dev", reason: "dependency", blocked_by: ["create:qube.sys-vpn"] }],
     });
   });

@@ -146,11 +146,20 @@ describe("a tampered saved plan", () => {
     expect((await apply(["--auto-approve", "examples/minimal.yaml"])).code).toBe(0);
     const config = join(dir, "other.yaml");
     writeFileSync(config, "version: 1\nowner: other\nqubes:\n  notes:\n    adopt: true\n    tags: [mine]\n");
-    const { file } = await savedPlan(config);
+    // The planner refuses it at its line (QIAC-E150) unless the plan is made with --take-ownership.
+    expect((await plan([config])).stderr).toContain("QIAC-E150");
+    const { file, plan: p } = await savedPlan(config, ["--take-ownership", "minimal"]);
     s.sim.calls.length = 0;
     const r = await apply(["--auto-approve", file]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("qube notes is in the inventory of owner minimal: only --take-ownership minimal lets this plan touch it");
+    expect(r.stderr).toMatch(/--take-ownership minimal/);
+    expect(mutated()).toEqual([]);
+    // A plan stripped of what says it takes over is still refused: the executor reads the inventory.
+    p.options.take_ownership = [];
+    rewrite(file, p);
+    const stripped = await apply(["--auto-approve", file]);
+    expect(stripped.code).toBe(1);
+    expect(stripped.stderr).toMatch(/--take-ownership minimal/);
     expect(mutated()).toEqual([]);
     const taken = await apply(["--auto-approve", "--take-ownership", "minimal", file]);
     expect(taken.code).toBe(0);

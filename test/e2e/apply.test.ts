@@ -19,7 +19,12 @@ afterEach(async () => {
 });
 
 const cli = (args: string[]) => runBuiltCli([args[0] as string, "--connect", `qubesd:${sim.socketPath}`, ...args.slice(1)], { cwd: repoRoot });
-const mutations = (from = 0): string[] => sim.calls.slice(from).filter((c) => isMutating(c.method)).map((c) => `${c.method}+${c.arg} → ${c.dest}`);
+/** Mutating calls as `method+arg → dest`; a qube's UUID (random for a new one) as `<uuid>`. */
+const mutations = (from = 0): string[] =>
+  sim.calls
+    .slice(from)
+    .filter((c) => isMutating(c.method))
+    .map((c) => `${c.method}+${c.arg.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/, "<uuid>")} → ${c.dest}`);
 
 /** Applies, then checks the next plan and a second apply; returns the first apply's mutating calls. */
 async function applyAndConverge(example: string, extra: string[] = []): Promise<string[]> {
@@ -51,39 +56,43 @@ const REFERENCE_CALLS = [
   "admin.vm.feature.Set+qubes-iac.laptop.intent.keys → dom0",
   "admin.vm.Create.AppVM+fedora-40 → dom0",
   "admin.vm.property.Set+netvm → keys",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.own → keys",
   "admin.vm.tag.Set+managed-by-laptop → keys",
-  "admin.vm.feature.Set+qubes-iac.laptop.qube.keys → dom0",
+  "admin.vm.feature.Set+qubes-iac.laptop.created.keys → dom0",
   "admin.vm.feature.Remove+qubes-iac.laptop.intent.keys → dom0",
   "admin.vm.feature.Set+qubes-iac.laptop.intent.sys-firewall → dom0",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.own → sys-firewall",
   "admin.vm.tag.Set+managed-by-laptop → sys-firewall",
-  "admin.vm.feature.Set+qubes-iac.laptop.qube.sys-firewall → dom0",
+  "admin.vm.feature.Set+qubes-iac.laptop.adopted.sys-firewall → dom0",
   "admin.vm.feature.Remove+qubes-iac.laptop.intent.sys-firewall → dom0",
   "admin.vm.property.Set+memory → sys-firewall",
   "admin.vm.feature.Set+qubes-iac.laptop.intent.sys-vpn → dom0",
   "admin.vm.Create.AppVM+fedora-40 → dom0",
   "admin.vm.property.Set+netvm → sys-vpn",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.own → sys-vpn",
   "admin.vm.tag.Set+managed-by-laptop → sys-vpn",
-  "admin.vm.feature.Set+qubes-iac.laptop.qube.sys-vpn → dom0",
+  "admin.vm.feature.Set+qubes-iac.laptop.created.sys-vpn → dom0",
   "admin.vm.feature.Remove+qubes-iac.laptop.intent.sys-vpn → dom0",
   "admin.vm.property.Set+provides_network → sys-vpn",
   "admin.vm.property.Set+memory → sys-vpn",
-  "admin.vm.feature.Set+qubes-iac.laptop.feature.service.network-manager → sys-vpn",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.feature.service.network-manager → sys-vpn",
   "admin.vm.feature.Set+service.network-manager → sys-vpn",
-  "admin.vm.feature.Set+qubes-iac.laptop.tag.vpn → sys-vpn",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.tag.vpn → sys-vpn",
   "admin.vm.tag.Set+vpn → sys-vpn",
   "admin.vm.feature.Set+qubes-iac.laptop.intent.dev → dom0",
   "admin.vm.CreateInPool.AppVM+fedora-40 → dom0",
   "admin.vm.property.Set+netvm → dev",
-  "admin.vm.feature.Set+qubes-iac.laptop.firewall → dev",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.firewall → dev",
   "admin.vm.firewall.Set+ → dev",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.own → dev",
   "admin.vm.tag.Set+managed-by-laptop → dev",
-  "admin.vm.feature.Set+qubes-iac.laptop.qube.dev → dom0",
+  "admin.vm.feature.Set+qubes-iac.laptop.created.dev → dom0",
   "admin.vm.feature.Remove+qubes-iac.laptop.intent.dev → dom0",
-  "admin.vm.feature.Set+qubes-iac.laptop.protect → dev",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.protect → dev",
   "admin.vm.property.Set+maxmem → dev",
-  "admin.vm.feature.Set+qubes-iac.laptop.feature.service.cups → dev",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.feature.service.cups → dev",
   "admin.vm.feature.Set+service.cups → dev",
-  "admin.vm.feature.Set+qubes-iac.laptop.tag.dev → dev",
+  "admin.vm.feature.Set+qubes-iac.laptop.<uuid>.tag.dev → dev",
   "admin.vm.tag.Set+dev → dev",
   "admin.vm.volume.Resize+private → dev",
   "admin.vm.Start+ → dev",
@@ -109,7 +118,10 @@ describe("apply of the built CLI", () => {
       for (const op of step.ops) {
         if (isGuestOp(op)) throw new Error(`reference.yaml has no guests, but step ${step.id} has ${op.op}`);
         const c = opCall(op);
-        const text = `${c.method}+${c.arg} → ${c.dest}`;
+        // The new qube's UUID is read (not a mutation); its record ops name it only once read.
+        if (!isMutating(c.method)) continue;
+        const arg = op.op === "record.set" || op.op === "record.remove" ? `qubes-iac.${op.owner}.<uuid>.${op.record}` : c.arg;
+        const text = `${c.method}+${arg} → ${c.dest}`;
         const i = applied.findIndex((x, j) => j >= from && x === text && !taken.has(j));
         expect({ step: step.id, text, found: i >= 0 }).toEqual({ step: step.id, text, found: true });
         taken.add(i);

@@ -69,19 +69,19 @@ describe("export --all of the default fixture", () => {
 
     const plan = await planJson(file);
     expect(plan.diagnostics).toEqual([]);
-    expect(plan.summary).toEqual({ add: 0, change: 8, destroy: 0, forget: 0 });
+    expect(plan.summary).toEqual({ add: 0, change: 8, destroy: 0, forget: 0, release: 0 });
     for (const c of plan.resource_changes) {
       if (c.type !== "qube") {
         expect({ address: c.address, action: c.action }).toEqual({ address: c.address, action: "no-op" });
         continue;
       }
-      expect(c.reasons).toEqual(["adopt: qubes-iac takes over this existing qube (tag managed-by-me)"]);
+      expect(c.reasons).toEqual(["adopt: qubes-iac takes over this existing qube (tag managed-by-me); dropping it from the config later releases it, never destroys it"]);
       const { tags: before, ...restBefore } = c.before ?? {};
       const { tags: after, ...restAfter } = c.after ?? {};
       expect({ address: c.address, attributes: restBefore }).toEqual({ address: c.address, attributes: restAfter });
       expect(after).toEqual([...((before as string[] | undefined) ?? []), "managed-by-me"].sort());
     }
-    const ownershipOnly = plan.steps.flatMap((s) => s.ops).filter((o) => !((o.op === "feature.set" || o.op === "feature.remove") && o.vm === "dom0" && o.name.startsWith("qubes-iac.me.")) && !(o.op === "tag.set" && o.name === "managed-by-me"));
+    const ownershipOnly = plan.steps.flatMap((s) => s.ops).filter((o) => !((o.op === "feature.set" || o.op === "feature.remove") && o.vm === "dom0" && o.name.startsWith("qubes-iac.me.")) && !(o.op === "tag.set" && o.name === "managed-by-me") && !(o.op === "record.set" && o.record === "own"));
     expect(ownershipOnly).toEqual([]);
     expect(plan.steps.map((s) => s.id)).toEqual(["setup:ownership", ...["default-dvm", "fedora-40", "personal", "sys-firewall", "sys-net", "untrusted", "vault", "work"].map((q) => `update:qube.${q}`)]);
 
@@ -153,12 +153,15 @@ describe("choosing the owner, and what export refuses", () => {
     expect(existsSync(file)).toBe(false);
   });
 
-  it("a qube of the inventory without the owner tag (drift) is left out with a warning", async () => {
+  it("a qube of the inventory without its marker record (drift) is left out with a warning", async () => {
     expect((await run("apply", ["--auto-approve", "examples/minimal.yaml"])).code).toBe(0);
-    await op({ op: "tag.remove", vm: "notes", name: "managed-by-minimal" });
+    const client = createAdminClient(createSocketTransport(sim.socket, { timeoutMs: 5000 }));
+    const uuid = (await client.property.get({ vm: "notes" }, "uuid")).raw;
+    await client.close();
+    await op({ op: "feature.remove", vm: "notes", name: `qubes-iac.minimal.${uuid}.own` });
     const r = await run("export", ["--owner", "minimal"]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/qube\.notes: warning QIAC-W302: qube notes is in the inventory of minimal but lacks the tag managed-by-minimal: left out/);
+    expect(r.stderr).toMatch(/qube\.notes: warning QIAC-W302: qube notes is in the inventory of minimal but lacks its ownership marker \(managed-by-minimal alone is no claim\): left out/);
     expect(r.stdout).not.toMatch(/notes:/);
   });
 });

@@ -117,11 +117,22 @@ describe("a qube", () => {
     expect(render(state([q])).text).toContain("      - {action: accept, proto: icmp, icmptype: 8}\n");
   });
 
-  it("a qube the owner manages: no adopt, its protect record, and its firewall even at Qubes' default", () => {
-    const q = qube("a", { tags: new Set(["managed-by-me"]), featureNames: new Set(["qubes-iac.me.protect", "qubes-iac.me.firewall"]) });
-    const s = state([q], { dom0FeatureNames: new Set(["qubes-iac.me.format", "qubes-iac.me.qube.a"]) });
+  it("a qube the owner created: no adopt, its protect record, and its firewall even at Qubes' default", () => {
+    const u = "9d2e3c4b-1a2b-4c3d-8e9f-0a1b2c3d4e5f";
+    const q = qube("a", {
+      properties: new Map([...qube("a").properties, ["uuid", p("str", u)]]),
+      tags: new Set(["managed-by-me"]),
+      featureNames: new Set([`qubes-iac.me.${u}.own`, `qubes-iac.me.${u}.protect`, `qubes-iac.me.${u}.firewall`]),
+    });
+    const s = state([q], { dom0FeatureNames: new Set(["qubes-iac.me.format", "qubes-iac.me.created.a"]) });
     expect(config(s).qubes.a).toEqual({ class: "AppVM", template: "fedora-40", label: "red", protect: true, firewall: [{ action: "accept" }] });
     expect(config(s, false).qubes.a).toEqual({ class: "AppVM", template: "fedora-40", label: "red", protect: true, firewall: [{ action: "accept" }] });
+  });
+
+  it("a qube the owner adopted, or one of format 1 (read as adopted), keeps adopt: true: dropping it releases it", () => {
+    const legacy = qube("a", { tags: new Set(["managed-by-me"]), featureNames: new Set(["qubes-iac.me.protect"]) });
+    const s = state([legacy], { dom0FeatureNames: new Set(["qubes-iac.me.format", "qubes-iac.me.qube.a"]) });
+    expect(config(s).qubes.a).toEqual({ adopt: true, class: "AppVM", template: "fedora-40", label: "red", protect: true });
   });
 
   it("its pool when it is not the default pool", () => {

@@ -49,9 +49,9 @@ export function desiredFromYaml(text: string): DesiredState {
 
 export type SimSession = { sim: TestSim; client: AdminClient; stop(): Promise<void> };
 
-/** `wrap` stands between the client and the simulator's socket (e.g. test/helpers/release-overlay.ts). */
-export async function startSession(wrap: (t: Transport) => Transport = (t) => t): Promise<SimSession> {
-  const sim = await startTestSim();
+/** `opts`: the simulator's options; `wrap` stands between the client and its socket (e.g. test/helpers/release-overlay.ts). */
+export async function startSession(opts: Parameters<typeof startTestSim>[0] = {}, wrap: (t: Transport) => Transport = (t) => t): Promise<SimSession> {
+  const sim = await startTestSim(opts);
   const client = createAdminClient(wrap(createSocketTransport(sim.socketPath, { timeoutMs: 10_000 })));
   return {
     sim,
@@ -82,10 +82,12 @@ export const planOps = (json: JsonPlan): Op[] =>
     return o;
   });
 
+/** Runs the ops as one apply does: the UUIDs its `vm.uuid` ops read are bound for its record ops. */
 export async function runOps(client: AdminClient, ops: readonly StepOp[]): Promise<void> {
+  const uuids = new Map<string, string>();
   for (const o of ops) {
     if (isGuestOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
-    await runOp(client, o);
+    await runOp(client, o, uuids);
   }
 }
 

@@ -25,8 +25,11 @@ async function planOutputs(s: SimSession, args: string[]): Promise<{ human: stri
   expectValidPlanJson(parsed);
   expect(json.code).toBe(parsed.errored ? 1 : 0);
   const hide = (t: string): string => t.split(s.sim.dir).join("<sim>");
+  // The simulator gives a new qube a random UUID: numbered in order of appearance, records and checks stay comparable.
+  const uuids = new Map<string, string>();
+  const hideUuids = (t: string): string => t.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (u) => uuids.get(u) ?? (uuids.set(u, `<uuid-${uuids.size + 1}>`), uuids.get(u) as string));
   const text = [`$ qubes-iac plan --detailed-exitcode ${args.join(" ")}`, `exit ${human.code}`, "--- stdout", human.stdout, "--- stderr", hide(human.stderr)].join("\n");
-  return { human: text, json: `${JSON.stringify({ ...parsed, qubes_iac_version: "<version>" }, null, 2)}\n`, code: human.code };
+  return { human: hideUuids(text), json: hideUuids(`${JSON.stringify({ ...parsed, qubes_iac_version: "<version>" }, null, 2)}\n`), code: human.code };
 }
 
 describe("golden plans of the examples against the default fixture", () => {

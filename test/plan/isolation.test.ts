@@ -21,6 +21,9 @@ async function plan(text: string): Promise<JsonPlan> {
   expectValidPlanJson(json);
   return json;
 }
+/** An adopt's ownership ops: intent, the UUID-bound marker, tag, entry, intent removed (docs/ownership.md). */
+const ADOPTION_OPS = 5;
+const UUID = expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/) as unknown as string;
 const opsOf = (j: JsonPlan, id: string) => j.steps.find((x) => x.id === id)?.ops ?? [];
 const reads = (from: number): string[] => s.sim.calls.slice(from).map((c) => `${c.method} ${c.dest} ${c.arg}`.trim());
 
@@ -41,16 +44,19 @@ describe("the order of a qube's isolation writes", () => {
     expect(opsOf(j, "create:qube.offline1")).toEqual([
       { op: "feature.set", vm: "dom0", name: "qubes-iac.o.intent.offline1", value: "create" },
       { op: "vm.create", class: "AppVM", name: "offline1", label: "black", template: "fedora-40" },
+      // Every record is bound to the new qube's UUID, read right after Create.
+      { op: "vm.uuid", vm: "offline1" },
       { op: "property.set", holder: { vm: "offline1" }, name: "netvm", value: "" },
-      { op: "feature.set", vm: "offline1", name: "qubes-iac.o.firewall", value: "1" },
+      { op: "record.set", vm: "offline1", owner: "o", record: "firewall" },
       { op: "firewall.set", vm: "offline1", rules: ["action=drop"] },
+      { op: "record.set", vm: "offline1", owner: "o", record: "own" },
       { op: "tag.set", vm: "offline1", name: "managed-by-o" },
-      { op: "feature.set", vm: "dom0", name: "qubes-iac.o.qube.offline1", value: "own" },
+      { op: "feature.set", vm: "dom0", name: "qubes-iac.o.created.offline1", value: "1" },
       { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.intent.offline1" },
       { op: "property.set", holder: { vm: "offline1" }, name: "memory", value: "400" },
-      { op: "feature.set", vm: "offline1", name: "qubes-iac.o.feature.service.crond", value: "1" },
+      { op: "record.set", vm: "offline1", owner: "o", record: "feature.service.crond" },
       { op: "feature.set", vm: "offline1", name: "service.crond", value: "1" },
-      { op: "feature.set", vm: "offline1", name: "qubes-iac.o.tag.offline", value: "1" },
+      { op: "record.set", vm: "offline1", owner: "o", record: "tag.offline" },
       { op: "tag.set", vm: "offline1", name: "offline" },
     ]);
   });
@@ -66,8 +72,8 @@ describe("the order of a qube's isolation writes", () => {
       - {action: drop}
 `);
     expect(errorCodes(j)).toEqual([]);
-    expect(opsOf(j, "update:qube.vault").slice(4)).toEqual([
-      { op: "feature.set", vm: "vault", name: "qubes-iac.o.firewall", value: "1" },
+    expect(opsOf(j, "update:qube.vault").slice(ADOPTION_OPS)).toEqual([
+      { op: "record.set", vm: "vault", owner: "o", uuid: UUID, record: "firewall" },
       { op: "firewall.set", vm: "vault", rules: ["action=accept specialtarget=dns", "action=drop"] },
       { op: "property.set", holder: { vm: "vault" }, name: "netvm", value: "sys-firewall" },
       { op: "property.set", holder: { vm: "vault" }, name: "memory", value: "500" },
@@ -84,9 +90,9 @@ describe("the order of a qube's isolation writes", () => {
       - {action: drop}
 `);
     expect(errorCodes(j)).toEqual([]);
-    expect(opsOf(j, "update:qube.work").slice(4)).toEqual([
+    expect(opsOf(j, "update:qube.work").slice(ADOPTION_OPS)).toEqual([
       { op: "property.set", holder: { vm: "work" }, name: "netvm", value: "" },
-      { op: "feature.set", vm: "work", name: "qubes-iac.o.firewall", value: "1" },
+      { op: "record.set", vm: "work", owner: "o", uuid: UUID, record: "firewall" },
       { op: "firewall.set", vm: "work", rules: ["action=accept proto=tcp dstports=443-443", "action=drop"] },
       { op: "property.set", holder: { vm: "work" }, name: "memory", value: "500" },
     ]);
@@ -101,9 +107,9 @@ describe("the order of a qube's isolation writes", () => {
     firewall:
       - {action: accept}
 `);
-    expect(opsOf(j, "update:qube.vault").slice(4)).toEqual([
+    expect(opsOf(j, "update:qube.vault").slice(ADOPTION_OPS)).toEqual([
       { op: "property.set", holder: { vm: "vault" }, name: "netvm", value: "sys-firewall" },
-      { op: "feature.set", vm: "vault", name: "qubes-iac.o.firewall", value: "1" },
+      { op: "record.set", vm: "vault", owner: "o", uuid: UUID, record: "firewall" },
       { op: "firewall.set", vm: "vault", rules: ["action=accept"] },
     ]);
   });

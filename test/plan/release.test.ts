@@ -20,7 +20,7 @@ afterEach(async () => {
 describe("the plan says which release it saw", () => {
   for (const [dir, id] of [["qubesd-r4.2", "r4.2"], ["qubesd-r4.3", "r4.3"]] as const) {
     it(`${id}: detected from dom0's property list`, async () => {
-      s = await startSession((t) => releaseOverlay(t, dir));
+      s = await startSession({}, (t) => releaseOverlay(t, dir));
       const { json } = await planWith(s, desiredFromYaml(qube("")));
       expect(json.qubes_release).toEqual({ detected: id, candidates: [id], evidence: [expect.stringContaining("dom0's properties")] });
     });
@@ -34,7 +34,7 @@ describe("the plan says which release it saw", () => {
 
 describe("a property the release lacks is refused in the plan, naming the release", () => {
   it("R4.2: bootmode on a qube to create (never sent after the Create)", async () => {
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.2"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.2"));
     const { json } = await planWith(s, desiredFromYaml(qube("    properties: {bootmode: default}\n")));
     const d = json.diagnostics.find((x) => x.code === "QIAC-E108");
     expect(d).toMatchObject({ severity: "error", address: "qube.rq", location: { line: 8 } });
@@ -44,18 +44,18 @@ describe("a property the release lacks is refused in the plan, naming the releas
 
   it("R4.2: appvm_default_bootmode on an existing TemplateVM; R4.3 takes it", async () => {
     const yaml = "version: 1\nowner: rel\nqubes:\n  fedora-40:\n    adopt: true\n    properties: {appvm_default_bootmode: default}\n";
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.2"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.2"));
     const r42 = await planWith(s, desiredFromYaml(yaml));
     expect(r42.json.diagnostics.find((x) => x.code === "QIAC-E108")?.message).toBe(
       "qube fedora-40 (TemplateVM) has no property 'appvm_default_bootmode': R4.2's TemplateVM has no appvm_default_bootmode",
     );
     await s.stop();
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.3"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.3"));
     expect(errorCodes((await planWith(s, desiredFromYaml(yaml))).json)).toEqual([]);
   });
 
   it("R4.3 creates a qube with bootmode", async () => {
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.3"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.3"));
     const { json } = await planWith(s, desiredFromYaml(qube("    properties: {bootmode: default}\n")));
     expect(errorCodes(json)).toEqual([]);
     expect(planOps(json)).toContainEqual({ op: "property.set", holder: { vm: "rq" }, name: "bootmode", value: "default" });
@@ -66,7 +66,7 @@ describe("maxmem of a running qube", () => {
   const running = (maxmem: number): string => qube(`    state: running\n    properties: {maxmem: ${maxmem}}\n`);
 
   it("R4.3: set while it runs, and the plan says it counts from the next start", async () => {
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.3"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.3"));
     await converge(s, desiredFromYaml(running(4000)));
     const { json } = await planWith(s, desiredFromYaml(running(6000)));
     expect(errorCodes(json)).toEqual([]);
@@ -77,7 +77,7 @@ describe("maxmem of a running qube", () => {
   });
 
   it("R4.2 with --allow-restart: restarted for it", async () => {
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.2"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.2"));
     await converge(s, desiredFromYaml(running(4000)));
     const { json } = await planWith(s, desiredFromYaml(running(6000)), { allowRestart: true });
     expect(errorCodes(json)).toEqual([]);
@@ -126,7 +126,7 @@ describe("firewall rules with expire (qubes/firewall.py Rule.api_rule drops an e
 
 describe("a label's colour right after label.Create (the head's upstream bug: an empty reply, transcripts.jsonl row 8)", () => {
   it("on R4.3, which answers the colour, an empty reply is reported, not taken for the bug", async () => {
-    s = await startSession((t) => releaseOverlay(t, "qubesd-r4.3"));
+    s = await startSession({}, (t) => releaseOverlay(t, "qubesd-r4.3"));
     await s.client.label.create("teal", "0x008080");
     // The simulator answers as the head does: R4.3 would have sent the colour.
     await expect(readerFromClient(s.client).labelColour("teal")).rejects.toMatchObject({ code: "empty-reply" });
@@ -142,7 +142,7 @@ describe("a release the table does not know", () => {
   it("a qube of the same class read in full tells which properties a new one will lack", async () => {
     // dom0's list of no known release: no candidate; the AppVM `work`, read since the config
     // adopts it, shows R4.2's property set, so bootmode is refused for the new AppVM as well.
-    s = await startSession((t) => {
+    s = await startSession({}, (t) => {
       const inner = releaseOverlay(t, "qubesd-r4.2");
       return { ...inner, call: async (c, o) => (c.method === "admin.vm.property.List" && c.dest === "dom0" ? Buffer.from("0\0maxmem\n") : inner.call(c, o)) };
     });

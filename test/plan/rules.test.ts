@@ -19,6 +19,7 @@ const actionOf = (j: JsonPlan, address: string) => j.resource_changes.find((c) =
 const diag = (j: JsonPlan, code: string) => j.diagnostics.find((d) => d.code === code);
 
 let s: SimSession;
+const uuidOf = async (vm: string): Promise<string> => (await s.client.property.get({ vm }, "uuid")).raw;
 beforeEach(async () => {
   s = await startSession();
 });
@@ -47,8 +48,9 @@ describe("ownership", () => {
     expect(errorCodes(adopted)).toEqual([]);
     expect(opsOf(adopted, "update:qube.work")).toEqual([
       { op: "feature.set", vm: "dom0", name: "qubes-iac.o.intent.work", value: "adopt" },
+      { op: "record.set", vm: "work", owner: "o", uuid: await uuidOf("work"), record: "own" },
       { op: "tag.set", vm: "work", name: "managed-by-o" },
-      { op: "feature.set", vm: "dom0", name: "qubes-iac.o.qube.work", value: "own" },
+      { op: "feature.set", vm: "dom0", name: "qubes-iac.o.adopted.work", value: "1" },
       { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.intent.work" },
       { op: "property.set", holder: { vm: "work" }, name: "label", value: "red" },
     ]);
@@ -62,10 +64,13 @@ describe("ownership", () => {
     expect(other.resource_changes.map((c) => c.address)).toEqual(["qube.notes"]);
   });
 
-  it("a listed qube whose tag was stripped is drift: reported, left alone, deleted never; adopt: true takes it back", async () => {
+  it("a listed qube whose marker record was removed is drift: reported, left alone, deleted never; adopt: true takes it back", async () => {
     const config = yaml("o", "qubes:\n  work:\n    adopt: true\n    tags: [w]\n");
     await converge(s, desiredFromYaml(config));
+    // The tag alone neither claims nor disclaims: stripped, the next plan puts it back.
     await s.client.tag.remove("work", "managed-by-o");
+    expect(opsOf(await plan(config), "update:qube.work")).toEqual([{ op: "tag.set", vm: "work", name: "managed-by-o" }]);
+    await s.client.feature.remove("work", `qubes-iac.o.${await uuidOf("work")}.own`);
 
     const drift = await plan(yaml("o", "qubes:\n  work: {class: AppVM, template: fedora-40, label: blue, tags: [w]}\n"));
     expect(errorCodes(drift)).toEqual(["QIAC-E102"]);
@@ -76,7 +81,17 @@ describe("ownership", () => {
 
     const retaken = await plan(config);
     expect(errorCodes(retaken)).toEqual([]);
-    expect(opsOf(retaken, "update:qube.work")).toContainEqual({ op: "tag.set", vm: "work", name: "managed-by-o" });
+    expect(opsOf(retaken, "update:qube.work")).toContainEqual({ op: "record.set", vm: "work", owner: "o", uuid: await uuidOf("work"), record: "own" });
+  });
+
+  it("a qube made again by hand under the name of one qubes-iac created is not it: drift, never destroyed", async () => {
+    const config = yaml("o", "qubes:\n  notes: {class: AppVM, template: fedora-40, label: green, features: {f: x}}\n");
+    await converge(s, desiredFromYaml(config));
+    await s.client.vm.remove("notes");
+    await s.client.vm.create({ klass: "AppVM", name: "notes", label: "green", template: "fedora-40" });
+    const j = await plan(yaml("o", "qubes: {}\n"));
+    expect(errorCodes(j)).toEqual(["QIAC-E102"]);
+    expect(j.steps).toEqual([]);
   });
 
   it("removing a feature or tag from the config removes only what qubes-iac set", async () => {
@@ -87,11 +102,12 @@ describe("ownership", () => {
     await s.client.tag.set("work", "hand");
 
     const v2 = await plan(yaml("o", "qubes:\n  work:\n    adopt: true\n"));
+    const uuid = await uuidOf("work");
     expect(opsOf(v2, "update:qube.work")).toEqual([
       { op: "feature.remove", vm: "work", name: "mine" },
-      { op: "feature.remove", vm: "work", name: "qubes-iac.o.feature.mine" },
+      { op: "record.remove", vm: "work", owner: "o", uuid, record: "feature.mine" },
       { op: "tag.remove", vm: "work", name: "t" },
-      { op: "feature.remove", vm: "work", name: "qubes-iac.o.tag.t" },
+      { op: "record.remove", vm: "work", owner: "o", uuid, record: "tag.t" },
     ]);
     await runOps(s.client, planOps(v2));
     expect(await s.client.feature.getOptional("work", "already")).toBe("1");
@@ -112,13 +128,13 @@ describe("ownership", () => {
     expect(errorCodes(replaced)).toEqual(["QIAC-E103"]);
 
     const lifted = await plan(yaml("o", "qubes:\n  keys:\n    class: AppVM\n    template: fedora-40\n    label: black\n    protect: false\n"));
-    expect(opsOf(lifted, "update:qube.keys")).toEqual([{ op: "feature.remove", vm: "keys", name: "qubes-iac.o.protect" }]);
+    expect(opsOf(lifted, "update:qube.keys")).toEqual([{ op: "record.remove", vm: "keys", owner: "o", uuid: await uuidOf("keys"), record: "protect" }]);
     await runOps(s.client, planOps(lifted));
     const deleted = await plan(yaml("o", "qubes: {}\n"));
     expect(errorCodes(deleted)).toEqual([]);
     expect(opsOf(deleted, "delete:qube.keys")).toEqual([
       { op: "vm.remove", vm: "keys" },
-      { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.qube.keys" },
+      { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.created.keys" },
     ]);
   });
 
@@ -133,14 +149,14 @@ describe("ownership", () => {
       ["qube.work", "forget"],
     ]);
     expect(planOps(j)).toEqual([
-      { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.qube.notes" },
+      { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.created.notes" },
       { op: "feature.remove", vm: "dom0", name: "qubes-iac.o.intent.work" },
     ]);
-    expect(j.summary).toEqual({ add: 0, change: 0, destroy: 0, forget: 2 });
+    expect(j.summary).toEqual({ add: 0, change: 0, destroy: 0, forget: 2, release: 0 });
   });
 
   it("records of a newer format are refused", async () => {
-    await s.client.feature.set("dom0", "qubes-iac.o.format", "2");
+    await s.client.feature.set("dom0", "qubes-iac.o.format", "3");
     const j = await plan(yaml("o", "qubes: {}\n"));
     expect(errorCodes(j)).toEqual(["QIAC-E116"]);
   });

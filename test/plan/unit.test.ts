@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parseAddress } from "../../src/model/address.js";
 import type { ActualProperty, ActualQube, ActualState } from "../../src/model/actual.js";
 import type { DesiredQube, DesiredState, PropertyValue } from "../../src/model/desired.js";
-import { ownershipNames, readInventory, readQubeRecords } from "../../src/model/ownership.js";
+import { lifecycleOf, ownershipNames, readInventory, readOtherOwners, readQubeRecords } from "../../src/model/ownership.js";
 import { actionSymbol, ACTIONS, isDestroying } from "../../src/plan/action.js";
 import type { PlannedStep } from "../../src/plan/changes.js";
 import { toJsonPlan, recognizeSavedPlan, PLAN_FORMAT_VERSION } from "../../src/plan/json.js";
@@ -27,16 +27,18 @@ function desired(qubes: DesiredQube[], owner = "o"): DesiredState {
   return { version: 1, owner, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(qubes.map((q) => [q.name, q])), guests: new Map(), at, locations: new Map() };
 }
 
-/** A system where `name` is ours (inventory entry and owner tag), with the given power state. */
+const UUID = "0b5c1a52-8f55-4a7e-9d43-1d0c5a2e7b11";
+
+/** A system where `name` is ours (format-2 entry, marker record and owner tag), with the given power state. */
 function ownedSystem(name: string, power: string, properties: Record<string, ActualProperty>, owner = "o"): ActualState {
   const n = ownershipNames(owner);
   const q: ActualQube = {
     name,
     klass: "AppVM",
     power,
-    properties: new Map(Object.entries(properties)),
+    properties: new Map(Object.entries({ uuid: prop("str", UUID), ...properties })),
     tags: new Set([n.ownerTag]),
-    featureNames: new Set(),
+    featureNames: new Set([n.record(UUID, "own")]),
     features: new Map(),
     volumes: new Map(),
   };
@@ -44,8 +46,8 @@ function ownedSystem(name: string, power: string, properties: Record<string, Act
     listing: new Map([[name, { name, klass: "AppVM", power }]]),
     qubes: new Map([[name, q]]),
     scanned: false,
-    dom0FeatureNames: new Set([n.format, n.qube(name)]),
-    dom0Features: new Map([[n.format, "1"]]),
+    dom0FeatureNames: new Set([n.format, n.created(name)]),
+    dom0Features: new Map([[n.format, "2"]]),
     pools: new Map(),
   };
 }
@@ -164,15 +166,55 @@ describe("diff of in-memory states", () => {
 });
 
 describe("ownership records", () => {
-  it("one owner's records never read as another's", () => {
-    const names = ["qubes-iac.a.qube.x", "qubes-iac.a-b.qube.y", "qubes-iac.a.intent.z", "qubes-iac.a.label.l", "qubes-iac.a.pool.p", "qubes-iac.a.format", "qubes-iac.ab.qube.w", "other"];
+  it("one owner's records never read as another's; a format-1 entry reads as adopted", () => {
+    const names = ["qubes-iac.a.qube.x", "qubes-iac.a.created.c", "qubes-iac.a.adopted.d", "qubes-iac.a-b.qube.y", "qubes-iac.a.intent.z", "qubes-iac.a.label.l", "qubes-iac.a.pool.p", "qubes-iac.a.format", "qubes-iac.ab.qube.w", "other"];
     const inv = readInventory("a", names);
-    expect(inv).toEqual({ formatPresent: true, qubes: new Set(["x"]), intents: new Set(["z"]), labels: new Set(["l"]), pools: new Set(["p"]) });
+    expect(inv).toEqual({
+      formatPresent: true,
+      qubes: new Set(["c", "d", "x"]),
+      created: new Set(["c"]),
+      adopted: new Set(["d"]),
+      legacy: new Set(["x"]),
+      intents: new Set(["z"]),
+      labels: new Set(["l"]),
+      pools: new Set(["p"]),
+    });
+    expect([lifecycleOf(inv, "c"), lifecycleOf(inv, "d"), lifecycleOf(inv, "x"), lifecycleOf(inv, "z")]).toEqual(["created", "adopted", "adopted", undefined]);
     expect(readInventory("a-b", names).qubes).toEqual(new Set(["y"]));
+    const others = readOtherOwners("a", names);
+    expect([...others.qubes].map(([q, by]) => [q, [...by]])).toEqual([
+      ["y", [["a-b", ["qubes-iac.a-b.qube.y"]]]],
+      ["w", [["ab", ["qubes-iac.ab.qube.w"]]]],
+    ]);
   });
-  it("per-qube records name the features and tags qubes-iac set", () => {
-    const r = readQubeRecords("o", ["qubes-iac.o.protect", "qubes-iac.o.firewall", "qubes-iac.o.feature.service.cups", "qubes-iac.o.tag.vpn", "qubes-iac.x.tag.no", "service.cups"]);
-    expect(r).toEqual({ protect: true, firewall: true, features: new Set(["service.cups"]), tags: new Set(["vpn"]) });
+  it("per-qube records are the qube's only when bound to its UUID, or format 1's and not its template's", () => {
+    const other = "5f0d8c8e-7c1e-4f7a-8a4b-0e6d2c9b3a10";
+    const names = [
+      `qubes-iac.o.${UUID}.own`,
+      `qubes-iac.o.${UUID}.protect`,
+      `qubes-iac.o.${UUID}.feature.service.cups`,
+      `qubes-iac.o.${other}.own`,
+      `qubes-iac.o.${other}.tag.copied`,
+      "qubes-iac.o.firewall",
+      "qubes-iac.o.tag.vpn",
+      "qubes-iac.o.feature.inherited",
+      "qubes-iac.x.tag.no",
+      "service.cups",
+    ];
+    const r = readQubeRecords("o", UUID, names, new Set(["qubes-iac.o.feature.inherited"]));
+    expect(r).toEqual({
+      own: true,
+      protect: true,
+      firewall: true,
+      features: new Set(["service.cups"]),
+      tags: new Set(["vpn"]),
+      legacy: [
+        { name: "qubes-iac.o.firewall", key: "firewall" },
+        { name: "qubes-iac.o.tag.vpn", key: "tag.vpn" },
+      ],
+      names: [`qubes-iac.o.${UUID}.own`, `qubes-iac.o.${UUID}.protect`, `qubes-iac.o.${UUID}.feature.service.cups`, "qubes-iac.o.firewall", "qubes-iac.o.tag.vpn"],
+    });
+    expect(readQubeRecords("o", other, names).tags).toEqual(new Set(["copied", "vpn"]));
   });
   it("large values are checked by hash", () => {
     expect(checkedValue("x")).toEqual({ value: "x" });
@@ -211,9 +253,10 @@ describe("rendering and the saved plan", () => {
   });
   it("the summary line", () => {
     expect(summaryLine(json)).toBe("Plan: 1 to add, 0 to change, 0 to destroy.");
-    expect(summaryLine({ ...json, summary: { add: 2, change: 3, destroy: 1, forget: 0 } })).toBe("Plan: 2 to add, 3 to change, 1 to destroy.");
-    expect(summaryLine({ ...json, summary: { add: 0, change: 0, destroy: 0, forget: 1 } })).toBe("Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget.");
-    expect(summaryLine({ ...json, summary: { add: 0, change: 0, destroy: 0, forget: 0 } })).toBe("No changes.");
+    expect(summaryLine({ ...json, summary: { add: 2, change: 3, destroy: 1, forget: 0, release: 0 } })).toBe("Plan: 2 to add, 3 to change, 1 to destroy.");
+    expect(summaryLine({ ...json, summary: { add: 0, change: 0, destroy: 0, forget: 1, release: 0 } })).toBe("Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget.");
+    expect(summaryLine({ ...json, summary: { add: 0, change: 0, destroy: 0, forget: 0, release: 2 } })).toBe("Plan: 0 to add, 0 to change, 0 to destroy, 2 to release.");
+    expect(summaryLine({ ...json, summary: { add: 0, change: 0, destroy: 0, forget: 0, release: 0 } })).toBe("No changes.");
   });
   it("a saved plan is recognised by its content", () => {
     expect(recognizeSavedPlan(JSON.stringify(json))).toEqual({ kind: "plan", plan: json });
@@ -238,7 +281,9 @@ describe("documentation in step with the code", () => {
     const doc = readFileSync("docs/ownership.md", "utf8");
     expect(doc).toContain(`# Ownership records (format ${OWNERSHIP_FORMAT_VERSION})`);
     const n = ownershipNames("<owner>");
-    for (const name of [n.format, n.qube("<name>"), n.intent("<name>"), n.label("<name>"), n.pool("<name>"), n.protect, n.feature("<feature>"), n.tag("<tag>"), n.firewall, n.ownerTag]) {
+    const r = (k: Parameters<typeof n.record>[1]) => n.record("<uuid>", k);
+    const legacy = [n.legacyQube("<name>"), n.legacy.protect, n.legacy.feature("<feature>"), n.legacy.tag("<tag>"), n.legacy.firewall];
+    for (const name of [n.format, n.created("<name>"), n.adopted("<name>"), n.intent("<name>"), n.label("<name>"), n.pool("<name>"), r("own"), r("protect"), r("feature.<feature>"), r("tag.<tag>"), r("firewall"), n.ownerTag, ...legacy]) {
       expect(doc).toContain(`\`${name}\``);
     }
   });

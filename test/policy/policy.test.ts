@@ -118,10 +118,18 @@ describe("--connect: what the inventory lists and the config dropped stays remov
       "admin.vm.Remove * mgmt notes allow target=dom0",
       "admin.vm.Shutdown +wait mgmt notes allow target=dom0",
       "admin.vm.Unpause * mgmt notes allow target=dom0",
+      // Destroyed when created, released when adopted (or of format 1): its records, tag and entries go.
+      "admin.vm.feature.Remove +qubes-iac.minimal.adopted.notes mgmt @adminvm allow target=dom0",
+      "admin.vm.feature.Remove +qubes-iac.minimal.created.notes mgmt @adminvm allow target=dom0",
       "admin.vm.feature.Remove +qubes-iac.minimal.intent.notes mgmt @adminvm allow target=dom0",
       "admin.vm.feature.Remove +qubes-iac.minimal.qube.notes mgmt @adminvm allow target=dom0",
+      "admin.vm.feature.Remove * mgmt notes allow target=dom0",
+      "admin.vm.feature.Set +qubes-iac.minimal.adopted.notes mgmt @adminvm allow target=dom0",
+      "admin.vm.feature.Set +qubes-iac.minimal.created.notes mgmt @adminvm allow target=dom0",
+      "admin.vm.feature.Set +qubes-iac.minimal.intent.notes mgmt @adminvm allow target=dom0",
+      "admin.vm.tag.Remove +managed-by-minimal mgmt notes allow target=dom0",
     ]);
-    const inventory = readInventory("minimal", ["qubes-iac.minimal.format", "qubes-iac.minimal.qube.notes"]);
+    const inventory = readInventory("minimal", ["qubes-iac.minimal.format", "qubes-iac.minimal.created.notes"]);
     const rules = policyRules({ desired: loadDesired("test/apply/fixtures/minimal-gone.yaml"), mgmt: MGMT, apply: true, inventory });
     expect(rules.some((r) => r.service === "admin.vm.Remove" && r.target === "notes")).toBe(true);
   });

@@ -94,7 +94,7 @@ describe("the generated policy through the stand-in qrexec-client-vm", () => {
 
     const full = await allowedBy(["--apply"]);
     const deny = everyMethod().filter((m) => !full.has(m));
-    expect(deny).toEqual(expect.arrayContaining(["admin.pool.Add", "admin.property.Set", "admin.vm.property.Get"]));
+    expect(deny).toEqual(expect.arrayContaining(["admin.pool.Add", "admin.property.Set", "admin.vm.Create.TemplateVM"]));
     const applied = await viaQrexec(["apply", "--auto-approve", CONFIG], deny);
     expect(applied.stderr).not.toMatch(/refused/);
     expect(applied.code).toBe(0);

@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { executorFromClient, readerFromClient } from "../../apply/admin-api.js";
-import { approves, decideApproval } from "../../apply/approval.js";
+import { approves, decideApproval, refusedTakeOver } from "../../apply/approval.js";
 import { applyDiagnostic } from "../../apply/codes.js";
 import { applySteps } from "../../apply/engine.js";
 import { destroyedByOps, enforcementDiagnostics, ownershipProblems, planProblems, type ObservedOwnership } from "../../apply/enforce.js";
@@ -28,7 +28,8 @@ import type { JsonPlan } from "../../plan/json.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
 import { CliError, write, type CliIO } from "../io.js";
-import { computePlan, loadConfigOrReport, printHumanPlan, type PlanScope } from "./plan.js";
+import { computePlan, loadConfigOrReport, parseOwners, printHumanPlan, type PlanScope } from "./plan.js";
+import { parseAddress } from "../../model/address.js";
 import { renderDiagnostics } from "./validate.js";
 import { packageVersion } from "../version.js";
 
@@ -41,8 +42,6 @@ export type ApplyCommandOptions = ConnectionOptions &
     color?: boolean;
     /** The id of a lock left by a killed apply, to remove first (docs/locking.md). */
     breakLock?: string;
-    /** Owners whose objects this apply may take over (`--take-ownership OTHER`, repeatable). */
-    takeOwnership?: string[];
   };
 
 /** What the command takes from the outside world beyond CliIO (tests pass a fixed clock). */
@@ -95,6 +94,7 @@ function observedFrom(cache: StateCache): ObservedOwnership {
     dom0FeatureNames: () => cache.featureNames("dom0"),
     tags: (vm) => cache.tags(vm),
     featureNames: (vm) => cache.featureNames(vm),
+    uuid: async (vm) => (await cache.properties(vm)).get("uuid")?.raw || undefined,
     labels: () => cache.labels(""),
     pools: () => cache.pools(""),
   };
@@ -215,7 +215,9 @@ async function underLock(io: CliIO, store: LockStore, lock: Acquired, nowMs: () 
 export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOptions, deps: ApplyDeps = realDeps): Promise<number> {
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   if (o.json && !o.autoApprove) throw new CliError("--json needs --auto-approve: nobody can answer a question between JSON lines");
+  const takeOwnership = parseOwners(o.takeOwnership);
   const saved = findSavedPlan(io, args);
+  if (saved !== undefined && (o.release?.length ?? 0) > 0) throw new CliError(`${saved.file} is a saved plan: \`qubes-iac release\` plans from a config`);
   if (saved !== undefined && (o.allowRestart || (o.target?.length ?? 0) > 0 || (o.exclude?.length ?? 0) > 0)) {
     throw new CliError(`--allow-restart, --target and --exclude are fixed when a plan is saved; ${saved.file} is applied as it is`);
   }
@@ -245,6 +247,17 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       return 1;
     }
     if (source.kind === "config" && refuseMisplacedOps(io, plan)) return 1;
+    // A take-over is enforced again here, from the ops: a saved plan may claim anything.
+    const takeOver = refusedTakeOver(plan, takeOwnership);
+    if (takeOver !== undefined) {
+      write(io.stderr, `${renderDiagnostics([applyDiagnostic("QIAC-E206", takeOver)], new Map())}\n`);
+      throw new CliError("nothing was changed");
+    }
+    for (const name of o.release ?? []) {
+      if (!plan.resource_changes.some((c) => c.address === `qube.${name}` && c.action === "release")) {
+        throw new CliError(`qube ${name} is not managed by owner ${plan.owner}: there is nothing to release; nothing was changed`);
+      }
+    }
     const view = o.json ? createJsonView(sink) : createHumanView(emit);
     if (plan.steps.length === 0) {
       if (o.json) view.summary(summarizeApply({ results: [], ok: true }));
@@ -301,7 +314,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       // Under the lock, from what is read now (with the re-check's reads): every op acts on what
       // the plan's owner owns, creates or adopts, and on nothing of another owner's.
       const cache = createStateCache(readerFromClient(client), { parallelism });
-      const problems = await ownershipProblems(plan, observedFrom(cache), { takeOwnership: new Set(o.takeOwnership ?? []) });
+      const problems = await ownershipProblems(plan, observedFrom(cache), { takeOwnership: new Set(takeOwnership) });
       if (problems.length > 0) {
         write(io.stderr, `${renderDiagnostics(enforcementDiagnostics(problems), new Map())}\n`);
         throw new CliError(`the plan acts on what ${plan.owner} does not own (${problems.length} op${problems.length === 1 ? "" : "s"} above); nothing was changed`);
@@ -328,4 +341,16 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
   } finally {
     await client.close();
   }
+}
+
+/**
+ * `qubes-iac release qube.NAME [CONFIG…]`: the plan of the config limited to that qube, which it
+ * lets go of (as `release: true` would) instead of destroying or updating it, applied after
+ * approval like any plan. The qube and its data stay; only qubes-iac's tag and records go.
+ */
+export async function releaseCommand(io: CliIO, address: string, args: string[], o: ApplyCommandOptions, deps: ApplyDeps = realDeps): Promise<number> {
+  const r = parseAddress(address);
+  if (!r.ok) throw new CliError(`release: ${r.error}`);
+  if (r.address.type !== "qube") throw new CliError(`release: ${address} is not a qube address (qube.NAME): labels and pools are only created and removed`);
+  return applyCommand(io, args, { ...o, release: [r.address.name], target: [address] }, deps);
 }

@@ -31,7 +31,16 @@ export type PlanCommandOptions = ConnectionOptions & {
   /** commander's --no-color sets this to false. */
   color?: boolean;
   allowRestart?: boolean;
+  takeOwnership?: string[];
 };
+
+const OWNER_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The owners of --take-ownership, checked (an owner name has the tag charset). */
+export function parseOwners(values: readonly string[] | undefined): string[] {
+  for (const v of values ?? []) if (!OWNER_RE.test(v)) throw new CliError(`--take-ownership: '${v}' is not an owner name (letters, digits, _ and -)`);
+  return [...new Set(values ?? [])].sort();
+}
 
 function parseAddresses(values: readonly string[] | undefined, flag: string): Address[] {
   return (values ?? []).map((v) => {
@@ -47,7 +56,15 @@ function exitCode(plan: JsonPlan, detailed: boolean): number {
   return plan.steps.length > 0 ? 2 : 0;
 }
 
-export type PlanScope = { allowRestart?: boolean; target?: string[]; exclude?: string[] };
+export type PlanScope = {
+  allowRestart?: boolean;
+  target?: string[];
+  exclude?: string[];
+  /** --take-ownership: owners whose objects the plan may take over. */
+  takeOwnership?: string[];
+  /** Qube names `qubes-iac release` lets go of. */
+  release?: string[];
+};
 
 /**
  * Reads the actual state through `client`, and the guests through their agents, and builds the
@@ -56,8 +73,9 @@ export type PlanScope = { allowRestart?: boolean; target?: string[]; exclude?: s
 export async function computePlan(client: AdminClient, config: DesiredState, configDiagnostics: readonly Diagnostic[], o: PlanScope & { parallelism: number }): Promise<JsonPlan> {
   const targets = parseAddresses(o.target, "--target");
   const excludes = parseAddresses(o.exclude, "--exclude");
-  const options = { allowRestart: o.allowRestart === true, targets, excludes, now: Date.now() };
-  const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism, visibility: client.transport.visibility });
+  const release = o.release ?? [];
+  const options = { allowRestart: o.allowRestart === true, targets, excludes, takeOwnership: parseOwners(o.takeOwnership), release, now: Date.now() };
+  const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism, visibility: client.transport.visibility, release });
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
   const plan = buildPlan(config, actual, options, guests);
   plan.diagnostics.unshift(...configDiagnostics);
@@ -89,6 +107,7 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
   // Bad addresses are reported before anything is read or connected.
   parseAddresses(o.target, "--target");
   parseAddresses(o.exclude, "--exclude");
+  parseOwners(o.takeOwnership);
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   const loaded = loadConfigOrReport(io, paths, o.json === true);
   if (!loaded) return 1;

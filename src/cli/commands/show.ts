@@ -9,7 +9,7 @@ import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { formatSize } from "../../export/render.js";
 import type { ActualState } from "../../model/actual.js";
 import type { DesiredState } from "../../model/desired.js";
-import { ownershipNames, readInventory } from "../../model/ownership.js";
+import { ownershipNames, readInventory, readQubeRecords } from "../../model/ownership.js";
 import type { AttrValue } from "../../plan/changes.js";
 import { NO_GUEST_READINGS, type GuestReadings } from "../../plan/diff-guests.js";
 import { readGuests } from "../../plan/guest-reader.js";
@@ -28,8 +28,9 @@ export const STATE_FORMAT_VERSION = 1;
 export type ShowCommandOptions = ConnectionOptions & { json?: boolean };
 
 /**
- * Whose a qube is, in words: `managed` (inventory and owner tag), `not managed` (exists, not the
- * owner's: `adopt: true` takes it over), `drift` (the inventory lists it, the tag is gone), `absent`.
+ * Whose a qube is, in words: `managed` (inventory and the qube's marker: its UUID-bound record, or
+ * for a format-1 entry the owner tag), `not managed` (exists, not the owner's: `adopt: true` takes
+ * it over), `drift` (the inventory lists it, the marker is gone), `absent` (docs/ownership.md).
  */
 type Ownership = "managed" | "not managed" | "drift" | "absent";
 
@@ -56,9 +57,11 @@ export type ShownState = { format: typeof STATE_FORMAT; format_version: number; 
 function qubeOwnership(desired: DesiredState, actual: ActualState, name: string): Ownership {
   if (!actual.listing.has(name)) return "absent";
   const inv = readInventory(desired.owner, actual.dom0FeatureNames);
-  const tagged = actual.qubes.get(name)?.tags?.has(ownershipNames(desired.owner).ownerTag) ?? false;
+  const q = actual.qubes.get(name);
+  const tagged = q?.tags?.has(ownershipNames(desired.owner).ownerTag) ?? false;
+  const marked = readQubeRecords(desired.owner, q?.properties.get("uuid")?.raw, q?.featureNames ?? [], q?.templateFeatureNames).own || (inv.legacy.has(name) && tagged);
   const listed = inv.qubes.has(name) || inv.intents.has(name);
-  if (listed && tagged) return "managed";
+  if (listed && marked) return "managed";
   return inv.qubes.has(name) ? "drift" : "not managed";
 }
 

@@ -112,7 +112,7 @@ function createQube(call: Call, spec: NewQube): Qube {
   return qube;
 }
 
-/** DispVM.__init__: explicit properties, firewall, features and tags of the disposable template. */
+/** DispVM.__init__: explicit properties, firewall, features and tags of the disposable template (per release: releases.ts). */
 function inheritFromDispTemplate(world: World, disp: Qube, tpl: Qube): void {
   const own = propTable(qubeHolder(disp), world.release).byName;
   for (const [name, value] of tpl.props) {
@@ -120,7 +120,8 @@ function inheritFromDispTemplate(world: World, disp: Qube, tpl: Qube): void {
     if (own.get(name)?.access === "rw" && !disp.props.has(name)) disp.props.set(name, value);
   }
   disp.firewall = tpl.firewall ? [...tpl.firewall] : null;
-  for (const [k, v] of tpl.features) if (!k.startsWith("preload-dispvm")) disp.features.set(k, v);
+  const skip = world.release.dispvmFeatureSkipPrefixes;
+  for (const [k, v] of tpl.features) if (!skip.some((p) => k.startsWith(p))) disp.features.set(k, v);
   for (const t of tpl.tags) disp.tags.add(t);
 }
 

@@ -89,6 +89,13 @@ export type Release = {
    * global or a qube's explicit default_dispvm/management_dispvm/template names it
    * (qubes/app.py get_qube_prop_deps), with a message per kind.
    */
+  /**
+   * What qubesd copies from a disposable template into a new DispVM, besides its cloneable
+   * properties: the firewall, every tag, and the features but those whose names start with one of
+   * these (qubes/vm/dispvm.py DispVM.__init__: release4.2 runs `self.features.update(template.features)`;
+   * release4.3 and main leave out `preload-dispvm*`).
+   */
+  dispvmFeatureSkipPrefixes: readonly string[];
   dispTemplateInUse:
     | { kind: "dispvms"; message: string }
     | { kind: "prop-deps"; system: string; qube: string };
@@ -128,6 +135,7 @@ const MAIN: Release = {
   createUnknownLabel: "dropped",
   checksDispvmProperties: true,
   disposableOptions: true,
+  dispvmFeatureSkipPrefixes: ["preload-dispvm"],
   dispTemplateInUse: {
     kind: "prop-deps",
     system: "Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: default_dispvm, management_dispvm",
@@ -210,6 +218,7 @@ const R42: Release = {
     poolMissingOptions: () => null,
   },
   disposableOptions: false,
+  dispvmFeatureSkipPrefixes: [],
   dispTemplateInUse: {
     kind: "dispvms",
     message: "Cannot change template_for_dispvms to False while there are some DispVMs based on this DVM template",
