@@ -137,6 +137,7 @@ async function checkLock(io: CliIO, store: LockStore, owner: string, breakId: st
     case "broken":
       return write(io.stderr, `qubes-iac: broke the lock of owner ${owner}, held by ${describeHolder(r.was, nowMs)}`);
     case "free":
+      if (r.removedClaim !== undefined) return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; removed the claim label ${r.removedClaim} its apply left`);
       return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; nothing to break`);
     case "mismatch":
       throw new CliError(`--break-lock ${breakId} does not name the lock of owner ${owner}, which nothing was done to: ${heldMessage(owner, r.state, nowMs, "qubes-iac apply")}`);
