@@ -1,6 +1,6 @@
 // `qubes-iac validate [PATH…]`: loads and checks the config, prints every diagnostic at once
 // (compiler style, or --json), exit 0 when valid (warnings allowed), 1 on any error. It makes
-// no Admin API call and opens no connection.
+// no Admin API call and opens no connection; a signal ends it, also while a config is parsed.
 
 import { resolve } from "node:path";
 import { loadConfig, nodeConfigIO, type ConfigIO } from "../../config/index.js";
@@ -30,7 +30,8 @@ export const configIOAt = (cwd: string): ConfigIO => ({
 });
 
 export async function validateCommand(io: CliIO, paths: string[], o: { json?: boolean }): Promise<number> {
-  const result = loadConfig(paths, configIOAt(io.cwd));
+  // Loading is synchronous: in a worker thread (when the process provides one) a signal still ends validate while a large config is parsed.
+  const result = io.loadInWorker !== undefined ? await io.loadInWorker(paths) : loadConfig(paths, configIOAt(io.cwd));
   const failed = hasErrors(result.diagnostics);
   if (o.json) {
     write(io.stdout, JSON.stringify({ format_version: DIAGNOSTICS_FORMAT_VERSION, valid: !failed, diagnostics: result.diagnostics }, null, 2));
