@@ -49,7 +49,9 @@ function loadInWorker(paths: string[]): Promise<{ diagnostics: import("../model/
   });
 }
 
-const flush = (s: NodeJS.WriteStream): Promise<void> => new Promise((resolve) => s.write("", () => resolve()));
+function flush(s: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => s.write("", () => resolve()));
+}
 
 async function main(args: string[]): Promise<void> {
   const { runCli } = await import("./run.js");
