@@ -6,13 +6,15 @@
 // back either way and the next apply finishes the work. Exit codes only: no timing is asserted.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { open } from "node:fs/promises";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/cli.js";
 import { repoRoot } from "../helpers/shared.js";
-import { startTestSim, type TestSim } from "../helpers/sim.js";
+import { isMutating, startTestSim, type TestSim } from "../helpers/sim.js";
+import { runIn } from "../apply/_cli.js";
+import { WORKER_LOAD_BYTES } from "../../src/cli/commands/validate.js";
 import { clientOf } from "../reliability/_harness.js";
 import { writeFileWhole } from "../../src/cli/io.js";
 
@@ -124,7 +126,29 @@ describe("a signal ends a command that only reads, without waiting for the call 
   });
 });
 
+describe("validate of a large config, loaded in a worker thread", () => {
+  it("reports exactly what the in-place load reports, with locations and source lines", async () => {
+    const lines = ["version: 1", "owner: big", "qubes:"];
+    for (let i = 0; i < 4000; i++) lines.push(`  q${i}:`, "    class: StandaloneVM", "    label: green", "    properties:", `      memory: ${i === 3999 ? "lots" : "400"}`);
+    lines.push("  q-extra:", "    class: StandaloneVM", "    label: green", "    colour: red");
+    const text = `${lines.join("\n")}\n`;
+    expect(Buffer.byteLength(text)).toBeGreaterThanOrEqual(WORKER_LOAD_BYTES);
+    writeFileSync(join(dir, "big.yaml"), text);
+    const built = await start(["validate", "big.yaml"], dir).ended;
+    const inPlace = await runIn(["validate", "big.yaml"], { cwd: dir });
+    expect(built.stderr).toMatch(/big\.yaml:\d+:5: error QIAC-E010: unknown key 'colour' in qube 'q-extra'\n/);
+    expect({ code: built.code, stdout: built.stdout, stderr: built.stderr }).toEqual({ code: inPlace.code, stdout: inPlace.stdout, stderr: inPlace.stderr });
+  }, 60_000);
+});
+
 describe("apply and Ctrl-C", () => {
+  it("while it plans: exits 130 at once, nothing changed", async () => {
+    const r = await interruptHeldRead(["apply", ...connect(), "--auto-approve", EXAMPLE], "SIGINT");
+    expect({ code: r.code, signal: r.signal }).toEqual({ code: 130, signal: null });
+    expect(r.stderr).toContain("qubes-iac: interrupted (SIGINT); nothing was changed\n");
+    expect(sim.calls.filter((c) => isMutating(c.method))).toEqual([]);
+  });
+
   const lockLeft = async (): Promise<string[]> => {
     const c = clientOf(sim);
     try {
