@@ -180,14 +180,14 @@ export async function acquireLock(store: LockStore, owner: string, holder: LockH
   const n = lockNames(owner);
   const claim = claimLabelName(owner, holder.id);
   const [makeClaim, makeLabel, writeRecord] = lockOps(owner, holder).take as [Op, Op, Op];
-  const claimed = await makeOwn(store, makeClaim, claim);
+  const claimed = await makeOwn(store, makeClaim, claim, holder.id);
   if (claimed !== null) return { kind: "failed", message: `could not take the lock: ${claimed}` };
 
-  const withdraw = async <R extends AcquireResult>(r: R): Promise<R> => {
+  /** Not taken: the claim goes (a claim that stays holds nothing, and says so). */
+  const withdraw = async (r: Exclude<AcquireResult, { kind: "acquired" }>): Promise<AcquireResult> => {
     const left = await removeQuietly(store, { op: "label.remove", name: claim }, async () => (await store.labels()).includes(claim));
-    if (left === null) return r;
-    const note = `; its claim label ${claim} is left (${left}): it holds nothing, and --break-lock ${holder.id} removes it`;
-    return r.kind === "held" ? r : ({ ...r, message: `${(r as { message: string }).message}${note}` } as R);
+    if (left === null || r.kind === "held") return r;
+    return { ...r, message: `${r.message}; its claim label ${claim} is left (${left}): it holds nothing, and --break-lock ${holder.id} removes it` };
   };
 
   let last: QubesApiError | null = null;
@@ -223,10 +223,6 @@ export async function acquireLock(store: LockStore, owner: string, holder: LockH
         mine = true;
         break;
       case "held":
-        if (state.holder?.id === holder.id) {
-          mine = true;
-          break;
-        }
         if (state.holder !== null || !outcomeUnknown(last)) return withdraw(state);
         return withdraw({
           kind: "unknown",
@@ -253,17 +249,14 @@ export async function acquireLock(store: LockStore, owner: string, holder: LockH
   }
   // Holding a lock nobody can attribute would stop every other apply: give it back.
   const back = await removeQuietly(store, { op: "label.remove", name: n.label }, async () => (await store.labels()).includes(n.label));
-  const r = await withdraw({
-    kind: "failed",
-    message:
-      `took the lock but could not record who holds it: ${err.message}; ` +
-      (back === null ? "gave the lock back" : `giving it back failed too (${back}): break it with --break-lock ${UNKNOWN_HOLDER_ID}`),
-  });
-  return r;
+  const failed = `took the lock but could not record who holds it: ${err.message}; `;
+  // A label left behind keeps its claim: a lock label beside a live claim is held, never taken over.
+  if (back !== null) return { kind: "failed", message: `${failed}giving it back failed too (${back}): break it with --break-lock ${holder.id}` };
+  return withdraw({ kind: "failed", message: `${failed}gave the lock back` });
 }
 
-/** Creates a label only this apply ever creates; null once it exists, else why not. */
-async function makeOwn(store: LockStore, op: Op, name: string): Promise<string | null> {
+/** Creates a label only this apply (`id`) ever creates; null once it exists, else why not. */
+async function makeOwn(store: LockStore, op: Op, name: string, id: string): Promise<string | null> {
   let err: QubesApiError | null = null;
   for (let i = 0; i < 2; i++) {
     err = await attempt(store, op);
@@ -273,7 +266,7 @@ async function makeOwn(store: LockStore, op: Op, name: string): Promise<string |
     if (typeof there === "string") return `${err.message}; ${there}`;
     if (!outcomeUnknown(err) && !mayStillRun(err)) return err.message;
   }
-  return `${err?.message ?? "no answer"}; the claim label ${name} was not there when re-read (if a late create makes it, it holds nothing, and --break-lock ${name.slice(name.lastIndexOf(".") + 1)} removes it)`;
+  return `${err?.message ?? "no answer"}; the claim label ${name} was not there when re-read (if a late create makes it, it holds nothing, and --break-lock ${id} removes it)`;
 }
 
 /** Runs a removal, once more when it did not happen; null when the thing is gone afterwards (whatever the replies said), else why not. */

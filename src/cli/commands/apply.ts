@@ -133,6 +133,7 @@ async function checkLock(io: CliIO, store: LockStore, owner: string, breakId: st
   if (breakId === undefined) {
     const state = await readLock(store, owner);
     if (state.kind === "held") throw new CliError(heldMessage(owner, state, nowMs, "qubes-iac apply"));
+    if (state.kind === "abandoned") write(io.stderr, `qubes-iac: the lock label of owner ${owner} is there, but no apply holds or claims it (a create that was made after its apply ended): this apply takes it over`);
     return;
   }
   const r = await breakLock(store, owner, breakId);
