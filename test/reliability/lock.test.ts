@@ -315,16 +315,31 @@ describe("a create of the lock label without an answer", () => {
     expect(await traces()).toEqual(before);
   });
 
+  /** A's store, whose label lists wait until `open` is called: what A finds is what the test set up meanwhile. */
+  const gated = (): { store: LockStore; open(): void } => {
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const inner = impatient();
+    return { store: { ...inner, labels: async () => (await gate, inner.labels()) }, open: () => open() };
+  };
+  const claimMade = async (id: string): Promise<void> => {
+    while (!(await store().labels()).includes(claimOf(id))) await new Promise((r) => setTimeout(r, 10));
+  };
+
   it("a racing apply whose create lands while ours waits keeps its lock: ours stands back, naming it", async () => {
     const before = await traces();
-    lateCreate(1200);
-    const pending = acquireLock(impatient(), OWNER, A);
-    // B takes the lock while A's create is held up.
-    while (!(await store().labels()).includes(claimOf("aaaaaaaaaaaa"))) await new Promise((r) => setTimeout(r, 10));
+    lateCreate(5000);
+    const a = gated();
+    const pending = acquireLock(a.store, OWNER, A);
+    // B takes the lock while A's create is held up; then A looks.
+    await claimMade("aaaaaaaaaaaa");
     const b = store();
     const B = holder("bbbbbbbbbbbb");
     const taken = await acquireLock(b, OWNER, B);
     expect(taken.kind).toBe("acquired");
+    a.open();
     expect(await pending).toEqual({ kind: "held", holder: B });
     await landed();
     expect(sim.faults.fired()[0]?.outcome).toBe("exception");
@@ -336,13 +351,17 @@ describe("a create of the lock label without an answer", () => {
   it("a racing apply between its label and its record when ours looks: nobody can tell, ours stands back and the other keeps its lock", async () => {
     const before = await traces();
     const B = holder("bbbbbbbbbbbb");
-    lateCreate(1200);
+    lateCreate(5000);
     // B's record is held up until A has looked and stood back.
-    sim.faults.add({ method: "admin.vm.feature.Set", arg: names.record, dest: "dom0", calls: { from: 1, to: 1 }, action: { kind: "delay-before", ms: 1500 } });
-    const pending = acquireLock(impatient(), OWNER, A);
-    while (!(await store().labels()).includes(claimOf("aaaaaaaaaaaa"))) await new Promise((r) => setTimeout(r, 10));
+    sim.faults.add({ method: "admin.vm.feature.Set", arg: names.record, dest: "dom0", calls: { from: 1, to: 1 }, action: { kind: "delay-before", ms: 3000 } });
+    const a = gated();
+    const pending = acquireLock(a.store, OWNER, A);
+    await claimMade("aaaaaaaaaaaa");
     const b = store();
     const taking = acquireLock(b, OWNER, B);
+    // A looks once B's label is there (its record still held up).
+    while (!(await store().labels()).includes(names.label)) await new Promise((r) => setTimeout(r, 10));
+    a.open();
     const r = await pending;
     expect(r).toMatchObject({ kind: "unknown", message: expect.stringContaining("another apply of owner workstation is taking it at the same moment") });
     expect(await store().labels()).not.toContain(claimOf("aaaaaaaaaaaa"));
