@@ -2,8 +2,9 @@
 // for a minute: plan, show, export and policy end at once with 130 (SIGINT) or 143 (SIGTERM),
 // without waiting for that call, and leave no file half-written; validate ends so while a large
 // config is being parsed. apply's first interrupt starts no new step and says what is still
-// running; its second stops after the calls in flight and says what it left; the lock is given
-// back either way and the next apply finishes the work. Exit codes only: no timing is asserted.
+// running; its second stops after the calls in flight and says what it left; Ctrl-C while one of
+// the lock's six writes is in flight gives the lock back; the next apply finishes the work either
+// way. Exit codes only: no timing is asserted.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { open } from "node:fs/promises";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -195,6 +196,37 @@ describe("apply and Ctrl-C", () => {
     const plan = start(["plan", ...connect(), EXAMPLE], dir);
     expect((await plan.ended).stdout).toBe("No changes.\n");
   }, 60_000);
+});
+
+describe("Ctrl-C at each of the apply lock's writes", () => {
+  const WRITES = [
+    ["its claim", "admin.label.Create@1"],
+    ["its label", "admin.label.Create+qubes-iac.lock.workstation@1"],
+    ["its record", "admin.vm.feature.Set+qubes-iac.workstation.lock@1"],
+    ["the record's removal", "admin.vm.feature.Remove+qubes-iac.workstation.lock@1"],
+    ["the label's removal", "admin.label.Remove+qubes-iac.lock.workstation@1"],
+    ["the claim's removal", "admin.label.Remove@2"],
+  ] as const;
+  for (const [what, call] of WRITES) {
+    it(`at ${what}: the call ends, the lock is given back, and a plain apply converges`, async () => {
+      sim.faults.add(`${call}=delay-before:1500`);
+      const taking = WRITES.findIndex(([w]) => w === what) < 3;
+      const r = start(["apply", ...connect(), "--auto-approve", EXAMPLE], dir);
+      running.push(r);
+      await until("the lock's call is held in the simulator", () => sim.faults.fired().length === 1);
+      r.child.kill("SIGINT");
+      const e = await r.ended;
+      // Taking it: no step ran. Giving it back: every step had applied.
+      expect({ code: e.code, said: e.stderr.includes("interrupted (SIGINT) before any step; nothing was changed") }).toEqual(taking ? { code: 130, said: true } : { code: 0, said: false });
+      const c = clientOf(sim);
+      expect((await c.label.list()).filter((l) => l.startsWith("qubes-iac."))).toEqual([]);
+      expect(await c.feature.list("dom0")).not.toContain("qubes-iac.workstation.lock");
+      await c.close();
+      const again = await start(["apply", ...connect(), "--auto-approve", EXAMPLE], dir).ended;
+      expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining("lock") });
+      expect((await start(["plan", ...connect(), EXAMPLE], dir).ended).stdout).toBe("No changes.\n");
+    }, 60_000);
+  }
 });
 
 describe("a file written whole", () => {

@@ -252,7 +252,7 @@ describe("the lock is given back whatever the ending", () => {
     });
     sim.faults.add({ method: "admin.vm.feature.Set", arg: `qubes-iac.${OWNER}.format`, dest: "dom0", calls: { from: 1, to: 1 }, action: { kind: "delay-before", ms: 150 } });
     const run = applyIn(sim, [EXAMPLE], { autoApprove: true }, {}, { interrupted });
-    await until("the lock is taken", lockTaken);
+    await until("the first step's call is held", () => lockTaken() && sim.faults.fired().length === 1);
     interrupt("SIGINT");
     const r = await run;
     expect(r.code).toBe(1);

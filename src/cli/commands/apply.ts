@@ -3,8 +3,8 @@
 // apply lock (docs/locking.md; refused at once when another apply holds it), re-checks the values
 // the plan relies on, then runs its steps through the engine with the human or --json view and
 // gives the lock back. Exit 0 when every step was applied (or there was nothing to do), 1 otherwise.
-// Interrupted before the lock is taken: ends at once (130/143), nothing changed; once the steps
-// run, a first interrupt starts no new step, a second stops after the calls in flight.
+// Interrupted before the first step: ends (130/143), nothing changed, at once while it reads; once
+// the steps run, a first interrupt starts no new step, a second stops after the calls in flight.
 
 import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
@@ -346,6 +346,12 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     const lock = await takeLock(store, owner, (deps.holder ?? thisProcess)(), wallClock());
     return await underLock(io, store, lock, wallClock, async () => {
       await recheck();
+      // Interrupted while the lock was being taken: no step has started; the lock is given back.
+      const before = stopped();
+      if (before !== undefined) {
+        write(io.stderr, `qubes-iac: interrupted (${before}) before any step; nothing was changed`);
+        return signalExitCode(before);
+      }
 
       if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
       else io.stdout.write("\n");
