@@ -1,10 +1,11 @@
 // Command-line surface: parses arguments with commander and dispatches to the commands. Every
-// command returns its exit code; only main.ts calls process.exit. Errors the user can fix are
-// CliErrors (message, exit 1); anything else is a bug and says so.
+// command returns its exit code; only main.ts ends the process. Errors the user can fix are
+// CliErrors (message, exit 1); anything else is a bug and says so. The commands that only read
+// end at once on a signal (untilInterrupted); apply, guest and sim handle it themselves.
 
 import { Command, CommanderError, Option } from "commander";
 import { QubesApiError } from "../providers/qubes/errors.js";
-import { CliError, write, type CliIO } from "./io.js";
+import { CliError, untilInterrupted, write, type CliIO } from "./io.js";
 import { packageVersion } from "./version.js";
 
 const connectOption = (): Option =>
@@ -30,7 +31,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--json", "print diagnostics as JSON")
     .action(async (paths: string[], o: { json?: boolean }) => {
       const { validateCommand } = await import("./commands/validate.js");
-      exitCode = await validateCommand(io, paths, o);
+      exitCode = await untilInterrupted(io, () => validateCommand(io, paths, o));
     });
 
   const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -51,7 +52,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--no-color", "never colour the output (colour is used only on a terminal, and never with NO_COLOR)")
     .action(async (paths: string[], o: import("./commands/plan.js").PlanCommandOptions) => {
       const { planCommand } = await import("./commands/plan.js");
-      exitCode = await planCommand(io, paths, o);
+      exitCode = await untilInterrupted(io, () => planCommand(io, paths, o));
     });
 
   program
@@ -103,7 +104,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("-o, --output <file>", "write the config to this new file instead of stdout")
     .action(async (o: import("./commands/export.js").ExportCommandOptions) => {
       const { exportCommand } = await import("./commands/export.js");
-      exitCode = await exportCommand(io, o);
+      exitCode = await untilInterrupted(io, () => exportCommand(io, o));
     });
 
   program
@@ -116,7 +117,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--json", "print the state as JSON")
     .action(async (paths: string[], o: import("./commands/show.js").ShowCommandOptions) => {
       const { showCommand } = await import("./commands/show.js");
-      exitCode = await showCommand(io, paths, o);
+      exitCode = await untilInterrupted(io, () => showCommand(io, paths, o));
     });
 
   program
@@ -129,7 +130,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .addOption(timeoutOption())
     .action(async (paths: string[], o: import("./commands/policy.js").PolicyCommandOptions) => {
       const { policyCommand } = await import("./commands/policy.js");
-      exitCode = await policyCommand(io, paths, o);
+      exitCode = await untilInterrupted(io, () => policyCommand(io, paths, o));
     });
 
   const sim = program.command("sim").description("the built-in qubesd simulator");

@@ -64,8 +64,13 @@ describe("approval", () => {
   }
 
   it("an interruption while asking cancels", async () => {
-    const stdin = { tty: true, interrupted: Promise.resolve("SIGINT") };
-    const r = await runIn(["apply", ...connect(), "examples/minimal.yaml"], stdin);
+    // The user presses Ctrl-C once apply waits for the answer.
+    let interrupt: (sig: string) => void = () => {};
+    const interrupted = new Promise<string>((resolve) => {
+      interrupt = resolve;
+    });
+    const input = new Readable({ read: () => interrupt("SIGINT") });
+    const r = await runIn(["apply", ...connect(), "examples/minimal.yaml"], { tty: true, input, interrupted });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/apply cancelled/);
     expect(mutated()).toEqual([]);

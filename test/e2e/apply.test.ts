@@ -32,7 +32,8 @@ async function applyAndConverge(example: string, extra: string[] = []): Promise<
   expect(first.stderr).not.toMatch(/error/);
   expect(first.code).toBe(0);
   expect(first.stdout).toMatch(/\nApply complete: \d+ added, \d+ changed, 0 destroyed\.\n$/);
-  const applied = mutations();
+  // The lock's claim label carries the apply's random id (docs/locking.md).
+  const applied = mutations().map((m) => m.replace(/^(admin\.label\.(?:Create|Remove)\+qubes-iac\.lock\.[^.]+)\.[0-9a-f]{12} /, "$1.ID "));
 
   const plan = await cli(["plan", example]);
   expect(plan.code).toBe(0);
@@ -46,6 +47,7 @@ async function applyAndConverge(example: string, extra: string[] = []): Promise<
 }
 
 const REFERENCE_CALLS = [
+  "admin.label.Create+qubes-iac.lock.laptop.ID → dom0",
   "admin.label.Create+qubes-iac.lock.laptop → dom0",
   "admin.vm.feature.Set+qubes-iac.laptop.lock → dom0",
   "admin.vm.feature.Set+qubes-iac.laptop.format → dom0",
@@ -98,6 +100,7 @@ const REFERENCE_CALLS = [
   "admin.vm.Start+ → dev",
   "admin.vm.feature.Remove+qubes-iac.laptop.lock → dom0",
   "admin.label.Remove+qubes-iac.lock.laptop → dom0",
+  "admin.label.Remove+qubes-iac.lock.laptop.ID → dom0",
 ];
 
 describe("apply of the built CLI", () => {

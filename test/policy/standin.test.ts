@@ -87,8 +87,9 @@ describe("the generated policy through the stand-in qrexec-client-vm", () => {
     expect(refused.code).toBe(1);
     // The first write is the apply lock's (docs/locking.md): refused, nothing else is tried.
     expect(refused.stdout).toMatch(/Plan: 1 to add, 0 to change, 0 to destroy\.\n$/);
-    expect(refused.stderr).toContain(
-      "qubes-iac: could not take the lock: admin.label.Create+qubes-iac.lock.minimal to dom0 was refused by qrexec policy (qrexec-client-vm exit 126): Request refused; allow it in dom0's /etc/qubes/policy.d (see `qubes-iac policy`); nothing was changed\n",
+    // Its claim label, named by the apply's random id (docs/locking.md).
+    expect(refused.stderr).toMatch(
+      /\nqubes-iac: could not take the lock: admin\.label\.Create\+qubes-iac\.lock\.minimal\.[0-9a-f]{12} to dom0 was refused by qrexec policy \(qrexec-client-vm exit 126\): Request refused; allow it in dom0's \/etc\/qubes\/policy\.d \(see `qubes-iac policy`\); nothing was changed\n/,
     );
     expect(sim.calls.filter((c) => isMutating(c.method))).toEqual([]);
 

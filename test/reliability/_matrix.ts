@@ -19,7 +19,7 @@ import type { Op } from "../../src/plan/ops.js";
 import type { FaultAction, FaultKind } from "../../src/providers/qubes/simulator/faults.js";
 import { loadDesired } from "../plan/_helpers.js";
 import { isMutating } from "../helpers/sim.js";
-import { lockNames, lockOps } from "../../src/apply/lock.js";
+import { lockNames, lockOps, lockStoreFromClient, newHolder, readLock } from "../../src/apply/lock.js";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
 import type { Transport } from "../../src/providers/qubes/transport.js";
@@ -128,18 +128,18 @@ export function strays(sim: Sim, ours: Setup["ours"]): string[] {
       if (c.dest !== "dom0") return !ours.qubes.has(c.dest);
       if (c.method.startsWith("admin.vm.feature.")) return !c.arg.startsWith(ours.ownerPrefix);
       if (c.method.startsWith("admin.property.")) return !ours.globals.has(c.arg);
-      if (c.method.startsWith("admin.label.")) return !ours.labels.has(c.arg) && c.arg !== lockNames(OWNER).label;
+      if (c.method.startsWith("admin.label.")) return !ours.labels.has(c.arg) && c.arg !== lockNames(OWNER).label && !c.arg.startsWith(`${lockNames(OWNER).label}.`);
       return true;
     })
     .map((c) => `${c.method}+${c.arg} → ${c.dest}`);
 }
 
-/** What an apply lock left behind: its label, its record. */
+/** What an apply lock left behind: its label, its claim labels, its record. */
 async function lockLeft(sim: Sim): Promise<string[]> {
   const c = clientOf(sim);
   try {
     const n = lockNames(OWNER);
-    return [...(await c.label.list()).filter((l) => l === n.label), ...(await c.feature.list("dom0")).filter((f) => f === n.record)];
+    return [...(await c.label.list()).filter((l) => l === n.label || l.startsWith(`${n.label}.`)), ...(await c.feature.list("dom0")).filter((f) => f === n.record)];
   } finally {
     await c.close();
   }
@@ -151,7 +151,7 @@ export type CaseOutcome = { code: number; applied: string[]; failed: string[]; s
  * A client whose mutating calls time out after SHORT_TIMEOUT_MS (the faulted call is always one),
  * its reads after the usual 10 s: a loaded machine never times out a read by accident.
  */
-function shortWriteTimeoutClient(sim: Sim): AdminClient {
+export function shortWriteTimeoutClient(sim: Sim): AdminClient {
   const socket = createSocketTransport(sim.socketPath, { timeoutMs: 10_000 });
   const transport: Transport = { ...socket, call: (c, o) => socket.call(c, isMutating(c.method) ? { timeoutMs: SHORT_TIMEOUT_MS } : o) };
   return createAdminClient(transport, { timeoutMs: 10_000, slowTimeoutMs: 10_000 });
@@ -164,8 +164,15 @@ function shortWriteTimeoutClient(sim: Sim): AdminClient {
  */
 const runFaultedApply = (sim: Sim, kind: MatrixKind): Promise<CliRun> =>
   shortTimeout(kind)
-    ? applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { connect: async () => shortWriteTimeoutClient(sim) })
+    ? applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { connect: async () => shortWriteTimeoutClient(sim), holder: () => HOLDER })
     : cli(sim, ["apply", "--auto-approve", "--json", EXAMPLE]);
+
+/** The lock's holder in the lock cases: its claim label's name is known in advance. */
+const HOLDER = newHolder({ id: "abcabcabcabc", host: "mgmt", pid: 4242, now: new Date("2025-06-01T10:00:00.000Z"), version: "0.1.0" });
+
+/** As runFaultedApply, always with HOLDER. */
+const runLockFaultedApply = (sim: Sim, kind: MatrixKind): Promise<CliRun> =>
+  applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { holder: () => HOLDER, ...(shortTimeout(kind) ? { connect: async () => shortWriteTimeoutClient(sim) } : {}) });
 
 /** Runs one case; returns how re-reading resolved the faulted call ("none" when it was not re-read). */
 export async function runCase(s: Setup, kind: MatrixKind, index: number): Promise<string> {
@@ -245,56 +252,65 @@ export async function runCase(s: Setup, kind: MatrixKind, index: number): Promis
 }
 
 /** The four writes of the apply lock, in order: take (label, record), give back (record, label). */
-export const LOCK_CALLS = ["label", "record", "record removal", "label removal"] as const;
+export const LOCK_CALLS = ["claim", "label", "record", "record removal", "label removal", "claim removal"] as const;
 type LockCall = (typeof LOCK_CALLS)[number];
 
 /**
- * A fault at one of the lock's writes. Taking it: when the call did not run, nothing was taken
- * (or what was taken was given back) and nothing was changed; when the label was made but its
- * reply lost, nobody can tell whose it is, so nothing is changed and it stays, held by "unknown";
- * a record whose reply was lost is read back. Giving it back: the steps all applied; a removal
- * that did not run leaves the lock, and the exit code says so. Either way, breaking what is left
- * by the id the refusal shows lets the next apply finish the work.
+ * A fault at one of the lock's writes. Taking it: a claim or a label whose create got no answer is
+ * settled by looking (the claim is this apply's alone; a label beside no other live claim is its
+ * own), so the apply goes on unless qubesd refused the call; a record whose reply was lost is read
+ * back, one not written is given back with the label and claim. Giving it back: a removal that
+ * did not happen is made once more. A create made late, after the apply ended, leaves a label
+ * that holds nothing: a lock label the next apply that changes something takes over, a claim
+ * label that --break-lock with its id removes. Either way the next apply finishes the work.
  */
 export async function runLockCase(s: Setup, kind: MatrixKind, which: LockCall): Promise<void> {
-  const ops = lockOps(OWNER);
+  const ops = lockOps(OWNER, HOLDER);
   const op = [...ops.take, ...ops.release][LOCK_CALLS.indexOf(which)] as Op;
   const c = opCall(op);
   const sim = await startSim({ template: s.template, faults: [] });
   const tag = { kind, lock: which };
   try {
     sim.faults.add({ method: c.method, arg: c.arg, dest: c.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
-    const first = await runFaultedApply(sim, kind);
+    const first = await runLockFaultedApply(sim, kind);
     // A late call lands after apply gave up on it: look at what is left once it has.
     if (callRunsLate(kind)) await landed(sim);
     const ev = events(first.stdout);
     const applied = (ev.find((e) => e.type === "apply_complete") as { applied?: string[] } | undefined)?.applied ?? [];
     const left = await lockLeft(sim);
     const n = lockNames(OWNER);
+    const claim = `${n.label}.${HOLDER.id}`;
     const steps = s.plan.steps.length;
     const late = callRunsLate(kind);
     const runs = callRuns(kind);
+    const done = { code: 0, applied: steps };
+    const refused = { code: 1, applied: 0 };
+    // What a late create leaves depends on whether the apply had ended when it landed.
+    const lateLeft = (what: string): string[] => (left.includes(what) ? [what] : []);
     const expected: { code: number; applied: number; left: string[] } = {
-      // Made, reply lost: nobody can tell whose it is. Late: made after apply gave up, the same.
-      label: { code: 1, applied: 0, left: runs || late ? [n.label] : [] },
-      // Read back when the reply was lost; given back when not written — or written late, leaving a record without its label (free).
-      record: runs ? { code: 0, applied: steps, left: [] } : { code: 1, applied: 0, left: late ? [n.record] : [] },
-      "record removal": runs ? { code: 0, applied: steps, left: [] } : { code: 1, applied: steps, left: late ? [n.label] : [n.label, n.record] },
-      "label removal": runs || late ? { code: runs ? 0 : 1, applied: steps, left: [] } : { code: 1, applied: steps, left: [n.label] },
+      claim: kind === "exception" ? { ...refused, left: [] } : { ...done, left: late ? lateLeft(claim) : [] },
+      label: kind === "exception" ? { ...refused, left: [] } : { ...done, left: late ? lateLeft(n.label) : [] },
+      // Given back when not written — or written late, leaving a record without its label (free).
+      record: runs ? { ...done, left: [] } : { ...refused, left: late ? [n.record] : [] },
+      "record removal": { ...done, left: [] },
+      "label removal": { ...done, left: [] },
+      "claim removal": { ...done, left: [] },
     }[which];
     expect({ ...tag, code: first.code, applied: applied.length, left }).toEqual({ ...tag, ...expected });
-    if (expected.code === 1 && expected.applied === 0) expect({ ...tag, stderr: first.stderr }).toEqual({ ...tag, stderr: expect.stringContaining("; nothing was changed\n") });
+    if (expected.code === 1) expect({ ...tag, stderr: first.stderr }).toEqual({ ...tag, stderr: expect.stringContaining("; nothing was changed\n") });
     if (left.includes(n.label)) {
-      const refused = await cli(sim, ["apply", "--auto-approve", EXAMPLE]);
-      const id = /--break-lock (\S+)\n/.exec(refused.stderr)?.[1];
-      expect({ ...tag, code: refused.code, id: id !== undefined }).toEqual({ ...tag, code: 1, id: true });
-      expect({ ...tag, broke: (await cli(sim, ["apply", "--auto-approve", "--break-lock", id ?? "", EXAMPLE])).code }).toEqual({ ...tag, broke: 0 });
-    } else {
-      expect({ ...tag, code: (await cli(sim, ["apply", "--auto-approve", EXAMPLE])).code }).toEqual({ ...tag, code: 0 });
+      const reader = clientOf(sim);
+      expect({ ...tag, lock: await readLock(lockStoreFromClient(reader), OWNER) }).toEqual({ ...tag, lock: { kind: "abandoned" } });
+      await reader.close();
     }
-    expect({ ...tag, plan: (await cli(sim, ["plan", EXAMPLE])).stdout, lock: await lockLeft(sim) }).toEqual({ ...tag, plan: "No changes.\n", lock: [] });
+    const again = await cli(sim, ["apply", "--auto-approve", ...(left.includes(claim) ? ["--break-lock", HOLDER.id] : []), EXAMPLE]);
+    expect({ ...tag, code: again.code, stderr: again.stderr }).toEqual({ ...tag, code: 0, stderr: expect.not.stringContaining("another apply") });
+    // An abandoned lock label holds nothing; it stays until an apply with changes takes it over.
+    const abandoned = left.includes(n.label);
+    const rest = (await lockLeft(sim)).filter((l) => !(l === n.label && abandoned));
+    expect({ ...tag, plan: (await cli(sim, ["plan", EXAMPLE])).stdout, lock: rest }).toEqual({ ...tag, plan: "No changes.\n", lock: [] });
     expect({ ...tag, strays: strays(sim, s.ours) }).toEqual({ ...tag, strays: [] });
-    const snapshot = await snapshotForeign(sim, s.ours);
+    const snapshot = await snapshotForeign(sim, abandoned ? { ...s.ours, labels: new Set([...s.ours.labels, n.label]) } : s.ours);
     expect({ ...tag, same: JSON.stringify(snapshot) === JSON.stringify(s.before) }).toEqual({ ...tag, same: true });
   } finally {
     await sim.stop();

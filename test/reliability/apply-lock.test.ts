@@ -11,6 +11,7 @@ import { ensureBuilt } from "../helpers/cli.js";
 import { repoRoot } from "../helpers/shared.js";
 import { isLockCall, isMutating } from "../helpers/sim.js";
 import { applyIn, cli, clientOf, startSim, type Sim } from "./_harness.js";
+import { shortWriteTimeoutClient } from "./_matrix.js";
 
 const EXAMPLE = "examples/workstation.yaml";
 const OWNER = "workstation";
@@ -96,10 +97,70 @@ describe("two applies at once", () => {
     // Every step's calls were made once: by the one apply that held the lock.
     const sent = sim.calls.filter((c) => isMutating(c.method) && !isLockCall(c)).map((c) => `${c.method}+${c.arg} → ${c.dest}`);
     expect(sent.filter((k, i) => sent.indexOf(k) !== i)).toEqual([]);
-    expect(sim.calls.filter((c) => c.method === "admin.label.Create" && c.reply === "ok")).toHaveLength(1);
+    expect(sim.calls.filter((c) => c.method === "admin.label.Create" && c.arg === names.label && c.reply === "ok")).toHaveLength(1);
     await expectNoLockLeft();
     expect((await cli(sim, ["plan", EXAMPLE])).stdout).toBe("No changes.\n");
   });
+});
+
+/** The simulator imitates each release where its replies are known to differ (SimulatorOptions.release). */
+const RELEASES = ["head", "r4.3", "r4.2"] as const;
+
+describe.each(RELEASES)("the lock's create without an answer (%s)", (release) => {
+  let rsim: Sim;
+  beforeEach(async () => {
+    rsim = await startSim({ release });
+  });
+  afterEach(async () => {
+    await rsim.stop();
+  });
+  const labelCreate = (action: string): void => {
+    rsim.faults.add(`admin.label.Create+${names.label}/dom0@1=${action}`);
+  };
+  const noLockLeft = async (): Promise<void> => {
+    const c = clientOf(rsim);
+    try {
+      expect((await c.label.list()).filter((l) => l.startsWith("qubes-iac."))).toEqual([]);
+      expect(await c.feature.list("dom0")).not.toContain(names.record);
+    } finally {
+      await c.close();
+    }
+  };
+
+  it("its reply dropped: the apply proves the lock its own by its claim and applies; a plain apply after it succeeds", async () => {
+    labelCreate("close-after");
+    const first = await applyIn(rsim, [EXAMPLE], { autoApprove: true });
+    expect(rsim.faults.fired().map((f) => f.outcome)).toEqual(["ok"]);
+    expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining("lock") });
+    await noLockLeft();
+    const c = clientOf(rsim);
+    await c.property.set({ vm: "work" }, "memory", "1234");
+    await c.close();
+    const again = await cli(rsim, ["apply", "--auto-approve", EXAMPLE]);
+    expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining("--break-lock") });
+    expect(again.stdout).toMatch(/\nApply complete: 0 added, 1 changed/);
+    await noLockLeft();
+  });
+
+  it("held up in qubesd past the timeout: sent again and taken; made late, after the apply ended, it is taken over by a plain apply", async () => {
+    labelCreate("delay-before:3000");
+    const first = await applyIn(rsim, [EXAMPLE], { autoApprove: true }, { connect: async () => shortWriteTimeoutClient(rsim) });
+    expect(first.code).toBe(0);
+    await until("the late create is made", () => rsim.faults.fired()[0]?.outcome !== "not-run");
+    // Made after the apply ended (the usual case), or refused while the apply still held the lock (a slow run).
+    const late = rsim.faults.fired()[0]?.outcome;
+    expect(["ok", "exception"]).toContain(late);
+    const reader = clientOf(rsim);
+    expect(await readLock(lockStoreFromClient(reader), OWNER)).toEqual(late === "ok" ? { kind: "abandoned" } : { kind: "free" });
+    await reader.close();
+    const c = clientOf(rsim);
+    await c.property.set({ vm: "work" }, "memory", "1234");
+    await c.close();
+    const again = await cli(rsim, ["apply", "--auto-approve", EXAMPLE]);
+    expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining("--break-lock") });
+    if (late === "ok") expect(again.stderr).toContain("qubes-iac: the lock label of owner workstation is there, but no apply holds or claims it (a create that was made after its apply ended): this apply takes it over\n");
+    await noLockLeft();
+  }, 30_000);
 });
 
 describe("a lock left by a killed apply", () => {
@@ -137,14 +198,15 @@ describe("a lock left by a killed apply", () => {
     expect((await cli(sim, ["plan", EXAMPLE])).stdout).toBe("No changes.\n");
   }, 60_000);
 
-  it("a lock without a holder record (killed between its two writes) is 'unknown', and broken as such", async () => {
+  it("a lock without a holder record (killed between its label and its record) is held by its claim, and broken by that id", async () => {
     const c = clientOf(sim);
+    await c.label.create(`${names.label}.cccccccccccc`, "0x000000");
     await c.label.create(names.label, "0x000000");
     await c.close();
     const refused = await applyIn(sim, [EXAMPLE], { autoApprove: true });
-    expect(refused.stderr).toContain("the lock is held by an apply that has not recorded who it is (it took the lock a moment ago, or was killed right after taking it)");
-    expect(refused.stderr).toContain("--break-lock unknown\n");
-    const broke = await applyIn(sim, [EXAMPLE], { autoApprove: true, breakLock: "unknown" });
+    expect(refused.stderr).toContain("the lock is held by an apply that has not recorded who it is (claim cccccccccccc) (it took the lock a moment ago, or was killed right after taking it)");
+    expect(refused.stderr).toContain("--break-lock cccccccccccc\n");
+    const broke = await applyIn(sim, [EXAMPLE], { autoApprove: true, breakLock: "cccccccccccc" });
     expect(broke.code).toBe(0);
     await expectNoLockLeft();
   });
@@ -166,18 +228,20 @@ describe("the lock is given back whatever the ending", () => {
     expect(mutationsBy(from)).toEqual([]);
   });
 
-  it("a failed step: released, and the lock's writes are the first two and the last two", async () => {
+  it("a failed step: released, and the lock's writes are the first three and the last three", async () => {
     sim.faults.add("admin.vm.tag.Set+managed-by-workstation/work@1=exception:QubesException:no");
-    const r = await applyIn(sim, [EXAMPLE], { autoApprove: true, parallelism: "1" });
+    const r = await applyIn(sim, [EXAMPLE], { autoApprove: true, parallelism: "1" }, { holder: () => A });
     expect(r.code).toBe(1);
     const writes = mutationsBy(0);
-    expect([...writes.slice(0, 2), ...writes.slice(-2)]).toEqual([
+    expect([...writes.slice(0, 3), ...writes.slice(-3)]).toEqual([
+      "admin.label.Create+qubes-iac.lock.workstation.aaaaaaaaaaaa → dom0",
       "admin.label.Create+qubes-iac.lock.workstation → dom0",
       "admin.vm.feature.Set+qubes-iac.workstation.lock → dom0",
       "admin.vm.feature.Remove+qubes-iac.workstation.lock → dom0",
       "admin.label.Remove+qubes-iac.lock.workstation → dom0",
+      "admin.label.Remove+qubes-iac.lock.workstation.aaaaaaaaaaaa → dom0",
     ]);
-    expect(writes.slice(2, -2).filter((w) => w.includes(".lock"))).toEqual([]);
+    expect(writes.slice(3, -3).filter((w) => w.includes(".lock"))).toEqual([]);
     await expectNoLockLeft();
   });
 
@@ -188,7 +252,7 @@ describe("the lock is given back whatever the ending", () => {
     });
     sim.faults.add({ method: "admin.vm.feature.Set", arg: `qubes-iac.${OWNER}.format`, dest: "dom0", calls: { from: 1, to: 1 }, action: { kind: "delay-before", ms: 150 } });
     const run = applyIn(sim, [EXAMPLE], { autoApprove: true }, {}, { interrupted });
-    await until("the lock is taken", lockTaken);
+    await until("the first step's call is held", () => lockTaken() && sim.faults.fired().length === 1);
     interrupt("SIGINT");
     const r = await run;
     expect(r.code).toBe(1);
@@ -212,12 +276,14 @@ describe("the lock is given back whatever the ending", () => {
   });
 
   it("a release that fails is an error that says how to break the lock, even after every step applied", async () => {
-    sim.faults.add({ method: "admin.label.Remove", arg: names.label, dest: "dom0", calls: { from: 1, to: 1 }, action: { kind: "exception", qubesClass: "QubesException", message: "busy" } });
-    const r = await applyIn(sim, [EXAMPLE], { autoApprove: true });
+    sim.faults.add({ method: "admin.label.Remove", arg: names.label, dest: "dom0", calls: { from: 1, to: 2 }, action: { kind: "exception", qubesClass: "QubesException", message: "busy" } });
+    const r = await applyIn(sim, [EXAMPLE], { autoApprove: true }, { holder: () => A });
     expect(r.stdout).toMatch(/\nApply complete: /);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("qubes-iac: could not release the lock of owner workstation: QubesException: busy; break it with --break-lock unknown\n");
-    expect(await lockState()).toEqual({ kind: "held", holder: null });
+    expect(r.stderr).toContain("qubes-iac: could not release the lock of owner workstation: QubesException: busy; break it with --break-lock aaaaaaaaaaaa\n");
+    expect(await lockState()).toEqual({ kind: "held", holder: null, claim: "aaaaaaaaaaaa" });
+    expect((await applyIn(sim, [EXAMPLE], { autoApprove: true, breakLock: "aaaaaaaaaaaa" })).code).toBe(0);
+    await expectNoLockLeft();
   });
 
   it("export --all while the lock is held does not take the lock label for the user's", async () => {

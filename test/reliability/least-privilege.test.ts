@@ -60,11 +60,12 @@ describe("the generated policy in force, line by line", () => {
 
     const refused = await viaQrexec(["apply", "--auto-approve", config], readOnly);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain(
-      "qubes-iac: could not take the lock: admin.label.Create+qubes-iac.lock.workstation to dom0 was refused by qrexec policy (qrexec-client-vm exit 126): Request refused; allow it in dom0's /etc/qubes/policy.d (see `qubes-iac policy`); nothing was changed\n",
+    // The first write is the lock's claim, named by the apply's random id (docs/locking.md).
+    expect(refused.stderr).toMatch(
+      /\nqubes-iac: could not take the lock: admin\.label\.Create\+qubes-iac\.lock\.workstation\.[0-9a-f]{12} to dom0 was refused by qrexec policy \(qrexec-client-vm exit 126\): Request refused; allow it in dom0's \/etc\/qubes\/policy\.d \(see `qubes-iac policy`\); nothing was changed\n/,
     );
     expect(writes()).toEqual([]);
-    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([["dom0", "admin.label.Create+qubes-iac.lock.workstation", "deny"]]);
+    expect(decisions().filter(([, , d]) => d !== "allow")).toEqual([["dom0", expect.stringMatching(/^admin\.label\.Create\+qubes-iac\.lock\.workstation\.[0-9a-f]{12}$/), "deny"]]);
   }, 120_000);
 
   it("--apply: a whole apply works; a qube the config creates is reached through @tag:created-by-mgmt, a tag only dom0 sets", async () => {
@@ -100,7 +101,7 @@ describe("the generated policy in force, line by line", () => {
       .filter((c) => isMutating(c.method) && !isLockCall(c))
       .filter((c) => !["sys-net", "sys-firewall", "default-dvm", "work", "personal", "untrusted", "vault"].includes(c.dest) && !c.arg.startsWith("qubes-iac.workstation."));
     expect(outside).toEqual([]);
-    expect(sim.calls.filter((c) => isLockCall(c) && isMutating(c.method)).map((c) => c.method)).toEqual(["admin.label.Create", "admin.vm.feature.Set", "admin.vm.feature.Remove", "admin.label.Remove"]);
+    expect(sim.calls.filter((c) => isLockCall(c) && isMutating(c.method)).map((c) => c.method)).toEqual(["admin.label.Create", "admin.label.Create", "admin.vm.feature.Set", "admin.vm.feature.Remove", "admin.label.Remove", "admin.label.Remove"]);
     const left = JSON.parse((await cli(sim, ["plan", "--json", config])).stdout) as { steps: Array<{ id: string }> };
     expect(left.steps.map((s) => s.id)).toEqual(["update:qube.work"]);
   }, 120_000);

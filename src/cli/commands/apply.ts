@@ -3,6 +3,8 @@
 // apply lock (docs/locking.md; refused at once when another apply holds it), re-checks the values
 // the plan relies on, then runs its steps through the engine with the human or --json view and
 // gives the lock back. Exit 0 when every step was applied (or there was nothing to do), 1 otherwise.
+// Interrupted before the first step: ends (130/143), nothing changed, at once while it reads; once
+// the steps run, a first interrupt starts no new step, a second stops after the calls in flight.
 
 import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
@@ -11,7 +13,7 @@ import type { Readable } from "node:stream";
 import { executorFromClient, readerFromClient } from "../../apply/admin-api.js";
 import { approves, decideApproval, refusedTakeOver } from "../../apply/approval.js";
 import { applyDiagnostic } from "../../apply/codes.js";
-import { applySteps } from "../../apply/engine.js";
+import { applySteps, type ApplyHooks, type OpExecutor } from "../../apply/engine.js";
 import { destroyedByOps, enforcementDiagnostics, ownershipProblems, planProblems, type ObservedOwnership } from "../../apply/enforce.js";
 import { settleFailedCreate } from "../../apply/left-state.js";
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
@@ -24,10 +26,11 @@ import { createHumanView } from "../../apply/view-human.js";
 import { createJsonView, jsonEventSink, planEvent, priorStateEvent } from "../../apply/view-json.js";
 import type { DesiredState } from "../../model/desired.js";
 import type { Diagnostic } from "../../model/diagnostics.js";
-import type { JsonPlan } from "../../plan/json.js";
+import type { JsonPlan, JsonStep } from "../../plan/json.js";
+import { stepOpMethod, type StepOp } from "../../plan/ops.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
-import { CliError, write, type CliIO } from "../io.js";
+import { CliError, interruptFlag, signalExitCode, write, type CliIO } from "../io.js";
 import { computePlan, loadConfigOrReport, parseOwners, printHumanPlan, type PlanScope } from "./plan.js";
 import { parseAddress } from "../../model/address.js";
 import { renderDiagnostics } from "./validate.js";
@@ -156,6 +159,7 @@ async function checkLock(io: CliIO, store: LockStore, owner: string, breakId: st
   if (breakId === undefined) {
     const state = await readLock(store, owner);
     if (state.kind === "held") throw new CliError(heldMessage(owner, state, nowMs, "qubes-iac apply"));
+    if (state.kind === "abandoned") write(io.stderr, `qubes-iac: the lock label of owner ${owner} is there, but no apply holds or claims it (a create that was made after its apply ended): this apply takes it over`);
     return;
   }
   const r = await breakLock(store, owner, breakId);
@@ -163,6 +167,7 @@ async function checkLock(io: CliIO, store: LockStore, owner: string, breakId: st
     case "broken":
       return write(io.stderr, `qubes-iac: broke the lock of owner ${owner}, held by ${describeHolder(r.was, nowMs)}`);
     case "free":
+      if (r.removedClaim !== undefined) return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; removed the claim label ${r.removedClaim} its apply left`);
       return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; nothing to break`);
     case "mismatch":
       throw new CliError(`--break-lock ${breakId} does not name the lock of owner ${owner}, which nothing was done to: ${heldMessage(owner, r.state, nowMs, "qubes-iac apply")}`);
@@ -212,6 +217,78 @@ async function underLock(io: CliIO, store: LockStore, lock: Acquired, nowMs: () 
   return code;
 }
 
+/** Before the lock is taken an interrupt ends apply at once: nothing was changed. */
+async function unlessInterrupted<T>(io: CliIO, work: Promise<T>): Promise<T> {
+  const stop = io.interrupted.then((signal): never => {
+    throw new CliError(`interrupted (${signal}); nothing was changed`, signalExitCode(signal));
+  });
+  return Promise.race([work, stop]);
+}
+
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * The steps under way, for what apply says when interrupted: the first interrupt stops new steps
+ * (the engine) and names what is still running and what will not start; the second makes every
+ * running step stop before its next call (the executor answers "not made"), naming what is left
+ * unfinished once the calls in flight end.
+ */
+function interruptible(io: CliIO, steps: readonly JsonStep[], hooks: ApplyHooks, inner: OpExecutor<StepOp>): { hooks: ApplyHooks; executor: OpExecutor<StepOp> } {
+  const running = new Map<string, { step: JsonStep; done: number }>();
+  let started = 0;
+  let inFlight = 0;
+  let halted = false;
+  void io.interrupted.then(() => {
+    write(io.stderr, `interrupt: finishing ${plural(running.size, "running step")}, ${steps.length - started} not started; interrupt again to stop after the calls in flight`);
+  });
+  void io.interruptedAgain?.then(() => {
+    halted = true;
+    const left = [...running.values()].map((r) => `${r.step.id} (${r.done} of ${plural(r.step.ops.length, "call")} made)`);
+    write(io.stderr, `interrupt: stopping after ${plural(inFlight, "call")} in flight${left.length > 0 ? `; left unfinished: ${left.join(", ")}` : ""}`);
+  });
+  const stepOf = new Map<StepOp, JsonStep>(steps.flatMap((st) => st.ops.map((op) => [op, st] as const)));
+  const end = (step: JsonStep): void => {
+    running.delete(step.id);
+  };
+  return {
+    hooks: {
+      onStepStart: (step) => {
+        started++;
+        running.set(step.id, { step, done: 0 });
+        hooks.onStepStart(step);
+      },
+      onOpUnknown: (step, i, f) => hooks.onOpUnknown(step, i, f),
+      onOpResolved: (step, i, v) => hooks.onOpResolved(step, i, v),
+      onStepDone: (step, ms) => {
+        end(step);
+        hooks.onStepDone(step, ms);
+      },
+      onStepFailed: (step, f, ms) => {
+        end(step);
+        hooks.onStepFailed(step, f, ms);
+      },
+      onStepSkipped: (step, r) => hooks.onStepSkipped(step, r),
+    },
+    executor: {
+      run: async (op) => {
+        const step = stepOf.get(op);
+        if (halted) {
+          return { kind: "failed", failure: { code: "interrupted", message: "not made: apply was interrupted a second time", call: `${stepOpMethod(op)} (${step?.id ?? "?"})` } };
+        }
+        inFlight++;
+        try {
+          return await inner.run(op);
+        } finally {
+          inFlight--;
+          const r = step === undefined ? undefined : running.get(step.id);
+          if (r !== undefined) r.done++;
+        }
+      },
+      verify: (op) => inner.verify(op),
+    },
+  };
+}
+
 export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOptions, deps: ApplyDeps = realDeps): Promise<number> {
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   if (o.json && !o.autoApprove) throw new CliError("--json needs --auto-approve: nobody can answer a question between JSON lines");
@@ -229,13 +306,14 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
   // A saved plan is untrusted input: its structure is checked before anything is connected to.
   if (source.kind === "saved" && refuseMisplacedOps(io, source.plan)) return 1;
 
+  const stopped = interruptFlag(io);
   const client = await (deps.connect ?? connectClient)(io, o);
   const wallClock = deps.wallClock ?? Date.now;
   try {
     const owner = source.kind === "saved" ? source.plan.owner : source.config.owner;
     const store = lockStoreFromClient(client);
     await checkLock(io, store, owner, o.breakLock, wallClock());
-    const plan = source.kind === "saved" ? source.plan : await computePlan(client, source.config, source.diagnostics, { ...o, parallelism });
+    const plan = source.kind === "saved" ? source.plan : await unlessInterrupted(io, computePlan(client, source.config, source.diagnostics, { ...o, parallelism }));
     const savedFile = source.kind === "saved" ? source.file : undefined;
     if (o.json) planEvent(sink, plan, savedFile !== undefined);
     else {
@@ -307,7 +385,9 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
         throw new CliError(`the system changed since the plan was made (${changes.length} value${changes.length === 1 ? "" : "s"} above); nothing was changed. Run \`qubes-iac plan\` again`);
       }
     };
-    if (savedFile !== undefined || asked) await recheck();
+    if (savedFile !== undefined || asked) await unlessInterrupted(io, recheck());
+    const signal = stopped();
+    if (signal !== undefined) throw new CliError(`interrupted (${signal}); nothing was changed`, signalExitCode(signal));
 
     const lock = await takeLock(store, owner, (deps.holder ?? thisProcess)(), wallClock());
     return await underLock(io, store, lock, wallClock, async () => {
@@ -320,16 +400,23 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
         throw new CliError(`the plan acts on what ${plan.owner} does not own (${problems.length} op${problems.length === 1 ? "" : "s"} above); nothing was changed`);
       }
       await recheck(cache);
+      // Interrupted while the lock was being taken: no step has started; the lock is given back.
+      const before = stopped();
+      if (before !== undefined) {
+        write(io.stderr, `qubes-iac: interrupted (${before}) before any step; nothing was changed`);
+        return signalExitCode(before);
+      }
 
       if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
       else io.stdout.write("\n");
       const admin = executorFromClient(client);
       const reader = readerFromClient(client);
+      const run = interruptible(io, plan.steps, view, withGuestOps(admin, guestOpExecutor()));
       const result = await applySteps(plan.steps, {
         parallelism,
-        executor: withGuestOps(admin, guestOpExecutor()),
+        executor: run.executor,
         now: deps.now,
-        hooks: view,
+        hooks: run.hooks,
         interrupted: io.interrupted,
         settleFailure: (step, failure) => settleFailedCreate(step, failure, { reader, run: admin.run }),
       });

@@ -4,7 +4,7 @@
 // custom labels, the pools and the global properties. Exit 1 when something the owner manages
 // cannot be exported (nothing is written then).
 
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readerFromClient } from "../../apply/admin-api.js";
@@ -13,7 +13,7 @@ import { renderExport } from "../../export/render.js";
 import { hasErrors } from "../../model/diagnostics.js";
 import { RECORD_PREFIX } from "../../model/ownership.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, write, type CliIO } from "../io.js";
+import { CliError, interruptFlag, write, writeFileWhole, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { renderDiagnostics } from "./validate.js";
 
@@ -47,6 +47,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
   const target = o.output === undefined ? undefined : resolve(io.cwd, o.output);
   if (target !== undefined && existsSync(target)) throw new CliError(`${o.output} exists; export never overwrites a file: choose another name or remove it`);
 
+  const stopped = interruptFlag(io);
   const result = await withClient(io, o, async (client) => {
     const reader = readerFromClient(client);
     let owner = o.owner;
@@ -67,6 +68,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
     return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}` });
   });
 
+  if (stopped() !== undefined) return 1;
   if (result.diagnostics.length > 0) write(io.stderr, `${renderDiagnostics(result.diagnostics, new Map())}\n`);
   if (hasErrors(result.diagnostics)) {
     write(io.stderr, "qubes-iac: nothing was exported");
@@ -76,7 +78,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
   const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? "" : "s"}`;
   const summary = `${plural(qubes, "qube")}, ${plural(labels, "label")}, ${plural(pools, "pool")}, ${plural(properties, "global property").replace(/propertys$/, "properties")}`;
   if (target === undefined) io.stdout.write(result.text);
-  else writeFileSync(target, result.text, { flag: "wx" });
+  else writeFileWhole(target, result.text, { exclusive: true });
   write(io.stderr, `qubes-iac: exported ${summary}${o.output === undefined ? "" : ` to ${o.output}`}`);
   return 0;
 }

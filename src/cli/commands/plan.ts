@@ -3,7 +3,6 @@
 // with diagnostics on stderr, or the JSON plan with --json — and with --out saves it for apply.
 // Exit 0 (with --detailed-exitcode: no changes), 1 on any error, 2 changes (--detailed-exitcode).
 
-import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadConfig, type LoadResult } from "../../config/index.js";
 import { readerFromClient } from "../../apply/admin-api.js";
@@ -19,7 +18,7 @@ import { readActualState } from "../../plan/reader.js";
 import { renderHumanPlan } from "../../plan/render.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, write, type CliIO } from "../io.js";
+import { CliError, interruptFlag, write, writeFileWhole, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 
 export type PlanCommandOptions = ConnectionOptions & {
@@ -109,6 +108,7 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
   parseAddresses(o.exclude, "--exclude");
   parseOwners(o.takeOwnership);
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
+  const stopped = interruptFlag(io);
   const loaded = loadConfigOrReport(io, paths, o.json === true);
   if (!loaded) return 1;
   const json = await withClient(io, o, (client) => computePlan(client, loaded.config, loaded.diagnostics, { ...o, parallelism }));
@@ -116,12 +116,14 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
   let serialised: string | undefined;
   const text = (): string => (serialised ??= `${JSON.stringify(json, null, 2)}\n`);
 
+  // Interrupted while reading: untilInterrupted has answered already; nothing more is printed or saved.
+  if (stopped() !== undefined) return 1;
   if (o.json) io.stdout.write(text());
   else printHumanPlan(io, json, loaded.sources, o);
   if (o.out !== undefined) {
     if (hasErrors(json.diagnostics)) write(io.stderr, `qubes-iac: the plan holds errors; not saved to ${o.out}`);
     else {
-      writeFileSync(resolve(io.cwd, o.out), text(), { mode: 0o600 });
+      writeFileWhole(resolve(io.cwd, o.out), text(), { mode: 0o600 });
       if (!o.json) write(io.stdout, `\nSaved the plan to ${o.out}. To make exactly these changes, run: qubes-iac apply ${o.out}`);
     }
   }

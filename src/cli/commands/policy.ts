@@ -9,7 +9,7 @@ import { readerFromClient } from "../../apply/admin-api.js";
 import { readInventory, type Inventory } from "../../model/ownership.js";
 import { checkVmName } from "../../model/qubes-rules.js";
 import { withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, type CliIO } from "../io.js";
+import { CliError, interruptFlag, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { loadConfigOrReport } from "./plan.js";
 
@@ -18,11 +18,13 @@ export type PolicyCommandOptions = ConnectionOptions & { mgmt: string; apply?: b
 export async function policyCommand(io: CliIO, paths: string[], o: PolicyCommandOptions): Promise<number> {
   const bad = checkVmName(o.mgmt);
   if (bad !== null || o.mgmt === "dom0") throw new CliError(`--mgmt '${o.mgmt}' is not the name of a management qube${bad !== null ? `: ${bad}` : ""}`);
+  const stopped = interruptFlag(io);
   const loaded = loadConfigOrReport(io, paths, false);
   if (!loaded) return 1;
   const desired = loaded.config;
   const inventory: Inventory | undefined =
     o.connect === undefined ? undefined : await withClient(io, o, async (client) => readInventory(desired.owner, await readerFromClient(client).featureNames("dom0")));
+  if (stopped() !== undefined) return 1;
   const rules = policyRules({ desired, mgmt: o.mgmt, apply: o.apply === true, ...(inventory !== undefined ? { inventory } : {}) });
   io.stdout.write(renderPolicy(rules, { owner: desired.owner, mgmt: o.mgmt, apply: o.apply === true, configs: paths, generator: `qubes-iac ${packageVersion()}` }));
   return 0;

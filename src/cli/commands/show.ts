@@ -18,7 +18,7 @@ import { buildPlan } from "../../plan/plan.js";
 import { factsLine } from "../../plan/render.js";
 import { readActualState } from "../../plan/reader.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
-import { write, type CliIO } from "../io.js";
+import { interruptFlag, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { loadConfigOrReport } from "./plan.js";
 
@@ -152,10 +152,12 @@ export function renderShownState(s: ShownState): string {
 
 export async function showCommand(io: CliIO, paths: string[], o: ShowCommandOptions): Promise<number> {
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
+  const stopped = interruptFlag(io);
   const loaded = loadConfigOrReport(io, paths, o.json === true);
   if (!loaded) return 1;
   const actual = await withClient(io, o, (client) => readActualState(readerFromClient(client), loaded.config, { parallelism }));
   const guests = await readGuests(guestReaderFromAgents(), loaded.config, actual, { parallelism, inScope: () => true });
+  if (stopped() !== undefined) return 1;
   const state = shownState(loaded.config, actual, guests);
   if (o.json) write(io.stdout, JSON.stringify(state, null, 2));
   else io.stdout.write(renderShownState(state));

@@ -1,8 +1,9 @@
 // `qubes-iac validate [PATH…]`: loads and checks the config, prints every diagnostic at once
 // (compiler style, or --json), exit 0 when valid (warnings allowed), 1 on any error. It makes
-// no Admin API call and opens no connection.
+// no Admin API call and opens no connection; a signal ends it, also while a config is parsed.
 
-import { resolve } from "node:path";
+import { readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { loadConfig, nodeConfigIO, type ConfigIO } from "../../config/index.js";
 import { hasErrors, renderDiagnostic, type Diagnostic } from "../../model/diagnostics.js";
 import { write, type CliIO } from "../io.js";
@@ -29,8 +30,32 @@ export const configIOAt = (cwd: string): ConfigIO => ({
   inspect: (p) => nodeConfigIO.inspect(resolve(cwd, p)),
 });
 
+/**
+ * Configs from this size on load in a worker thread (when the process provides one): loading is
+ * synchronous, and a signal must still end validate while a large config is parsed. Smaller ones
+ * load in place, where the thread would cost more than the load (a tenth of a second).
+ */
+export const WORKER_LOAD_BYTES = 256 * 1024;
+
+/** Whether the config at `paths` is large enough (or of unknown size: a pipe) to load off the main thread. */
+function loadsLong(io: CliIO, paths: readonly string[]): boolean {
+  let bytes = 0;
+  for (const p of paths.length > 0 ? paths : ["qubes.yaml"]) {
+    const path = resolve(io.cwd, p);
+    try {
+      const st = statSync(path);
+      if (st.isDirectory()) for (const e of readdirSync(path)) bytes += statSync(join(path, e)).size;
+      else if (st.isFile()) bytes += st.size;
+      else return true;
+    } catch {
+      continue;
+    }
+  }
+  return bytes >= WORKER_LOAD_BYTES;
+}
+
 export async function validateCommand(io: CliIO, paths: string[], o: { json?: boolean }): Promise<number> {
-  const result = loadConfig(paths, configIOAt(io.cwd));
+  const result = io.loadInWorker !== undefined && loadsLong(io, paths) ? await io.loadInWorker(paths) : loadConfig(paths, configIOAt(io.cwd));
   const failed = hasErrors(result.diagnostics);
   if (o.json) {
     write(io.stdout, JSON.stringify({ format_version: DIAGNOSTICS_FORMAT_VERSION, valid: !failed, diagnostics: result.diagnostics }, null, 2));
