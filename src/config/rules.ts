@@ -9,7 +9,7 @@ import type { Diagnostic } from "../model/diagnostics.js";
 import { TEMPLATE_BASED_CLASSES, locate, type DesiredQube, type DesiredState, type QubeField, type TopField } from "../model/desired.js";
 import { GLOBAL_PROPERTIES, QUBE_PROPERTIES, classesOf, type ReferenceRole } from "./catalog.js";
 import { diagnostic } from "./codes.js";
-import { closest } from "./_suggest.js";
+import { suggester, type Suggester } from "./_suggest.js";
 
 export type Rule = (state: DesiredState) => Diagnostic[];
 
@@ -183,8 +183,8 @@ export const noNetworkLoops: Rule = (state) => {
 /** Whether two names differ only in digits (fedora-40 vs fedora-41): versions, not typos. */
 const differOnlyInDigits = (a: string, b: string): boolean => a.replace(/[0-9]+/g, "#") === b.replace(/[0-9]+/g, "#");
 
-function nearMiss(name: string, candidates: Iterable<string>): string | undefined {
-  const c = closest(name, candidates);
+function nearMiss(name: string, suggest: Suggester): string | undefined {
+  const c = suggest(name);
   return c !== undefined && !differOnlyInDigits(name, c) ? c : undefined;
 }
 
@@ -195,14 +195,15 @@ export const referencesLookIntended: Rule = (state) => {
       diagnostic("QIAC-W012", `${kind} '${name}' is not defined in this config, so it must already exist on the system`, at, `did you mean '${suggestion}'?`),
     );
   };
-  const qubeNames = [...state.qubes.keys()];
+  const qubeNames = suggester(state.qubes.keys());
   const checkQube = (name: string, at: ReturnType<typeof locate>): void => {
     if (state.qubes.has(name) || name === "dom0") return;
     const s = nearMiss(name, qubeNames);
     if (s) warn("qube", name, s, at);
   };
-  const labels = [...DEFAULT_LABELS.map(([n]) => n), ...state.labels.keys()];
-  const pools = [...state.pools.keys()];
+  const labels = new Set([...DEFAULT_LABELS.map(([n]) => n), ...state.labels.keys()]);
+  const labelNames = suggester(labels);
+  const pools = suggester(state.pools.keys());
   const checkPool = (name: string, at: ReturnType<typeof locate>): void => {
     if (state.pools.has(name)) return;
     const s = nearMiss(name, pools);
@@ -210,8 +211,8 @@ export const referencesLookIntended: Rule = (state) => {
   };
   for (const q of state.qubes.values()) {
     if (q.template !== undefined) checkQube(q.template, locate(q, "template"));
-    if (q.label !== undefined && !labels.includes(q.label)) {
-      const s = nearMiss(q.label, labels);
+    if (q.label !== undefined && !labels.has(q.label)) {
+      const s = nearMiss(q.label, labelNames);
       if (s) warn("label", q.label, s, locate(q, "label"));
     }
     if (q.pool !== undefined) checkPool(q.pool, locate(q, "pool"));
