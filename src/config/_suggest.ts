@@ -8,7 +8,7 @@
  * closest candidate of all (ties to the earliest); above it (thousands of names of one length)
  * those sharing the word's first letter are compared first, as a typo rarely changes it.
  */
-export const MAX_COMPARISONS = 512;
+export const MAX_COMPARISONS = 256;
 
 /** The largest distance that still reads as a typo of `word`: a third of its length (at least 1, at most 3). */
 const limitFor = (word: string): number => Math.min(3, Math.max(1, Math.floor(word.length / 3)));
@@ -26,9 +26,10 @@ export function editDistance(a: string, b: string): number {
 function boundedDistance(a: string, b: string, limit: number): number {
   if (Math.abs(a.length - b.length) > limit) return limit + 1;
   const cols = b.length + 1;
-  let before = new Array<number>(cols).fill(0);
-  let prev = Array.from({ length: cols }, (_, j) => j);
-  let row = new Array<number>(cols).fill(0);
+  let before = rowBuffer(0, cols);
+  let prev = rowBuffer(1, cols);
+  let row = rowBuffer(2, cols);
+  for (let j = 0; j < cols; j++) prev[j] = j;
   let prevMin = 0;
   for (let i = 1; i <= a.length; i++) {
     row[0] = i;
@@ -46,6 +47,41 @@ function boundedDistance(a: string, b: string, limit: number): number {
   }
   return prev[b.length]!;
 }
+
+/** Three reused rows (the search runs millions of times for a large config; allocating them was a third of it). */
+const rows: Int32Array[] = [new Int32Array(64), new Int32Array(64), new Int32Array(64)];
+function rowBuffer(k: number, size: number): Int32Array {
+  if (rows[k]!.length < size) rows[k] = new Int32Array(size * 2);
+  return rows[k]!;
+}
+
+/** Character counts by code unit (all above 127 share one slot, which only weakens the bound). */
+const slot = (s: string, i: number): number => Math.min(s.charCodeAt(i), 127);
+const counts = new Int32Array(128);
+
+/**
+ * A lower bound of the distance from the letters alone: a letter of `b` that `a` lacks takes an
+ * edit (an insertion or a substitution), and so does each extra letter of `a`. `counts` holds
+ * `a`'s letters on entry and on return.
+ */
+function lettersApart(aLength: number, b: string): number {
+  for (let i = 0; i < b.length; i++) counts[slot(b, i)]!--;
+  let missing = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = slot(b, i);
+    if (counts[c]! < 0) {
+      missing -= counts[c]!;
+      counts[c]! += COUNTED; // counted once however often b has it
+    }
+  }
+  for (let i = 0; i < b.length; i++) {
+    const c = slot(b, i);
+    if (counts[c]! > COUNTED / 2) counts[c]! -= COUNTED;
+    counts[c]!++;
+  }
+  return Math.max(missing, missing + aLength - b.length);
+}
+const COUNTED = 1 << 30;
 
 type Candidate = { name: string; lower: string; index: number };
 
@@ -79,6 +115,8 @@ export function suggester(candidates: Iterable<string>, maxComparisons = MAX_COM
 function search(index: Map<string, Map<number, Candidate[]>>, word: string, maxComparisons: number): string | undefined {
   const lower = word.toLowerCase();
   const limit = limitFor(word);
+  counts.fill(0);
+  for (let i = 0; i < lower.length; i++) counts[slot(lower, i)]!++;
   const first = lower.slice(0, 1);
   const sameFirst = index.get(first);
   const groups = [...(sameFirst ? [sameFirst] : []), ...[...index].filter(([f]) => f !== first).map(([, byLength]) => byLength)];
@@ -92,7 +130,9 @@ function search(index: Map<string, Map<number, Candidate[]>>, word: string, maxC
         for (const c of byLength.get(len) ?? []) {
           if (c.name === word) continue;
           if (budget-- <= 0) return best?.name;
-          const dist = boundedDistance(lower, c.lower, Math.min(limit, bestDistance));
+          const bound = Math.min(limit, bestDistance);
+          if (lettersApart(lower.length, c.lower) > bound) continue;
+          const dist = boundedDistance(lower, c.lower, bound);
           if (dist < bestDistance || (dist === bestDistance && best !== undefined && c.index < best.index)) {
             best = c;
             bestDistance = dist;

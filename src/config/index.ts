@@ -110,9 +110,9 @@ const sizeDiagnostic = (file: string): Diagnostic =>
 
 /** The files a list of paths stands for: files as given, directories' *.yaml and *.yml (sorted, not recursive). */
 function configFiles(paths: string[], io: ConfigIO, diagnostics: Diagnostic[], implicit: boolean): string[] {
-  const files: string[] = [];
+  const files = new Set<string>();
   const add = (f: string): void => {
-    if (!files.includes(f)) files.push(f);
+    files.add(f);
   };
   for (const p of paths) {
     if (!io.exists(p)) {
@@ -133,12 +133,13 @@ function configFiles(paths: string[], io: ConfigIO, diagnostics: Diagnostic[], i
     if (entries.length === 0) diagnostics.push(diagnostic("QIAC-E002", `directory ${p} holds no *.yaml or *.yml file`, undefined));
     entries.forEach(add);
   }
-  return files;
+  return [...files];
 }
 
 function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
+  const fileRank = new Map(files.map((f, i) => [f, i + 1]));
   const rank = (d: Diagnostic): [number, number, number] =>
-    d.location ? [files.indexOf(d.location.file) + 1, d.location.line, d.location.column] : [0, 0, 0];
+    d.location ? [fileRank.get(d.location.file) ?? 0, d.location.line, d.location.column] : [0, 0, 0];
   return ds
     .map((d, i) => ({ d, i, r: rank(d) }))
     .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1] || a.r[2] - b.r[2] || a.i - b.i)

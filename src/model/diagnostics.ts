@@ -34,12 +34,19 @@ export const hasErrors = (ds: readonly Diagnostic[]): boolean => ds.some((d) => 
  *         |            ^^^^^^^
  *     hint: ...
  */
+/** The last source split into lines: a file's many diagnostics split it once, not once each. */
+let split: { text: string; lines: string[] } | undefined;
+function linesOf(text: string): string[] {
+  if (split?.text !== text) split = { text, lines: text.split(/\r?\n/) };
+  return split.lines;
+}
+
 export function renderDiagnostic(d: Diagnostic, sourceOf: (file: string) => string | undefined): string {
   const where = d.location ? `${d.location.file}:${d.location.line}:${d.location.column}: ` : d.address ? `${d.address}: ` : "";
   const lines = [`${where}${d.severity} ${d.code}: ${d.message}`];
   const src = d.location ? sourceOf(d.location.file) : undefined;
   if (d.location && src !== undefined) {
-    const text = src.split(/\r?\n/)[d.location.line - 1];
+    const text = linesOf(src)[d.location.line - 1];
     if (text !== undefined) {
       const num = String(d.location.line);
       const pad = " ".repeat(num.length);
