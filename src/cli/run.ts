@@ -89,8 +89,8 @@ export async function runCli(io: CliIO): Promise<number> {
 
   program
     .command("show")
-    .description("show the current state of what the config manages, as qubes-iac reads it; changes nothing")
-    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .description("show the current state of what the config manages, as qubes-iac reads it, or a saved plan; changes nothing")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml), or one saved plan (plan --out FILE)")
     .addOption(connectOption())
     .addOption(timeoutOption())
     .option("--parallelism <n>", "Admin API reads at once", "8")

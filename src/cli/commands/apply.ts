@@ -55,7 +55,7 @@ const realDeps: ApplyDeps = { now: () => performance.now() };
 const thisProcess = (): LockHolder => newHolder({ host: hostname(), pid: process.pid, now: new Date(), version: packageVersion() });
 
 /** The saved plan among the arguments, recognised by content; a saved plan is applied alone. */
-function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text: string } | undefined {
+export function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text: string } | undefined {
   const plans: Array<{ file: string; text: string }> = [];
   for (const file of args) {
     const path = resolve(io.cwd, file);

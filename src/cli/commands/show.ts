@@ -3,6 +3,8 @@
 // inventory lists, with the current value of each attribute the config manages (the plan's
 // `before`, so show and plan can never disagree on what is read), and each guest with the facts
 // its agent tells and its files' sizes and hash prefixes (never content). Changes nothing.
+// `qubes-iac show PLANFILE` prints a saved plan (recognised by content, as apply does) as `plan`
+// printed it, without connecting.
 
 import { readerFromClient } from "../../apply/admin-api.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
@@ -20,7 +22,10 @@ import { readActualState } from "../../plan/reader.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
-import { loadConfigOrReport } from "./plan.js";
+import { readSavedPlan } from "../../apply/saved-plan.js";
+import { findSavedPlan } from "./apply.js";
+import { loadConfigOrReport, printHumanPlan } from "./plan.js";
+import { renderDiagnostics } from "./validate.js";
 
 export const STATE_FORMAT = "qubes-iac-state";
 export const STATE_FORMAT_VERSION = 1;
@@ -147,7 +152,25 @@ export function renderShownState(s: ShownState): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** A saved plan, checked as apply checks it, printed as `plan` printed it (or its JSON). */
+function showSavedPlan(io: CliIO, saved: { file: string; text: string }, o: ShowCommandOptions): number {
+  const r = readSavedPlan(saved.text, saved.file);
+  if (r.kind !== "plan") {
+    if (r.kind === "refused") write(io.stderr, `${renderDiagnostics(r.diagnostics, new Map())}\n`);
+    return 1;
+  }
+  if (o.json) {
+    write(io.stdout, JSON.stringify(r.plan, null, 2));
+    return 0;
+  }
+  write(io.stdout, `Saved plan ${saved.file}, made by qubes-iac ${r.plan.qubes_iac_version} for ${r.plan.owner}:\n`);
+  printHumanPlan(io, r.plan, new Map(), {});
+  return 0;
+}
+
 export async function showCommand(io: CliIO, paths: string[], o: ShowCommandOptions): Promise<number> {
+  const saved = findSavedPlan(io, paths);
+  if (saved !== undefined) return showSavedPlan(io, saved, o);
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   const loaded = loadConfigOrReport(io, paths, o.json === true);
   if (!loaded) return 1;
