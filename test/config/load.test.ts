@@ -134,6 +134,13 @@ describe("size and scale", () => {
     );
   });
 
+  test("a long netvm chain into a loop: the loop once, told from its qube written first", () => {
+    const chain = Array.from({ length: 3000 }, (_, i) => `  q${i}: {adopt: true, properties: {netvm: ${i === 2999 ? "la" : `q${i + 1}`}}}`);
+    const loop = ["  lb: {adopt: true, properties: {netvm: la}}", "  la: {adopt: true, properties: {netvm: lc}}", "  lc: {adopt: true, properties: {netvm: lb}}"];
+    const r = load(`${HEAD}qubes:\n${[...chain, ...loop].join("\n")}\n`);
+    expect(r.diagnostics.map((d) => [d.code, d.message, d.location?.line])).toEqual([["QIAC-E053", "network loop: lb -> la -> lc -> lb", 3004]]);
+  });
+
   test('version: "1" is a quoted 1, not a missing version', () => {
     const r = load('version: "1"\nowner: laptop\n');
     expect(r.diagnostics.map((d) => [d.code, d.message, d.hint])).toEqual([["QIAC-E013", `'version' must be 1, not "1"`, '1 in quotes is a string: write 1 without quotes']]);
