@@ -1,6 +1,7 @@
 // The CLI's window on the world, injected so tests run commands in-process without touching
 // process.argv, the real terminal, the environment or the clock.
 
+import { printable } from "../util/printable.js";
 import type { Readable, Writable } from "node:stream";
 
 export type CliIO = {
@@ -28,6 +29,9 @@ export class CliError extends Error {
 export const write = (stream: Writable, text: string): void => {
   stream.write(text.endsWith("\n") || text === "" ? text : `${text}\n`);
 };
+
+/** A message for a person (not JSON, not the plan): each line's control characters escaped, since it may quote qubesd or a file. */
+export const tell = (stream: Writable, text: string): void => write(stream, text.split("\n").map(printable).join("\n"));
 
 export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -4,7 +4,7 @@
 
 import { Command, CommanderError, Option } from "commander";
 import { QubesApiError } from "../providers/qubes/errors.js";
-import { CliError, write, type CliIO } from "./io.js";
+import { CliError, tell, write, type CliIO } from "./io.js";
 import { packageVersion } from "./version.js";
 
 const connectOption = (): Option =>
@@ -175,14 +175,14 @@ export async function runCli(io: CliIO): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
     if (e instanceof CliError) {
-      write(io.stderr, `qubes-iac: ${e.message}`);
+      tell(io.stderr, `qubes-iac: ${e.message}`);
       return e.exitCode;
     }
     if (e instanceof QubesApiError) {
-      write(io.stderr, `qubes-iac: ${e.message}`);
+      tell(io.stderr, `qubes-iac: ${e.message}`);
       return 1;
     }
-    write(io.stderr, `qubes-iac: internal error (this is a bug, please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    tell(io.stderr, `qubes-iac: internal error (this is a bug, please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     return 1;
   }
 }

@@ -3,7 +3,7 @@
 // differs from Qubes' defaults, never what Qubes or the qube's agent maintain (automatic tags and
 // features, ownership records, bookkeeping properties), and never the power state. Pure.
 
-import { Document, type Node, type YAMLMap, type YAMLSeq } from "yaml";
+import { Document, visit, type Node, type YAMLMap, type YAMLSeq } from "yaml";
 import { GLOBAL_PROPERTIES, POOL_DRIVERS, QUBE_PROPERTIES, classesOf, type PropertyType } from "../config/catalog.js";
 import type { ActualProperty, ActualQube, ActualState } from "../model/actual.js";
 import { CONFIG_VERSION, TEMPLATE_BASED_CLASSES, type QubeClass } from "../model/desired.js";
@@ -12,6 +12,7 @@ import { ownershipNames, readInventory, readQubeRecords, RECORD_PREFIX } from ".
 import { checkFeatureName, checkFeatureValue, checkTagName, parseFirewallRule, parseQubesBool, PROHIBITED_FEATURES, type FirewallRule } from "../model/qubes-rules.js";
 import { exportDiagnostic } from "./codes.js";
 import { sizedVolumes } from "./read.js";
+import { CONTROL_BUT_TAB_AND_NEWLINE, escapeControl, printable } from "../util/printable.js";
 
 export type ExportOptions = {
   owner: string;
@@ -200,7 +201,26 @@ function exportPool(driver: string, params: ReadonlyMap<string, string>): Record
 }
 
 /** Flow style for the small collections people write on one line. */
+/**
+ * A string with a control character is written double-quoted, where YAML has escapes: the yaml
+ * library escapes C0 there itself but leaves DEL, C1 and bidirectional controls raw, which the
+ * text then gets as `\xNN`/`\uNNNN` (see `exportText`), so the file reads back the same and
+ * prints safely.
+ */
+const HAS_CONTROL = new RegExp(CONTROL_BUT_TAB_AND_NEWLINE.source);
+function quoteControls(doc: Document): void {
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === "string" && HAS_CONTROL.test(node.value)) node.type = "QUOTE_DOUBLE";
+    },
+  });
+}
+
+/** The document as text; control characters only stand inside double-quoted scalars by then (`quoteControls`). */
+const exportText = (doc: Document): string => doc.toString({ lineWidth: 0, flowCollectionPadding: false }).replace(CONTROL_BUT_TAB_AND_NEWLINE, escapeControl);
+
 function styleDocument(doc: Document): void {
+  quoteControls(doc);
   const qubes = doc.get("qubes", true) as YAMLMap | undefined;
   for (const pair of qubes?.items ?? []) {
     const q = pair.value as YAMLMap;
@@ -271,13 +291,13 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
     ? "every qube but dom0 (adopt: true takes over each qube not yet managed by this owner), the custom labels, the storage pools and the global properties"
     : `the qubes, labels and pools managed by ${o.owner}`;
   const header = [
-    `# yaml-language-server: $schema=${o.schemaPath}`,
+    `# yaml-language-server: $schema=${printable(o.schemaPath)}`,
     "#",
     `# Exported by ${o.generator}: ${what}.`,
     "# Only values that differ from Qubes' defaults are listed; power states are not.",
   ];
   return {
-    text: `${header.join("\n")}\n${doc.toString({ lineWidth: 0, flowCollectionPadding: false })}`,
+    text: `${header.join("\n")}\n${exportText(doc)}`,
     diagnostics,
     counts: { qubes: Object.keys(qubes).length, labels: Object.keys(labels).length, pools: Object.keys(pools).length, properties: Object.keys(properties).length },
   };

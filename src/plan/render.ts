@@ -9,6 +9,7 @@ import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
 import { stepOpMethod } from "./ops.js";
+import { printable, printableDeep } from "../util/printable.js";
 
 export type RenderOptions = { color: boolean };
 
@@ -56,7 +57,7 @@ function showBytes(text: string): string {
 
 /** One value as a reviewer reads it. */
 function showValue(key: string, v: AttrValue, isDefault: boolean): string {
-  if (Array.isArray(v)) return v.length === 0 ? "(none)" : v.join(", ");
+  if (Array.isArray(v)) return v.length === 0 ? "(none)" : (key === "firewall" ? v.map(displayRule) : v).join(", ");
   if (v === null) {
     if (isDefault) return "(default)";
     return key.startsWith("properties.") || key === "template" ? "none" : "(absent)";
@@ -64,6 +65,12 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
   const text = v === "" ? '""' : key.endsWith(".size") ? showBytes(v) : v;
   return isDefault ? `${text} (default)` : text;
 }
+
+/**
+ * A firewall rule line as a reviewer reads it: a one-port range `dstports=443-443` (the form
+ * qubesd stores, which the plan keeps for comparing) as `dstports=443`.
+ */
+export const displayRule = (line: string): string => line.replace(/(^| )dstports=([0-9]+)-\2(?= |$)/, "$1dstports=$2");
 
 const sameValue = (a: AttrValue | undefined, b: AttrValue | undefined): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
@@ -77,7 +84,8 @@ function attributeKeys(c: JsonResourceChange): string[] {
 function renderListDiff(before: readonly string[], after: readonly string[], indent: string, paint: Paint): string[] {
   const out: string[] = [];
   for (const part of diffArrays([...before], [...after])) {
-    for (const line of part.value) {
+    for (const rule of part.value) {
+      const line = displayRule(rule);
       if (part.added) out.push(paint("add", `${indent}+ ${line}`));
       else if (part.removed) out.push(paint("remove", `${indent}- ${line}`));
       else out.push(`${indent}  ${line}`);
@@ -109,7 +117,7 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
     if (before === undefined || unchanged) {
       if (isList && Array.isArray(after)) {
         lines.push(`${ind}${key}:`);
-        lines.push(...after.map((r) => (before === undefined ? paint("add", `${ind}  + ${r}`) : `${ind}    ${r}`)));
+        lines.push(...after.map(displayRule).map((r) => (before === undefined ? paint("add", `${ind}  + ${r}`) : `${ind}    ${r}`)));
       } else lines.push(`${ind}${key}: ${showValue(key, after ?? null, aDefault)}`);
       continue;
     }
@@ -124,7 +132,7 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
 }
 
 /** What a guest told about itself, as text a guest cannot use to write to the terminal. */
-const guestText = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`).slice(0, 80);
+const guestText = (s: string): string => printable(s).slice(0, 80);
 
 /** One line of a guest's facts: OS, hostname, addresses (loopback left out). */
 export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
@@ -182,7 +190,9 @@ export function summaryLine(plan: JsonPlan): string {
   return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${forget > 0 ? `, ${forget} to forget` : ""}.`;
 }
 
-export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
+export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
+  // Every string of the plan came from a config, qubesd, a guest or a saved plan's file.
+  const plan = printableDeep(written);
   const paint = painter(o.color);
   const changed = plan.resource_changes.filter((c) => !isNoOp(c.action));
   const lines: string[] = [];

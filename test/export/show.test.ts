@@ -58,7 +58,7 @@ describe("show", () => {
         "    features.service.crond: (absent)",
         "    tags: dev, managed-by-laptop",
         "    firewall:",
-        "      action=accept dsthost=example.com proto=tcp dstports=443-443",
+        "      action=accept dsthost=example.com proto=tcp dstports=443",
         "      action=accept specialtarget=dns",
         "      action=drop",
         "    volumes.private.size: 20GiB",

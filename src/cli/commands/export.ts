@@ -13,7 +13,7 @@ import { renderExport } from "../../export/render.js";
 import { hasErrors } from "../../model/diagnostics.js";
 import { RECORD_PREFIX } from "../../model/ownership.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, write, type CliIO } from "../io.js";
+import { CliError, tell, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { renderDiagnostics } from "./validate.js";
 
@@ -77,6 +77,6 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
   const summary = `${plural(qubes, "qube")}, ${plural(labels, "label")}, ${plural(pools, "pool")}, ${plural(properties, "global property").replace(/propertys$/, "properties")}`;
   if (target === undefined) io.stdout.write(result.text);
   else writeFileSync(target, result.text, { flag: "wx" });
-  write(io.stderr, `qubes-iac: exported ${summary}${o.output === undefined ? "" : ` to ${o.output}`}`);
+  tell(io.stderr, `qubes-iac: exported ${summary}${o.output === undefined ? "" : ` to ${o.output}`}`);
   return 0;
 }

@@ -17,7 +17,7 @@ import { NO_GUEST_READINGS, type GuestReadings } from "../../plan/diff-guests.js
 import { readGuests } from "../../plan/guest-reader.js";
 import { toJsonPlan, type JsonGuestFacts, type JsonResourceChange } from "../../plan/json.js";
 import { buildPlan } from "../../plan/plan.js";
-import { factsLine } from "../../plan/render.js";
+import { displayRule, factsLine } from "../../plan/render.js";
 import { readActualState } from "../../plan/reader.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { write, type CliIO } from "../io.js";
@@ -26,6 +26,7 @@ import { readSavedPlan } from "../../apply/saved-plan.js";
 import { findSavedPlan } from "./apply.js";
 import { loadConfigOrReport, printHumanPlan } from "./plan.js";
 import { renderDiagnostics } from "./validate.js";
+import { printable, printableDeep } from "../../util/printable.js";
 
 export const STATE_FORMAT = "qubes-iac-state";
 export const STATE_FORMAT_VERSION = 1;
@@ -128,7 +129,9 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
   return isDefault ? `${text} (default)` : text;
 }
 
-export function renderShownState(s: ShownState): string {
+export function renderShownState(read: ShownState): string {
+  // Names and values were read from qubesd and the guests.
+  const s = printableDeep(read);
   const lines: string[] = [];
   for (const r of s.resources) {
     if (r.type === "guest") {
@@ -145,7 +148,7 @@ export function renderShownState(s: ShownState): string {
     lines.push(head);
     const defaults = new Set(r.default_attributes);
     for (const [k, v] of Object.entries(r.attributes)) {
-      if (k === "firewall" && Array.isArray(v)) lines.push(`    firewall:`, ...v.map((rule) => `      ${rule}`));
+      if (k === "firewall" && Array.isArray(v)) lines.push(`    firewall:`, ...v.map((rule) => `      ${displayRule(rule)}`));
       else lines.push(`    ${k}: ${showValue(k, v, defaults.has(k))}`);
     }
   }
@@ -163,7 +166,7 @@ function showSavedPlan(io: CliIO, saved: { file: string; text: string }, o: Show
     write(io.stdout, JSON.stringify(r.plan, null, 2));
     return 0;
   }
-  write(io.stdout, `Saved plan ${saved.file}, made by qubes-iac ${r.plan.qubes_iac_version} for ${r.plan.owner}:\n`);
+  write(io.stdout, `${printable(`Saved plan ${saved.file}, made by qubes-iac ${r.plan.qubes_iac_version} for ${r.plan.owner}:`)}\n`);
   printHumanPlan(io, r.plan, new Map(), {});
   return 0;
 }
