@@ -82,6 +82,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--owner <name>", "the owner whose qubes, labels and pools to export (and the exported config's owner)")
     .option("--all", "every qube but dom0 (marked adopt: true), custom labels, pools and non-default global properties")
     .option("-o, --output <file>", "write the config to this new file instead of stdout")
+    .option("--host-values", "keep what this host sets itself (default_kernel, default_pool_kernel, a qube's kernel version)")
     .action(async (o: import("./commands/export.js").ExportCommandOptions) => {
       const { exportCommand } = await import("./commands/export.js");
       exitCode = await exportCommand(io, o);

@@ -21,7 +21,19 @@ export type ExportOptions = {
   schemaPath: string;
   /** `qubes-iac 0.1.0`. */
   generator: string;
+  /** Keep the values the host sets itself (HOST_GLOBALS, a qube's kernel version): `--host-values`. */
+  hostValues?: boolean;
 };
+
+/**
+ * Values the host sets and changes by itself, which an exported config would pin to this
+ * machine: dom0's kernel packages set `default_kernel` on install and on each kernel update (it
+ * has no default: qubes-core-admin qubes/app.py, Qubes.default_kernel), and qubesd sets
+ * `default_pool_kernel` to `linux-kernel` when it creates its store (Qubes.create_empty_store).
+ */
+const HOST_GLOBALS: ReadonlySet<string> = new Set(["default_kernel", "default_pool_kernel"]);
+/** A qube's `kernel` naming one of dom0's kernel versions (`""`, the qube's own kernel, is a choice that travels). */
+const isHostQubeValue = (name: string, p: ActualProperty): boolean => name === "kernel" && p.raw !== "";
 
 export type ExportResult = {
   text: string;
@@ -122,7 +134,10 @@ const isAutomaticFeature = (f: string): boolean => AUTOMATIC_FEATURES.has(f) || 
 
 type QubeEntry = Record<string, unknown>;
 
-function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned: boolean, diagnostics: Diagnostic[]): QubeEntry {
+/** What was left out as host-derived, for the header: global names, and the qubes whose kernel was. */
+type HostLeftOut = { globals: string[]; kernelOf: string[] };
+
+function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned: boolean, diagnostics: Diagnostic[], hostLeftOut: HostLeftOut): QubeEntry {
   const names = ownershipNames(o.owner);
   const address = `qube.${q.name}`;
   const prop = (n: string): ActualProperty | undefined => q.properties.get(n);
@@ -143,6 +158,10 @@ function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned:
   for (const [name, spec] of Object.entries(QUBE_PROPERTIES)) {
     const p = prop(name);
     if (p === undefined || p.isDefault || BOOKKEEPING_PROPERTIES.has(name) || !classesOf(spec).includes(q.klass as QubeClass)) continue;
+    if (!o.hostValues && isHostQubeValue(name, p)) {
+      hostLeftOut.kernelOf.push(q.name);
+      continue;
+    }
     const v = configValue(spec.type, p);
     if (v === undefined) {
       diagnostics.push(exportDiagnostic("QIAC-W303", `qube ${q.name}: property ${name} = ${JSON.stringify(p.raw)} is not a ${spec.type}`, address));
@@ -233,6 +252,12 @@ function styleDocument(doc: Document): void {
   }
 }
 
+function hostNote(left: HostLeftOut): string[] {
+  const kernels = left.kernelOf.length === 0 ? [] : [`the kernel of ${left.kernelOf.length > 5 ? `${left.kernelOf.slice(0, 5).join(", ")} and ${left.kernelOf.length - 5} more` : left.kernelOf.join(", ")}`];
+  const what = [...left.globals, ...kernels];
+  return what.length === 0 ? [] : [`# Left out as this host sets them (export --host-values keeps them): ${what.join(", ")}.`];
+}
+
 export function renderExport(actual: ActualState, o: ExportOptions): ExportResult {
   const diagnostics: Diagnostic[] = [];
   const inventory = readInventory(o.owner, actual.dom0FeatureNames);
@@ -255,11 +280,16 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
   const pools: Record<string, Record<string, Value>> = {};
   for (const [name, p] of [...actual.pools].sort(([a], [b]) => (a < b ? -1 : 1))) pools[name] = exportPool(p.driver, p.params);
 
+  const hostLeftOut: HostLeftOut = { globals: [], kernelOf: [] };
   const properties: Record<string, Value> = {};
   if (o.all) {
     for (const [name, spec] of Object.entries(GLOBAL_PROPERTIES)) {
       const p = actual.globals?.get(name);
       if (p === undefined || p.isDefault) continue;
+      if (!o.hostValues && HOST_GLOBALS.has(name)) {
+        hostLeftOut.globals.push(name);
+        continue;
+      }
       const v = configValue(spec.type, p);
       if (v === undefined) diagnostics.push(exportDiagnostic("QIAC-W303", `global property ${name} = ${JSON.stringify(p.raw)} is not a ${spec.type}`, "properties"));
       else properties[name] = v;
@@ -276,7 +306,7 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
       );
       continue;
     }
-    qubes[q.name] = exportQube(q, actual, o, owned, diagnostics);
+    qubes[q.name] = exportQube(q, actual, o, owned, diagnostics, hostLeftOut);
   }
 
   const config: Record<string, unknown> = { version: CONFIG_VERSION, owner: o.owner };
@@ -295,6 +325,7 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
     "#",
     `# Exported by ${o.generator}: ${what}.`,
     "# Only values that differ from Qubes' defaults are listed; power states are not.",
+    ...hostNote(hostLeftOut),
   ];
   return {
     text: `${header.join("\n")}\n${exportText(doc)}`,

@@ -17,7 +17,7 @@ import { CliError, tell, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { renderDiagnostics } from "./validate.js";
 
-export type ExportCommandOptions = ConnectionOptions & { owner?: string; all?: boolean; output?: string };
+export type ExportCommandOptions = ConnectionOptions & { owner?: string; all?: boolean; output?: string; hostValues?: boolean };
 
 const OWNER_RE = /^[A-Za-z0-9_-]+$/;
 
@@ -64,7 +64,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
     const actual = await readForExport(reader, { owner, all: o.all === true }, { parallelism });
     const schema = installedSchema();
     const schemaPath = schema === undefined ? "qubes-iac.schema.json" : relative(target === undefined ? io.cwd : dirname(target), schema);
-    return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}` });
+    return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}`, hostValues: o.hostValues === true });
   });
 
   if (result.diagnostics.length > 0) write(io.stderr, `${renderDiagnostics(result.diagnostics, new Map())}\n`);
