@@ -198,10 +198,17 @@ export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
   const lines: string[] = [];
   if (changed.length > 0) {
     lines.push(`qubes-iac (owner ${plan.owner}) will make these changes:`, "");
-    for (const c of changed) {
-      const errors = plan.diagnostics.filter((d) => d.severity === "error" && d.address === c.address);
-      lines.push(...renderChange(c, errors, paint, plan.guests?.find((g) => g.address === c.address)));
+    // By address once: a plan of thousands of changes and diagnostics stays linear to print.
+    const errorsAt = new Map<string, Diagnostic[]>();
+    for (const d of plan.diagnostics) {
+      if (d.severity !== "error" || d.address === undefined) continue;
+      const at = errorsAt.get(d.address);
+      if (at) at.push(d);
+      else errorsAt.set(d.address, [d]);
     }
+    const guestAt = new Map<string, JsonGuest>();
+    for (const g of plan.guests ?? []) if (!guestAt.has(g.address)) guestAt.set(g.address, g);
+    for (const c of changed) lines.push(...renderChange(c, errorsAt.get(c.address) ?? [], paint, guestAt.get(c.address)));
     lines.push(...renderSteps(plan.steps, paint));
   }
   if (plan.options.targets.length > 0 || plan.options.excludes.length > 0) {
