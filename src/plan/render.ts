@@ -9,6 +9,7 @@ import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
 import { stepOpMethod } from "./ops.js";
+import { POOL_DRIVERS } from "../config/catalog.js";
 import { printable, printableDeep } from "../util/printable.js";
 
 export type RenderOptions = { color: boolean };
@@ -71,6 +72,20 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
  * qubesd stores, which the plan keeps for comparing) as `dstports=443`.
  */
 export const displayRule = (line: string): string => line.replace(/(^| )dstports=([0-9]+)-\2(?= |$)/, "$1dstports=$2");
+
+/** A pool's bool parameter as a config writes it (`true`), not as qubesd stores it (`True`). */
+export function displayPoolParam(driver: AttrValue | undefined, key: string, v: AttrValue): AttrValue {
+  if (typeof driver !== "string" || !key.startsWith("params.") || (v !== "True" && v !== "False")) return v;
+  return POOL_DRIVERS[driver]?.params[key.slice("params.".length)]?.type === "bool" ? v.toLowerCase() : v;
+}
+
+/** `c` with its pool parameters as displayed. */
+function displayed(c: JsonResourceChange): JsonResourceChange {
+  if (c.type !== "pool") return c;
+  const show = (a: JsonResourceChange["before"]): JsonResourceChange["before"] =>
+    a === null ? null : Object.fromEntries(Object.entries(a).map(([k, v]) => [k, displayPoolParam(a.driver, k, v)]));
+  return { ...c, before: show(c.before), after: show(c.after) };
+}
 
 const sameValue = (a: AttrValue | undefined, b: AttrValue | undefined): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
@@ -148,7 +163,8 @@ export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
   return parts.join("; ");
 }
 
-function renderChange(c: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
+function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
+  const c = displayed(written);
   const style = actionStyle(c.action);
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   const facts = guest === undefined ? undefined : factsLine(guest);

@@ -17,7 +17,7 @@ import { NO_GUEST_READINGS, type GuestReadings } from "../../plan/diff-guests.js
 import { readGuests } from "../../plan/guest-reader.js";
 import { toJsonPlan, type JsonGuestFacts, type JsonResourceChange } from "../../plan/json.js";
 import { buildPlan } from "../../plan/plan.js";
-import { displayRule, factsLine } from "../../plan/render.js";
+import { displayPoolParam, displayRule, factsLine } from "../../plan/render.js";
 import { readActualState } from "../../plan/reader.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { write, type CliIO } from "../io.js";
@@ -149,7 +149,7 @@ export function renderShownState(read: ShownState): string {
     const defaults = new Set(r.default_attributes);
     for (const [k, v] of Object.entries(r.attributes)) {
       if (k === "firewall" && Array.isArray(v)) lines.push(`    firewall:`, ...v.map((rule) => `      ${displayRule(rule)}`));
-      else lines.push(`    ${k}: ${showValue(k, v, defaults.has(k))}`);
+      else lines.push(`    ${k}: ${showValue(k, r.type === "pool" ? displayPoolParam(r.attributes.driver, k, v) : v, defaults.has(k))}`);
     }
   }
   return `${lines.join("\n")}\n`;
