@@ -1,7 +1,9 @@
 // `npm run bench`: builds the single-file CLI, runs every measurement of issue 7 with progress on
 // stderr, and writes bench/results.json and the results section of bench/README.md. A benchmark,
 // not a test: it asserts nothing about speed; targets are compared in the report.
-// `--report` re-renders the README from the existing results.json without measuring.
+// `--report` re-renders the README from the existing results.json without measuring;
+// `--validate-only` measures only validate of the large configs (issue 12) and prints its rows of
+// the targets table, writing nothing.
 
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -11,8 +13,8 @@ import { fileURLToPath } from "node:url";
 import { generateFixtureState, GENERATED_MAX_QUBES, GENERATED_MIN_QUBES } from "../src/providers/qubes/simulator/index.js";
 import { adoptConfig, createConfig, planCallsNeeded, withProperty, type Config } from "./fleet.js";
 import { desiredOf, measurePlanComputation } from "./plan-compute.js";
-import { renderReadme, type Results } from "./report.js";
-import { adoptInMemory, checkBundle, measureApply, measureNaive, measurePlan, measureStartup, PARALLELISM, writeConfig, type PlanFigure } from "./scenarios.js";
+import { renderReadme, VALIDATE_SIZES, validateTargets, type Results } from "./report.js";
+import { adoptInMemory, checkBundle, measureApply, measureNaive, measurePlan, measureStartup, measureValidate, PARALLELISM, writeConfig, type PlanFigure } from "./scenarios.js";
 import type { StateDocument } from "../src/providers/qubes/simulator/index.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -74,6 +76,20 @@ async function planFigure(base: Parameters<typeof measurePlan>[0]): Promise<Plan
   const first = await measurePlan({ ...base, runs: 1 });
   if (first.wallMs >= REPEAT_BELOW_MS) return first;
   return measurePlan({ ...base, runs: 3 });
+}
+
+/** validate of generated configs of new qubes (createConfig: templates and netvms only the system has). */
+async function validateFigures(dir: string): Promise<NonNullable<Results["validate"]>> {
+  const validateDir = join(dir, "validate");
+  mkdirSync(validateDir);
+  const sizes = [
+    { qubes: VALIDATE_SIZES.small, runs: 5 },
+    { qubes: VALIDATE_SIZES.large, runs: 3 },
+  ];
+  progress(`validate: ${sizes.map((s) => `${s.qubes} qubes (${s.runs} runs)`).join(", ")}, each run after a --version run`);
+  const figures = await measureValidate({ bundle: BUNDLE, dir: validateDir, configs: sizes.map((s) => ({ ...s, config: createConfig(OWNER, s.qubes) })) });
+  for (const f of figures) progress(`  ${f.qubes} qubes: ${Math.round(f.medianMs)} ms (median), --version ${Math.round(f.versionMedianMs)} ms; ${f.verdict}`);
+  return figures;
 }
 
 async function measureAll(): Promise<Results> {
@@ -167,6 +183,8 @@ async function measureAll(): Promise<Results> {
       }
     }
 
+    const validate = await validateFigures(dir);
+
     progress(`plan computation in memory: ${COMPUTE_SIZES.join(", ")} qubes`);
     const computation = await measurePlanComputation(COMPUTE_SIZES, { repeat: 3, onSize: (n) => progress(`  ${n} qubes`) });
 
@@ -189,10 +207,23 @@ async function measureAll(): Promise<Results> {
       applies,
       applyLatency: APPLY_LATENCY,
       computation,
+      validate,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+if (process.argv.includes("--validate-only")) {
+  progress("building dist/qubes-iac.mjs (npm run build)");
+  execFileSync(process.execPath, [join(ROOT, "scripts", "build.mjs")], { cwd: ROOT, stdio: "inherit" });
+  const dir = mkdtempSync(join(tmpdir(), "qubes-iac-bench-"));
+  try {
+    for (const t of validateTargets(await validateFigures(dir))) process.stdout.write(`| ${t.target} | ${t.measured} | ${t.met ? "yes" : "**no**"} |\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
 }
 
 const reportOnly = process.argv.includes("--report");

@@ -3,7 +3,7 @@
 // the README between the two markers is rewritten; the prose around it is kept as written.
 
 import type { ComputeRow } from "./plan-compute.js";
-import type { ApplyFigure, BundleFigure, Latency, NaiveFigure, PlanFigure, StartupFigure } from "./scenarios.js";
+import type { ApplyFigure, BundleFigure, Latency, NaiveFigure, PlanFigure, StartupFigure, ValidateFigure } from "./scenarios.js";
 
 export type Results = {
   format: "qubes-iac-bench";
@@ -36,6 +36,8 @@ export type Results = {
   applies: ApplyFigure[];
   applyLatency: Latency;
   computation: ComputeRow[];
+  /** validate of large generated configs (issue 12); absent from results of before it. */
+  validate?: ValidateFigure[];
 };
 
 export const BEGIN = "<!-- results:begin (written by npm run bench) -->";
@@ -97,12 +99,41 @@ export function targets(r: Results): TargetRow[] {
       met: lin.shapes.every((s) => s.growth <= 2),
     });
   }
+  rows.push(...validateTargets(r.validate ?? []));
   rows.push({
     target: "single-file build: one .mjs, no runtime node_modules",
     measured: `${(r.bundle.bytes / 2 ** 20).toFixed(2)} MiB; ${r.bundle.foreignImports.length === 0 ? "imports only node: built-ins" : `imports ${r.bundle.foreignImports.join(", ")}`}; ${r.bundle.runsAlone ? "runs alone" : "does not run alone"}`,
     met: r.bundle.foreignImports.length === 0 && r.bundle.runsAlone,
   });
   rows.push({ target: "`npm run bench` under 10 minutes", measured: `${Math.floor(r.durationS / 60)} min ${r.durationS % 60} s`, met: r.durationS < 600 });
+  return rows;
+}
+
+/** The config sizes whose validate the targets of issue 12 compare. */
+export const VALIDATE_SIZES = { small: 1000, large: 10_000 } as const;
+
+/** Issue 12: validate is linear in the config's size, and fast enough at 1 000 and 10 000 qubes. */
+export function validateTargets(figures: readonly ValidateFigure[]): TargetRow[] {
+  const small = figures.find((f) => f.qubes === VALIDATE_SIZES.small);
+  const large = figures.find((f) => f.qubes === VALIDATE_SIZES.large);
+  const rows: TargetRow[] = [];
+  if (small && large) {
+    const growth = large.medianMs / large.qubes / (small.medianMs / small.qubes);
+    rows.push({
+      target: `validate (issue 12), qubes naming system-only qubes: ms per qube at ${int(large.qubes)} within 1.5 × that at ${int(small.qubes)}`,
+      measured: `${(large.medianMs / large.qubes).toFixed(3)} vs ${(small.medianMs / small.qubes).toFixed(3)} ms = ${times(growth)}`,
+      met: growth <= 1.5,
+    });
+  }
+  if (small) {
+    const ratio = small.medianMs / small.versionMedianMs;
+    rows.push({
+      target: `validate (issue 12), ${int(small.qubes)} qubes: under 8 × \`qubes-iac --version\``,
+      measured: `${ms(small.medianMs)} / ${ms(small.versionMedianMs)} = ${times(ratio)}`,
+      met: ratio < 8,
+    });
+  }
+  if (large) rows.push({ target: `validate (issue 12), ${int(large.qubes)} qubes: under 10 s`, measured: ms(large.medianMs), met: large.medianMs < 10_000 });
   return rows;
 }
 
@@ -134,7 +165,7 @@ export function renderResults(r: Results): string {
   );
 
   out.push("", "### Targets", "");
-  out.push(table(["target (issue 7)", "measured", "met"], targets(r).map((t) => [t.target, t.measured, t.met ? "yes" : "**no**"])));
+  out.push(table(["target (issue 7 unless named)", "measured", "met"], targets(r).map((t) => [t.target, t.measured, t.met ? "yes" : "**no**"])));
 
   out.push("", "### No-op plan (the built CLI against the simulator on a socket)", "");
   out.push(
@@ -214,6 +245,16 @@ export function renderResults(r: Results): string {
 
   out.push("", "### CLI start-up (median of the runs, interleaved)", "");
   out.push(table(["command", "runs", "median", "× node -e 0"], r.startup.map((s) => [s.command, String(s.runs), ms(s.medianMs), times(s.ratioToNode)])));
+
+  if (r.validate && r.validate.length > 0) {
+    out.push("", "### validate of large configs (new qubes whose template and netvm exist only on the system)", "");
+    out.push(
+      table(
+        ["qubes", "file", "runs", "median", "ms per qube", "× `--version`", "result"],
+        r.validate.map((v) => [int(v.qubes), `${(v.bytes / 2 ** 20).toFixed(1)} MiB`, String(v.runs), ms(v.medianMs), (v.medianMs / v.qubes).toFixed(3), times(v.medianMs / v.versionMedianMs), v.verdict]),
+      ),
+    );
+  }
 
   out.push("", "### Plan computation in memory (buildPlan: diff, dependencies, ordering; then the JSON plan)", "");
   const shapes = r.computation[0]?.figures.map((f) => f.shape) ?? [];

@@ -1,6 +1,6 @@
-// The measurements of issue 7, one function each: a no-op plan (built CLI against the simulator
-// on a socket, server-side latency), the naive per-property reads, apply runs, CLI start-up and
-// the bundle's independence from node_modules. Each returns plain figures for results.json;
+// The measurements of issues 7 and 12, one function each: a no-op plan (built CLI against the
+// simulator on a socket, server-side latency), the naive per-property reads, apply runs, CLI
+// start-up, validate of large configs and the bundle's independence from node_modules. Each returns plain figures for results.json;
 // nothing here decides whether a target is met (report.ts does).
 
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -306,4 +306,40 @@ export async function checkBundle(bundle: string, example: string): Promise<Bund
   } finally {
     rmSync(alone, { recursive: true, force: true });
   }
+}
+
+export type ValidateFigure = {
+  qubes: number;
+  /** Size of the config file. */
+  bytes: number;
+  runs: number;
+  /** Median wall time of `qubes-iac validate` of the config. */
+  medianMs: number;
+  /** Median of the `qubes-iac --version` runs interleaved with those. */
+  versionMedianMs: number;
+  /** What validate said of the file (`valid`), to show it checked it all. */
+  verdict: string;
+};
+
+/**
+ * `qubes-iac validate` of each config, one file each (new qubes whose templates and netvms exist
+ * only on the system, so every reference is one the config does not define), interleaved with
+ * `--version` runs so that the machine's load drifts hit both alike.
+ */
+export async function measureValidate(o: { bundle: string; dir: string; configs: Array<{ qubes: number; config: Config; runs: number }> }): Promise<ValidateFigure[]> {
+  const out: ValidateFigure[] = [];
+  for (const c of o.configs) {
+    const path = writeConfig(o.dir, `validate-${c.qubes}.yaml`, c.config);
+    const walls: number[] = [];
+    const versions: number[] = [];
+    let verdict = "";
+    for (let i = 0; i < c.runs; i++) {
+      versions.push((await runNodeOk([o.bundle, "--version"], { cwd: o.dir })).wallMs);
+      const r = await runNodeOk([o.bundle, "validate", path], { cwd: o.dir, timeoutMs: 600_000 });
+      walls.push(r.wallMs);
+      verdict = r.stdout.trim().endsWith(": valid") ? "valid" : (r.stdout.trim().split("\n").at(-1) ?? "");
+    }
+    out.push({ qubes: c.qubes, bytes: statSync(path).size, runs: c.runs, medianMs: median(walls), versionMedianMs: median(versions), verdict });
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 // Bundles the CLI into one ES module (dist/qubes-iac.mjs) with no runtime node_modules,
-// so the tool can be copied into a management qube or template that has no network.
+// so the tool can be copied into a management qube or template that has no network; it starts
+// with a shebang and is executable, so it runs as `./qubes-iac.mjs` as well as `node qubes-iac.mjs`.
 //
 // Two things are done at build time to make each run start faster (see bench/README.md):
 // - the JSON Schema validators (config and saved plan) are compiled now (ajv standalone code)
@@ -9,7 +10,7 @@
 //   of the one file, so `--version` would load `crypto`, `net` and `child_process` for commands
 //   it does not run.
 import { build, transformSync } from "esbuild";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -18,6 +19,8 @@ const root = new URL("..", import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL("package.json", root), "utf8"));
 /** `require` for the CommonJS code inside an ES module bundle (commander, ajv's helpers, built-ins). */
 const requireBanner = { js: "import { createRequire as __qiacCreateRequire } from 'node:module'; const require = __qiacCreateRequire(import.meta.url);" };
+/** The CLI's file runs as `./qubes-iac.mjs` too: a shebang first, and the executable bit. */
+const cliBanner = { js: `#!/usr/bin/env node\n${requireBanner.js}` };
 
 /** Runs src/schemas/standalone.ts (bundled to a temporary file) and returns the module it generates. */
 async function standaloneValidator() {
@@ -77,7 +80,8 @@ await build({
   sourcemap: false,
   legalComments: "inline",
   define: { __QUBES_IAC_VERSION__: JSON.stringify(pkg.version) },
-  banner: requireBanner,
+  banner: cliBanner,
   plugins: [precompiledValidators, lazyBuiltins],
   logLevel: "warning",
 });
+chmodSync(new URL("dist/qubes-iac.mjs", root), 0o755);

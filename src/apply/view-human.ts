@@ -6,6 +6,7 @@
 import type { ApplyHooks, SkipReason, StepFailure } from "./engine.js";
 import { describeLeftState } from "./left-state.js";
 import { countsText, type ApplySummary } from "./summary.js";
+import { printable } from "../util/printable.js";
 
 /** `0.4s`, `12.0s`, `2m05s`. */
 export function formatElapsed(ms: number): string {
@@ -17,11 +18,13 @@ export function formatElapsed(ms: number): string {
 /** One failed step, as a person reads it: the Qubes error class and message, and the call. */
 export function describeStepFailure(f: StepFailure): string {
   const why = describeCallFailure(f);
-  return f.left === undefined ? why : `${why}; ${describeLeftState(f.left)}`;
+  return f.left === undefined ? why : `${why}; ${printable(describeLeftState(f.left))}`;
 }
 
 function describeCallFailure(f: StepFailure): string {
-  const { failure, verification } = f;
+  // The message and the detail quote qubesd, and the call a saved plan: one line each, escaped.
+  const failure = { ...f.failure, message: printable(f.failure.message), call: printable(f.failure.call) };
+  const verification = f.verification && { ...f.verification, detail: printable(f.verification.detail) };
   if (verification?.kind === "unknown") {
     return `outcome unknown, run plan again: ${failure.message}; re-reading could not tell whether ${failure.call} happened (${verification.detail})`;
   }
@@ -32,7 +35,7 @@ function describeCallFailure(f: StepFailure): string {
 export function describeSkip(r: SkipReason): string {
   switch (r.kind) {
     case "dependency":
-      return `needs ${r.blockedBy.join(", ")}, which did not complete`;
+      return `needs ${r.blockedBy.map(printable).join(", ")}, which did not complete`;
     case "interrupted":
       return "apply was interrupted before it started";
     default: {
@@ -44,27 +47,28 @@ export function describeSkip(r: SkipReason): string {
 
 export type ApplyView = ApplyHooks & { summary(s: ApplySummary): void };
 
+/** Step ids come from the plan (a saved plan's file), messages and details from qubesd: each is escaped. */
 export function createHumanView(emit: (line: string) => void): ApplyView {
   return {
-    onStepStart: (step) => emit(`${step.id}: started (${step.ops.length} call${step.ops.length === 1 ? "" : "s"})`),
-    onOpUnknown: (step, _i, failure) => emit(`${step.id}: ${failure.message}; re-reading to see whether it happened`),
+    onStepStart: (step) => emit(`${printable(step.id)}: started (${step.ops.length} call${step.ops.length === 1 ? "" : "s"})`),
+    onOpUnknown: (step, _i, failure) => emit(`${printable(step.id)}: ${printable(failure.message)}; re-reading to see whether it happened`),
     onOpResolved: (step, _i, v) => {
       switch (v.kind) {
         case "done":
-          return emit(`${step.id}: it happened; going on`);
+          return emit(`${printable(step.id)}: it happened; going on`);
         case "not-done":
-          return emit(`${step.id}: it did not happen: ${v.detail}`);
+          return emit(`${printable(step.id)}: it did not happen: ${printable(v.detail)}`);
         case "unknown":
-          return emit(`${step.id}: cannot tell whether it happened: ${v.detail}`);
+          return emit(`${printable(step.id)}: cannot tell whether it happened: ${printable(v.detail)}`);
         default: {
           const never: never = v;
           return never;
         }
       }
     },
-    onStepDone: (step, ms) => emit(`${step.id}: done after ${formatElapsed(ms)}`),
-    onStepFailed: (step, f, ms) => emit(`${step.id}: failed after ${formatElapsed(ms)}: ${describeStepFailure(f)}`),
-    onStepSkipped: (step, r) => emit(`${step.id}: skipped: ${describeSkip(r)}`),
+    onStepDone: (step, ms) => emit(`${printable(step.id)}: done after ${formatElapsed(ms)}`),
+    onStepFailed: (step, f, ms) => emit(`${printable(step.id)}: failed after ${formatElapsed(ms)}: ${describeStepFailure(f)}`),
+    onStepSkipped: (step, r) => emit(`${printable(step.id)}: skipped: ${describeSkip(r)}`),
     summary: (s) => {
       if (s.ok) {
         emit(`\nApply complete: ${countsText(s)}.`);
@@ -72,9 +76,9 @@ export function createHumanView(emit: (line: string) => void): ApplyView {
       }
       const interrupted = s.skipped.some((x) => x.reason.kind === "interrupted");
       const lines = [`\nApply ${interrupted ? "interrupted" : "failed"}: ${countsText(s)}.`];
-      if (s.applied.length > 0) lines.push("Applied:", ...s.applied.map((id) => `  ${id}`));
-      if (s.failed.length > 0) lines.push("Failed:", ...s.failed.map((x) => `  ${x.step}: ${describeStepFailure(x.failure)}`));
-      if (s.skipped.length > 0) lines.push("Skipped:", ...s.skipped.map((x) => `  ${x.step}: ${describeSkip(x.reason)}`));
+      if (s.applied.length > 0) lines.push("Applied:", ...s.applied.map((id) => `  ${printable(id)}`));
+      if (s.failed.length > 0) lines.push("Failed:", ...s.failed.map((x) => `  ${printable(x.step)}: ${describeStepFailure(x.failure)}`));
+      if (s.skipped.length > 0) lines.push("Skipped:", ...s.skipped.map((x) => `  ${printable(x.step)}: ${describeSkip(x.reason)}`));
       lines.push("Run `qubes-iac plan` to see what is left; running apply again finishes it.");
       emit(lines.join("\n"));
     },

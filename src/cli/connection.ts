@@ -7,7 +7,7 @@ import { createAdminClient, type AdminClient } from "../providers/qubes/client.j
 import { chooseConnection, describeChoice, type HostProbe } from "../providers/qubes/connect.js";
 import { QubesApiError } from "../providers/qubes/errors.js";
 import { openTransport } from "../providers/qubes/open.js";
-import { CliError, write, type CliIO } from "./io.js";
+import { CliError, tell, write, type CliIO } from "./io.js";
 
 export type ConnectionOptions = { connect?: string; timeout?: string; parallelism?: string };
 
@@ -43,7 +43,7 @@ export async function withClient<T>(io: CliIO, o: ConnectionOptions, use: (clien
 export async function connectClient(io: CliIO, o: ConnectionOptions): Promise<AdminClient> {
   const chosen = chooseConnection(o.connect, nodeProbe(io));
   if (!chosen.ok) throw new CliError(chosen.error);
-  write(io.stderr, `qubes-iac: ${describeChoice(chosen.choice, io.cwd)}`);
+  tell(io.stderr, `qubes-iac: ${describeChoice(chosen.choice, io.cwd)}`);
   const timeoutMs = parsePositiveInt(o.timeout, "--timeout", 60) * 1000;
   try {
     const transport = await openTransport(chosen.choice.spec, { timeoutMs });

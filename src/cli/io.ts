@@ -3,6 +3,7 @@
 
 import { linkSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { printable } from "../util/printable.js";
 import type { Readable, Writable } from "node:stream";
 import type { Diagnostic } from "../model/diagnostics.js";
 
@@ -65,6 +66,9 @@ export class CliError extends Error {
 export const write = (stream: Writable, text: string): void => {
   stream.write(text.endsWith("\n") || text === "" ? text : `${text}\n`);
 };
+
+/** A message for a person (not JSON, not the plan): each line's control characters escaped, since it may quote qubesd or a file. */
+export const tell = (stream: Writable, text: string): void => write(stream, text.split("\n").map(printable).join("\n"));
 
 export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -5,7 +5,7 @@
 
 import { Command, CommanderError, Option } from "commander";
 import { QubesApiError } from "../providers/qubes/errors.js";
-import { CliError, untilInterrupted, write, type CliIO } from "./io.js";
+import { CliError, tell, untilInterrupted, write, type CliIO } from "./io.js";
 import { packageVersion } from "./version.js";
 
 const connectOption = (): Option =>
@@ -102,6 +102,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--owner <name>", "the owner whose qubes, labels and pools to export (and the exported config's owner)")
     .option("--all", "every qube but dom0 (marked adopt: true), custom labels, pools and non-default global properties")
     .option("-o, --output <file>", "write the config to this new file instead of stdout")
+    .option("--host-values", "keep what this host sets itself (default_kernel, default_pool_kernel, a qube's kernel version)")
     .action(async (o: import("./commands/export.js").ExportCommandOptions) => {
       const { exportCommand } = await import("./commands/export.js");
       exitCode = await untilInterrupted(io, () => exportCommand(io, o));
@@ -109,8 +110,8 @@ export async function runCli(io: CliIO): Promise<number> {
 
   program
     .command("show")
-    .description("show the current state of what the config manages, as qubes-iac reads it; changes nothing")
-    .argument("[paths...]", "config files or directories (default: qubes.yaml)")
+    .description("show the current state of what the config manages, as qubes-iac reads it, or a saved plan; changes nothing")
+    .argument("[paths...]", "config files or directories (default: qubes.yaml), or one saved plan (plan --out FILE)")
     .addOption(connectOption())
     .addOption(timeoutOption())
     .option("--parallelism <n>", "Admin API reads at once", "8")
@@ -196,14 +197,14 @@ export async function runCli(io: CliIO): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
     if (e instanceof CliError) {
-      write(io.stderr, `qubes-iac: ${e.message}`);
+      tell(io.stderr, `qubes-iac: ${e.message}`);
       return e.exitCode;
     }
     if (e instanceof QubesApiError) {
-      write(io.stderr, `qubes-iac: ${e.message}`);
+      tell(io.stderr, `qubes-iac: ${e.message}`);
       return 1;
     }
-    write(io.stderr, `qubes-iac: internal error (this is a bug, please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    tell(io.stderr, `qubes-iac: internal error (this is a bug, please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     return 1;
   }
 }

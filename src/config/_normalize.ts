@@ -60,7 +60,8 @@ export type Located<T> = { value: T; at: SourceLocation };
 export type ConfigPart = {
   file: string;
   start: SourceLocation;
-  version?: Located<number>;
+  /** As written, even when it is not 1: the schema check reports that, and merging must not call it missing. */
+  version?: Located<unknown>;
   owner?: Located<string>;
   labels: Map<string, DesiredLabel>;
   pools: Map<string, DesiredPool>;
@@ -210,7 +211,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
   const guestContext: GuestContext = { file: w.file, loc, report };
   if (io.inspect) guestContext.inspect = io.inspect.bind(io);
 
-  if (typeof written.version === "number") part.version = { value: written.version, at: loc("/version") };
+  if (written.version !== undefined) part.version = { value: written.version, at: loc("/version") };
   if (typeof written.owner === "string") {
     const bad = checkTagName(written.owner);
     if (bad) report("QIAC-E022", `owner '${written.owner}': ${bad}`, "/owner", "use letters, digits, _ and - (it becomes the tag managed-by-<owner>)");

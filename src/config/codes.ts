@@ -11,6 +11,7 @@ export const CONFIG_CODES = {
   "QIAC-E004": "the same key appears twice in one YAML mapping",
   "QIAC-E005": "YAML aliases expand to too much data (alias bomb)",
   "QIAC-E006": "YAML construct the config cannot use (non-string key, unknown alias, bad merge key)",
+  "QIAC-E007": "a config file is larger than 16 MiB (refused before it is read)",
   "QIAC-E010": "unknown key",
   "QIAC-E011": "a required key is missing",
   "QIAC-E012": "a value has the wrong type",

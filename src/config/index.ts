@@ -29,6 +29,8 @@ export type ConfigIO = {
   readDir(path: string): string[];
   isDirectory(path: string): boolean;
   exists(path: string): boolean;
+  /** The size in bytes of a file, to refuse one too large before reading it; without it, the text read is measured. */
+  size?(path: string): number;
   /**
    * For guest files: the real path of a config file and what a `source:` names (looked at, never
    * read). Loaders without it (configs from memory) refuse `source:` and keep config paths as given.
@@ -46,6 +48,11 @@ export type LoadResult = {
 };
 
 export const DEFAULT_CONFIG_PATH = "qubes.yaml";
+/**
+ * The largest config file read (docs/config.md): some 30 000 qubes of a typical shape. A larger one
+ * is refused before it is read or parsed, since the YAML parser holds several times the text.
+ */
+export const MAX_CONFIG_FILE_BYTES = 16 * 1024 * 1024;
 const CONFIG_FILE_RE = /\.ya?ml$/;
 
 /** Loads and validates the config at `paths` (files or directories); none means qubes.yaml. */
@@ -58,7 +65,14 @@ export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
   for (const file of files) {
     let text: string;
     try {
-      text = io.readFile(file);
+      const tooLarge = io.size && io.size(file) > MAX_CONFIG_FILE_BYTES;
+      text = tooLarge ? "" : io.readFile(file);
+      // A string of n UTF-16 units is at least n bytes of UTF-8.
+      if (tooLarge || text.length > MAX_CONFIG_FILE_BYTES) {
+        diagnostics.push(sizeDiagnostic(file));
+        complete = false;
+        continue;
+      }
     } catch (e) {
       diagnostics.push(diagnostic("QIAC-E001", `cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`, undefined));
       complete = false;
@@ -86,11 +100,19 @@ export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
   return hasErrors(sorted) || config === undefined ? { diagnostics: sorted, sources } : { config, diagnostics: sorted, sources };
 }
 
+const sizeDiagnostic = (file: string): Diagnostic =>
+  diagnostic(
+    "QIAC-E007",
+    `${file} is larger than ${MAX_CONFIG_FILE_BYTES / 1024 / 1024} MiB, the most qubes-iac reads from one config file`,
+    { file, line: 1, column: 1 },
+    "split the config into several files in one directory (qubes-iac validate DIR)",
+  );
+
 /** The files a list of paths stands for: files as given, directories' *.yaml and *.yml (sorted, not recursive). */
 function configFiles(paths: string[], io: ConfigIO, diagnostics: Diagnostic[], implicit: boolean): string[] {
-  const files: string[] = [];
+  const files = new Set<string>();
   const add = (f: string): void => {
-    if (!files.includes(f)) files.push(f);
+    files.add(f);
   };
   for (const p of paths) {
     if (!io.exists(p)) {
@@ -111,12 +133,13 @@ function configFiles(paths: string[], io: ConfigIO, diagnostics: Diagnostic[], i
     if (entries.length === 0) diagnostics.push(diagnostic("QIAC-E002", `directory ${p} holds no *.yaml or *.yml file`, undefined));
     entries.forEach(add);
   }
-  return files;
+  return [...files];
 }
 
 function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
+  const fileRank = new Map(files.map((f, i) => [f, i + 1]));
   const rank = (d: Diagnostic): [number, number, number] =>
-    d.location ? [files.indexOf(d.location.file) + 1, d.location.line, d.location.column] : [0, 0, 0];
+    d.location ? [fileRank.get(d.location.file) ?? 0, d.location.line, d.location.column] : [0, 0, 0];
   return ds
     .map((d, i) => ({ d, i, r: rank(d) }))
     .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1] || a.r[2] - b.r[2] || a.i - b.i)

@@ -34,5 +34,6 @@ export const nodeConfigIO: Required<ConfigIO> = {
     }
   },
   exists: (path) => existsSync(path),
+  size: (path) => statSync(path).size,
   inspect,
 };

@@ -3,13 +3,13 @@
 // is not in the config is left to the planner, which sees the real system; a reference to an
 // entry of the config that cannot fill its role is an error here.
 
-import { describeAgent, sameAgent, type AgentSpec } from "../model/guest.js";
+import { agentKey, describeAgent } from "../model/guest.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { TEMPLATE_BASED_CLASSES, locate, type DesiredQube, type DesiredState, type QubeField, type TopField } from "../model/desired.js";
 import { GLOBAL_PROPERTIES, QUBE_PROPERTIES, classesOf, type ReferenceRole } from "./catalog.js";
 import { diagnostic } from "./codes.js";
-import { closest } from "./_suggest.js";
+import { suggester, type Suggester } from "./_suggest.js";
 
 export type Rule = (state: DesiredState) => Diagnostic[];
 
@@ -149,42 +149,50 @@ export const referencesCanServe: Rule = (state) =>
     }
   });
 
+/** Each netvm chain is walked once (a qube already walked ends the walk), so a long chain costs its length, not its square. */
 export const noNetworkLoops: Rule = (state) => {
   const netvmOf = (q: DesiredQube): string | undefined => {
     const v = q.properties.get("netvm");
     return v?.kind === "vm" && v.value !== null ? v.value : undefined;
   };
-  const reported = new Set<string>();
-  const out: Diagnostic[] = [];
+  const order = new Map([...state.qubes.keys()].map((name, i) => [name, i]));
+  const walked = new Set<string>();
+  const loops: string[][] = [];
   for (const start of state.qubes.values()) {
-    const chain: string[] = [];
+    const path: string[] = [];
+    const onPath = new Map<string, number>();
     let current: DesiredQube | undefined = start;
-    while (current && !chain.includes(current.name)) {
-      chain.push(current.name);
+    while (current && !walked.has(current.name)) {
+      walked.add(current.name);
+      onPath.set(current.name, path.length);
+      path.push(current.name);
       const next = netvmOf(current);
       current = next === undefined ? undefined : state.qubes.get(next);
     }
-    if (!current || current.name !== start.name) continue;
-    const key = [...chain].sort().join(" ");
-    if (reported.has(key)) continue;
-    reported.add(key);
-    out.push(
+    const from = current ? onPath.get(current.name) : undefined;
+    if (from === undefined) continue;
+    const loop = path.slice(from);
+    // Told from the loop's qube that comes first in the config, as the chain a reader follows.
+    const first = loop.reduce((best, name, i) => (order.get(name)! < order.get(loop[best]!)! ? i : best), 0);
+    loops.push([...loop.slice(first), ...loop.slice(0, first)]);
+  }
+  return loops
+    .sort((x, y) => order.get(x[0]!)! - order.get(y[0]!)!)
+    .map((chain) =>
       diagnostic(
         "QIAC-E053",
-        `network loop: ${[...chain, start.name].join(" -> ")}`,
-        locate(start, "properties.netvm"),
+        `network loop: ${[...chain, chain[0]].join(" -> ")}`,
+        locate(state.qubes.get(chain[0]!)!, "properties.netvm"),
         "Qubes refuses loops in the network; end the chain at a qube with no netvm (like sys-net)",
       ),
     );
-  }
-  return out;
 };
 
 /** Whether two names differ only in digits (fedora-40 vs fedora-41): versions, not typos. */
 const differOnlyInDigits = (a: string, b: string): boolean => a.replace(/[0-9]+/g, "#") === b.replace(/[0-9]+/g, "#");
 
-function nearMiss(name: string, candidates: Iterable<string>): string | undefined {
-  const c = closest(name, candidates);
+function nearMiss(name: string, suggest: Suggester): string | undefined {
+  const c = suggest(name);
   return c !== undefined && !differOnlyInDigits(name, c) ? c : undefined;
 }
 
@@ -195,14 +203,15 @@ export const referencesLookIntended: Rule = (state) => {
       diagnostic("QIAC-W012", `${kind} '${name}' is not defined in this config, so it must already exist on the system`, at, `did you mean '${suggestion}'?`),
     );
   };
-  const qubeNames = [...state.qubes.keys()];
+  const qubeNames = suggester(state.qubes.keys());
   const checkQube = (name: string, at: ReturnType<typeof locate>): void => {
     if (state.qubes.has(name) || name === "dom0") return;
     const s = nearMiss(name, qubeNames);
     if (s) warn("qube", name, s, at);
   };
-  const labels = [...DEFAULT_LABELS.map(([n]) => n), ...state.labels.keys()];
-  const pools = [...state.pools.keys()];
+  const labels = new Set([...DEFAULT_LABELS.map(([n]) => n), ...state.labels.keys()]);
+  const labelNames = suggester(labels);
+  const pools = suggester(state.pools.keys());
   const checkPool = (name: string, at: ReturnType<typeof locate>): void => {
     if (state.pools.has(name)) return;
     const s = nearMiss(name, pools);
@@ -210,8 +219,8 @@ export const referencesLookIntended: Rule = (state) => {
   };
   for (const q of state.qubes.values()) {
     if (q.template !== undefined) checkQube(q.template, locate(q, "template"));
-    if (q.label !== undefined && !labels.includes(q.label)) {
-      const s = nearMiss(q.label, labels);
+    if (q.label !== undefined && !labels.has(q.label)) {
+      const s = nearMiss(q.label, labelNames);
       if (s) warn("label", q.label, s, locate(q, "label"));
     }
     if (q.pool !== undefined) checkPool(q.pool, locate(q, "pool"));
@@ -233,15 +242,17 @@ export const qubeGuestsNeedRunningQubes: Rule = (state) =>
   });
 
 export const guestsReachDistinctAgents: Rule = (state) => {
-  const seen: Array<{ address: string; agent: AgentSpec }> = [];
+  // By key, so that many guests cost one lookup each.
+  const seen = new Map<string, string>();
   const out: Diagnostic[] = [];
   for (const g of state.guests.values()) {
-    const earlier = seen.find((s) => sameAgent(s.agent, g.agent));
-    if (earlier) {
+    const key = agentKey(g.agent);
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
       out.push(
-        diagnostic("QIAC-E063", `${g.address} reaches the same agent as ${earlier.address} (${describeAgent(g.agent)})`, g.locations.get("agent") ?? g.at, "an agent serves one client at a time: manage each VM once"),
+        diagnostic("QIAC-E063", `${g.address} reaches the same agent as ${earlier} (${describeAgent(g.agent)})`, g.locations.get("agent") ?? g.at, "an agent serves one client at a time: manage each VM once"),
       );
-    } else seen.push({ address: g.address, agent: g.agent });
+    } else seen.set(key, g.address);
   }
   return out;
 };

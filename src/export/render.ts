@@ -3,7 +3,7 @@
 // differs from Qubes' defaults, never what Qubes or the qube's agent maintain (automatic tags and
 // features, ownership records, bookkeeping properties), and never the power state. Pure.
 
-import { Document, type Node, type YAMLMap, type YAMLSeq } from "yaml";
+import { Document, visit, type Node, type YAMLMap, type YAMLSeq } from "yaml";
 import { GLOBAL_PROPERTIES, POOL_DRIVERS, QUBE_PROPERTIES, classesOf, type PropertyType } from "../config/catalog.js";
 import type { ActualProperty, ActualQube, ActualState } from "../model/actual.js";
 import { CONFIG_VERSION, TEMPLATE_BASED_CLASSES, type QubeClass } from "../model/desired.js";
@@ -12,6 +12,7 @@ import { lifecycleOf, ownershipNames, readInventory, readQubeRecords, RECORD_PRE
 import { checkFeatureName, checkFeatureValue, checkTagName, parseFirewallRule, parseQubesBool, PROHIBITED_FEATURES, type FirewallRule } from "../model/qubes-rules.js";
 import { exportDiagnostic } from "./codes.js";
 import { sizedVolumes } from "./read.js";
+import { CONTROL_BUT_TAB_AND_NEWLINE, escapeControl, printable } from "../util/printable.js";
 
 export type ExportOptions = {
   owner: string;
@@ -20,7 +21,19 @@ export type ExportOptions = {
   schemaPath: string;
   /** `qubes-iac 0.1.0`. */
   generator: string;
+  /** Keep the values the host sets itself (HOST_GLOBALS, a qube's kernel version): `--host-values`. */
+  hostValues?: boolean;
 };
+
+/**
+ * Values the host sets and changes by itself, which an exported config would pin to this
+ * machine: dom0's kernel packages set `default_kernel` on install and on each kernel update (it
+ * has no default: qubes-core-admin qubes/app.py, Qubes.default_kernel), and qubesd sets
+ * `default_pool_kernel` to `linux-kernel` when it creates its store (Qubes.create_empty_store).
+ */
+const HOST_GLOBALS: ReadonlySet<string> = new Set(["default_kernel", "default_pool_kernel"]);
+/** A qube's `kernel` naming one of dom0's kernel versions (`""`, the qube's own kernel, is a choice that travels). */
+const isHostQubeValue = (name: string, p: ActualProperty): boolean => name === "kernel" && p.raw !== "";
 
 export type ExportResult = {
   text: string;
@@ -121,7 +134,10 @@ const isAutomaticFeature = (f: string): boolean => AUTOMATIC_FEATURES.has(f) || 
 
 type QubeEntry = Record<string, unknown>;
 
-function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned: boolean, created: boolean, diagnostics: Diagnostic[]): QubeEntry {
+/** What was left out as host-derived, for the header: global names, and the qubes whose kernel was. */
+type HostLeftOut = { globals: string[]; kernelOf: string[] };
+
+function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned: boolean, created: boolean, diagnostics: Diagnostic[], hostLeftOut: HostLeftOut): QubeEntry {
   const names = ownershipNames(o.owner);
   const address = `qube.${q.name}`;
   const prop = (n: string): ActualProperty | undefined => q.properties.get(n);
@@ -143,6 +159,10 @@ function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned:
   for (const [name, spec] of Object.entries(QUBE_PROPERTIES)) {
     const p = prop(name);
     if (p === undefined || p.isDefault || BOOKKEEPING_PROPERTIES.has(name) || !classesOf(spec).includes(q.klass as QubeClass)) continue;
+    if (!o.hostValues && isHostQubeValue(name, p)) {
+      hostLeftOut.kernelOf.push(q.name);
+      continue;
+    }
     const v = configValue(spec.type, p);
     if (v === undefined) {
       diagnostics.push(exportDiagnostic("QIAC-W303", `qube ${q.name}: property ${name} = ${JSON.stringify(p.raw)} is not a ${spec.type}`, address));
@@ -201,7 +221,26 @@ function exportPool(driver: string, params: ReadonlyMap<string, string>): Record
 }
 
 /** Flow style for the small collections people write on one line. */
+/**
+ * A string with a control character is written double-quoted, where YAML has escapes: the yaml
+ * library escapes C0 there itself but leaves DEL, C1 and bidirectional controls raw, which the
+ * text then gets as `\xNN`/`\uNNNN` (see `exportText`), so the file reads back the same and
+ * prints safely.
+ */
+const HAS_CONTROL = new RegExp(CONTROL_BUT_TAB_AND_NEWLINE.source);
+function quoteControls(doc: Document): void {
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === "string" && HAS_CONTROL.test(node.value)) node.type = "QUOTE_DOUBLE";
+    },
+  });
+}
+
+/** The document as text; control characters only stand inside double-quoted scalars by then (`quoteControls`). */
+const exportText = (doc: Document): string => doc.toString({ lineWidth: 0, flowCollectionPadding: false }).replace(CONTROL_BUT_TAB_AND_NEWLINE, escapeControl);
+
 function styleDocument(doc: Document): void {
+  quoteControls(doc);
   const qubes = doc.get("qubes", true) as YAMLMap | undefined;
   for (const pair of qubes?.items ?? []) {
     const q = pair.value as YAMLMap;
@@ -212,6 +251,12 @@ function styleDocument(doc: Document): void {
     const volumes = q.get("volumes", true) as YAMLMap | undefined;
     for (const v of volumes?.items ?? []) (v.value as YAMLMap).flow = true;
   }
+}
+
+function hostNote(left: HostLeftOut): string[] {
+  const kernels = left.kernelOf.length === 0 ? [] : [`the kernel of ${left.kernelOf.length > 5 ? `${left.kernelOf.slice(0, 5).join(", ")} and ${left.kernelOf.length - 5} more` : left.kernelOf.join(", ")}`];
+  const what = [...left.globals, ...kernels];
+  return what.length === 0 ? [] : [`# Left out as this host sets them (export --host-values keeps them): ${what.join(", ")}.`];
 }
 
 export function renderExport(actual: ActualState, o: ExportOptions): ExportResult {
@@ -236,11 +281,16 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
   const pools: Record<string, Record<string, Value>> = {};
   for (const [name, p] of [...actual.pools].sort(([a], [b]) => (a < b ? -1 : 1))) pools[name] = exportPool(p.driver, p.params);
 
+  const hostLeftOut: HostLeftOut = { globals: [], kernelOf: [] };
   const properties: Record<string, Value> = {};
   if (o.all) {
     for (const [name, spec] of Object.entries(GLOBAL_PROPERTIES)) {
       const p = actual.globals?.get(name);
       if (p === undefined || p.isDefault) continue;
+      if (!o.hostValues && HOST_GLOBALS.has(name)) {
+        hostLeftOut.globals.push(name);
+        continue;
+      }
       const v = configValue(spec.type, p);
       if (v === undefined) diagnostics.push(exportDiagnostic("QIAC-W303", `global property ${name} = ${JSON.stringify(p.raw)} is not a ${spec.type}`, "properties"));
       else properties[name] = v;
@@ -259,7 +309,7 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
       );
       continue;
     }
-    qubes[q.name] = exportQube(q, actual, o, owned, owned && lifecycleOf(inventory, q.name) === "created", diagnostics);
+    qubes[q.name] = exportQube(q, actual, o, owned, owned && lifecycleOf(inventory, q.name) === "created", diagnostics, hostLeftOut);
   }
 
   const config: Record<string, unknown> = { version: CONFIG_VERSION, owner: o.owner };
@@ -274,13 +324,14 @@ export function renderExport(actual: ActualState, o: ExportOptions): ExportResul
     ? "every qube but dom0 (adopt: true takes over each qube not yet managed by this owner), the custom labels, the storage pools and the global properties"
     : `the qubes, labels and pools managed by ${o.owner}`;
   const header = [
-    `# yaml-language-server: $schema=${o.schemaPath}`,
+    `# yaml-language-server: $schema=${printable(o.schemaPath)}`,
     "#",
     `# Exported by ${o.generator}: ${what}.`,
     "# Only values that differ from Qubes' defaults are listed; power states are not.",
+    ...hostNote(hostLeftOut),
   ];
   return {
-    text: `${header.join("\n")}\n${doc.toString({ lineWidth: 0, flowCollectionPadding: false })}`,
+    text: `${header.join("\n")}\n${exportText(doc)}`,
     diagnostics,
     counts: { qubes: Object.keys(qubes).length, labels: Object.keys(labels).length, pools: Object.keys(pools).length, properties: Object.keys(properties).length },
   };

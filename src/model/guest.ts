@@ -68,7 +68,8 @@ export function describeAgent(spec: AgentSpec): string {
 }
 
 /** Two specs reach the same agent (the agent serves one client at a time). */
-export const sameAgent = (a: AgentSpec, b: AgentSpec): boolean => JSON.stringify(a) === JSON.stringify(b);
+/** Two specs reach the same agent exactly when their keys are equal. */
+export const agentKey = (a: AgentSpec): string => JSON.stringify(a);
 
 /** Size and SHA-256 (lowercase hex) of some bytes: how guest files are compared, never by content. */
 export type Digest = { size: number; sha256: string };

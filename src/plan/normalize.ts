@@ -60,7 +60,12 @@ export function payloadOf(desired: Exclude<PropertyValue, { kind: "default" }>):
   return propertyValueText(desired) ?? "";
 }
 
-/** How a property value reads in a plan: `none` for no qube, the text otherwise. */
+/**
+ * How a property value reads in a plan and in show: `none` for no qube, a bool as `true`/`false`
+ * as a config writes it (and as `protect` and `state` read), not qubesd's `True`/`False`; the
+ * text otherwise. Display only: checks and ops keep what qubesd prints and takes.
+ */
 export function displayProperty(type: ActualPropertyType, raw: string): string | null {
+  if (type === "bool") return raw === "True" ? "true" : raw === "False" ? "false" : raw;
   return type === "vm" && raw === "" ? null : raw;
 }

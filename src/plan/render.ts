@@ -10,6 +10,8 @@ import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
 import { stepOpMethod } from "./ops.js";
 import { describeRelease, RELEASE_IDS } from "../model/release.js";
+import { POOL_DRIVERS } from "../config/catalog.js";
+import { printable, printableDeep } from "../util/printable.js";
 
 export type RenderOptions = { color: boolean };
 
@@ -59,13 +61,33 @@ function showBytes(text: string): string {
 
 /** One value as a reviewer reads it. */
 function showValue(key: string, v: AttrValue, isDefault: boolean): string {
-  if (Array.isArray(v)) return v.length === 0 ? "(none)" : v.join(", ");
+  if (Array.isArray(v)) return v.length === 0 ? "(none)" : (key === "firewall" ? v.map(displayRule) : v).join(", ");
   if (v === null) {
     if (isDefault) return "(default)";
     return key.startsWith("properties.") || key === "template" ? "none" : "(absent)";
   }
   const text = v === "" ? '""' : key.endsWith(".size") ? showBytes(v) : v;
   return isDefault ? `${text} (default)` : text;
+}
+
+/**
+ * A firewall rule line as a reviewer reads it: a one-port range `dstports=443-443` (the form
+ * qubesd stores, which the plan keeps for comparing) as `dstports=443`.
+ */
+export const displayRule = (line: string): string => line.replace(/(^| )dstports=([0-9]+)-\2(?= |$)/, "$1dstports=$2");
+
+/** A pool's bool parameter as a config writes it (`true`), not as qubesd stores it (`True`). */
+export function displayPoolParam(driver: AttrValue | undefined, key: string, v: AttrValue): AttrValue {
+  if (typeof driver !== "string" || !key.startsWith("params.") || (v !== "True" && v !== "False")) return v;
+  return POOL_DRIVERS[driver]?.params[key.slice("params.".length)]?.type === "bool" ? v.toLowerCase() : v;
+}
+
+/** `c` with its pool parameters as displayed. */
+function displayed(c: JsonResourceChange): JsonResourceChange {
+  if (c.type !== "pool") return c;
+  const show = (a: JsonResourceChange["before"]): JsonResourceChange["before"] =>
+    a === null ? null : Object.fromEntries(Object.entries(a).map(([k, v]) => [k, displayPoolParam(a.driver, k, v)]));
+  return { ...c, before: show(c.before), after: show(c.after) };
 }
 
 const sameValue = (a: AttrValue | undefined, b: AttrValue | undefined): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -80,7 +102,8 @@ function attributeKeys(c: JsonResourceChange): string[] {
 function renderListDiff(before: readonly string[], after: readonly string[], indent: string, paint: Paint): string[] {
   const out: string[] = [];
   for (const part of diffArrays([...before], [...after])) {
-    for (const line of part.value) {
+    for (const rule of part.value) {
+      const line = displayRule(rule);
       if (part.added) out.push(paint("add", `${indent}+ ${line}`));
       else if (part.removed) out.push(paint("remove", `${indent}- ${line}`));
       else out.push(`${indent}  ${line}`);
@@ -112,7 +135,7 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
     if (before === undefined || unchanged) {
       if (isList && Array.isArray(after)) {
         lines.push(`${ind}${key}:`);
-        lines.push(...after.map((r) => (before === undefined ? paint("add", `${ind}  + ${r}`) : `${ind}    ${r}`)));
+        lines.push(...after.map(displayRule).map((r) => (before === undefined ? paint("add", `${ind}  + ${r}`) : `${ind}    ${r}`)));
       } else lines.push(`${ind}${key}: ${showValue(key, after ?? null, aDefault)}`);
       continue;
     }
@@ -127,7 +150,7 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
 }
 
 /** What a guest told about itself, as text a guest cannot use to write to the terminal. */
-const guestText = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`).slice(0, 80);
+const guestText = (s: string): string => printable(s).slice(0, 80);
 
 /** One line of a guest's facts: OS, hostname, addresses (loopback left out). */
 export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
@@ -143,7 +166,8 @@ export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
   return parts.join("; ");
 }
 
-function renderChange(c: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
+function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
+  const c = displayed(written);
   const style = actionStyle(c.action);
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   const facts = guest === undefined ? undefined : factsLine(guest);
@@ -193,16 +217,25 @@ export function summaryLine(plan: JsonPlan): string {
   return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${release > 0 ? `, ${release} to release` : ""}${forget > 0 ? `, ${forget} to forget` : ""}.`;
 }
 
-export function renderHumanPlan(plan: JsonPlan, o: RenderOptions): string {
+export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
+  // Every string of the plan came from a config, qubesd, a guest or a saved plan's file.
+  const plan = printableDeep(written);
   const paint = painter(o.color);
   const changed = plan.resource_changes.filter((c) => !isNoOp(c.action));
   const lines: string[] = [];
   if (changed.length > 0) {
     lines.push(`qubes-iac (owner ${plan.owner}${releaseNote(plan)}) will make these changes:`, "");
-    for (const c of changed) {
-      const errors = plan.diagnostics.filter((d) => d.severity === "error" && d.address === c.address);
-      lines.push(...renderChange(c, errors, paint, plan.guests?.find((g) => g.address === c.address)));
+    // By address once: a plan of thousands of changes and diagnostics stays linear to print.
+    const errorsAt = new Map<string, Diagnostic[]>();
+    for (const d of plan.diagnostics) {
+      if (d.severity !== "error" || d.address === undefined) continue;
+      const at = errorsAt.get(d.address);
+      if (at) at.push(d);
+      else errorsAt.set(d.address, [d]);
     }
+    const guestAt = new Map<string, JsonGuest>();
+    for (const g of plan.guests ?? []) if (!guestAt.has(g.address)) guestAt.set(g.address, g);
+    for (const c of changed) lines.push(...renderChange(c, errorsAt.get(c.address) ?? [], paint, guestAt.get(c.address)));
     lines.push(...renderSteps(plan.steps, paint));
   }
   const takes = plan.options.take_ownership ?? [];

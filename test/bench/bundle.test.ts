@@ -2,7 +2,7 @@
 // alone in an empty directory (no node_modules beside or above it) runs every kind of command:
 // --version, validate (ajv, yaml), plan against the embedded simulator (commander, the client,
 // the simulator).
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -70,5 +70,14 @@ describe("single-file build", () => {
     expect(plan.stderr).toContain("embedded simulator");
     expect(plan.code).toBe(2);
     expect(plan.stdout).toMatch(/Plan: \d+ to add/);
+  });
+
+  it("runs as ./qubes-iac.mjs: a shebang first and the executable bit", async () => {
+    expect(readFileSync(ensureBuilt(), "utf8").startsWith("#!/usr/bin/env node\n")).toBe(true);
+    expect(statSync(ensureBuilt()).mode & 0o111).toBe(0o111);
+    chmodSync(copy, 0o755);
+    const { execFileSync } = await import("node:child_process");
+    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, HOME: alone, NO_COLOR: "1" };
+    expect(execFileSync("./qubes-iac.mjs", ["--version"], { cwd: alone, env, encoding: "utf8" })).toBe((await runCopy(["--version"])).stdout);
   });
 });

@@ -3,7 +3,7 @@
 // Files come from memory through ConfigIO; the corpus tests cover the catalogue of mistakes.
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
-import { loadConfig, type ConfigIO } from "../../src/config/index.js";
+import { loadConfig, MAX_CONFIG_FILE_BYTES, type ConfigIO } from "../../src/config/index.js";
 import { locate, propertyValueText, type DesiredState } from "../../src/model/desired.js";
 import { renderDiagnostic, type Diagnostic } from "../../src/model/diagnostics.js";
 
@@ -107,6 +107,43 @@ describe("alias bombs", () => {
     const state = validState(`${HEAD}x-base: &base {class: AppVM, template: fedora-40, tags: [bulk]}\nqubes:\n${qubes}\n`);
     expect(state.qubes.size).toBe(300);
     expect(state.qubes.get("q299")!.tags).toEqual(new Set(["bulk"]));
+  });
+});
+
+describe("size and scale", () => {
+  test("a file over 16 MiB is refused before it is read, with its own code", () => {
+    let read = false;
+    const io: ConfigIO = { ...memoryIO({ "big.yaml": HEAD }), size: () => MAX_CONFIG_FILE_BYTES + 1, readFile: () => ((read = true), HEAD) };
+    const r = loadConfig(["big.yaml"], io);
+    expect(read).toBe(false);
+    expect(r.config).toBeUndefined();
+    expect(r.diagnostics.map((d) => `${d.code} ${d.location?.file}:${d.location?.line}`)).toEqual(["QIAC-E007 big.yaml:1"]);
+  });
+
+  test("without a size from the I/O, the text read is measured; a file at the limit is read", () => {
+    const padding = (n: number): string => `# ${"x".repeat(n - HEAD.length - 3)}\n`;
+    expect(codes(load(`${HEAD}${padding(MAX_CONFIG_FILE_BYTES + 1)}`).diagnostics)).toEqual(["QIAC-E007 1:1"]);
+    expect(load(`${HEAD}${padding(MAX_CONFIG_FILE_BYTES)}`).diagnostics).toEqual([]);
+  });
+
+  test("the same anyOf broken by many qubes is explained in full for each", () => {
+    const qubes = Array.from({ length: 3 }, (_, i) => `  q${i}: {adopt: true, properties: {memory: lots}}`).join("\n");
+    const r = load(`${HEAD}qubes:\n${qubes}\n`);
+    expect(r.diagnostics.map((d) => d.message)).toEqual(
+      [0, 1, 2].map((i) => `Property 'memory' of qube 'q${i}' must be an integer or "*default*", not "lots"`),
+    );
+  });
+
+  test("a long netvm chain into a loop: the loop once, told from its qube written first", () => {
+    const chain = Array.from({ length: 3000 }, (_, i) => `  q${i}: {adopt: true, properties: {netvm: ${i === 2999 ? "la" : `q${i + 1}`}}}`);
+    const loop = ["  lb: {adopt: true, properties: {netvm: la}}", "  la: {adopt: true, properties: {netvm: lc}}", "  lc: {adopt: true, properties: {netvm: lb}}"];
+    const r = load(`${HEAD}qubes:\n${[...chain, ...loop].join("\n")}\n`);
+    expect(r.diagnostics.map((d) => [d.code, d.message, d.location?.line])).toEqual([["QIAC-E053", "network loop: lb -> la -> lc -> lb", 3004]]);
+  });
+
+  test('version: "1" is a quoted 1, not a missing version', () => {
+    const r = load('version: "1"\nowner: laptop\n');
+    expect(r.diagnostics.map((d) => [d.code, d.message, d.hint])).toEqual([["QIAC-E013", `'version' must be 1, not "1"`, '1 in quotes is a string: write 1 without quotes']]);
   });
 });
 

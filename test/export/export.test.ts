@@ -58,8 +58,21 @@ describe("export --all of the default fixture", () => {
   it("is the config a person would write for it: non-default values only, every qube to adopt", async () => {
     const r = await run("export", ["--all", "--owner", "me"]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/qubes-iac: exported 8 qubes, 0 labels, 2 pools, 8 global properties\n$/);
+    expect(r.stderr).toMatch(/qubes-iac: exported 8 qubes, 0 labels, 2 pools, 6 global properties\n$/);
     await expect(r.stdout).toMatchFileSnapshot("golden/fixture-all.yaml");
+  });
+
+  it("pins what the host sets itself (dom0's kernel, its kernel pool) only with --host-values", async () => {
+    await op({ op: "property.set", holder: { vm: "work" }, name: "kernel", value: "6.6.63-1.fc37" });
+    const plain = await run("export", ["--all", "--owner", "me"]);
+    expect(plain.stdout.split("\n").filter((l) => !l.startsWith("#") && /default_kernel|default_pool_kernel|kernel: /.test(l))).toEqual([]);
+    expect(plain.stdout).toContain("# Left out as this host sets them (export --host-values keeps them): default_kernel, default_pool_kernel, the kernel of work.\n");
+    const kept = await run("export", ["--all", "--owner", "me", "--host-values"]);
+    expect(kept.stderr).toMatch(/8 global properties\n$/);
+    expect(kept.stdout).toContain("  default_kernel: 6.6.63-1.fc37\n");
+    expect(kept.stdout).toContain("  default_pool_kernel: linux-kernel\n");
+    expect(kept.stdout).toMatch(/ {2}work:\n(?: {4}.*\n)*? {6}kernel: 6\.6\.63-1\.fc37\n/);
+    expect(kept.stdout).not.toContain("Left out as this host sets them");
   });
 
   it("round trip: the first plan only adopts (tags and inventory, no attribute changes); after applying it, No changes.", async () => {

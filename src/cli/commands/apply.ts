@@ -30,11 +30,12 @@ import type { JsonPlan, JsonStep } from "../../plan/json.js";
 import { stepOpMethod, type StepOp } from "../../plan/ops.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
 import { connectClient, parsePositiveInt, type ConnectionOptions } from "../connection.js";
-import { CliError, interruptFlag, signalExitCode, write, type CliIO } from "../io.js";
+import { CliError, interruptFlag, signalExitCode, tell, write, type CliIO } from "../io.js";
 import { computePlan, loadConfigOrReport, parseOwners, printHumanPlan, type PlanScope } from "./plan.js";
 import { parseAddress } from "../../model/address.js";
 import { renderDiagnostics } from "./validate.js";
 import { packageVersion } from "../version.js";
+import { printable } from "../../util/printable.js";
 
 export type ApplyCommandOptions = ConnectionOptions &
   PlanScope & {
@@ -62,7 +63,7 @@ const realDeps: ApplyDeps = { now: () => performance.now() };
 const thisProcess = (): LockHolder => newHolder({ host: hostname(), pid: process.pid, now: new Date(), version: packageVersion() });
 
 /** The saved plan among the arguments, recognised by content; a saved plan is applied alone. */
-function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text: string } | undefined {
+export function findSavedPlan(io: CliIO, args: readonly string[]): { file: string; text: string } | undefined {
   const plans: Array<{ file: string; text: string }> = [];
   for (const file of args) {
     const path = resolve(io.cwd, file);
@@ -165,10 +166,10 @@ async function checkLock(io: CliIO, store: LockStore, owner: string, breakId: st
   const r = await breakLock(store, owner, breakId);
   switch (r.kind) {
     case "broken":
-      return write(io.stderr, `qubes-iac: broke the lock of owner ${owner}, held by ${describeHolder(r.was, nowMs)}`);
+      return tell(io.stderr, `qubes-iac: broke the lock of owner ${owner}, held by ${describeHolder(r.was, nowMs)}`);
     case "free":
-      if (r.removedClaim !== undefined) return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; removed the claim label ${r.removedClaim} its apply left`);
-      return write(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; nothing to break`);
+      if (r.removedClaim !== undefined) return tell(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; removed the claim label ${r.removedClaim} its apply left`);
+      return tell(io.stderr, `qubes-iac: --break-lock ${breakId}: the lock of owner ${owner} is not held; nothing to break`);
     case "mismatch":
       throw new CliError(`--break-lock ${breakId} does not name the lock of owner ${owner}, which nothing was done to: ${heldMessage(owner, r.state, nowMs, "qubes-iac apply")}`);
     case "failed":
@@ -206,11 +207,11 @@ async function underLock(io: CliIO, store: LockStore, lock: Acquired, nowMs: () 
   } finally {
     const r = await releaseLock(store, lock);
     if (r.kind === "failed") {
-      write(io.stderr, `qubes-iac: ${r.message}`);
+      tell(io.stderr, `qubes-iac: ${r.message}`);
       code = 1;
     } else if (r.kind === "lost") {
       const now = r.now.kind === "held" ? `held now by ${describeHolder(r.now, nowMs())}` : "not held now";
-      write(io.stderr, `qubes-iac: the lock of owner ${lock.owner} was broken while this apply ran (it is ${now}); it was left as it is`);
+      tell(io.stderr, `qubes-iac: the lock of owner ${lock.owner} was broken while this apply ran (it is ${now}); it was left as it is`);
       code = 1;
     }
   }
@@ -317,7 +318,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
     const savedFile = source.kind === "saved" ? source.file : undefined;
     if (o.json) planEvent(sink, plan, savedFile !== undefined);
     else {
-      if (savedFile !== undefined) write(io.stdout, `Saved plan ${savedFile}, made by qubes-iac ${plan.qubes_iac_version} for ${plan.owner}:\n`);
+      if (savedFile !== undefined) write(io.stdout, `${printable(`Saved plan ${savedFile}, made by qubes-iac ${plan.qubes_iac_version} for ${plan.owner}:`)}\n`);
       printHumanPlan(io, plan, source.kind === "config" ? source.sources : new Map(), o);
     }
     if (plan.errored) {
@@ -422,7 +423,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       });
       const summary = summarizeApply(result);
       view.summary(summary);
-      if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
+      if (!summary.ok) tell(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
       return summary.ok ? 0 : 1;
     });
   } finally {

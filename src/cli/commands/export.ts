@@ -13,11 +13,11 @@ import { renderExport } from "../../export/render.js";
 import { hasErrors } from "../../model/diagnostics.js";
 import { RECORD_PREFIX } from "../../model/ownership.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, interruptFlag, write, writeFileWhole, type CliIO } from "../io.js";
+import { CliError, interruptFlag, tell, write, writeFileWhole, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 import { renderDiagnostics } from "./validate.js";
 
-export type ExportCommandOptions = ConnectionOptions & { owner?: string; all?: boolean; output?: string };
+export type ExportCommandOptions = ConnectionOptions & { owner?: string; all?: boolean; output?: string; hostValues?: boolean };
 
 const OWNER_RE = /^[A-Za-z0-9_-]+$/;
 
@@ -65,7 +65,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
     const actual = await readForExport(reader, { owner, all: o.all === true }, { parallelism });
     const schema = installedSchema();
     const schemaPath = schema === undefined ? "qubes-iac.schema.json" : relative(target === undefined ? io.cwd : dirname(target), schema);
-    return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}` });
+    return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}`, hostValues: o.hostValues === true });
   });
 
   if (stopped() !== undefined) return 1;
@@ -79,6 +79,6 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
   const summary = `${plural(qubes, "qube")}, ${plural(labels, "label")}, ${plural(pools, "pool")}, ${plural(properties, "global property").replace(/propertys$/, "properties")}`;
   if (target === undefined) io.stdout.write(result.text);
   else writeFileWhole(target, result.text, { exclusive: true });
-  write(io.stderr, `qubes-iac: exported ${summary}${o.output === undefined ? "" : ` to ${o.output}`}`);
+  tell(io.stderr, `qubes-iac: exported ${summary}${o.output === undefined ? "" : ` to ${o.output}`}`);
   return 0;
 }

@@ -10,7 +10,7 @@ import { connectAgent, type QgaClient } from "../../providers/qga/client.js";
 import { isQgaError } from "../../providers/qga/errors.js";
 import { withFrozenFilesystems } from "../../providers/qga/fsfreeze.js";
 import { describeAgent, type AgentSpec } from "../../providers/qga/spec.js";
-import { CliError, write, type CliIO } from "../io.js";
+import { CliError, tell, write, type CliIO } from "../io.js";
 
 export type GuestFsfreezeOptions = {
   /** Deadline for reaching the agent and for each agent call. Default 30 s. */
@@ -80,20 +80,20 @@ export async function guestFsfreeze(io: CliIO, target: AgentSpec, command: strin
     try {
       outcome = await withFrozenFilesystems(client, run, {
         timeoutMs: opts.freezeTimeoutMs ?? 120_000,
-        onFrozen: (n) => write(io.stderr, `qubes-iac: froze ${plural(n, "filesystem")} in ${where}`),
+        onFrozen: (n) => tell(io.stderr, `qubes-iac: froze ${plural(n, "filesystem")} in ${where}`),
         reconnect: connect,
       });
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       if (isQgaError(e) && e.details.command === "guest-fsfreeze-thaw") {
-        write(io.stderr, `qubes-iac: ${message}`);
+        tell(io.stderr, `qubes-iac: ${message}`);
         return 1;
       }
       throw new CliError(`cannot freeze the filesystems in ${where}: ${message}; the command was not run`);
     }
-    write(io.stderr, `qubes-iac: thawed ${plural(outcome.thawed, "filesystem")} in ${where}`);
+    tell(io.stderr, `qubes-iac: thawed ${plural(outcome.thawed, "filesystem")} in ${where}`);
     if (outcome.thawed !== outcome.frozen) {
-      write(io.stderr, `qubes-iac: warning: froze ${outcome.frozen} but thawed ${outcome.thawed}: something else thawed filesystems meanwhile, so the copy may not be consistent`);
+      tell(io.stderr, `qubes-iac: warning: froze ${outcome.frozen} but thawed ${outcome.thawed}: something else thawed filesystems meanwhile, so the copy may not be consistent`);
     }
     if (!outcome.ok) throw outcome.error;
     const result = outcome.value;
@@ -101,10 +101,10 @@ export async function guestFsfreeze(io: CliIO, target: AgentSpec, command: strin
       case "exited":
         return interrupted ? signalExit(interrupted) : result.code;
       case "skipped":
-        write(io.stderr, `qubes-iac: ${result.signal} before the command started; it was not run`);
+        tell(io.stderr, `qubes-iac: ${result.signal} before the command started; it was not run`);
         return signalExit(result.signal);
       case "not-started":
-        write(io.stderr, `qubes-iac: ${result.reason}`);
+        tell(io.stderr, `qubes-iac: ${result.reason}`);
         return 127;
       default: {
         const never: never = result;
@@ -134,7 +134,7 @@ export async function guestThaw(io: CliIO, target: AgentSpec, opts: GuestFsfreez
   }
   try {
     const thawed = await client.fsfreezeThaw();
-    write(io.stderr, `qubes-iac: thawed ${plural(thawed, "filesystem")} in ${where}`);
+    tell(io.stderr, `qubes-iac: thawed ${plural(thawed, "filesystem")} in ${where}`);
     return 0;
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));

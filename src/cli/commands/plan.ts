@@ -18,7 +18,7 @@ import { readActualState } from "../../plan/reader.js";
 import { renderHumanPlan } from "../../plan/render.js";
 import type { AdminClient } from "../../providers/qubes/client.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, interruptFlag, write, writeFileWhole, type CliIO } from "../io.js";
+import { CliError, interruptFlag, tell, write, writeFileWhole, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
 
 export type PlanCommandOptions = ConnectionOptions & {
@@ -121,7 +121,7 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
   if (o.json) io.stdout.write(text());
   else printHumanPlan(io, json, loaded.sources, o);
   if (o.out !== undefined) {
-    if (hasErrors(json.diagnostics)) write(io.stderr, `qubes-iac: the plan holds errors; not saved to ${o.out}`);
+    if (hasErrors(json.diagnostics)) tell(io.stderr, `qubes-iac: the plan holds errors; not saved to ${o.out}`);
     else {
       writeFileWhole(resolve(io.cwd, o.out), text(), { mode: 0o600 });
       if (!o.json) write(io.stdout, `\nSaved the plan to ${o.out}. To make exactly these changes, run: qubes-iac apply ${o.out}`);

@@ -3,6 +3,8 @@
 // inventory lists, with the current value of each attribute the config manages (the plan's
 // `before`, so show and plan can never disagree on what is read), and each guest with the facts
 // its agent tells and its files' sizes and hash prefixes (never content). Changes nothing.
+// `qubes-iac show PLANFILE` prints a saved plan (recognised by content, as apply does) as `plan`
+// printed it, without connecting.
 
 import { readerFromClient } from "../../apply/admin-api.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
@@ -15,12 +17,16 @@ import { NO_GUEST_READINGS, type GuestReadings } from "../../plan/diff-guests.js
 import { readGuests } from "../../plan/guest-reader.js";
 import { toJsonPlan, type JsonGuestFacts, type JsonResourceChange } from "../../plan/json.js";
 import { buildPlan } from "../../plan/plan.js";
-import { factsLine } from "../../plan/render.js";
+import { displayPoolParam, displayRule, factsLine } from "../../plan/render.js";
 import { readActualState } from "../../plan/reader.js";
 import { parsePositiveInt, withClient, type ConnectionOptions } from "../connection.js";
 import { interruptFlag, write, type CliIO } from "../io.js";
 import { packageVersion } from "../version.js";
-import { loadConfigOrReport } from "./plan.js";
+import { readSavedPlan } from "../../apply/saved-plan.js";
+import { findSavedPlan } from "./apply.js";
+import { loadConfigOrReport, printHumanPlan } from "./plan.js";
+import { renderDiagnostics } from "./validate.js";
+import { printable, printableDeep } from "../../util/printable.js";
 
 export const STATE_FORMAT = "qubes-iac-state";
 export const STATE_FORMAT_VERSION = 1;
@@ -126,7 +132,9 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
   return isDefault ? `${text} (default)` : text;
 }
 
-export function renderShownState(s: ShownState): string {
+export function renderShownState(read: ShownState): string {
+  // Names and values were read from qubesd and the guests.
+  const s = printableDeep(read);
   const lines: string[] = [];
   for (const r of s.resources) {
     if (r.type === "guest") {
@@ -143,14 +151,32 @@ export function renderShownState(s: ShownState): string {
     lines.push(head);
     const defaults = new Set(r.default_attributes);
     for (const [k, v] of Object.entries(r.attributes)) {
-      if (k === "firewall" && Array.isArray(v)) lines.push(`    firewall:`, ...v.map((rule) => `      ${rule}`));
-      else lines.push(`    ${k}: ${showValue(k, v, defaults.has(k))}`);
+      if (k === "firewall" && Array.isArray(v)) lines.push(`    firewall:`, ...v.map((rule) => `      ${displayRule(rule)}`));
+      else lines.push(`    ${k}: ${showValue(k, r.type === "pool" ? displayPoolParam(r.attributes.driver, k, v) : v, defaults.has(k))}`);
     }
   }
   return `${lines.join("\n")}\n`;
 }
 
+/** A saved plan, checked as apply checks it, printed as `plan` printed it (or its JSON). */
+function showSavedPlan(io: CliIO, saved: { file: string; text: string }, o: ShowCommandOptions): number {
+  const r = readSavedPlan(saved.text, saved.file);
+  if (r.kind !== "plan") {
+    if (r.kind === "refused") write(io.stderr, `${renderDiagnostics(r.diagnostics, new Map())}\n`);
+    return 1;
+  }
+  if (o.json) {
+    write(io.stdout, JSON.stringify(r.plan, null, 2));
+    return 0;
+  }
+  write(io.stdout, `${printable(`Saved plan ${saved.file}, made by qubes-iac ${r.plan.qubes_iac_version} for ${r.plan.owner}:`)}\n`);
+  printHumanPlan(io, r.plan, new Map(), {});
+  return 0;
+}
+
 export async function showCommand(io: CliIO, paths: string[], o: ShowCommandOptions): Promise<number> {
+  const saved = findSavedPlan(io, paths);
+  if (saved !== undefined) return showSavedPlan(io, saved, o);
   const parallelism = parsePositiveInt(o.parallelism, "--parallelism", 8);
   const stopped = interruptFlag(io);
   const loaded = loadConfigOrReport(io, paths, o.json === true);

@@ -16,7 +16,7 @@ import {
   type SimulatorOptions,
 } from "../../providers/qubes/simulator/index.js";
 import { withClient, type ConnectionOptions } from "../connection.js";
-import { CliError, readAll, write, type CliIO } from "../io.js";
+import { CliError, readAll, tell, write, type CliIO } from "../io.js";
 
 export type ServeOptions = {
   socket: string;
@@ -69,13 +69,10 @@ export async function simServe(io: CliIO, o: ServeOptions): Promise<number> {
   } catch (e) {
     throw new CliError(`cannot start the simulator: ${e instanceof Error ? e.message : String(e)}`);
   }
-  write(
-    io.stderr,
-    `qubes-iac: simulator of Qubes ${server.release} listening on ${server.socketPath}${o.state ? `, state in ${o.state}` : " (state in memory only)"}`,
-  );
+  tell(io.stderr, `qubes-iac: simulator of Qubes ${server.release} listening on ${server.socketPath}${o.state ? `, state in ${o.state}` : " (state in memory only)"}`);
   const signal = await io.interrupted;
   await server.close();
-  write(io.stderr, `qubes-iac: simulator stopped (${signal})`);
+  tell(io.stderr, `qubes-iac: simulator stopped (${signal})`);
   return 0;
 }
 
