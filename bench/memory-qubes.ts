@@ -47,7 +47,7 @@ export function memorySystem(doc: StateDocument, parallelism: number): MemorySys
     source: "dom0",
     call: async (c: AdminCall) => {
       calls++;
-      const outcome = dispatch(world, { src: "dom0", dest: c.dest, method: c.method, arg: c.arg ?? "", payload: c.payload ?? new Uint8Array() }, { errorStyle: "head", vmListUuid: true }, services);
+      const outcome = dispatch(world, { src: "dom0", dest: c.dest, method: c.method, arg: c.arg ?? "", payload: c.payload ?? new Uint8Array() }, { errorStyle: "head", vmListUuid: true, release: "head" }, services);
       if (outcome.kind !== "reply") throw new Error(`${c.method} is an event stream; the in-memory transport serves calls only`);
       return outcome.bytes;
     },

@@ -3,6 +3,7 @@
 // checks them before the handler runs.
 
 import type { Emit } from "./model.js";
+import type { SimRelease } from "./running.js";
 import type { Qube, World } from "./state.js";
 
 /** Injected sources of time and randomness, so tests and the pure core never touch globals. */
@@ -22,6 +23,8 @@ export type Call = {
   dest: Qube;
   emit: Emit;
   services: Services;
+  /** The release whose behaviour to imitate (running.ts). */
+  release: SimRelease;
 };
 
 export type MethodSpec = {

@@ -10,6 +10,7 @@ import { hostMethods } from "./methods-host.js";
 import { qubeMethods } from "./methods-qube.js";
 import { storageMethods } from "./methods-storage.js";
 import { vmMethods } from "./methods-vm.js";
+import type { SimRelease } from "./running.js";
 import type { Qube, World } from "./state.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
 
@@ -19,6 +20,7 @@ export type DispatchOptions = {
   errorStyle: ErrorStyle;
   /** admin.vm.List lines carry `uuid=` (R4.3 and later) or not (R4.2). */
   vmListUuid: boolean;
+  release: SimRelease;
 };
 
 export type Outcome =
@@ -101,6 +103,7 @@ export function dispatch(world: World, req: AdminRequest, options: DispatchOptio
       src,
       dest,
       services,
+      release: options.release,
       emit: (subject, event, kwargs = {}) => {
         events.push({ subject, event, kwargs });
         // Every change to a qube fires an event naming it, as subject or (domain-add) as `vm`.

@@ -120,6 +120,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
   const options: DispatchOptions = {
     errorStyle: opts.errorStyle ?? (opts.release === "r4.3" || opts.release === "r4.2" ? "r4.3" : "head"),
     vmListUuid: opts.release !== "r4.2",
+    release: opts.release ?? "head",
   };
   const services: Services = { now: () => Date.now(), randomUuid: () => randomUUID(), randomInt: (max) => randomInt(max) };
   const fragments: FragmentCache = new WeakMap();

@@ -64,12 +64,12 @@ function propertyMethods(prefix: string, holderOf: (call: Call) => Holder, dest:
     [`${prefix}.Help`]: method(r("required"), (call) => lookupProp(holderOf(call), call.arg).help),
     [`${prefix}.Set`]: method({ dest, arg: "required", payload: "optional", mutates: true }, (call) => {
       const h = holderOf(call);
-      setProp(call.world, h, lookupProp(h, call.arg), call.payload, call.emit);
+      setProp(call.world, h, lookupProp(h, call.arg), call.payload, call.emit, call.release);
       return null;
     }),
     [`${prefix}.Reset`]: method({ dest, arg: "required", payload: "none", mutates: true }, (call) => {
       const h = holderOf(call);
-      resetProp(call.world, h, lookupProp(h, call.arg), call.emit);
+      resetProp(call.world, h, lookupProp(h, call.arg), call.emit, call.release);
       return null;
     }),
   };

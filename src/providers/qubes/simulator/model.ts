@@ -12,6 +12,7 @@ import {
 import { NO_VALUE, propTable, type Holder, type PropCtx, type PropDef, type Value } from "./properties.js";
 import type { Label, PropValue, Qube, World } from "./state.js";
 import { parseIPv4, parseIPv6 } from "./ip.js";
+import { runningPreSet, type SimRelease } from "./running.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
 
 export type Emit = (subject: string | null, event: string, kwargs?: Record<string, string>) => void;
@@ -71,6 +72,8 @@ export function ctxFor(world: World, holder: Holder): PropCtx {
 function isDefault(holder: Holder, name: string, world: World): boolean {
   return !(holder.kind === "app" ? world.globals : holder.qube.props).has(name);
 }
+
+const readFor = (world: World) => (q: Qube, name: string): Value => readProp(world, qubeHolder(q), name);
 
 /** The qube a VM-valued property points at, if any. */
 export function vmProp(world: World, q: Qube, name: string): Qube | undefined {
@@ -233,14 +236,15 @@ function checkedValue(world: World, holder: Holder, def: PropDef, value: PropVal
 }
 
 /** admin.*.property.Set after the name lookup: sanitise, check, store, fire events. */
-export function setProp(world: World, holder: Holder, def: PropDef, payload: Uint8Array, emit: Emit): void {
+export function setProp(world: World, holder: Holder, def: PropDef, payload: Uint8Array, emit: Emit, release: SimRelease = "head"): void {
   const value = checkedValue(world, holder, def, sanitizeProp(def, payload));
-  assignProp(world, holder, def, value, emit);
+  assignProp(world, holder, def, value, emit, release);
 }
 
 /** Stores a checked value with the events and side effects of qubes.property.__set__. */
-export function assignProp(world: World, holder: Holder, def: PropDef, value: PropValue, emit: Emit): void {
+export function assignProp(world: World, holder: Holder, def: PropDef, value: PropValue, emit: Emit, release: SimRelease = "head"): void {
   const old = readProp(world, holder, def.name);
+  if (old !== value) runningPreSet(release, world, holder, def.name, value, readFor(world));
   const subject = holder.kind === "app" ? null : holder.qube.name;
   const kwargs = (): Record<string, string> => ({
     name: def.name,
@@ -255,7 +259,7 @@ export function assignProp(world: World, holder: Holder, def: PropDef, value: Pr
 }
 
 /** admin.*.property.Reset after the name lookup. */
-export function resetProp(world: World, holder: Holder, def: PropDef, emit: Emit): void {
+export function resetProp(world: World, holder: Holder, def: PropDef, emit: Emit, release: SimRelease = "head"): void {
   const explicit = holder.kind === "app" ? world.globals : holder.qube.props;
   if (def.access === "write-once" && explicit.has(def.name)) {
     throw emptyReply(`property ${pyRepr(def.name)} is write-once and already set`);
@@ -273,6 +277,7 @@ export function resetProp(world: World, holder: Holder, def: PropDef, emit: Emit
     // property-pre-reset:netvm runs the netvm setter on the default, so loops are refused here too.
     const next = def.default(ctxFor(world, holder));
     if (next !== NO_VALUE) def.setter(ctxFor(world, holder), next);
+    if (next !== NO_VALUE && next !== readProp(world, holder, def.name)) runningPreSet(release, world, holder, def.name, next, readFor(world));
   }
   const old = readProp(world, holder, def.name);
   const subject = holder.kind === "app" ? null : holder.qube.name;

@@ -267,9 +267,6 @@ function netvmSetter(c: PropCtx, v: PropValue): PropValue {
   if (target === self || vmsConnectedTo(c, self).has(target)) {
     throw qubesError("QubesValueError", "Loops in network are unsupported");
   }
-  if (self.power !== "Halted" && target.power === "Halted") {
-    throw qubesError("QubesVMNotStartedError", `Cannot dynamically attach to stopped NetVM: ${pyRepr(target.name)}`);
-  }
   return v;
 }
 
@@ -295,17 +292,6 @@ function dispvmTemplateSetter(name: string) {
 function appvmTemplateSetter(c: PropCtx, v: PropValue): PropValue {
   const self = selfQube(c);
   if (self.power !== "Halted") throw qubesError("QubesVMNotHaltedError", "Cannot change template while qube is running");
-  if (isOn(c.get("template_for_dispvms"))) {
-    const running = [...c.world.qubes.values()].filter(
-      (q) => q.klass === "DispVM" && c.of(q, "template") === self.name && q.power !== "Halted",
-    );
-    if (running.length > 0) {
-      throw qubesError(
-        "QubesVMInUseError",
-        `Cannot change template of disposable template while its disposables are running: ${running.map((q) => q.name).join(", ")}`,
-      );
-    }
-  }
   return v;
 }
 
