@@ -95,6 +95,7 @@ export function opCall(o: Op): OpCall {
     case "vm.start":
     case "vm.pause":
     case "vm.unpause":
+    case "vm.resume":
       return { method, dest: o.vm, arg: "" };
     case "vm.shutdown":
       return { method, dest: o.vm, arg: "wait" };
@@ -139,6 +140,8 @@ export async function runOp(client: AdminClient, o: Op): Promise<void> {
       return client.vm.pause(o.vm);
     case "vm.unpause":
       return client.vm.unpause(o.vm);
+    case "vm.resume":
+      return client.vm.resume(o.vm);
     case "property.set":
       return client.property.set(o.holder, o.name, o.value);
     case "property.reset":

@@ -108,6 +108,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     case "vm.shutdown":
     case "vm.pause":
     case "vm.unpause":
+    case "vm.resume":
     case "firewall.set":
     case "volume.resize":
     case "tag.set":

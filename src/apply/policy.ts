@@ -59,6 +59,7 @@ function qubeOps(vm: string): Op[] {
     "vm.shutdown": { op: "vm.shutdown", vm },
     "vm.pause": { op: "vm.pause", vm },
     "vm.unpause": { op: "vm.unpause", vm },
+    "vm.resume": { op: "vm.resume", vm },
     "property.set": { op: "property.set", holder: { vm }, name: ANY, value: "" },
     "property.reset": { op: "property.reset", holder: { vm }, name: ANY },
     "feature.set": { op: "feature.set", vm, name: ANY, value: "" },

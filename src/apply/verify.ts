@@ -34,7 +34,8 @@ async function compare(reader: QubesReader, o: Op): Promise<Verification> {
     case "vm.start":
     case "vm.shutdown":
     case "vm.pause":
-    case "vm.unpause": {
+    case "vm.unpause":
+    case "vm.resume": {
       const listed = (await reader.listQubes()).find((q) => q.name === o.vm);
       if (listed === undefined) return notDone(`qube ${o.vm} does not exist`);
       const power = settledPower(listed.power);

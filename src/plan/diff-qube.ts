@@ -16,6 +16,7 @@ import { newResourceChange, stepId, type Attributes, type PlannedStep, type Reso
 import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf } from "./normalize.js";
 import type { Op } from "./ops.js";
+import { checkResume, checkRunningDisposables } from "./power-order.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -78,6 +79,7 @@ export function checkDesiredReferences(ctx: DiffContext, q: DesiredQube): void {
 /** The ops that bring a qube from its current power state (after `pre`) to `target`. */
 function powerOps(vm: string, from: SettledPower, target: SettledPower): Op[] {
   if (from === target) return [];
+  if (from === "suspended") return [{ op: "vm.resume", vm }, ...powerOps(vm, "running", target)];
   switch (target) {
     case "running":
       return from === "paused" ? [{ op: "vm.unpause", vm }] : [{ op: "vm.start", vm }];
@@ -85,6 +87,9 @@ function powerOps(vm: string, from: SettledPower, target: SettledPower): Op[] {
       return from === "running" ? [{ op: "vm.pause", vm }] : [{ op: "vm.start", vm }, { op: "vm.pause", vm }];
     case "halted":
       return from === "paused" ? [{ op: "vm.unpause", vm }, { op: "vm.shutdown", vm }] : [{ op: "vm.shutdown", vm }];
+    case "suspended":
+      // Brought back after a restart for a halt-only change: running (there is no Suspend op).
+      return from === "halted" ? [{ op: "vm.start", vm }] : [];
     default: {
       const never: never = target;
       return never;
@@ -295,6 +300,8 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingOwnership, ad
   ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.qube(vm), expect: own.confirmed ? { present: true } : { absent: true } });
   ctx.addCheck({ check: "feature", vm: "dom0", name: ctx.names.intent(vm), expect: own.intent ? { present: true } : { absent: true } });
   const ops = [...ownOps, ...pre, ...acc.ops, ...post];
+  checkResume(ctx, vm, ops, q);
+  checkRunningDisposables(ctx, q, acc.changed, acc.ops);
 
   const change = emptyChange(vm, ops.length > 0 ? "update" : "no-op");
   change.before = acc.before;
@@ -369,6 +376,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   const power = settledPower(a.power);
   if (power !== undefined && power !== "halted") change.reasons.push(`it is ${power}: apply shuts it down first`);
   const del = stepId("delete", address);
+  checkResume(ctx, vm, removalOps(vm, a.power), q);
   return {
     change,
     steps: [
@@ -400,6 +408,7 @@ function diffDelete(ctx: DiffContext, vm: string, own: Extract<QubeOwnership, { 
     );
   }
   const ops: Op[] = [...removalOps(vm, a.power)];
+  checkResume(ctx, vm, ops);
   if (own.confirmed) ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.qube(vm) });
   if (own.intent) ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.intent(vm) });
   return {

@@ -15,6 +15,7 @@ import { planDiagnostic } from "./codes.js";
 import { desiredReferences, diffDesiredQube, diffUndesiredQube } from "./diff-qube.js";
 import { diffGlobals, diffLabels, diffPools } from "./diff-shared.js";
 import { checkedValue, type Check } from "./ops.js";
+import { orderShutdowns } from "./power-order.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
 
 export type { DiffOptions } from "./_context.js";
@@ -197,6 +198,7 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   const qubeDeletions = steps.filter((s) => s.kind === "delete" && s.address.startsWith("qube."));
   for (const s of steps) if (s.kind === "delete" && s.address.startsWith("pool.")) s.after.push(...qubeDeletions.map((d) => d.id));
   checkPoolRemovals(ctx, steps, qubeDeletions);
+  orderShutdowns(ctx, steps);
 
   // The first apply that writes any record writes the format record before it.
   const writesRecords = steps.some((s) => s.ops.some((o) => (o.op === "feature.set" || o.op === "tag.set") && (o.name.startsWith(RECORD_PREFIX) || o.name === ctx.names.ownerTag)));
