@@ -15,6 +15,7 @@ import { planDiagnostic } from "./codes.js";
 import { desiredReferences, diffDesiredQube, diffUndesiredQube } from "./diff-qube.js";
 import { diffGlobals, diffLabels, diffPools } from "./diff-shared.js";
 import { checkedValue, type Check } from "./ops.js";
+import { pinMovingDefaults, startNetvmForFollowers } from "./default-pinning.js";
 import { orderShutdowns } from "./power-order.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
 
@@ -192,6 +193,8 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   take(diffLabels(ctx, release));
   take(diffPools(ctx));
   take(diffGlobals(ctx));
+  pinMovingDefaults(ctx, changes, steps);
+  startNetvmForFollowers(ctx, changes, steps);
 
   // A pool can be removed only once no qube has volumes in it: after every qube deletion, and
   // only when what it holds goes with those deletions.

@@ -37,12 +37,14 @@ const powerRelease = (properties: ReadonlyMap<string, ActualProperty>): PowerRel
 export function needsRunningScan(desired: DesiredState, actual: ActualState): boolean {
   if (desired.properties.has("default_netvm")) return true;
   for (const [name, a] of actual.qubes) {
-    if (actual.listing.get(name)?.power === "Halted") continue;
     const q = desired.qubes.get(name);
-    if (q === undefined || q.state === "halted" || (q.class !== undefined && q.class !== a.klass)) return true;
     const differs = (p: string, want: string | undefined): boolean => want !== undefined && a.properties.get(p)?.raw !== want;
+    // A disposable template's running disposables, whatever its own power.
+    if (q !== undefined && a.properties.get("template_for_dispvms")?.raw === "True" && (differs("template", q.template) || q.properties.has("template_for_dispvms"))) return true;
+    if (actual.listing.get(name)?.power === "Halted") continue;
+    if (q === undefined || q.state === "halted" || (q.class !== undefined && q.class !== a.klass)) return true;
     const maxmem = q.properties.get("maxmem");
-    if (differs("template", q.template) || q.properties.has("template_for_dispvms")) return true;
+    if (differs("template", q.template)) return true;
     if (maxmem !== undefined && (maxmem.kind !== "int" || a.properties.get("maxmem")?.raw !== String(maxmem.value))) return true;
   }
   return false;

@@ -17,6 +17,7 @@ import { readActualState } from "../../src/plan/reader.js";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
 import { repoRoot } from "../helpers/shared.js";
+import type { SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
 import { startTestSim, type TestSim } from "../helpers/sim.js";
 
 export const TEST_VERSION = "0.0.0-test";
@@ -48,8 +49,8 @@ export function desiredFromYaml(text: string): DesiredState {
 
 export type SimSession = { sim: TestSim; client: AdminClient; stop(): Promise<void> };
 
-export async function startSession(): Promise<SimSession> {
-  const sim = await startTestSim();
+export async function startSession(opts: Partial<SimulatorOptions> = {}): Promise<SimSession> {
+  const sim = await startTestSim(opts);
   const client = createAdminClient(createSocketTransport(sim.socketPath, { timeoutMs: 10_000 }));
   return {
     sim,
