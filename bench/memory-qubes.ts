@@ -63,6 +63,7 @@ const silentHooks: ApplyHooks = {
   onStepStart: () => {},
   onOpUnknown: () => {},
   onOpResolved: () => {},
+  onOpNote: () => {},
   onStepDone: () => {},
   onStepFailed: () => {},
   onStepSkipped: () => {},

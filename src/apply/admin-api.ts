@@ -9,7 +9,8 @@ import { opMethod } from "../plan/ops.js";
 import type { QubesReader } from "../plan/reader.js";
 import type { AdminClient } from "../providers/qubes/client.js";
 import { QubesApiError } from "../providers/qubes/errors.js";
-import type { CallFailure, OpExecutor } from "./engine.js";
+import type { CallFailure, OpExecutor, OpOutcome } from "./engine.js";
+import { explainShutdownFailure, SHUTDOWN_TIMEOUT } from "./shutdown.js";
 import { verifyOp } from "./verify.js";
 
 /**
@@ -192,11 +193,28 @@ function callFailure(e: QubesApiError, o: Op): CallFailure {
 export const outcomeUnknown = (e: QubesApiError): boolean => e.details.maybeDelivered === true || e.code === "empty-reply";
 
 /**
+ * `--kill-after-timeout`: qubesd's Shutdown+wait waited the qube's whole shutdown_timeout, so the
+ * qube is killed now; one that halted in the meantime (QubesVMNotStartedError) needs nothing more.
+ */
+async function killAfterTimeout(client: AdminClient, vm: string): Promise<OpOutcome> {
+  const note = `qube ${vm} did not halt within its shutdown_timeout (${SHUTDOWN_TIMEOUT})`;
+  try {
+    await client.vm.kill(vm);
+    return { kind: "ok", note: `${note}: killed (admin.vm.Kill, --kill-after-timeout)` };
+  } catch (e) {
+    if (!(e instanceof QubesApiError)) throw e;
+    if (e.qubesClass === "QubesVMNotStartedError") return { kind: "ok", note: `${note}, then halted by itself: not killed` };
+    const kill: Op = { op: "vm.shutdown", vm };
+    return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: { ...callFailure(e, kill), message: `${note}, and admin.vm.Kill failed: ${e.message}`, call: `admin.vm.Kill+ → ${vm}` } };
+  }
+}
+
+/**
  * Apply's executor over the client: a Qubes exception or a call never sent is a failure; a call
  * whose outcome is unknown is settled by `verify`, which re-reads through the reader (never by
  * sending the call again). Anything but a QubesApiError is a bug and propagates.
  */
-export function executorFromClient(client: AdminClient): OpExecutor {
+export function executorFromClient(client: AdminClient, options: { killAfterTimeout?: boolean } = {}): OpExecutor {
   const reader = readerFromClient(client);
   return {
     run: async (o) => {
@@ -205,7 +223,12 @@ export function executorFromClient(client: AdminClient): OpExecutor {
         return { kind: "ok" };
       } catch (e) {
         if (!(e instanceof QubesApiError)) throw e;
-        return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: callFailure(e, o) };
+        if (outcomeUnknown(e)) return { kind: "unknown", failure: callFailure(e, o) };
+        const failure = callFailure(e, o);
+        if (o.op !== "vm.shutdown") return { kind: "failed", failure };
+        if (failure.qubesClass === SHUTDOWN_TIMEOUT && options.killAfterTimeout === true) return killAfterTimeout(client, o.vm);
+        const explained = explainShutdownFailure(o.vm, failure);
+        return { kind: "failed", failure: explained === undefined ? failure : { ...failure, message: explained } };
       }
     },
     verify: (o) => verifyOp(reader, o),

@@ -42,6 +42,7 @@ export function createHumanView(emit: (line: string) => void): ApplyView {
   return {
     onStepStart: (step) => emit(`${step.id}: started (${step.ops.length} call${step.ops.length === 1 ? "" : "s"})`),
     onOpUnknown: (step, _i, failure) => emit(`${step.id}: ${failure.message}; re-reading to see whether it happened`),
+    onOpNote: (step, _i, note) => emit(`${step.id}: ${note}`),
     onOpResolved: (step, _i, v) => {
       switch (v.kind) {
         case "done":

@@ -66,6 +66,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--target <address>", "only this resource and what it depends on; repeatable", collect)
     .option("--exclude <address>", "leave this resource out; repeatable", collect)
     .option("--allow-restart", "shut qubes down for changes Qubes makes only on halted qubes, and start them again")
+    .option("--kill-after-timeout", "kill (admin.vm.Kill) a qube whose shutdown did not finish within its shutdown_timeout")
     .option("--break-lock <id>", "first remove the lock a killed apply left: the id its refusal shows (docs/locking.md)")
     .option("--take-ownership <owner>", "let this apply act on objects that owner's inventory lists; repeatable", collect)
     .option("--no-color", "never colour the output")

@@ -41,6 +41,8 @@ export type ApplyCommandOptions = ConnectionOptions &
     breakLock?: string;
     /** Owners whose objects this apply may take over (`--take-ownership OTHER`, repeatable). */
     takeOwnership?: string[];
+    /** Kill a qube whose Shutdown+wait ran out of its shutdown_timeout (never before it). */
+    killAfterTimeout?: boolean;
   };
 
 /** What the command takes from the outside world beyond CliIO (tests pass a fixed clock). */
@@ -305,7 +307,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
       if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
       else io.stdout.write("\n");
-      const result = await applySteps(plan.steps, { parallelism, executor: withGuestOps(executorFromClient(client), guestOpExecutor()), now: deps.now, hooks: view, interrupted: io.interrupted });
+      const result = await applySteps(plan.steps, { parallelism, executor: withGuestOps(executorFromClient(client, { killAfterTimeout: o.killAfterTimeout === true }), guestOpExecutor()), now: deps.now, hooks: view, interrupted: io.interrupted });
       const summary = summarizeApply(result);
       view.summary(summary);
       if (!summary.ok) write(io.stderr, `qubes-iac: apply did not complete: ${summary.failed.length} step${summary.failed.length === 1 ? "" : "s"} failed, ${summary.skipped.length} skipped`);
