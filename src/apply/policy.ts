@@ -96,6 +96,9 @@ export function potentialOps(i: PolicyInput): Op[] {
     ops.push({ op: "feature.set", vm: "dom0", name: names.pool(p.name), value: "own" }, { op: "pool.add", driver: p.driver, name: p.name, params: {} });
   }
   for (const g of desired.properties.keys()) ops.push({ op: "property.set", holder: "global", name: g, value: "" }, { op: "property.reset", holder: "global", name: g });
+  // Running followers of default_netvm are connected only to a running netvm: apply may start it.
+  const defaultNetvm = desired.properties.get("default_netvm");
+  if (defaultNetvm?.kind === "vm" && defaultNetvm.value !== null && !desired.qubes.has(defaultNetvm.value)) ops.push({ op: "vm.start", vm: defaultNetvm.value });
   for (const q of desired.qubes.values()) {
     ops.push(
       { op: "feature.set", vm: "dom0", name: names.intent(q.name), value: q.adopt ? "adopt" : "create" },
@@ -118,6 +121,7 @@ export function potentialOps(i: PolicyInput): Op[] {
         { op: "feature.remove", vm: "dom0", name: names.qube(d) },
         { op: "feature.remove", vm: "dom0", name: names.intent(d) },
         { op: "vm.unpause", vm: d },
+        { op: "vm.resume", vm: d },
         { op: "vm.shutdown", vm: d },
         { op: "vm.remove", vm: d },
       );

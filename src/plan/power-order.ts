@@ -9,6 +9,7 @@ import { locate, type DesiredQube, type DesiredState } from "../model/desired.js
 import type { DiffContext } from "./_context.js";
 import type { PlannedStep } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
+import { compareProperty } from "./normalize.js";
 import type { Op } from "./ops.js";
 
 /** The properties by which a running qube keeps another one up (qubesd's domain-pre-shutdown handlers). */
@@ -35,7 +36,9 @@ const powerRelease = (properties: ReadonlyMap<string, ActualProperty>): PowerRel
  * disposables) or moves default_netvm (its running followers).
  */
 export function needsRunningScan(desired: DesiredState, actual: ActualState): boolean {
-  if (desired.properties.has("default_netvm")) return true;
+  const defaultNetvm = desired.properties.get("default_netvm");
+  const current = actual.globals?.get("default_netvm");
+  if (defaultNetvm !== undefined && (current === undefined || compareProperty(defaultNetvm, current).kind !== "equal")) return true;
   for (const [name, a] of actual.qubes) {
     const q = desired.qubes.get(name);
     const differs = (p: string, want: string | undefined): boolean => want !== undefined && a.properties.get(p)?.raw !== want;
