@@ -9,6 +9,7 @@ import type { ActualProperty } from "../../src/model/actual.js";
 import { toJsonPlan, type JsonPlan } from "../../src/plan/json.js";
 import type { Holder } from "../../src/plan/ops.js";
 import { buildPlan } from "../../src/plan/plan.js";
+import { renderHumanPlan } from "../../src/plan/render.js";
 import { readActualState } from "../../src/plan/reader.js";
 import { readJsonl, replyBytes, type TranscriptRow } from "../helpers/shared.js";
 import { ok } from "../simulator/wire.js";
@@ -112,6 +113,7 @@ describe("default_netvm", () => {
     const work = j.resource_changes.find((c) => c.address === "qube.work");
     expect(work?.after_default).not.toContain("properties.netvm");
     expect(work?.reasons.join(" ")).toMatch(/properties\.netvm is pinned to sys-firewall: it follows the global default_netvm, which this plan changes to untrusted/);
+    expect(renderHumanPlan(j, { color: false })).toContain("properties.netvm: sys-firewall (default) → sys-firewall");
     await runOps(t.client, planOps(j));
     expect(await t.client.property.get({ vm: "work" }, "netvm")).toMatchObject({ isDefault: false, raw: "sys-firewall" });
   });

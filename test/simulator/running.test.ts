@@ -116,7 +116,7 @@ describe("Suspended is not Paused", () => {
     expect(await text(t, "admin.vm.Unpause", "", "vault")).toBe(exception("QubesVMNotPausedError", "Domain is not paused: 'vault'"));
     await ok(t.socketPath, "admin.vm.Resume", "", "vault");
     expect(await state(t, "vault")).toBe("state=Running");
-    // On a qube that is not suspended, resume() is unpause() (main :1851).
+    // On a qube that is not suspended, resume() is unpause() (qubes/vm/qubesvm.py main :1850).
     expect(await text(t, "admin.vm.Resume", "", "vault")).toBe(exception("QubesVMNotPausedError", "Domain is not paused: 'vault'"));
   });
 });
