@@ -5,7 +5,7 @@
 // netvm running before the global changes: the plan starts it, or refuses. Pure.
 
 import type { ActualQube } from "../model/actual.js";
-import { locate, type TopField } from "../model/desired.js";
+import { locate } from "../model/desired.js";
 import type { DiffContext } from "./_context.js";
 import { stepId, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
@@ -130,7 +130,7 @@ export function startNetvmForFollowers(ctx: DiffContext, changes: ResourceChange
     ctx.addCheck({ check: "qube", vm: netvm, class: listed.klass, power: listed.power });
     if (listed.power !== "Halted") return;
   }
-  const location = locate(ctx.desired, "properties.default_netvm" as TopField);
+  const location = locate(ctx.desired, "properties.default_netvm");
   if (declared?.state === "halted") {
     ctx.diagnostics.push(
       planDiagnostic("QIAC-E142", `default_netvm becomes ${netvm}, which the config keeps halted, while running qubes follow it: ${followers.join(", ")}`, {

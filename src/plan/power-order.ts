@@ -5,7 +5,7 @@
 // admin.vm.Resume, which R4.2 lacks. Also what the reader must read for these rules. Pure.
 
 import type { ActualProperty, ActualState } from "../model/actual.js";
-import { locate, type DesiredQube, type DesiredState } from "../model/desired.js";
+import { locate, type DesiredQube, type DesiredState, type QubeField } from "../model/desired.js";
 import type { DiffContext } from "./_context.js";
 import type { PlannedStep } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
@@ -127,7 +127,7 @@ export function checkRunningDisposables(ctx: DiffContext, q: DesiredQube, change
   if (a?.properties.get("template_for_dispvms")?.raw !== "True") return;
   const dropsDvm = ops.some((o) => o.op === "property.set" && o.name === "template_for_dispvms" && !/^(true|1|yes|on)$/i.test(o.value))
     || ops.some((o) => o.op === "property.reset" && o.name === "template_for_dispvms");
-  const what = changed.includes("template") ? "template" : dropsDvm ? "properties.template_for_dispvms" : undefined;
+  const what: QubeField | undefined = changed.includes("template") ? "template" : dropsDvm ? "properties.template_for_dispvms" : undefined;
   if (what === undefined) return;
   const running = [...ctx.actual.qubes]
     .filter(([n, d]) => d.klass === "DispVM" && d.properties.get("template")?.raw === q.name && isRunning(ctx.actual, n))
@@ -141,7 +141,7 @@ export function checkRunningDisposables(ctx: DiffContext, q: DesiredQube, change
   ctx.diagnostics.push(
     planDiagnostic("QIAC-E143", `qube ${q.name} is a disposable template with running disposables (${running.join(", ")}): Qubes refuses to change its ${what === "template" ? "template" : "template_for_dispvms"} while they run`, {
       address: `qube.${q.name}`,
-      location: locate(q, what as "template"),
+      location: locate(q, what),
       hint: `shut the disposables down first (qvm-shutdown --wait ${running.join(" ")}; they are removed when they stop), then plan again`,
     }),
   );
