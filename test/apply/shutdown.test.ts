@@ -82,6 +82,15 @@ describe("a shutdown refused for running clients", () => {
     );
   });
 
+  it("is never answered with a kill, --kill-after-timeout or not", async () => {
+    s.sim.faults.add("admin.vm.Shutdown/vault@1=exception:QubesVMInUseError:There are other VMs connected to this VM: work");
+    await s.client.vm.start("vault");
+    const out = await executorFromClient(s.client, { killAfterTimeout: true }).run({ op: "vm.shutdown", vm: "vault" });
+    expect(out.kind).toBe("failed");
+    expect(s.sim.calls.filter((c) => c.method === "admin.vm.Kill")).toEqual([]);
+    expect(await power("vault")).toBe("Running");
+  });
+
   it("a guivm message under another class is not taken for a refusal", async () => {
     s.sim.faults.add("admin.vm.Shutdown/vault@1=exception:QubesVMInUseError:There are running VMs using this VM as GuiVM: personal");
     await s.client.vm.start("vault");
