@@ -25,7 +25,7 @@ afterEach(async () => {
 
 const TIMEOUT = "admin.vm.Shutdown+wait/vault@1=exception:QubesVMShutdownTimeoutError:Domain shutdown timed out: 'vault'";
 const power = async (vm: string) => (await s.client.vm.list()).find((q) => q.name === vm)?.state;
-const power_ = (vm: string) => s.sim.calls.filter((c) => !isLockCall(c) && isMutating(c.method) && c.dest === vm).map((c) => `${c.method}+${c.arg}`);
+const powerCalls = (vm: string) => s.sim.calls.filter((c) => !isLockCall(c) && isMutating(c.method) && c.dest === vm).map((c) => `${c.method}+${c.arg}`);
 async function applyHalted(extra: string[]) {
   const config = join(dir, "qubes.yaml");
   writeFileSync(config, "version: 1\nowner: o\nqubes:\n  vault: {adopt: true, state: halted}\n");
@@ -40,7 +40,7 @@ describe("a shutdown that times out", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("qube vault did not halt within its shutdown_timeout (QubesVMShutdownTimeoutError)");
     expect(r.stdout).toContain("--kill-after-timeout");
-    expect(power_("vault").filter((c) => c.startsWith("admin.vm.Shutdown") || c.startsWith("admin.vm.Kill"))).toEqual(["admin.vm.Shutdown+wait"]);
+    expect(powerCalls("vault").filter((c) => c.startsWith("admin.vm.Shutdown") || c.startsWith("admin.vm.Kill"))).toEqual(["admin.vm.Shutdown+wait"]);
     expect(await power("vault")).toBe("Running");
   });
 
@@ -49,7 +49,7 @@ describe("a shutdown that times out", () => {
     s.sim.faults.add(TIMEOUT);
     const r = await applyHalted(["--kill-after-timeout", "--json"]);
     expect(r.code).toBe(0);
-    expect(power_("vault").filter((c) => c.startsWith("admin.vm.Shutdown") || c.startsWith("admin.vm.Kill"))).toEqual(["admin.vm.Shutdown+wait", "admin.vm.Kill+"]);
+    expect(powerCalls("vault").filter((c) => c.startsWith("admin.vm.Shutdown") || c.startsWith("admin.vm.Kill"))).toEqual(["admin.vm.Shutdown+wait", "admin.vm.Kill+"]);
     expect(await power("vault")).toBe("Halted");
     expect(applyEvents(r.stdout).filter((e) => e.type === "op_note")).toEqual([
       expect.objectContaining({ step: "update:qube.vault", note: "qube vault did not halt within its shutdown_timeout (QubesVMShutdownTimeoutError): killed (admin.vm.Kill, --kill-after-timeout)" }),
