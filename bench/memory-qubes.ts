@@ -64,6 +64,7 @@ const silentHooks: ApplyHooks = {
   onStepStart: () => {},
   onOpUnknown: () => {},
   onOpResolved: () => {},
+  onOpNote: () => {},
   onStepDone: () => {},
   onStepFailed: () => {},
   onStepSkipped: () => {},

@@ -12,7 +12,8 @@ import type { QubesReader } from "../plan/reader.js";
 import type { AdminClient } from "../providers/qubes/client.js";
 import { QubesApiError } from "../providers/qubes/errors.js";
 import type { Transport } from "../providers/qubes/transport.js";
-import type { CallFailure, OpExecutor } from "./engine.js";
+import type { CallFailure, OpExecutor, OpOutcome } from "./engine.js";
+import { explainShutdownFailure, SHUTDOWN_TIMEOUT } from "./shutdown.js";
 import { verifyOp } from "./verify.js";
 
 /**
@@ -109,6 +110,7 @@ export function opCall(o: Op): OpCall {
     case "vm.start":
     case "vm.pause":
     case "vm.unpause":
+    case "vm.resume":
       return { method, dest: o.vm, arg: "" };
     case "vm.shutdown":
       return { method, dest: o.vm, arg: "wait" };
@@ -175,6 +177,8 @@ export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = ne
       return client.vm.pause(o.vm);
     case "vm.unpause":
       return client.vm.unpause(o.vm);
+    case "vm.resume":
+      return client.vm.resume(o.vm);
     case "property.set":
       return client.property.set(o.holder, o.name, o.value);
     case "property.reset":
@@ -249,11 +253,28 @@ function callFailure(e: QubesApiError, o: Op, visibility: Transport["visibility"
 export const outcomeUnknown = (e: QubesApiError): boolean => e.details.maybeDelivered === true || e.code === "empty-reply";
 
 /**
+ * `--kill-after-timeout`: qubesd's Shutdown+wait waited the qube's whole shutdown_timeout, so the
+ * qube is killed now; one that halted in the meantime (QubesVMNotStartedError) needs nothing more.
+ */
+async function killAfterTimeout(client: AdminClient, vm: string): Promise<OpOutcome> {
+  const note = `qube ${vm} did not halt within its shutdown_timeout (${SHUTDOWN_TIMEOUT})`;
+  try {
+    await client.vm.kill(vm);
+    return { kind: "ok", note: `${note}: killed (admin.vm.Kill, --kill-after-timeout)` };
+  } catch (e) {
+    if (!(e instanceof QubesApiError)) throw e;
+    if (e.qubesClass === "QubesVMNotStartedError") return { kind: "ok", note: `${note}, then halted by itself: not killed` };
+    const kill: Op = { op: "vm.shutdown", vm };
+    return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: { ...callFailure(e, kill, client.transport.visibility), message: `${note}, and admin.vm.Kill failed: ${e.message}`, call: `admin.vm.Kill+ → ${vm}` } };
+  }
+}
+
+/**
  * Apply's executor over the client: a Qubes exception or a call never sent is a failure; a call
  * whose outcome is unknown is settled by `verify`, which re-reads through the reader (never by
  * sending the call again). Anything but a QubesApiError is a bug and propagates.
  */
-export function executorFromClient(client: AdminClient): OpExecutor {
+export function executorFromClient(client: AdminClient, options: { killAfterTimeout?: boolean } = {}): OpExecutor {
   const reader = readerFromClient(client);
   const uuids: UuidBindings = new Map();
   return {
@@ -264,7 +285,12 @@ export function executorFromClient(client: AdminClient): OpExecutor {
         return { kind: "ok" };
       } catch (e) {
         if (!(e instanceof QubesApiError)) throw e;
-        return { kind: outcomeUnknown(e) ? "unknown" : "failed", failure: callFailure(e, o, client.transport.visibility) };
+        const failure = callFailure(e, o, client.transport.visibility);
+        if (outcomeUnknown(e)) return { kind: "unknown", failure };
+        if (o.op !== "vm.shutdown") return { kind: "failed", failure };
+        if (failure.qubesClass === SHUTDOWN_TIMEOUT && options.killAfterTimeout === true) return killAfterTimeout(client, o.vm);
+        const explained = explainShutdownFailure(o.vm, failure);
+        return { kind: "failed", failure: explained === undefined ? failure : { ...failure, message: explained } };
       }
     },
     verify: (o) => verifyOp(reader, o, uuids),

@@ -107,6 +107,8 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     case "vm.start":
       // A running qube is connected only to a running netvm: its step may start the qube it points at.
       if (s.type === "qube" && o.vm !== s.name && step.kind === "update" && referencedQubes(step).has(o.vm)) return undefined;
+      // Running qubes that follow default_netvm are connected only to a running one: the step that moves it may start it.
+      if (s.type === "properties" && step.kind === "update" && step.ops.some((x) => !isGuestOp(x) && x.op === "property.set" && x.holder === "global" && x.name === "default_netvm" && x.value === o.vm)) return undefined;
       return onSubjectQube(o.vm);
     case "vm.uuid":
       return onSubjectQube(o.vm);
@@ -118,6 +120,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     case "vm.shutdown":
     case "vm.pause":
     case "vm.unpause":
+    case "vm.resume":
     case "firewall.set":
     case "volume.resize":
     case "tag.set":

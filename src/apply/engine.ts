@@ -25,7 +25,7 @@ export type CallFailure = {
  * - failed: it did not happen (qubesd refused it, or it was never sent);
  * - unknown: it may or may not have happened (the connection dropped after sending).
  */
-export type OpOutcome = { kind: "ok" } | { kind: "failed"; failure: CallFailure } | { kind: "unknown"; failure: CallFailure };
+export type OpOutcome = { kind: "ok"; note?: string } | { kind: "failed"; failure: CallFailure } | { kind: "unknown"; failure: CallFailure };
 
 /** What re-reading the value an op changes tells about it. */
 export type Verification = { kind: "done" } | { kind: "not-done"; detail: string } | { kind: "unknown"; detail: string };
@@ -65,6 +65,8 @@ export type ApplyHooks = {
   /** A call's outcome is unknown; re-reading follows. */
   onOpUnknown(step: JsonStep, opIndex: number, failure: CallFailure): void;
   onOpResolved(step: JsonStep, opIndex: number, verification: Verification): void;
+  /** The op succeeded by a call beyond it that the user asked for (a kill after a shutdown timeout). */
+  onOpNote(step: JsonStep, opIndex: number, note: string): void;
   onStepDone(step: JsonStep, elapsedMs: number): void;
   onStepFailed(step: JsonStep, failure: StepFailure, elapsedMs: number): void;
   onStepSkipped(step: JsonStep, reason: SkipReason): void;
@@ -115,7 +117,10 @@ async function runStep(step: JsonStep, o: EngineOptions, failedQubes: ReadonlySe
   for (const [opIndex, op] of step.ops.entries()) {
     const withheld = withheldStart(op, failedQubes);
     const outcome: OpOutcome = withheld !== undefined ? { kind: "failed", failure: withheld } : await o.executor.run(op);
-    if (outcome.kind === "ok") continue;
+    if (outcome.kind === "ok") {
+      if (outcome.note !== undefined) o.hooks.onOpNote(step, opIndex, outcome.note);
+      continue;
+    }
     let failure: StepFailure = { opIndex, op, failure: outcome.failure };
     if (outcome.kind === "unknown") {
       o.hooks.onOpUnknown(step, opIndex, outcome.failure);

@@ -73,6 +73,7 @@ function qubeOps(vm: string): Op[] {
     "vm.shutdown": { op: "vm.shutdown", vm },
     "vm.pause": { op: "vm.pause", vm },
     "vm.unpause": { op: "vm.unpause", vm },
+    "vm.resume": { op: "vm.resume", vm },
     "property.set": { op: "property.set", holder: { vm }, name: ANY, value: "" },
     "property.reset": { op: "property.reset", holder: { vm }, name: ANY },
     "feature.set": { op: "feature.set", vm, name: ANY, value: "" },
@@ -123,6 +124,9 @@ export function potentialOps(i: PolicyInput): Op[] {
     ops.push({ op: "feature.set", vm: "dom0", name: names.pool(p.name), value: "own" }, { op: "pool.add", driver: p.driver, name: p.name, params: {} });
   }
   for (const g of desired.properties.keys()) ops.push({ op: "property.set", holder: "global", name: g, value: "" }, { op: "property.reset", holder: "global", name: g });
+  // Running followers of default_netvm are connected only to a running netvm: apply may start it.
+  const defaultNetvm = desired.properties.get("default_netvm");
+  if (defaultNetvm?.kind === "vm" && defaultNetvm.value !== null && !desired.qubes.has(defaultNetvm.value)) ops.push({ op: "vm.start", vm: defaultNetvm.value });
   for (const q of desired.qubes.values()) {
     ops.push(...entryOps(q.name));
     if (q.class !== undefined && q.label !== undefined) {
@@ -148,6 +152,7 @@ export function potentialOps(i: PolicyInput): Op[] {
         { op: "feature.remove", vm: d, name: ANY },
         { op: "tag.remove", vm: d, name: names.ownerTag },
         { op: "vm.unpause", vm: d },
+        { op: "vm.resume", vm: d },
         { op: "vm.shutdown", vm: d },
         { op: "vm.remove", vm: d },
       );

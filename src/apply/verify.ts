@@ -36,7 +36,8 @@ async function compare(reader: QubesReader, o: Op, uuids: UuidBindings): Promise
     case "vm.start":
     case "vm.shutdown":
     case "vm.pause":
-    case "vm.unpause": {
+    case "vm.unpause":
+    case "vm.resume": {
       const listed = (await reader.listQubes()).find((q) => q.name === o.vm);
       if (listed === undefined) return notDone(`qube ${o.vm} does not exist`);
       const power = settledPower(listed.power);

@@ -52,6 +52,7 @@ export function createHumanView(emit: (line: string) => void): ApplyView {
   return {
     onStepStart: (step) => emit(`${printable(step.id)}: started (${step.ops.length} call${step.ops.length === 1 ? "" : "s"})`),
     onOpUnknown: (step, _i, failure) => emit(`${printable(step.id)}: ${printable(failure.message)}; re-reading to see whether it happened`),
+    onOpNote: (step, _i, note) => emit(`${printable(step.id)}: ${printable(note)}`),
     onOpResolved: (step, _i, v) => {
       switch (v.kind) {
         case "done":

@@ -39,6 +39,7 @@ export function createJsonView(sink: JsonEventSink): ApplyView {
     onStepStart: (step) => sink("step_start", { step: step.id, address: step.address, kind: step.kind, wave: step.wave, ops: step.ops.length }),
     onOpUnknown: (step, opIndex, f) => sink("op_unknown", { step: step.id, op_index: opIndex, call: f.call, error: error(f) }),
     onOpResolved: (step, opIndex, v) => sink("op_resolved", { step: step.id, op_index: opIndex, outcome: v.kind, ...(v.kind !== "done" ? { detail: v.detail } : {}) }),
+    onOpNote: (step, opIndex, note) => sink("op_note", { step: step.id, op_index: opIndex, note }),
     onStepDone: (step, ms) => sink("step_done", { step: step.id, elapsed_ms: Math.round(ms) }),
     onStepFailed: (step, f, ms) => sink("step_failed", { step: step.id, elapsed_ms: Math.round(ms), ...failureFields(f) }),
     onStepSkipped: (step, r) => sink("step_skipped", { step: step.id, reason: r.kind, blocked_by: r.kind === "dependency" ? r.blockedBy : [] }),

@@ -69,6 +69,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--exclude <address>", "leave this resource out; repeatable", collect)
     .option("--allow-restart", "shut qubes down for changes Qubes makes only on halted qubes, and start them again")
     .option("--take-ownership <owner>", "take over what owner OWNER manages, as the plan says (also needed to apply a saved plan that does); repeatable", collect)
+    .option("--kill-after-timeout", "kill (admin.vm.Kill) a qube whose shutdown did not finish within its shutdown_timeout")
     .option("--break-lock <id>", "first remove the lock a killed apply left: the id its refusal shows (docs/locking.md)")
     .option("--no-color", "never colour the output")
     .action(async (paths: string[], o: import("./commands/apply.js").ApplyCommandOptions) => {

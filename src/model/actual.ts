@@ -87,8 +87,11 @@ export type ActualState = {
   referenced?: ReadonlyMap<string, ReadonlyMap<string, ActualProperty>>;
 };
 
-/** Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is in flux. */
-export type SettledPower = "running" | "halted" | "paused";
+/**
+ * Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is
+ * in flux. Suspended (S3) is not Paused: only admin.vm.Resume wakes it, and Unpause refuses it.
+ */
+export type SettledPower = "running" | "halted" | "paused" | "suspended";
 
 export function settledPower(power: string): SettledPower | undefined {
   switch (power) {
@@ -97,8 +100,9 @@ export function settledPower(power: string): SettledPower | undefined {
     case "Halted":
       return "halted";
     case "Paused":
-    case "Suspended":
       return "paused";
+    case "Suspended":
+      return "suspended";
     default:
       return undefined;
   }

@@ -20,6 +20,7 @@ import { isolateCreate, isolateUpdate } from "./isolation.js";
 import type { Op } from "./ops.js";
 import { checkFirewallExpiry } from "./firewall-expiry.js";
 import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
+import { checkResume, checkRunningDisposables } from "./power-order.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -77,6 +78,7 @@ export function checkDesiredReferences(ctx: DiffContext, q: DesiredQube): void {
 /** The ops that bring a qube from its current power state (after `pre`) to `target`. */
 function powerOps(vm: string, from: SettledPower, target: SettledPower): Op[] {
   if (from === target) return [];
+  if (from === "suspended") return [{ op: "vm.resume", vm }, ...powerOps(vm, "running", target)];
   switch (target) {
     case "running":
       return from === "paused" ? [{ op: "vm.unpause", vm }] : [{ op: "vm.start", vm }];
@@ -84,6 +86,9 @@ function powerOps(vm: string, from: SettledPower, target: SettledPower): Op[] {
       return from === "running" ? [{ op: "vm.pause", vm }] : [{ op: "vm.start", vm }, { op: "vm.pause", vm }];
     case "halted":
       return from === "paused" ? [{ op: "vm.unpause", vm }, { op: "vm.shutdown", vm }] : [{ op: "vm.shutdown", vm }];
+    case "suspended":
+      // Brought back after a restart for a halt-only change: running (there is no Suspend op).
+      return from === "halted" ? [{ op: "vm.start", vm }] : [];
     default: {
       const never: never = target;
       return never;
@@ -446,6 +451,8 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
   const migrate = migrationOps(ctx, vm, uuid, rec);
   checkEntries(ctx, vm);
   const ops = [...takeOver, ...ownOps, ...migrate, ...pre, ...acc.ops, ...post];
+  checkResume(ctx, vm, ops, q);
+  checkRunningDisposables(ctx, q, acc.changed, acc.ops);
 
   const change = emptyChange(vm, ops.length > 0 ? "update" : "no-op");
   change.before = acc.before;
@@ -525,6 +532,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   const power = settledPower(a.power);
   if (power !== undefined && power !== "halted") change.reasons.push(`it is ${power}: apply shuts it down first`);
   const del = stepId("delete", address);
+  checkResume(ctx, vm, removalOps(vm, a.power), q);
   return {
     change,
     steps: [
@@ -569,6 +577,7 @@ function diffDelete(ctx: DiffContext, vm: string, own: { intent: boolean }, why:
     );
   }
   const ops: Op[] = [...removalOps(vm, a.power), ...entryNames(ctx, vm).map((name): Op => ({ op: "feature.remove", vm: "dom0", name }))];
+  checkResume(ctx, vm, ops);
   if (own.intent) ops.push({ op: "feature.remove", vm: "dom0", name: ctx.names.intent(vm) });
   return {
     change,

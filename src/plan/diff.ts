@@ -16,6 +16,8 @@ import { desiredReferences, diffDesiredQube, diffUndesiredQube } from "./diff-qu
 import { diffGlobals, diffLabels, diffPools } from "./diff-shared.js";
 import { checkedValue, type Check } from "./ops.js";
 import { checkReferenceNeeds } from "./reference-needs.js";
+import { pinMovingDefaults, startNetvmForFollowers } from "./default-pinning.js";
+import { orderShutdowns } from "./power-order.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
 
 export type { DiffOptions } from "./_context.js";
@@ -219,12 +221,15 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   take(diffLabels(ctx, release));
   take(diffPools(ctx));
   take(diffGlobals(ctx));
+  pinMovingDefaults(ctx, changes, steps);
+  startNetvmForFollowers(ctx, changes, steps);
 
   // A pool can be removed only once no qube has volumes in it: after every qube deletion, and
   // only when what it holds goes with those deletions.
   const qubeDeletions = steps.filter((s) => s.kind === "delete" && s.address.startsWith("qube."));
   for (const s of steps) if (s.kind === "delete" && s.address.startsWith("pool.")) s.after.push(...qubeDeletions.map((d) => d.id));
   checkPoolRemovals(ctx, steps, qubeDeletions);
+  orderShutdowns(ctx, steps);
 
   // The first apply that writes any record writes the format record before it; one that writes
   // format-2 records over format-1 ones raises the number first, so a format-1 reader refuses

@@ -20,6 +20,8 @@ export type Op =
   | { op: "vm.shutdown"; vm: string }
   | { op: "vm.pause"; vm: string }
   | { op: "vm.unpause"; vm: string }
+  /** admin.vm.Resume (R4.3 and later): wakes a suspended qube. */
+  | { op: "vm.resume"; vm: string }
   /** `value` is the exact payload ("" = none for vm properties). */
   | { op: "property.set"; holder: Holder; name: string; value: string }
   | { op: "property.reset"; holder: Holder; name: string }
@@ -100,6 +102,8 @@ export function opMethod(o: Op): string {
       return "admin.vm.Pause";
     case "vm.unpause":
       return "admin.vm.Unpause";
+    case "vm.resume":
+      return "admin.vm.Resume";
     case "property.set":
       return o.holder === "global" ? "admin.property.Set" : "admin.vm.property.Set";
     case "property.reset":

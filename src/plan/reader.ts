@@ -17,6 +17,7 @@ import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import { refineRelease, type DetectedRelease, type PropertyListSeen } from "../model/release.js";
 import { createLimiter } from "../util/concurrency.js";
 import { needsReferenceScan } from "./diff.js";
+import { needsRunningScan } from "./power-order.js";
 import type { Holder } from "./ops.js";
 import { referenceReads } from "./reference-needs.js";
 
@@ -109,6 +110,15 @@ async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQub
   return intent === undefined ? { qube } : { qube, intent };
 }
 
+/** The running scan (power-order.ts): the properties of every qube that is not halted and was not read. */
+async function readRunning(r: QubesReader, actual: ActualState): Promise<ActualState> {
+  const rest = [...actual.listing.values()].filter((l) => l.power !== "Halted" && !actual.qubes.has(l.name) && l.klass !== "AdminVM").sort((a, b) => (a.name < b.name ? -1 : 1));
+  const scanned = await Promise.all(rest.map(async (l) => [l, await r.properties({ vm: l.name })] as const));
+  const all = new Map(actual.qubes);
+  for (const [l, properties] of scanned) all.set(l.name, { name: l.name, klass: l.klass, power: l.power, properties, features: new Map(), volumes: new Map() });
+  return { ...actual, qubes: all };
+}
+
 export async function readActualState(reader: QubesReader, desired: DesiredState, o: ReadOptions): Promise<ActualState> {
   const r = limitReader(reader, o.parallelism);
   const names = ownershipNames(desired.owner);
@@ -199,7 +209,9 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (labels !== undefined) actual.labels = labels;
   if (pools.names !== undefined) actual.poolNames = pools.names;
   if (globals !== undefined) actual.globals = globals;
-  if (!needsReferenceScan(desired, actual, { release: o.release ?? [] })) return withReferenced(r, desired, actual);
+  if (!needsReferenceScan(desired, actual, { release: o.release ?? [] })) {
+    return withReferenced(r, desired, needsRunningScan(desired, actual) ? await readRunning(r, actual) : actual);
+  }
 
   // The reference scan: who else refers to what may be removed.
   const rest = [...listing.keys()].filter((n) => !actual.qubes.has(n)).sort();

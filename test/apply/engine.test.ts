@@ -22,6 +22,7 @@ function recorder(): { hooks: ApplyHooks; events: string[] } {
       onStepStart: (s) => events.push(`start ${s.id}`),
       onOpUnknown: (s, i, f) => events.push(`unknown ${s.id}#${i} ${f.code}`),
       onOpResolved: (s, i, v) => events.push(`resolved ${s.id}#${i} ${v.kind}`),
+      onOpNote: (s, i, n) => events.push(`note ${s.id}#${i} ${n}`),
       onStepDone: (s, ms) => events.push(`done ${s.id} ${ms}`),
       onStepFailed: (s, f, ms) => events.push(`failed ${s.id}#${f.opIndex} ${f.failure.qubesClass ?? f.failure.code}${f.verification ? ` ${f.verification.kind}` : ""} ${ms}`),
       onStepSkipped: (s, r) => events.push(`skipped ${s.id} ${r.kind === "dependency" ? r.blockedBy.join(",") : r.kind}`),

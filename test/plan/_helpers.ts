@@ -18,6 +18,7 @@ import { createAdminClient, type AdminClient } from "../../src/providers/qubes/c
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
 import type { Transport } from "../../src/providers/qubes/transport.js";
 import { repoRoot } from "../helpers/shared.js";
+import type { SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
 import { startTestSim, type TestSim } from "../helpers/sim.js";
 
 export const TEST_VERSION = "0.0.0-test";

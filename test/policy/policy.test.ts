@@ -116,6 +116,7 @@ describe("--connect: what the inventory lists and the config dropped stays remov
       "admin.vm.volume.Info * mgmt notes allow target=dom0",
       "admin.vm.volume.List * mgmt notes allow target=dom0",
       "admin.vm.Remove * mgmt notes allow target=dom0",
+      "admin.vm.Resume * mgmt notes allow target=dom0",
       "admin.vm.Shutdown +wait mgmt notes allow target=dom0",
       "admin.vm.Unpause * mgmt notes allow target=dom0",
       // Destroyed when created, released when adopted (or of format 1): its records, tag and entries go.

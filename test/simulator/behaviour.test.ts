@@ -57,7 +57,8 @@ describe("power", () => {
     await ok(s.socketPath, "admin.vm.Suspend", "", "vault");
     expect(await state("vault")).toBe("state=Suspended");
     await ok(s.socketPath, "admin.vm.Resume", "", "vault");
-    expect(await text("admin.vm.Resume", "", "vault")).toBe(exception("QubesVMNotSuspendedError", "Domain is not suspended: 'vault'"));
+    // resume() of a qube that is not suspended calls unpause() (qubes/vm/qubesvm.py main :1818-1852).
+    expect(await text("admin.vm.Resume", "", "vault")).toBe(exception("QubesVMNotPausedError", "Domain is not paused: 'vault'"));
     await ok(s.socketPath, "admin.vm.Kill", "", "vault");
     expect(await text("admin.vm.Kill", "", "vault")).toBe(exception("QubesVMNotStartedError", "Domain is powered off: 'vault'"));
   });

@@ -46,6 +46,8 @@ export type ApplyCommandOptions = ConnectionOptions &
     color?: boolean;
     /** The id of a lock left by a killed apply, to remove first (docs/locking.md). */
     breakLock?: string;
+    /** Kill a qube whose Shutdown+wait ran out of its shutdown_timeout (never before it). */
+    killAfterTimeout?: boolean;
   };
 
 /** What the command takes from the outside world beyond CliIO (tests pass a fixed clock). */
@@ -259,6 +261,7 @@ function interruptible(io: CliIO, steps: readonly JsonStep[], hooks: ApplyHooks,
         hooks.onStepStart(step);
       },
       onOpUnknown: (step, i, f) => hooks.onOpUnknown(step, i, f),
+      onOpNote: (step, i, note) => hooks.onOpNote(step, i, note),
       onOpResolved: (step, i, v) => hooks.onOpResolved(step, i, v),
       onStepDone: (step, ms) => {
         end(step);
@@ -410,7 +413,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
 
       if (o.json) sink("apply_start", { owner: plan.owner, steps: plan.steps.length, parallelism, saved: savedFile !== undefined });
       else io.stdout.write("\n");
-      const admin = executorFromClient(client);
+      const admin = executorFromClient(client, { killAfterTimeout: o.killAfterTimeout === true });
       const reader = readerFromClient(client);
       const run = interruptible(io, plan.steps, view, withGuestOps(admin, guestOpExecutor()));
       const result = await applySteps(plan.steps, {

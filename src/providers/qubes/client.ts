@@ -275,10 +275,11 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     },
     remove: (name: string): Promise<void> => unit("admin.vm.Remove", name),
     start: (name: string): Promise<void> => unit("admin.vm.Start", name),
-    shutdown: (name: string, o: { force?: boolean; wait?: boolean } = {}): Promise<void> =>
-      unit("admin.vm.Shutdown", name, [o.force ? "force" : "", o.wait ? "wait" : ""].filter(Boolean).join("+")),
+    // No `force`: to qubesd it means "shut down even while clients run", which qubes-iac never wants.
+    shutdown: (name: string, o: { wait?: boolean } = {}): Promise<void> => unit("admin.vm.Shutdown", name, o.wait ? "wait" : ""),
     pause: (name: string): Promise<void> => unit("admin.vm.Pause", name),
     unpause: (name: string): Promise<void> => unit("admin.vm.Unpause", name),
+    resume: (name: string): Promise<void> => unit("admin.vm.Resume", name),
     kill: (name: string): Promise<void> => unit("admin.vm.Kill", name),
   };
 

@@ -20,6 +20,7 @@ import { connectedVms, NO_VALUE, propTable } from "./properties.js";
 import { addQube, deleteQube, qidOf, VM_CLASSES, type PropValue, type Qube, type VmClass, type World } from "./state.js";
 import { newVolumes, VOLUME_NAMES, type PoolChoice, type VolumeName } from "./volumes.js";
 import { checkLabelName } from "../../../model/qubes-rules.js";
+import { checkShutdownClients, checkShutdownPaused, resume, unpause } from "./running.js";
 
 const MAX_DISPID = 10000;
 const MAX_QID = 10000;
@@ -388,14 +389,8 @@ const shutdownMethod: MethodSpec = {
     const force = opts.includes("force");
     if (alwaysRunning(dest)) throw qubesError("QubesVMError", `Cannot shut down ${dest.klass} ${pyRepr(dest.name)}`);
     if (dest.power === "Halted") throw vmNotStarted(dest.name);
-    if (dest.power !== "Running" && !force) throw vmNotRunning(dest.name);
-    const running = connectedVms(ctxFor(call.world, qubeHolder(dest)), dest).filter((q) => q.power !== "Halted");
-    if (running.length > 0 && !force) {
-      throw qubesError(
-        "QubesVMInUseError",
-        `There are other VMs connected to this VM: ${running.map((q) => q.name).join(", ")}`,
-      );
-    }
+    if (!force) checkShutdownClients(call.world.release.name, call.world, dest, (q, p) => readProp(call.world, qubeHolder(q), p));
+    checkShutdownPaused(dest, force);
     call.emit(dest.name, "domain-pre-shutdown", { force: eventValue(force) });
     stopped(call, dest);
     return null;
@@ -431,11 +426,7 @@ const pauseMethod = powerMethod((call, q) => {
   call.emit(q.name, "domain-paused");
 });
 
-const unpauseMethod = powerMethod((call, q) => {
-  if (q.power !== "Paused") throw qubesError("QubesVMNotPausedError", `Domain is not paused: ${pyRepr(q.name)}`);
-  q.power = "Running";
-  call.emit(q.name, "domain-unpaused");
-});
+const unpauseMethod = powerMethod((call, q) => unpause(call, q));
 
 const suspendMethod = powerMethod((_call, q) => {
   if (alwaysRunning(q)) throw qubesError("QubesVMError", `Cannot suspend ${q.klass} ${pyRepr(q.name)}`);
@@ -443,10 +434,7 @@ const suspendMethod = powerMethod((_call, q) => {
   q.power = "Suspended";
 });
 
-const resumeMethod = powerMethod((_call, q) => {
-  if (q.power !== "Suspended") throw qubesError("QubesVMNotSuspendedError", `Domain is not suspended: ${pyRepr(q.name)}`);
-  q.power = "Running";
-});
+const resumeMethod = powerMethod((call, q) => resume(call, call.world.release.name, q));
 
 const currentState: MethodSpec = {
   dest: "any",

@@ -12,6 +12,7 @@ import {
 import { NO_VALUE, propTable, type Holder, type PropCtx, type PropDef, type Value } from "./properties.js";
 import type { Label, PropValue, Qube, World } from "./state.js";
 import { parseIPv4, parseIPv6 } from "./ip.js";
+import { runningPreSet } from "./running.js";
 import { checkVmName } from "../../../model/qubes-rules.js";
 import type { Refusal, Release } from "./releases.js";
 
@@ -80,6 +81,8 @@ export function ctxFor(world: World, holder: Holder): PropCtx {
 function isDefault(holder: Holder, name: string, world: World): boolean {
   return !(holder.kind === "app" ? world.globals : holder.qube.props).has(name);
 }
+
+const readFor = (world: World) => (q: Qube, name: string): Value => readProp(world, qubeHolder(q), name);
 
 /** The qube a VM-valued property points at, if any. */
 export function vmProp(world: World, q: Qube, name: string): Qube | undefined {
@@ -257,6 +260,7 @@ export function setProp(world: World, holder: Holder, def: PropDef, payload: Uin
 /** Stores a checked value with the events and side effects of qubes.property.__set__. */
 export function assignProp(world: World, holder: Holder, def: PropDef, value: PropValue, emit: Emit): void {
   const old = readProp(world, holder, def.name);
+  if (old !== value) runningPreSet(world.release.name, world, holder, def.name, value, readFor(world));
   const subject = holder.kind === "app" ? null : holder.qube.name;
   const kwargs = (): Record<string, string> => ({
     name: def.name,
@@ -289,6 +293,7 @@ export function resetProp(world: World, holder: Holder, def: PropDef, emit: Emit
     // property-pre-reset:netvm runs the netvm setter on the default, so loops are refused here too.
     const next = def.default(ctxFor(world, holder));
     if (next !== NO_VALUE) def.setter(ctxFor(world, holder), next);
+    if (next !== NO_VALUE && next !== readProp(world, holder, def.name)) runningPreSet(world.release.name, world, holder, def.name, next, readFor(world));
   }
   const old = readProp(world, holder, def.name);
   const subject = holder.kind === "app" ? null : holder.qube.name;

@@ -268,10 +268,6 @@ function netvmSetter(c: PropCtx, v: PropValue): PropValue {
   if (target === self || vmsConnectedTo(c, self).has(target)) {
     throw qubesError("QubesValueError", "Loops in network are unsupported");
   }
-  if (self.power !== "Halted" && target.power === "Halted") {
-    // qubes/vm/mix/net.py on_property_pre_set_netvm (the same text on R4.2, R4.3 and main).
-    throw qubesError("QubesVMNotStartedError", `Cannot dynamically attach to stopped qube ${target.name}`);
-  }
   return v;
 }
 
@@ -301,17 +297,6 @@ function dispvmTemplateSetter(name: string) {
 function appvmTemplateSetter(c: PropCtx, v: PropValue): PropValue {
   const self = selfQube(c);
   if (self.power !== "Halted") throw qubesError("QubesVMNotHaltedError", "Cannot change template while qube is running");
-  if (isOn(c.get("template_for_dispvms"))) {
-    const running = [...c.world.qubes.values()].filter(
-      (q) => q.klass === "DispVM" && c.of(q, "template") === self.name && q.power !== "Halted",
-    );
-    if (running.length > 0) {
-      throw qubesError(
-        "QubesVMInUseError",
-        `Cannot change template of disposable template while its disposables are running: ${running.map((q) => q.name).join(", ")}`,
-      );
-    }
-  }
   return v;
 }
 
