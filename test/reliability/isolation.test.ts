@@ -39,7 +39,9 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const key = (c: { method: string; arg: string; dest: string }): string => `${c.method}+${c.arg} → ${c.dest}`;
-const writes = (sim: Sim): string[] => sim.calls.filter((c) => isMutating(c.method) && !isLockCall(c)).map(key);
+/** The records of a new qube are bound to its UUID, random per run: shown as `<uuid>`. */
+const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+const writes = (sim: Sim): string[] => sim.calls.filter((c) => isMutating(c.method) && !isLockCall(c)).map((c) => key(c).replace(UUID_RE, "<uuid>"));
 
 /** How the qube is now, read afresh: absent, or its netvm (null: none; default flag) and firewall. */
 async function qubeNow(sim: Sim): Promise<{ absent: true } | { netvm: string | null; netvmDefault: boolean; firewall: string[] }> {
@@ -56,16 +58,18 @@ async function qubeNow(sim: Sim): Promise<{ absent: true } | { netvm: string | n
 const CREATE_CALLS = [
   "admin.vm.feature.Set+qubes-iac.iso.intent.offline1 → dom0",
   "admin.vm.Create.AppVM+fedora-40 → dom0",
+  // (admin.vm.property.Get+uuid, a read: the UUID every record of the new qube is bound to)
   "admin.vm.property.Set+netvm → offline1",
-  "admin.vm.feature.Set+qubes-iac.iso.firewall → offline1",
+  "admin.vm.feature.Set+qubes-iac.iso.<uuid>.firewall → offline1",
   "admin.vm.firewall.Set+ → offline1",
+  "admin.vm.feature.Set+qubes-iac.iso.<uuid>.own → offline1",
   "admin.vm.tag.Set+managed-by-iso → offline1",
-  "admin.vm.feature.Set+qubes-iac.iso.qube.offline1 → dom0",
+  "admin.vm.feature.Set+qubes-iac.iso.created.offline1 → dom0",
   "admin.vm.feature.Remove+qubes-iac.iso.intent.offline1 → dom0",
   "admin.vm.property.Set+memory → offline1",
-  "admin.vm.feature.Set+qubes-iac.iso.feature.service.crond → offline1",
+  "admin.vm.feature.Set+qubes-iac.iso.<uuid>.feature.service.crond → offline1",
   "admin.vm.feature.Set+service.crond → offline1",
-  "admin.vm.feature.Set+qubes-iac.iso.tag.offline → offline1",
+  "admin.vm.feature.Set+qubes-iac.iso.<uuid>.tag.offline → offline1",
   "admin.vm.tag.Set+offline → offline1",
 ];
 
@@ -127,13 +131,18 @@ describe("a new netvm: null qube", () => {
     } finally {
       await probe.stop();
     }
-    const ops = (plan.steps.find((x) => x.id === "create:qube.offline1")?.ops ?? []) as Op[];
-    expect(ops.map((o) => key(opCall(o)))).toEqual(CREATE_CALLS);
-    const c = opCall(ops[index] as Op);
+    const ops = ((plan.steps.find((x) => x.id === "create:qube.offline1")?.ops ?? []) as Op[]).filter((o) => o.op !== "vm.uuid");
+    const named = (o: Op): string => (o.op === "record.set" ? `admin.vm.feature.Set+qubes-iac.${o.owner}.<uuid>.${o.record} → ${o.vm}` : key(opCall(o)));
+    expect(ops.map(named)).toEqual(CREATE_CALLS);
+    const op = ops[index] as Op;
+    const c = opCall(op);
+    // A record's name holds the UUID, known only once the qube exists: the fault picks the call by
+    // its method, its qube and how many such calls come before it.
+    const nth = CREATE_CALLS.slice(0, index + 1).filter((x) => x.startsWith(`${c.method}+`) && x.endsWith(` → ${c.dest}`)).length;
     const tag = { kind, call: target };
     const sim = await startSim();
     try {
-      sim.faults.add({ method: c.method, arg: c.arg, dest: c.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
+      sim.faults.add(op.op === "record.set" ? { method: c.method, dest: c.dest, calls: { from: nth, to: nth }, action: ACTIONS[kind] } : { method: c.method, arg: c.arg, dest: c.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
       const first = await cli(sim, ["apply", "--auto-approve", "--json", config]);
       const now = await qubeNow(sim);
       // Absent, or without a netvm; with the config's firewall once apply got past the firewall op.
