@@ -185,7 +185,7 @@ describe("apply and Ctrl-C", () => {
     await until("apply says what it is finishing", () => r.stderr().includes("interrupt: finishing"));
     r.child.kill("SIGINT");
     const e = await r.ended;
-    const left = /\ninterrupt: stopping after 1 call in flight; left unfinished: (update:qube\.default-dvm) \(1 of 5 calls made\)\n/.exec(e.stderr);
+    const left = /\ninterrupt: stopping after 1 call in flight; left unfinished: (update:qube\.default-dvm) \(2 of 6 calls made\)\n/.exec(e.stderr);
     expect(left, e.stderr).not.toBeNull();
     expect(e.stdout).toContain(`${left?.[1] ?? ""}: failed`);
     expect(e.stdout).toContain("not made: apply was interrupted a second time");
