@@ -235,6 +235,7 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
   const n = ownershipNames(owner);
   const dom0 = await seen.dom0FeatureNames();
   const problems: OpProblem[] = [];
+  /** Addresses a step removes, for the create of the same address later in the plan (a replace). */
   const removedEarlier = new Set<string>();
   const foreignClaim = (step: JsonStep, type: "qube" | "label" | "pool", name: string): void => {
     const others = otherOwners(owner, dom0, type, name).filter((o) => !policy.takeOwnership.has(o));
@@ -250,7 +251,7 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
       const touchesQube = ops.some((o) => !isGuestOp(o) && (("vm" in o && o.vm === vm) || (o.op === "property.set" || o.op === "property.reset" ? o.holder !== "global" && o.holder.vm === vm : false)));
       foreignClaim(step, "qube", vm);
       if (creates) {
-        if ((await seen.listed(vm)) && !removedEarlier.has(vm)) problems.push({ step: step.id, why: `it creates qube ${vm}, which exists now` });
+        if ((await seen.listed(vm)) && !removedEarlier.has(step.address)) problems.push({ step: step.id, why: `it creates qube ${vm}, which exists now` });
         continue;
       }
       if (!touchesQube) continue; // only dom0 records (forget): nothing of the qube is touched
@@ -270,7 +271,7 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
       if (ops.some((o) => o.op === "vm.remove")) {
         if (!owned) problems.push({ step: step.id, why: `it removes qube ${vm}, which ${owner} does not own now` });
         else if (records.protect) problems.push({ step: step.id, why: `it removes qube ${vm}, which is protected` });
-        else removedEarlier.add(vm);
+        else removedEarlier.add(step.address);
         continue;
       }
       if (!owned && !adopts) problems.push({ step: step.id, why: `qube ${vm} is not ${owner}'s now, and the step does not adopt it` });
@@ -282,7 +283,9 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
     const removes = ops.some((o) => o.op === "label.remove" || o.op === "pool.remove");
     const creates = ops.some((o) => o.op === "label.create" || o.op === "pool.add");
     if (removes && !dom0.has(entry)) problems.push({ step: step.id, why: `it removes ${s.type} ${s.name}, which the inventory of ${owner} does not list` });
-    if (creates && listed.has(s.name)) problems.push({ step: step.id, why: `it creates ${s.type} ${s.name}, which exists now` });
+    else if (removes) removedEarlier.add(step.address);
+    // A replace (a label's new colour) removes it in an earlier step of the same plan.
+    if (creates && listed.has(s.name) && !removedEarlier.has(step.address)) problems.push({ step: step.id, why: `it creates ${s.type} ${s.name}, which exists now` });
   }
   return problems;
 }

@@ -165,4 +165,18 @@ describe("a tampered saved plan", () => {
     expect(taken.code).toBe(0);
     expect(await s.client.tag.list("notes")).toContain("managed-by-other");
   });
+
+  it("a label replaced for a new colour is created again after its removal in the same plan (R4.2 tells the colour)", async () => {
+    await s.stop();
+    s = await startSession({ release: "r4.2" });
+    const a = join(dir, "a.yaml");
+    const b = join(dir, "b.yaml");
+    writeFileSync(a, 'version: 1\nowner: lab\nlabels:\n  c1: "0x112233"\n  c2: "0x112233"\n');
+    writeFileSync(b, 'version: 1\nowner: lab\nlabels:\n  c1: "0x445566"\n');
+    expect((await apply(["--auto-approve", a])).code).toBe(0);
+    const r = await apply(["--auto-approve", "--allow-destroy", b]);
+    expect(r.stderr).not.toContain("QIAC-E205");
+    expect(r.code).toBe(0);
+    expect((await plan([b])).stdout).toBe("No changes.\n");
+  });
 });
