@@ -10,9 +10,12 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runOp } from "../../src/apply/admin-api.js";
 import type { JsonPlan } from "../../src/plan/json.js";
 import { applyEvents } from "../helpers/apply-events.js";
-import { isLockCall, isMutating } from "../helpers/sim.js";
+import { isLockCall, isMutating, testRelease } from "../helpers/sim.js";
 import { planOps, startSession, type SimSession } from "../plan/_helpers.js";
 import { applyWithClock, mutations, runIn, type RunOptions } from "./_cli.js";
+
+/** How the messages name each release (src/model/release.ts). */
+const RELEASE_NAMES = { "r4.2": "R4.2", "r4.3": "R4.3", main: "main (the development head)" } as const;
 
 let s: SimSession;
 let dir: string;
@@ -191,7 +194,9 @@ describe("--json and --target", () => {
           code: "empty-reply",
           // The simulator answers as the head, which names its refusals: an empty reply is a failure.
           message:
-            "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: main (the development head) names the calls it refuses, so this one failed with an error it does not report (or the connection was cut); the reason is only in dom0's journal (journalctl -u qubesd)",
+            testRelease() === "main"
+              ? "qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: main (the development head) names the calls it refuses, so this one failed with an error it does not report (or the connection was cut); the reason is only in dom0's journal (journalctl -u qubesd)"
+              : `qubesd gave an empty reply to admin.vm.feature.Set+qubes-iac.minimal.intent.notes → dom0: ${RELEASE_NAMES[testRelease()]} answers so when it refuses a call (a ProtocolError or PermissionDenied: a request, argument or value it does not accept, or a method it lacks) and when the call fails; the reason is only in dom0's journal (journalctl -u qubesd)`,
         },
       },
       { type: "op_resolved", format_version: 1, step: "create:qube.notes", op_index: 0, outcome: "done" },
@@ -344,12 +349,14 @@ describe("a saved plan", () => {
   it("made on another Qubes release is refused before any change (what it decided by release would not hold)", async () => {
     const file = await save("examples/minimal.yaml");
     const saved = JSON.parse(readFileSync(file, "utf8")) as JsonPlan;
-    expect(saved.qubes_release?.detected).toBe("main");
-    writeFileSync(file, JSON.stringify({ ...saved, qubes_release: { detected: "r4.2", candidates: ["r4.2"], evidence: ["dom0's properties (without devices_denied, without maxmem)"] } }));
+    const here = testRelease();
+    expect(saved.qubes_release?.detected).toBe(here);
+    const other = here === "r4.2" ? "main" : "r4.2";
+    writeFileSync(file, JSON.stringify({ ...saved, qubes_release: { detected: other, candidates: [other], evidence: ["forged"] } }));
     s.sim.calls.length = 0;
     const r = await apply(["--auto-approve", file]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("qubes-iac: the plan was made on Qubes R4.2; this system answers as main (the development head); nothing was changed. Run `qubes-iac plan` again");
+    expect(r.stderr).toContain(`qubes-iac: the plan was made on Qubes ${RELEASE_NAMES[other]}; this system answers as ${RELEASE_NAMES[here]}; nothing was changed. Run \`qubes-iac plan\` again`);
     expect(mutated()).toEqual([]);
   });
 

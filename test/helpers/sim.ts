@@ -3,7 +3,19 @@
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSimulator, type SimCallLogEntry, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
+import { parseRelease, startSimulator, type SimCallLogEntry, type SimRelease, type SimulatorOptions, type SimulatorServer } from "../../src/providers/qubes/simulator/index.js";
+
+/**
+ * The Qubes release the simulator imitates in this run: `QIAC_TEST_RELEASE`, which the release
+ * projects of vitest.config.ts set (r4.2, r4.3), or main.
+ */
+export function testRelease(): SimRelease {
+  const text = process.env.QIAC_TEST_RELEASE;
+  if (text === undefined || text === "") return "main";
+  const r = parseRelease(text);
+  if (!r.ok) throw new Error(`QIAC_TEST_RELEASE: ${r.error}`);
+  return r.release;
+}
 
 export type TestSim = SimulatorServer & { dir: string; calls: SimCallLogEntry[]; statePath: string; stop(): Promise<void> };
 
@@ -16,6 +28,7 @@ export async function startTestSim(opts: Partial<SimulatorOptions> = {}, o: { st
   const server = await startSimulator({
     socketPath: join(dir, "qubesd.sock"),
     statePath,
+    release: testRelease(),
     ...opts,
     onCall: (e) => {
       calls.push(e);

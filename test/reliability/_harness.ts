@@ -10,7 +10,7 @@ import { createAdminClient, type AdminClient } from "../../src/providers/qubes/c
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
 import { startSimulator, type SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
 import { applyEvents } from "../helpers/apply-events.js";
-import { startTestSim, type TestSim } from "../helpers/sim.js";
+import { startTestSim, testRelease, type TestSim } from "../helpers/sim.js";
 import { applyCommand, type ApplyCommandOptions, type ApplyDeps } from "../../src/cli/commands/apply.js";
 import { CliError, type CliIO } from "../../src/cli/io.js";
 import { runCli } from "../../src/cli/run.js";
@@ -36,7 +36,7 @@ export const clientOf = (sim: { socketPath: string }, timeoutMs = 10_000): Admin
  */
 export async function buildForeignState(path: string, owner: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "qiac-rel-build-"));
-  const sim = await startSimulator({ socketPath: join(dir, "qubesd.sock"), statePath: path, reset: true });
+  const sim = await startSimulator({ socketPath: join(dir, "qubesd.sock"), statePath: path, reset: true, release: testRelease() });
   const c = clientOf(sim);
   try {
     await c.label.create("foreign-label", "0x123456");

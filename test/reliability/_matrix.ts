@@ -147,13 +147,19 @@ async function lockLeft(sim: Sim): Promise<string[]> {
 
 export type CaseOutcome = { code: number; applied: string[]; failed: string[]; skipped: string[] };
 
+/** The call a fault holds: only it gets the short timeout. */
+export type HeldCall = { method: string; arg?: string; dest?: string };
+
 /**
- * A client whose mutating calls time out after SHORT_TIMEOUT_MS (the faulted call is always one),
- * its reads after the usual 10 s: a loaded machine never times out a read by accident.
+ * A client whose calls time out after the usual 10 s but for the held one (absent: every mutating
+ * call), which times out after SHORT_TIMEOUT_MS: a loaded machine never times out another call by
+ * accident (the simulator saves its state after each write, and the test files share two cores).
  */
-export function shortWriteTimeoutClient(sim: Sim): AdminClient {
+export function shortWriteTimeoutClient(sim: Sim, held?: HeldCall): AdminClient {
   const socket = createSocketTransport(sim.socketPath, { timeoutMs: 10_000 });
-  const transport: Transport = { ...socket, call: (c, o) => socket.call(c, isMutating(c.method) ? { timeoutMs: SHORT_TIMEOUT_MS } : o) };
+  const isHeld = (c: { method: string; arg?: string; dest: string }): boolean =>
+    held === undefined ? isMutating(c.method) : c.method === held.method && (held.arg === undefined || (c.arg ?? "") === held.arg) && (held.dest === undefined || c.dest === held.dest);
+  const transport: Transport = { ...socket, call: (c, o) => socket.call(c, isHeld(c) ? { timeoutMs: SHORT_TIMEOUT_MS } : o) };
   return createAdminClient(transport, { timeoutMs: 10_000, slowTimeoutMs: 10_000 });
 }
 
@@ -162,17 +168,17 @@ export function shortWriteTimeoutClient(sim: Sim): AdminClient {
  * command entry with a client whose write timeout the delay outlasts (the CLI's --timeout counts
  * whole seconds).
  */
-const runFaultedApply = (sim: Sim, kind: MatrixKind): Promise<CliRun> =>
+const runFaultedApply = (sim: Sim, kind: MatrixKind, held: HeldCall): Promise<CliRun> =>
   shortTimeout(kind)
-    ? applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { connect: async () => shortWriteTimeoutClient(sim), holder: () => HOLDER })
+    ? applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { connect: async () => shortWriteTimeoutClient(sim, held), holder: () => HOLDER })
     : cli(sim, ["apply", "--auto-approve", "--json", EXAMPLE]);
 
 /** The lock's holder in the lock cases: its claim label's name is known in advance. */
 const HOLDER = newHolder({ id: "abcabcabcabc", host: "mgmt", pid: 4242, now: new Date("2025-06-01T10:00:00.000Z"), version: "0.1.0" });
 
 /** As runFaultedApply, always with HOLDER. */
-const runLockFaultedApply = (sim: Sim, kind: MatrixKind): Promise<CliRun> =>
-  applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { holder: () => HOLDER, ...(shortTimeout(kind) ? { connect: async () => shortWriteTimeoutClient(sim) } : {}) });
+const runLockFaultedApply = (sim: Sim, kind: MatrixKind, held: HeldCall): Promise<CliRun> =>
+  applyIn(sim, [EXAMPLE], { autoApprove: true, json: true }, { holder: () => HOLDER, ...(shortTimeout(kind) ? { connect: async () => shortWriteTimeoutClient(sim, held) } : {}) });
 
 /** Runs one case; returns how re-reading resolved the faulted call ("none" when it was not re-read). */
 export async function runCase(s: Setup, kind: MatrixKind, index: number): Promise<string> {
@@ -181,7 +187,7 @@ export async function runCase(s: Setup, kind: MatrixKind, index: number): Promis
   const tag = { kind, call: target.key };
   try {
     sim.faults.add({ method: target.method, arg: target.arg, dest: target.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
-    const first = await runFaultedApply(sim, kind);
+    const first = await runFaultedApply(sim, kind, target);
     if (callRunsLate(kind)) await landed(sim);
     const fired = sim.faults.fired();
     expect({ ...tag, fired: fired.map((f) => f.outcome) }).toEqual({ ...tag, fired: [callRuns(kind) || callRunsLate(kind) ? "ok" : "not-run"] });
@@ -272,7 +278,7 @@ export async function runLockCase(s: Setup, kind: MatrixKind, which: LockCall): 
   const tag = { kind, lock: which };
   try {
     sim.faults.add({ method: c.method, arg: c.arg, dest: c.dest, calls: { from: 1, to: 1 }, action: ACTIONS[kind] });
-    const first = await runLockFaultedApply(sim, kind);
+    const first = await runLockFaultedApply(sim, kind, c);
     // A late call lands after apply gave up on it: look at what is left once it has.
     if (callRunsLate(kind)) await landed(sim);
     const ev = events(first.stdout);
