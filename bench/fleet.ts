@@ -127,16 +127,21 @@ export function planCallsNeeded(doc: StateDocument, config: Config): number {
   const prefix = `qubes-iac.${config.owner}.`;
   const dom0 = doc.qubes.find((q) => q.class === "AdminVM");
   const hasFormat = dom0?.features.some(([name]) => name === `${prefix}format`) ?? false;
-  let calls = 2 + (hasFormat ? 1 : 0);
+  // admin.vm.List, dom0's feature.List (the inventory) and property.List (which tells the release:
+  // src/model/release.ts), and the format record's value when it exists.
+  let calls = 3 + (hasFormat ? 1 : 0);
   const byName = new Map(doc.qubes.map((q) => [q.name, q]));
   for (const [name, q] of Object.entries(config.qubes)) {
     const actual = byName.get(name);
     if (!actual) continue;
     const present = new Set(actual.features.map(([f]) => f));
-    const recorded = [...present].filter((f) => f.startsWith(`${prefix}feature.`)).map((f) => f.slice(`${prefix}feature.`.length));
+    // The features qubes-iac set: its records of them, bound to the qube's UUID (format 2) or not (format 1).
+    const uuid = actual.props.uuid;
+    const recordPrefixes = [`${prefix}${String(uuid)}.feature.`, `${prefix}feature.`];
+    const recorded = [...present].flatMap((f) => recordPrefixes.filter((r) => f.startsWith(r)).map((r) => f.slice(r.length)));
     const wanted = new Set([...Object.keys(q.features ?? {}), ...recorded]);
     calls += 3 + [...wanted].filter((f) => present.has(f)).length;
-    if (q.firewall !== undefined || present.has(`${prefix}firewall`)) calls++;
+    if (q.firewall !== undefined || present.has(`${prefix}${String(uuid)}.firewall`) || present.has(`${prefix}firewall`)) calls++;
   }
   return calls + referenceReadsNeeded(doc, config);
 }
