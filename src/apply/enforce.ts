@@ -207,16 +207,23 @@ export type ObservedOwnership = {
   pools(): Promise<ReadonlySet<string>>;
 };
 
-/** The owners other than `owner` whose dom0 inventory lists the object. */
-function otherOwners(owner: string, dom0: ReadonlySet<string>, type: "qube" | "label" | "pool", name: string): string[] {
-  const out = new Set<string>();
+/**
+ * Who else claims what: for each `type name` another owner's dom0 inventory lists, those owners
+ * (sorted). Built once per apply, so the guard stays linear in the inventory's size.
+ */
+function otherClaims(owner: string, dom0: ReadonlySet<string>): ReadonlyMap<string, string[]> {
+  const out = new Map<string, Set<string>>();
   for (const f of dom0) {
     const other = ownerOfRecord(f);
     if (other === undefined || other === owner) continue;
     const subj = recordSubject(other, f);
-    if (subj !== undefined && subj !== "format" && subj.type === type && subj.name === name) out.add(other);
+    if (subj === undefined || subj === "format") continue;
+    const key = `${subj.type} ${subj.name}`;
+    const owners = out.get(key) ?? new Set<string>();
+    owners.add(other);
+    out.set(key, owners);
   }
-  return [...out].sort();
+  return new Map([...out].map(([k, v]) => [k, [...v].sort()]));
 }
 
 export type OwnershipPolicy = { takeOwnership: ReadonlySet<string> };
@@ -234,11 +241,12 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
   const owner = plan.owner;
   const n = ownershipNames(owner);
   const dom0 = await seen.dom0FeatureNames();
+  const claims = otherClaims(owner, dom0);
   const problems: OpProblem[] = [];
   /** Addresses a step removes, for the create of the same address later in the plan (a replace). */
   const removedEarlier = new Set<string>();
   const foreignClaim = (step: JsonStep, type: "qube" | "label" | "pool", name: string): void => {
-    const others = otherOwners(owner, dom0, type, name).filter((o) => !policy.takeOwnership.has(o));
+    const others = (claims.get(`${type} ${name}`) ?? []).filter((o) => !policy.takeOwnership.has(o));
     if (others.length > 0) problems.push({ step: step.id, why: `${type} ${name} is in the inventory of owner ${others.join(", ")}: only --take-ownership ${others[0]} lets this plan touch it` });
   };
   for (const step of plan.steps) {
