@@ -22,9 +22,6 @@ export type ApprovalDecision =
   | { kind: "ask"; prompt: string; word: "y" | "yes" }
   | { kind: "refused"; message: string };
 
-/** The resources whose data the plan destroys (qube deletes and replaces, pool removals). */
-export const destroyedAddresses = (plan: JsonPlan): string[] => plan.resource_changes.filter((c) => c.destroys_data).map((c) => c.address);
-
 export function decideApproval(r: ApprovalRequest): ApprovalDecision {
   const destroying = r.destroys.length > 0;
   const list = r.destroys.join(", ");
