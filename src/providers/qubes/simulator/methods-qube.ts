@@ -35,9 +35,9 @@ import {
   parseFirewallRule,
   PROHIBITED_FEATURES,
 } from "../../../model/qubes-rules.js";
+import { MAX_NOTES_BYTES, sanitizeNotes } from "../../../model/volume-rules.js";
 
 const MAX_DEFAULT_LABEL = 8;
-const MAX_NOTES_BYTES = 256000;
 
 const READ = (arg: MethodSpec["arg"]): Shape => ({ dest: "any", arg, payload: "none", mutates: false });
 
@@ -256,21 +256,19 @@ const firewallMethods: Record<string, MethodSpec> = {
   }),
 };
 
-/** Characters libqubes-pure does not consider safe for display become `_` (tab and newline stay). */
-function sanitizeNotes(text: string): string {
-  return text.replace(/[^\t\n\p{L}\p{M}\p{N}\p{P}\p{S}\p{Zs}]/gu, "_");
-}
-
+// qubes/api/admin.py vm_notes_get / vm_notes_set (release4.3, main; R4.2 has no notes: releases.ts).
 const notesMethods: Record<string, MethodSpec> = {
   "admin.vm.notes.Get": method({ dest: "not-adminvm", arg: "none", payload: "none", mutates: false }, (call) => call.dest.notes),
-  "admin.vm.notes.Set": method({ dest: "not-adminvm", arg: "none", payload: "required", mutates: true }, (call) => {
-    if (call.payload.length > MAX_NOTES_BYTES) throw protocolError(`Maximum note size is ${MAX_NOTES_BYTES} bytes`);
+  "admin.vm.notes.Set": method({ dest: "not-adminvm", arg: "none", payload: "optional", mutates: true }, (call) => {
+    if (call.payload.length === 0 && !call.world.release.notesEmptyPayload) throw protocolError("expected payload");
+    if (call.payload.length > MAX_NOTES_BYTES) throw protocolError(`Maximum note size is ${MAX_NOTES_BYTES} bytes (${call.payload.length} bytes received)`);
     let text: string;
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(call.payload);
+      text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(call.payload);
     } catch {
-      throw protocolError("Unable to sanitise qube notes: not valid UTF-8");
+      throw protocolError("Unable to sanitise qube notes: 'utf-8' codec can't decode the payload");
     }
+    // libqubes-pure's allowlist, plus tab and newline: every other code point becomes `_`.
     call.dest.notes = sanitizeNotes(text);
     return null;
   }),

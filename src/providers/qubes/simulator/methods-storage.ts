@@ -9,6 +9,7 @@ import type { Pool, Qube, Volume, World } from "./state.js";
 import { findVolume, formatVolumeInfo, pathOf, poolVolumes } from "./volumes.js";
 import { normpath } from "../../../model/canonical.js";
 import { checkDecimal, checkPoolName } from "../../../model/qubes-rules.js";
+import { describeLimit, revisionsLimit, withinLimit } from "../../../model/volume-rules.js";
 
 /** Driver name → its __init__ parameters in order, and which of them have no default. */
 const DRIVERS: ReadonlyArray<{ name: string; params: string[]; required: string[]; defaults: Record<string, string> }> = [
@@ -77,9 +78,19 @@ function parseNumber(text: string, allowNegative: boolean): bigint {
   return BigInt(text);
 }
 
-function revisionsLimit(pool: Pool | undefined, value: bigint): void {
+function poolRevisionsLimit(pool: Pool | undefined, value: bigint): void {
   // FilePool.revisions_to_keep raises NotImplementedError above 1: an empty reply.
   if (pool && isFileDriver(pool) && value > 1n) throw emptyReply("file driver keeps at most 1 revision");
+}
+
+/**
+ * The driver's limit of a volume's revisions_to_keep (model/volume-rules.ts): its setter raises
+ * NotImplementedError outside it (qubes/storage/file.py, kernels.py), an empty reply.
+ */
+function checkRevisionsLimit(world: World, pool: Pool | undefined, value: bigint): void {
+  if (!pool) return;
+  const limit = revisionsLimit(pool.driver, world.release.volumeRevisionsNegative);
+  if (!withinLimit(limit, Number(value))) throw emptyReply(`${pool.driver} volumes keep ${describeLimit(limit)} revisions`);
 }
 
 function boolPayload(call: Call): boolean {
@@ -131,7 +142,7 @@ function addPool(call: Call): null {
   const rtk = config.get("revisions_to_keep");
   if (rtk !== undefined) {
     if (!/^-?[0-9]+$/.test(rtk)) throw emptyReply("revisions_to_keep is not a number");
-    revisionsLimit({ name, driver: driver.name, config }, BigInt(rtk));
+    poolRevisionsLimit({ name, driver: driver.name, config }, BigInt(rtk));
   }
   // qubesd stores a file pool's dir_path normalised: qubes/storage/file.py FilePool.__init__
   // (os.path.normpath), qubes/storage/reflink.py ReflinkPool.__init__ (os.path.abspath; qubesd runs in /).
@@ -192,7 +203,7 @@ const poolMethods: Record<string, MethodSpec> = {
     const value = parseNumber(Buffer.from(call.payload).toString("latin1"), true);
     if (value < -1n) throw protocolError("Invalid value for revisions_to_keep");
     if (!pool.config.has("revisions_to_keep")) throw emptyReply(`${pool.driver} pools have no revisions_to_keep`);
-    revisionsLimit(pool, value);
+    poolRevisionsLimit(pool, value);
     pool.config.set("revisions_to_keep", value.toString());
     return null;
   }),
@@ -280,10 +291,20 @@ const volumeMethods: Record<string, MethodSpec> = {
     dst.size = srcVol.size;
     return null;
   }),
+  // qubes/api/admin.py vm_volume_set_revisions_to_keep: validate_size (with allow_negative on
+  // release4.3 and main, then Storage.set_revisions_to_keep), then the driver's setter.
   "admin.vm.volume.Set.revisions_to_keep": method(VOL_WRITE, (call) => {
     const vol = volumeArg(call);
-    const value = parseNumber(Buffer.from(call.payload).toString("latin1"), true);
-    revisionsLimit(call.world.pools.get(vol.pool), value);
+    const negative = call.world.release.volumeRevisionsNegative;
+    const err = checkDecimal(Buffer.from(call.payload).toString("latin1"), "Revisions to keep", negative);
+    if (err) throw protocolError(err);
+    const value = BigInt(Buffer.from(call.payload).toString("latin1"));
+    if (negative) {
+      if (value < -1n) throw qubesError("QubesValueError", "Invalid value for revisions_to_keep");
+      const current = BigInt(vol.revisionsToKeep);
+      if (value !== current && (value === -1n || current === -1n)) requireHalted(call.dest);
+    }
+    checkRevisionsLimit(call.world, call.world.pools.get(vol.pool), value);
     vol.revisionsToKeep = value.toString();
     return null;
   }),
@@ -294,10 +315,15 @@ const volumeMethods: Record<string, MethodSpec> = {
     vol.rw = value;
     return null;
   }),
+  // vm_volume_set_ephemeral, then the Volume.ephemeral setter (qubes/storage/__init__.py).
   "admin.vm.volume.Set.ephemeral": method(VOL_WRITE, (call) => {
     const vol = volumeArg(call);
     const value = boolPayload(call);
-    requireHalted(call.dest);
+    if (call.world.release.ephemeralNeedsHalt) requireHalted(call.dest);
+    if (vol.name === "kernel") throw emptyReply("LinuxModules does not support setting ephemeral value");
+    if (value && (vol.snapOnStart || vol.saveOnStop || !vol.rw)) {
+      throw qubesError("QubesValueError", "Cannot enable ephemeral on snap_on_start or save_on_stop or non-dom0 or not writable volume");
+    }
     vol.ephemeral = value;
     return null;
   }),

@@ -102,12 +102,14 @@ function createQube(call: Call, spec: NewQube): Qube {
     startTime: null,
   };
   if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(world, qube, spec.template);
+  // Before the qube is added: a pool choice qubesd refuses leaves no qube behind (create_on_disk
+  // fails and _vm_create deletes it).
+  qube.volumes = newVolumes(world, qube, spec.pools);
   addQube(world, qube);
   for (const prop of ["audiovm", "guivm"]) {
     const v = readProp(world, qubeHolder(qube), prop);
     if (typeof v === "string") qube.tags.add(`${prop}-${v}`);
   }
-  qube.volumes = newVolumes(world, qube, spec.pools);
   emit(null, "domain-add", { vm: qube.name });
   tagCreatedBy(call, qube, `created-by-${call.src.name}`);
   return qube;

@@ -99,6 +99,19 @@ export type Release = {
   dispTemplateInUse:
     | { kind: "dispvms"; message: string }
     | { kind: "prop-deps"; system: string; qube: string };
+  /**
+   * admin.vm.volume.Set.revisions_to_keep takes -1 ("no snapshots"), and then goes through
+   * Storage.set_revisions_to_keep, which refuses < -1 and a switch to or from -1 while the qube
+   * runs (release4.3, main); release4.2 validates digits only and sets the value directly.
+   */
+  volumeRevisionsNegative: boolean;
+  /** admin.vm.volume.Set.ephemeral only while the qube is halted (release4.2; release4.3 and main dropped the check). */
+  ephemeralNeedsHalt: boolean;
+  /**
+   * admin.vm.notes.Set with an empty payload (clearing the notes): main's `wants_payload=True`
+   * refuses it ("expected payload"); release4.3's method takes any payload.
+   */
+  notesEmptyPayload: boolean;
 };
 
 const MAIN_ONLY_EMPTY = ["ProtocolError", "PermissionDenied"];
@@ -141,6 +154,9 @@ const MAIN: Release = {
     system: "Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: default_dispvm, management_dispvm",
     qube: "Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template",
   },
+  volumeRevisionsNegative: true,
+  ephemeralNeedsHalt: false,
+  notesEmptyPayload: false,
 };
 
 /** R4.3 (release4.3 of qubes-core-admin): main's API and classes, R4.3's error handling. */
@@ -177,6 +193,7 @@ const R43: Release = {
     kind: "dispvms",
     message: "('Cannot change template_for_dispvms to False while there are some disposables based on this disposable template',)",
   },
+  notesEmptyPayload: true,
 };
 
 const R42_ABSENT_PER_QUBE = ["devices_denied", "stubdom_uuid", "bootmode"];
@@ -223,6 +240,8 @@ const R42: Release = {
     kind: "dispvms",
     message: "Cannot change template_for_dispvms to False while there are some DispVMs based on this DVM template",
   },
+  volumeRevisionsNegative: false,
+  ephemeralNeedsHalt: true,
 };
 
 export const RELEASES: Readonly<Record<SimRelease, Release>> = { "r4.2": R42, "r4.3": R43, main: MAIN };

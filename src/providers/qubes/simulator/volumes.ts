@@ -2,7 +2,9 @@
 // class, from its template), and the derived parts of a volume (vid, source, path) that follow
 // the qube's template and kernel. Pure over the World; no disk is touched.
 
-import { APP, readProp, qubeHolder, vmProp } from "./model.js";
+import { APP, parsePyBool, readProp, qubeHolder, vmProp } from "./model.js";
+import { qubesError } from "./errors.js";
+import { defaultEphemeral, defaultRevisions, newVolumePool, volumeShapes } from "../../../model/volume-rules.js";
 import type { Pool, Qube, Volume, World } from "./state.js";
 
 export const VOLUME_NAMES = ["root", "private", "volatile", "kernel"] as const;
@@ -73,62 +75,58 @@ export function formatVolumeInfo(world: World, q: Qube, vol: Volume): string {
 /** Pool choice of Create/CreateInPool: `pool=` for all but the kernel, or `pool:<vol>=`. */
 export type PoolChoice = { all?: string; perVolume: Partial<Record<VolumeName, string>> };
 
-function poolFor(world: World, name: VolumeName, choice: PoolChoice): string {
-  const explicit = choice.perVolume[name] ?? (name === "kernel" ? undefined : choice.all);
-  if (explicit) return explicit;
+const defaultPool = (world: World, name: string): string | undefined => {
   const v = readProp(world, APP, `default_pool_${name}`);
-  return typeof v === "string" ? v : "";
+  return typeof v === "string" ? v : undefined;
+};
+
+/** The template's volume a snapshot starts from, followed to its origin (_update_volume_config_source). */
+function originOf(world: World, q: Qube, name: string): Volume | undefined {
+  let tpl = vmProp(world, q, "template");
+  for (let hops = 0; tpl && hops < 8; hops++) {
+    const v = findVolume(tpl, name);
+    if (!v || !v.snapOnStart) return v;
+    tpl = vmProp(world, tpl, "template");
+  }
+  return undefined;
 }
 
-const poolRevisions = (pool: Pool | undefined): string => pool?.config.get("revisions_to_keep") ?? "0";
-
-/** The volumes qubesd's create_on_disk makes for a new qube of its class. */
+/**
+ * The volumes qubesd's create_on_disk makes for a new qube of its class, in the pools
+ * CreateInPool puts them (model/volume-rules.ts newVolumePool): a snapshot in its origin's pool,
+ * whatever `pool=` says, and `pool:<snapshot>=` refused as qubesd refuses it (qubes/vm/qubesvm.py
+ * _patch_pool_config: a QubesException, and the qube is not created).
+ */
 export function newVolumes(world: World, q: Qube, choice: PoolChoice): Volume[] {
-  if (q.klass === "AdminVM" || q.klass === "RemoteVM") return [];
-  const tpl = vmProp(world, q, "template");
-  const make = (name: VolumeName, o: Partial<Volume>): Volume => {
-    const pool = poolFor(world, name, choice);
-    const saveOnStop = o.saveOnStop ?? false;
-    return {
-      name,
-      pool,
-      size: o.size ?? "0",
-      rw: o.rw ?? true,
-      saveOnStop,
-      snapOnStart: o.snapOnStart ?? false,
-      revisionsToKeep: saveOnStop ? poolRevisions(world.pools.get(pool)) : "0",
-      ephemeral: o.ephemeral ?? false,
-    };
-  };
-  const fromTemplate = (name: VolumeName, fallback: string): { size: string; rw: boolean } => {
-    const v = tpl ? findVolume(tpl, name) : undefined;
-    return { size: v?.size ?? fallback, rw: v?.rw ?? true };
-  };
-  const kernel = make("kernel", { rw: false });
-  switch (q.klass) {
-    case "TemplateVM":
-    case "StandaloneVM":
-      return [
-        make("root", { size: ROOT_SIZE, saveOnStop: true }),
-        make("private", { size: PRIVATE_SIZE, saveOnStop: true }),
-        make("volatile", { size: ROOT_SIZE }),
-        kernel,
-      ];
-    case "AppVM":
-      return [
-        make("root", { ...fromTemplate("root", ROOT_SIZE), snapOnStart: true }),
-        make("private", { size: PRIVATE_SIZE, saveOnStop: true }),
-        make("volatile", { size: ROOT_SIZE }),
-        kernel,
-      ];
-    case "DispVM":
-      return [
-        make("root", { ...fromTemplate("root", ROOT_SIZE), snapOnStart: true }),
-        make("private", { ...fromTemplate("private", PRIVATE_SIZE), snapOnStart: true }),
-        make("volatile", { size: DISP_VOLATILE_SIZE }),
-        kernel,
-      ];
+  const shapes = volumeShapes(q.klass);
+  for (const s of shapes) {
+    const moved = choice.perVolume[s.name as VolumeName];
+    if (s.snapOnStart && moved !== undefined) {
+      throw qubesError(
+        "QubesException",
+        `Snapshot volume ${s.name} must be in the same pool as its origin (${s.name} volume of template),cannot move to pool ${moved} `,
+      );
+    }
   }
+  const sizes: Record<string, string> = { root: ROOT_SIZE, private: PRIVATE_SIZE, volatile: q.klass === "DispVM" ? DISP_VOLATILE_SIZE : ROOT_SIZE, kernel: "0" };
+  return shapes.map((s): Volume => {
+    const origin = s.snapOnStart ? originOf(world, q, s.name) : undefined;
+    const pool =
+      choice.perVolume[s.name as VolumeName] ?? newVolumePool(s, choice.all, (n) => defaultPool(world, n), origin?.pool) ?? "";
+    const p = world.pools.get(pool);
+    const poolRevisions = Number(p?.config.get("revisions_to_keep") ?? "0");
+    const ephemeralVolatile = parsePyBool(p?.config.get("ephemeral_volatile") ?? "False") === true;
+    return {
+      name: s.name,
+      pool,
+      size: origin?.size ?? sizes[s.name] ?? "0",
+      rw: s.snapOnStart ? (origin?.rw ?? true) : s.rw,
+      saveOnStop: s.saveOnStop,
+      snapOnStart: s.snapOnStart,
+      revisionsToKeep: String(p ? defaultRevisions(p.driver, poolRevisions, s.saveOnStop) : 0),
+      ephemeral: defaultEphemeral(s, ephemeralVolatile),
+    };
+  });
 }
 
 /** vids a pool holds, as admin.pool.volume.List lists them (templates' directory first). */
