@@ -49,6 +49,7 @@ export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodU
   poolVolumes: [{ method: "admin.pool.volume.List", target: "dom0" }],
   volumeNames: [{ method: "admin.vm.volume.List", target: "qube" }],
   volume: [{ method: "admin.vm.volume.Info", target: "qube" }],
+  notes: [{ method: "admin.vm.notes.Get", target: "qube" }],
 };
 
 export const READER_FALLBACK_METHODS: readonly string[] = ["admin.vm.property.List", "admin.vm.property.Get", "admin.property.List", "admin.property.Get"];
@@ -93,8 +94,9 @@ export function readerFromClient(client: AdminClient): QubesReader {
     volumeNames: (vm) => client.volume.list(vm),
     volume: async (vm, volume) => {
       const v = await client.volume.info(vm, volume);
-      return { pool: v.pool, size: v.size, rw: v.rw, vid: v.vid };
+      return { pool: v.pool, size: v.size, rw: v.rw, vid: v.vid, revisionsToKeep: v.revisionsToKeep, ephemeral: v.ephemeral, snapOnStart: v.snapOnStart, saveOnStop: v.saveOnStop };
     },
+    notes: (vm) => client.notes.get(vm),
   };
 }
 
@@ -132,7 +134,11 @@ export function opCall(o: Op): OpCall {
     case "pool.remove":
       return { method, dest: "dom0", arg: o.name };
     case "volume.resize":
+    case "volume.revisions":
+    case "volume.ephemeral":
       return { method, dest: o.vm, arg: o.volume };
+    case "notes.set":
+      return { method, dest: o.vm, arg: "" };
     case "vm.uuid":
       return { method, dest: o.vm, arg: "uuid" };
     case "record.set":
@@ -203,6 +209,12 @@ export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = ne
       return client.pool.remove(o.name);
     case "volume.resize":
       return client.volume.resize(o.vm, o.volume, BigInt(o.size));
+    case "volume.revisions":
+      return client.volume.setRevisionsToKeep(o.vm, o.volume, Number(o.value));
+    case "volume.ephemeral":
+      return client.volume.setEphemeral(o.vm, o.volume, o.value);
+    case "notes.set":
+      return client.notes.set(o.vm, o.text);
     case "vm.uuid": {
       const p = await client.property.get({ vm: o.vm }, "uuid");
       if (!isUuid(p.raw)) throw new QubesApiError("bad-reply", `qube ${o.vm} has no valid UUID (${JSON.stringify(p.raw.slice(0, 40))})`, {});

@@ -123,6 +123,9 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     case "vm.resume":
     case "firewall.set":
     case "volume.resize":
+    case "volume.revisions":
+    case "volume.ephemeral":
+    case "notes.set":
     case "tag.set":
     case "tag.remove":
       return onSubjectQube(o.vm);

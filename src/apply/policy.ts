@@ -86,6 +86,9 @@ function qubeOps(vm: string): Op[] {
     "pool.add": undefined,
     "pool.remove": undefined,
     "volume.resize": { op: "volume.resize", vm, volume: ANY, size: "0" },
+    "volume.revisions": { op: "volume.revisions", vm, volume: ANY, value: "0" },
+    "volume.ephemeral": { op: "volume.ephemeral", vm, volume: ANY, value: false },
+    "notes.set": { op: "notes.set", vm, text: "" },
     "vm.uuid": { op: "vm.uuid", vm },
     // Record ops are feature.Set/Remove on the qube, already granted above for any name.
     "record.set": undefined,
@@ -136,7 +139,13 @@ export function potentialOps(i: PolicyInput): Op[] {
     // An adopted qube is removed only when the config says `absent: true` on it.
     ops.push(
       ...qubeOps(target).filter(
-        (o) => !(o.op === "vm.remove" && q.adopt && !q.absent) && !(o.op === "volume.resize" && q.volumes.size === 0) && !(o.op === "vm.uuid" && q.adopt),
+        (o) =>
+          !(o.op === "vm.remove" && q.adopt && !q.absent) &&
+          !(o.op === "volume.resize" && ![...q.volumes.values()].some((v) => v.size !== undefined)) &&
+          !(o.op === "volume.revisions" && ![...q.volumes.values()].some((v) => v.revisionsToKeep !== undefined)) &&
+          !(o.op === "volume.ephemeral" && ![...q.volumes.values()].some((v) => v.ephemeral !== undefined)) &&
+          !(o.op === "notes.set" && q.notes === undefined) &&
+          !(o.op === "vm.uuid" && q.adopt),
       ),
     );
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.

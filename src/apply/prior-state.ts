@@ -58,6 +58,8 @@ function checkedQube(c: Check): string | undefined {
     case "tag":
     case "firewall":
     case "volume-size":
+    case "volume":
+    case "notes":
       return c.vm === "dom0" ? undefined : c.vm;
     default: {
       const never: never = c;
@@ -87,6 +89,10 @@ function checkAddress(c: Check): string {
       return `pool.${c.name}.volumes`;
     case "volume-size":
       return `qube.${c.vm}.volumes.${c.volume}.size`;
+    case "volume":
+      return `qube.${c.vm}.volumes.${c.volume}.${c.key}`;
+    case "notes":
+      return `qube.${c.vm}.notes`;
     default: {
       const never: never = c;
       return never;
@@ -121,13 +127,14 @@ export function createStateCache(reader: QubesReader, o: { parallelism: number }
       const [vm, v] = JSON.parse(key) as [string, string];
       return reader.volume(vm, v);
     }),
+    notes: once((vm) => reader.notes(vm)),
   };
 }
 
 export type StateCache = ReturnType<typeof createStateCache>;
 
 export async function checkPriorState(reader: QubesReader, checks: readonly Check[], o: { parallelism: number; cache?: StateCache }): Promise<PriorStateChange[]> {
-  const { listing, properties, tags, featureNames, feature, firewall, labels, labelColour, pools, pool, poolVolumes, volume } = o.cache ?? createStateCache(reader, o);
+  const { listing, properties, tags, featureNames, feature, firewall, labels, labelColour, pools, pool, poolVolumes, volume, notes } = o.cache ?? createStateCache(reader, o);
 
   const describeQube = (q: ListedQube | undefined): string => (q === undefined ? "absent" : `${q.klass}, ${q.power}`);
 
@@ -202,6 +209,16 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
       case "volume-size": {
         const v = await volume(JSON.stringify([c.vm, c.volume]));
         return v.size.toString() === c.size ? undefined : { expected: `${c.size} bytes`, actual: `${v.size} bytes` };
+      }
+      case "volume": {
+        const v = await volume(JSON.stringify([c.vm, c.volume]));
+        const have = c.key === "revisions_to_keep" ? String(v.revisionsToKeep) : v.ephemeral ? "True" : "False";
+        return have === c.value ? undefined : { expected: c.value, actual: have };
+      }
+      case "notes": {
+        const have = checkedValue(await notes(c.vm));
+        const show = (v: CheckedValue): string => ("value" in v ? JSON.stringify(v.value) : showChecked(v));
+        return sameChecked(have, c.expect) ? undefined : { expected: show(c.expect), actual: show(have) };
       }
       default: {
         const never: never = c;

@@ -97,6 +97,16 @@ async function compare(reader: QubesReader, o: Op, uuids: UuidBindings): Promise
       const v = await reader.volume(o.vm, o.volume);
       return v.size === BigInt(o.size) ? done : notDone(`volume ${o.volume} of ${o.vm} is ${v.size} bytes`);
     }
+    case "volume.revisions":
+    case "volume.ephemeral": {
+      const v = await reader.volume(o.vm, o.volume);
+      if (o.op === "volume.revisions") return String(v.revisionsToKeep) === o.value ? done : notDone(`volume ${o.volume} of ${o.vm} keeps ${v.revisionsToKeep} revisions`);
+      return v.ephemeral === o.value ? done : notDone(`volume ${o.volume} of ${o.vm} has ephemeral=${v.ephemeral ? "True" : "False"}`);
+    }
+    case "notes.set": {
+      const have = await reader.notes(o.vm);
+      return have === o.text ? done : notDone(`the notes of ${o.vm} are other (${Buffer.byteLength(have, "utf8")} bytes)`);
+    }
     case "vm.uuid": {
       // A read: its re-read is the read itself, and binds the UUID as the op would have.
       const raw = (await reader.properties({ vm: o.vm })).get("uuid")?.raw ?? "";

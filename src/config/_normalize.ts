@@ -9,6 +9,7 @@ import {
   PROHIBITED_FEATURES,
   QREXEC_ARG_RE,
   buildFirewallRule,
+  checkDecimal,
   checkFeatureName,
   checkFeatureValue,
   checkLabelColour,
@@ -21,6 +22,7 @@ import {
   formatFirewallRule,
 } from "../model/qubes-rules.js";
 import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
+import { checkNotes, ephemeralAllowed, volumeShapes } from "../model/volume-rules.js";
 import { canonicalFirewallRule, canonicalPoolParam, canonicalQubeProperty } from "../model/canonical.js";
 import { RESERVED_LABEL_PREFIX } from "../model/ownership.js";
 import {
@@ -341,7 +343,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const at = (field: string): string => childPointer(ptr, field);
     const locations = new Map<QubeField, SourceLocation>();
     const keep = (field: QubeField, p: string): void => void locations.set(field, loc(p));
-    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "guest"] as const) {
+    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "notes", "guest"] as const) {
       if (field in raw) keep(field, at(field));
     }
 
@@ -446,15 +448,48 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const volumes = new Map<VolumeName, DesiredVolume>();
     for (const [volume, body] of entriesOf(raw.volumes)) {
       if (!(VOLUME_NAMES as readonly string[]).includes(volume) || !isRecord(body)) continue;
-      const sptr = childPointer(childPointer(at("volumes"), volume), "size");
+      const vptr = childPointer(at("volumes"), volume);
+      const want: DesiredVolume = {};
+      const sptr = childPointer(vptr, "size");
       const size = parseSize(body.size);
-      if (size === undefined) continue;
-      if ("error" in size) {
+      if (size !== undefined && "error" in size) {
         report("QIAC-E046", `${describePath(sptr)}: ${size.error}`, sptr, "write bytes (an integer) or a size with a binary unit: 512MiB, 20GiB, 1TiB");
-        continue;
+      } else if (size !== undefined) {
+        want.size = size.bytes;
+        keep(`volumes.${volume}.size`, sptr);
       }
-      volumes.set(volume as VolumeName, { size: size.bytes });
-      keep(`volumes.${volume}`, sptr);
+      const rptr = childPointer(vptr, "revisions_to_keep");
+      if (typeof body.revisions_to_keep === "number" && Number.isInteger(body.revisions_to_keep)) {
+        const n = body.revisions_to_keep;
+        const bad = n < -1 ? "must be -1 (no snapshots) or more" : checkDecimal(String(Math.abs(n)), "revisions_to_keep", false);
+        if (bad) report("QIAC-E090", `${describePath(rptr)}: ${bad}`, rptr, "0 keeps none, -1 takes no snapshots at all (R4.3 and later); a file pool keeps at most 1");
+        else {
+          want.revisionsToKeep = n;
+          keep(`volumes.${volume}.revisions_to_keep`, rptr);
+        }
+      }
+      const eptr = childPointer(vptr, "ephemeral");
+      if (typeof body.ephemeral === "boolean") {
+        const shape = volumeShapes(cls ?? "AppVM").find((s) => s.name === volume);
+        if (body.ephemeral && shape !== undefined && !ephemeralAllowed(shape)) {
+          report("QIAC-E091", `${describePath(eptr)}: qubesd enables ephemeral only on a volume that is neither a snapshot nor kept at shutdown`, eptr, "only the volatile volume can be ephemeral");
+        } else {
+          want.ephemeral = body.ephemeral;
+          keep(`volumes.${volume}.ephemeral`, eptr);
+        }
+      }
+      if (Object.keys(want).length === 0) continue;
+      volumes.set(volume as VolumeName, want);
+      keep(`volumes.${volume}`, vptr);
+    }
+
+    let notes: string | undefined;
+    if (typeof raw.notes === "string") {
+      const bad = checkNotes(raw.notes);
+      if (bad) report("QIAC-E092", `notes of qube '${name}': ${bad}`, at("notes"), "write the notes in printable characters; qubesd keeps tab and newline but no other control character");
+      // qubesd takes 256000 bytes, but one Admin API request carries at most 64 KiB.
+      else if (!fitsOneRequest("admin.vm.notes.Set", "", name, raw.notes)) tooLarge(describePath(at("notes")), at("notes"));
+      else notes = raw.notes;
     }
 
     const qube: DesiredQube = {
@@ -478,6 +513,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     if (pool !== undefined) qube.pool = pool;
     if (state) qube.state = state;
     if (firewall) qube.firewall = firewall;
+    if (notes !== undefined) qube.notes = notes;
     return qube;
   }
 

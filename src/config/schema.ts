@@ -63,14 +63,21 @@ const firewallRule: Schema = {
 };
 
 const volume: Schema = {
-  description: "A volume of the qube.",
+  description: "A volume of the qube: what is not given is not managed.",
   type: "object",
-  required: ["size"],
   additionalProperties: false,
   properties: {
     size: {
       description: "Size in bytes (integer) or with a binary unit: 512MiB, 20GiB, 1TiB. Sizes only grow.",
       type: ["integer", "string"],
+    },
+    revisions_to_keep: {
+      description: "Revisions kept at each shutdown (admin.vm.volume.Set.revisions_to_keep): 0 or more; -1 (no snapshots) on R4.3 and later; file pools keep at most 1, linux-kernel none.",
+      type: "integer",
+    },
+    ephemeral: {
+      description: "Encrypt the volume with a key that lives only while the qube runs (admin.vm.volume.Set.ephemeral); only the volatile volume takes true.",
+      type: "boolean",
     },
   },
 };
@@ -167,8 +174,12 @@ const qube: Schema = {
       items: { $ref: "#/definitions/firewallRule" },
     },
     guest: { $ref: "#/definitions/qubeGuest" },
+    notes: {
+      description: "The qube's notes (qvm-notes; R4.3 and later): at most 256000 bytes of UTF-8, only characters qubesd keeps (printable, tab, newline).",
+      type: "string",
+    },
     volumes: {
-      description: "Volume sizes.",
+      description: "Volume sizes, revisions_to_keep and ephemeral.",
       type: "object",
       additionalProperties: false,
       properties: Object.fromEntries(VOLUME_NAMES.map((v) => [v, { $ref: "#/definitions/volume" }])),

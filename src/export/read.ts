@@ -1,12 +1,14 @@
 // What export reads, through the planner's read-only QubesReader: the qube list, dom0's features
 // (the owner's inventory), the global properties, and then — for the qubes, labels and pools it
 // exports — everything a config can say about them: properties, tags, every feature's value,
-// the firewall and the sizes of the volumes a config may size. Returns an ActualState holding
+// the firewall, the volumes a config may set, the notes (on a release that has them) and the
+// pools those volumes are in (their defaults decide what is written). Returns an ActualState holding
 // exactly the selected resources; export's renderer turns that into a config.
 
 import type { ActualLabel, ActualPool, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
 import { readInventory, RESERVED_LABEL_PREFIX, type Inventory } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
+import { rulesFor } from "../model/release.js";
 import type { QubesReader } from "../plan/reader.js";
 import { createLimiter } from "../util/concurrency.js";
 
@@ -44,7 +46,8 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     Object.entries(reader).map(([k, fn]) => [k, (...args: unknown[]) => limit(() => (fn as (...a: unknown[]) => Promise<unknown>)(...args))]),
   ) as QubesReader;
 
-  const [list, dom0FeatureList, globals] = await Promise.all([r.listQubes(), r.featureNames("dom0"), r.properties("global")]);
+  const [list, dom0FeatureList, globals, release] = await Promise.all([r.listQubes(), r.featureNames("dom0"), r.properties("global"), r.release()]);
+  const hasNotes = rulesFor(release).notes;
   const listing = new Map(list.map((q) => [q.name, q]));
   const dom0FeatureNames = new Set(dom0FeatureList);
   const inventory = readInventory(sel.owner, dom0FeatureNames);
@@ -55,15 +58,18 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
 
   const readQube = async (l: ListedQube): Promise<ActualQube> => {
     const vm = l.name;
-    const [properties, tags, featureNames, firewall, volumes] = await Promise.all([
+    const [properties, tags, featureNames, firewall, volumes, notes] = await Promise.all([
       r.properties({ vm }),
       r.tags(vm),
       r.featureNames(vm),
       r.firewall(vm),
       Promise.all(sizedVolumes(l.klass).map(async (v) => [v, await r.volume(vm, v)] as [string, ActualVolume])),
+      hasNotes ? r.notes(vm) : Promise.resolve(undefined),
     ]);
     const values = await Promise.all(featureNames.map(async (f) => [f, (await r.feature(vm, f)) ?? ""] as const));
-    return { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), featureNames: new Set(featureNames), features: new Map(values), firewall, volumes: new Map(volumes) };
+    const q: ActualQube = { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), featureNames: new Set(featureNames), features: new Map(values), firewall, volumes: new Map(volumes) };
+    if (notes !== undefined) q.notes = notes;
+    return q;
   };
 
   const readLabels = async (): Promise<Map<string, ActualLabel>> => {
@@ -84,6 +90,10 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     readLabels(),
     readPools(),
   ]);
+  // The pools the exported volumes are in: their driver and defaults tell a volume's own
+  // revisions_to_keep and ephemeral from what a new volume gets (model/volume-rules.ts).
+  const volumePools = [...new Set(qubes.flatMap((q) => [...q.volumes.values()].map((v) => v.pool)))].filter((p) => p !== "" && pools.names.has(p) && !pools.pools.has(p)).sort();
+  const volumePoolInfo = new Map(await Promise.all(volumePools.map(async (n) => [n, await r.pool(n)] as const)));
   return {
     listing,
     qubes: new Map(qubes.map((q) => [q.name, q])),
@@ -93,6 +103,8 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     labels,
     poolNames: pools.names,
     pools: pools.pools,
+    volumePools: volumePoolInfo,
     globals,
+    release,
   };
 }

@@ -12,6 +12,7 @@ import { lifecycleOf, ownershipNames, readInventory, readQubeRecords, RECORD_PRE
 import { checkFeatureName, checkFeatureValue, checkTagName, parseFirewallRule, parseQubesBool, PROHIBITED_FEATURES, type FirewallRule } from "../model/qubes-rules.js";
 import { exportDiagnostic } from "./codes.js";
 import { sizedVolumes } from "./read.js";
+import { checkNotes, defaultEphemeral, defaultRevisions } from "../model/volume-rules.js";
 import { CONTROL_BUT_TAB_AND_NEWLINE, escapeControl, printable } from "../util/printable.js";
 
 export type ExportOptions = {
@@ -78,8 +79,6 @@ const AUTOMATIC_FEATURE_PREFIXES = ["supported-service.", "supported-feature.", 
 /** Tags qubesd sets itself (`created-by-*`, and `audiovm-*`/`guivm-*` from those properties) or qubes-iac does. */
 const AUTOMATIC_TAG_RE = /^(created-by-|managed-by-|audiovm-|guivm-)/;
 
-/** Qubes' default sizes (qubes.config.defaults): a volume of this size is not listed. */
-const DEFAULT_VOLUME_SIZES: Readonly<Record<string, bigint>> = { root: 10n * 1024n ** 3n, private: 2n * 1024n ** 3n, volatile: 10n * 1024n ** 3n };
 
 /** Qubes' default firewall. */
 const DEFAULT_FIREWALL = ["action=accept"];
@@ -196,12 +195,28 @@ function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned:
     else entry.firewall = parsed.map((p) => (p.ok ? ruleObject(p.rule) : {}));
   }
 
-  const volumes: Record<string, { size: string | number }> = {};
+  // Every size as it is (a default size is the creation's, not necessarily this qube's); revisions_to_keep
+  // and ephemeral only where they differ from what a new volume in the same pool gets.
+  const volumes: Record<string, { size?: string | number; revisions_to_keep?: number; ephemeral?: boolean }> = {};
   for (const v of sizedVolumes(q.klass)) {
-    const size = q.volumes.get(v)?.size;
-    if (size !== undefined && size !== DEFAULT_VOLUME_SIZES[v]) volumes[v] = { size: formatSize(size) };
+    const av = q.volumes.get(v);
+    if (av === undefined) continue;
+    const out: { size?: string | number; revisions_to_keep?: number; ephemeral?: boolean } = { size: formatSize(av.size) };
+    const pool = actual.pools.get(av.pool) ?? actual.volumePools?.get(av.pool);
+    if (pool !== undefined) {
+      const shape = { name: v, rw: av.rw, snapOnStart: av.snapOnStart, saveOnStop: av.saveOnStop };
+      const poolRevisions = Number(pool.params.get("revisions_to_keep") ?? "0");
+      if (av.revisionsToKeep !== defaultRevisions(pool.driver, poolRevisions, av.saveOnStop)) out.revisions_to_keep = av.revisionsToKeep;
+      if (av.ephemeral !== defaultEphemeral(shape, parseQubesBool(pool.params.get("ephemeral_volatile") ?? "") === true)) out.ephemeral = av.ephemeral;
+    }
+    volumes[v] = out;
   }
   if (Object.keys(volumes).length > 0) entry.volumes = volumes;
+  if (q.notes !== undefined && q.notes !== "") {
+    const problem = checkNotes(q.notes);
+    if (problem === null) entry.notes = q.notes;
+    else diagnostics.push(exportDiagnostic("QIAC-W303", `qube ${q.name}: notes left out: ${problem}`, address));
+  }
   return entry;
 }
 

@@ -20,6 +20,10 @@ export type ActualVolume = {
   rw: boolean;
   /** The volume's id in its pool, as `admin.pool.volume.List` lists it. */
   vid?: string;
+  revisionsToKeep: number;
+  ephemeral: boolean;
+  snapOnStart: boolean;
+  saveOnStop: boolean;
 };
 
 export type ActualQube = {
@@ -43,6 +47,8 @@ export type ActualQube = {
   firewall?: readonly string[];
   /** volume.Info of the volumes that were read. */
   volumes: ReadonlyMap<string, ActualVolume>;
+  /** admin.vm.notes.Get; undefined when not read (not managed, or a release without notes). */
+  notes?: string;
 };
 
 /** A label; `colour` undefined when qubesd answered empty (created in this daemon lifetime). */
@@ -76,6 +82,8 @@ export type ActualState = {
   /** pool.List with the info of the pools that were read; undefined when not read. */
   poolNames?: ReadonlySet<string>;
   pools: ReadonlyMap<string, ActualPool>;
+  /** Export only: the info of other pools that hold exported volumes (their defaults decide what is written). */
+  volumePools?: ReadonlyMap<string, ActualPool>;
   /** Global properties (admin.property.GetAll); undefined when not read. */
   globals?: ReadonlyMap<string, ActualProperty>;
   /** Which Qubes release answered, from the property lists read; undefined when not read (any release). */

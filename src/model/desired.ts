@@ -54,11 +54,16 @@ export function propertyValueText(v: PropertyValue): string | undefined {
   }
 }
 
-/** Volumes whose size a config may set. */
+/** Volumes a config may set. */
 export type VolumeName = "root" | "private" | "volatile";
 
-/** Sizes are bytes as a JS number: exact up to 2^53 (8 PiB); larger sizes are refused by the loader. */
-export type DesiredVolume = { size: number };
+/**
+ * What the config asks of one volume; each field undefined when not managed. Sizes are bytes as
+ * a JS number: exact up to 2^53 (8 PiB); larger sizes are refused by the loader. Sizes only grow;
+ * revisions_to_keep within the pool driver's limits (model/volume-rules.ts, checked when the plan
+ * knows the pool); ephemeral only on a volume that takes it (volatile).
+ */
+export type DesiredVolume = { size?: number; revisionsToKeep?: number; ephemeral?: boolean };
 
 /**
  * Field keys of a qube's `locations`, spelled as the config path below the qube:
@@ -79,6 +84,7 @@ export type QubeField =
   | "tags"
   | "firewall"
   | "volumes"
+  | "notes"
   | "guest"
   | `properties.${string}`
   | `features.${string}`
@@ -119,6 +125,12 @@ export type DesiredQube = {
   firewall?: readonly string[];
   /** Sizes only grow: a smaller size than the actual one is a plan-time error. */
   volumes: ReadonlyMap<VolumeName, DesiredVolume>;
+  /**
+   * The qube's notes (admin.vm.notes.Set, R4.3 and later), exactly as qubesd stores them: the
+   * loader refuses a text qubesd would change (too large, or a character it replaces).
+   * Undefined: not managed.
+   */
+  notes?: string;
   /** Location of the qube's name (its key under `qubes:`). */
   at: SourceLocation;
   locations: ReadonlyMap<QubeField, SourceLocation>;

@@ -33,6 +33,21 @@ export type ReleaseInfo = {
    * reply fails to encode; transcripts.jsonl row 8), or the colour (release4.2, release4.3).
    */
   newLabelColour: "empty" | "readable";
+  /** admin.vm.notes.Get/Set exist (qubes/api/admin.py vm_notes_get/vm_notes_set: release4.3 and main). */
+  notes: boolean;
+  /**
+   * admin.vm.notes.Set takes an empty payload, which clears the notes (release4.3); main's
+   * `wants_payload=True` refuses it with "expected payload".
+   */
+  notesClearable: boolean;
+  /**
+   * A volume's revisions_to_keep may be -1, "no snapshots" (release4.3, main: validate_size with
+   * allow_negative, then Storage.set_revisions_to_keep, which needs the qube halted to switch to
+   * or from -1); release4.2 takes digits only.
+   */
+  volumeRevisionsNegative: boolean;
+  /** admin.vm.volume.Set.ephemeral: only while the qube is halted (release4.2), or at any time (release4.3, main). */
+  ephemeralWhileRunning: "halted-only" | "any";
   /** Properties this release does not have, per holder: `qube` holds those of every qube class, a class name those of that class only. */
   absent: { dom0: readonly string[]; global: readonly string[]; qube: readonly string[]; byClass: Readonly<Record<string, readonly string[]>> };
 };
@@ -43,6 +58,10 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     refusals: "empty",
     maxmemWhileRunning: "next-start",
     newLabelColour: "readable",
+    notes: false,
+    notesClearable: false,
+    volumeRevisionsNegative: false,
+    ephemeralWhileRunning: "halted-only",
     absent: {
       dom0: ["devices_denied", "maxmem"],
       global: ["maxmem", "no_cpus"],
@@ -55,6 +74,10 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     refusals: "empty",
     maxmemWhileRunning: "next-start",
     newLabelColour: "readable",
+    notes: true,
+    notesClearable: true,
+    volumeRevisionsNegative: true,
+    ephemeralWhileRunning: "any",
     absent: { dom0: ["maxmem"], global: ["maxmem", "no_cpus"], qube: [], byClass: {} },
   },
   main: {
@@ -62,6 +85,10 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     refusals: "named",
     maxmemWhileRunning: "halted-only",
     newLabelColour: "empty",
+    notes: true,
+    notesClearable: false,
+    volumeRevisionsNegative: true,
+    ephemeralWhileRunning: "any",
     absent: { dom0: [], global: [], qube: [], byClass: {} },
   },
 };
@@ -130,12 +157,17 @@ export function describeRelease(d: DetectedRelease): string {
 /**
  * The rules to plan by when the release is not known exactly: the safe side of every candidate
  * (a property is missing only if every candidate lacks it; maxmem needs a halt if any candidate
- * requires it; refusals may be empty if any candidate sends them so).
+ * requires it; refusals may be empty if any candidate sends them so; notes, -1 revisions and
+ * clearing notes only if every candidate has them; ephemeral needs a halt if any candidate does).
  */
 export type ReleaseRules = {
   refusals: ReleaseInfo["refusals"];
   maxmemWhileRunning: ReleaseInfo["maxmemWhileRunning"];
   newLabelColour: ReleaseInfo["newLabelColour"];
+  notes: boolean;
+  notesClearable: boolean;
+  volumeRevisionsNegative: boolean;
+  ephemeralWhileRunning: ReleaseInfo["ephemeralWhileRunning"];
   lacks(holder: PropertyListHolder, property: string, klass?: string): boolean;
 };
 
@@ -145,6 +177,10 @@ export function rulesFor(d: DetectedRelease): ReleaseRules {
     refusals: infos.length === 0 || infos.some((i) => i.refusals === "empty") ? "empty" : "named",
     maxmemWhileRunning: infos.length > 0 && infos.every((i) => i.maxmemWhileRunning === "next-start") ? "next-start" : "halted-only",
     newLabelColour: infos.length > 0 && infos.every((i) => i.newLabelColour === "readable") ? "readable" : "empty",
+    notes: infos.length > 0 && infos.every((i) => i.notes),
+    notesClearable: infos.length > 0 && infos.every((i) => i.notesClearable),
+    volumeRevisionsNegative: infos.length > 0 && infos.every((i) => i.volumeRevisionsNegative),
+    ephemeralWhileRunning: infos.length > 0 && infos.every((i) => i.ephemeralWhileRunning === "any") ? "any" : "halted-only",
     lacks: (holder, property, klass) => d.candidates.length > 0 && d.candidates.every((r) => !releaseHasProperty(r, holder, property, klass)),
   };
 }

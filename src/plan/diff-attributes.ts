@@ -1,5 +1,5 @@
 // The attribute-by-attribute diff of an existing qube against its desired state: label,
-// template, properties, features, tags, firewall, volume sizes and the protect record. It
+// template, properties, features, tags, firewall, volumes and notes (diff-volumes.ts) and the protect record. It
 // accumulates before/after values, the ops (ownership records, bound to the qube's UUID,
 // written before what they describe, removed after it) and the references gained or dropped;
 // power and ownership ops are the caller's. Only what the config names or a record of this qube
@@ -14,6 +14,7 @@ import { planDiagnostic } from "./codes.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, firewallFingerprint, type Op } from "./ops.js";
 import { lackedBy } from "./release-rules.js";
+import { diffVolumesAndNotes } from "./diff-volumes.js";
 
 /** Qubes' default firewall: what a qube has when qubes-iac stops managing its rules. */
 export const DEFAULT_FIREWALL: readonly string[] = ["action=accept"];
@@ -29,12 +30,14 @@ export type Acc = {
   ops: Op[];
   /** Changed attribute keys. */
   changed: string[];
+  /** Changed keys that need the qube halted beyond what the release table says of their key. */
+  haltOnly: string[];
   uses: string[];
   unreferences: string[];
 };
 
 export function newAcc(): Acc {
-  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], uses: [], unreferences: [] };
+  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], haltOnly: [], uses: [], unreferences: [] };
 }
 
 export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: QubeRecords, acc: Acc, uuid: string): void {
@@ -193,27 +196,7 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
     if (q.firewall === undefined) acc.ops.push(removeRecord("firewall"));
   }
 
-  for (const [v, { size }] of q.volumes) {
-    const key = `volumes.${v}.size`;
-    const av = a.volumes.get(v);
-    if (av === undefined) throw new Error(`internal: volume ${v} of qube '${vm}' was not read`);
-    ctx.addCheck({ check: "volume-size", vm, volume: v, size: av.size.toString() });
-    acc.before[key] = av.size.toString();
-    acc.after[key] = String(size);
-    const want = BigInt(size);
-    if (want < av.size) {
-      ctx.diagnostics.push(
-        planDiagnostic("QIAC-E110", `qube ${vm}: volume ${v} is ${av.size} bytes; it cannot shrink to ${size}`, {
-          location: locate(q, `volumes.${v}`),
-          address,
-          hint: `give at least ${av.size}`,
-        }),
-      );
-    } else if (want > av.size) {
-      acc.ops.push({ op: "volume.resize", vm, volume: v, size: want.toString() });
-      acc.changed.push(key);
-    }
-  }
+  diffVolumesAndNotes(ctx, q, a, acc);
 
   // protect is recorded on the qube; only an explicit `protect: false` lifts the record.
   if (q.protect || rec.protect || q.locations.has("protect")) {

@@ -21,6 +21,7 @@ import type { Op } from "./ops.js";
 import { checkFirewallExpiry } from "./firewall-expiry.js";
 import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
 import { checkResume, checkRunningDisposables } from "./power-order.js";
+import { createVolumesAndNotes } from "./diff-volumes.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -212,7 +213,7 @@ function warnOtherMarks(ctx: DiffContext, q: DesiredQube, a: DetailedQube): void
 // ---------------------------------------------------------------------------------------------
 // Create
 
-function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string): { ops: Op[]; after: Attributes; afterDefault: string[] } {
+function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string, reasons: string[]): { ops: Op[]; after: Attributes; afterDefault: string[] } {
   const { names } = ctx;
   const vm = q.name;
   const after: Attributes = { class: klass };
@@ -264,10 +265,7 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     ops.push(record("firewall"), { op: "firewall.set", vm, rules: [...q.firewall] });
     after.firewall = [...q.firewall];
   }
-  for (const [v, { size }] of q.volumes) {
-    ops.push({ op: "volume.resize", vm, volume: v, size: String(size) });
-    after[`volumes.${v}.size`] = String(size);
-  }
+  ops.push(...createVolumesAndNotes(ctx, q, klass, after, reasons));
   if (q.state !== undefined) {
     ops.push(...powerOps(vm, "halted", q.state));
     after.state = q.state;
@@ -293,7 +291,7 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
   if (!taken.ok) return { steps: [] };
   ctx.addCheck({ check: "qube-absent", vm: q.name });
   checkNewQubeProperties(ctx, q, q.class);
-  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label);
+  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label, change.reasons);
   change.after = after;
   change.afterDefault = afterDefault;
   if (own.confirmed || own.intent) change.reasons.push("the inventory lists it but it does not exist: it is created again");
@@ -400,7 +398,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
   acc.ops = isolateUpdate(acc.ops, vm);
 
   const current = settledPower(a.power);
-  const haltKeys = acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "halted");
+  const haltKeys = acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "halted" || acc.haltOnly.includes(k));
   // Taken while running but used from the next start: restarted with --allow-restart, else said so.
   const laterKeys = current === "halted" || q.state === "halted" ? [] : acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "next-start");
   const target: SettledPower | undefined = q.state ?? current;
@@ -526,7 +524,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   }
   const label = q.label ?? a.properties.get("label")?.raw ?? "";
   checkNewQubeProperties(ctx, q, klass);
-  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label);
+  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label, change.reasons);
   change.after = after;
   change.afterDefault = afterDefault;
   const power = settledPower(a.power);

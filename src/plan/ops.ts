@@ -37,6 +37,12 @@ export type Op =
   | { op: "pool.remove"; name: string }
   /** New size in bytes, decimal (bigger than 2^53 is possible, so a string). */
   | { op: "volume.resize"; vm: string; volume: string; size: string }
+  /** admin.vm.volume.Set.revisions_to_keep; `value` decimal (-1: no snapshots, R4.3 and later). */
+  | { op: "volume.revisions"; vm: string; volume: string; value: string }
+  /** admin.vm.volume.Set.ephemeral (`True`/`False` on the wire). */
+  | { op: "volume.ephemeral"; vm: string; volume: string; value: boolean }
+  /** admin.vm.notes.Set (R4.3 and later): the whole text, as qubesd keeps it (the loader checked it). */
+  | { op: "notes.set"; vm: string; text: string }
   /**
    * admin.vm.property.Get `uuid`, right after the qube's Create: the UUID of a qube this apply
    * creates is unknown when the plan is made; the executor keeps the answer for the record ops
@@ -128,6 +134,12 @@ export function opMethod(o: Op): string {
       return "admin.pool.Remove";
     case "volume.resize":
       return "admin.vm.volume.Resize";
+    case "volume.revisions":
+      return "admin.vm.volume.Set.revisions_to_keep";
+    case "volume.ephemeral":
+      return "admin.vm.volume.Set.ephemeral";
+    case "notes.set":
+      return "admin.vm.notes.Set";
     case "vm.uuid":
       return "admin.vm.property.Get";
     case "record.set":
@@ -169,7 +181,11 @@ export type Check =
   | { check: "pool"; name: string; expect: CheckedValue }
   /** The vids a pool the plan removes holds, sorted, one per line: all of them go with the qubes the plan deletes. */
   | { check: "pool-volumes"; name: string; expect: CheckedValue }
-  | { check: "volume-size"; vm: string; volume: string; size: string };
+  | { check: "volume-size"; vm: string; volume: string; size: string }
+  /** A volume.Info field the plan relied on, as qubesd prints it (`revisions_to_keep=1`, `ephemeral=False`). */
+  | { check: "volume"; vm: string; volume: string; key: "revisions_to_keep" | "ephemeral"; value: string }
+  /** The notes (admin.vm.notes.Get), by value or hash. */
+  | { check: "notes"; vm: string; expect: CheckedValue };
 
 /** Values longer than this are checked by hash: a saved plan never holds large contents. */
 export const LARGE_VALUE = 256;

@@ -14,7 +14,7 @@ import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, 
 import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, readInventory, readQubeRecords } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
-import { refineRelease, type DetectedRelease, type PropertyListSeen } from "../model/release.js";
+import { refineRelease, rulesFor, type DetectedRelease } from "../model/release.js";
 import { createLimiter } from "../util/concurrency.js";
 import { needsReferenceScan } from "./diff.js";
 import { needsRunningScan } from "./power-order.js";
@@ -45,6 +45,8 @@ export type QubesReader = {
   /** The names of a qube's volumes (`admin.vm.volume.List`). */
   volumeNames(vm: string): Promise<string[]>;
   volume(vm: string, volume: string): Promise<ActualVolume>;
+  /** A qube's notes (`admin.vm.notes.Get`, R4.3 and later). */
+  notes(vm: string): Promise<string>;
 };
 
 export type ReadOptions = {
@@ -111,6 +113,39 @@ async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQub
 }
 
 /** The running scan (power-order.ts): the properties of every qube that is not halted and was not read. */
+/**
+ * What the volume and notes settings of the config need besides the qubes' own reads: the
+ * Info of the pools holding a volume whose revisions_to_keep the config sets (its driver bounds
+ * it), and the notes of the qubes whose notes the config sets, on a release that has notes (on
+ * R4.2 the plan refuses them without a call). Once the release is known.
+ */
+async function readVolumePoolsAndNotes(
+  r: QubesReader,
+  desired: DesiredState,
+  details: Array<{ qube: ActualQube }>,
+  pools: Map<string, ActualPool>,
+  releaseHasNotes: boolean,
+): Promise<void> {
+  const wanted = new Set<string>();
+  for (const { qube } of details) {
+    const want = desired.qubes.get(qube.name);
+    for (const [v, d] of want?.volumes ?? []) {
+      const pool = qube.volumes.get(v)?.pool;
+      if (d.revisionsToKeep !== undefined && pool !== undefined && pool !== "" && !pools.has(pool)) wanted.add(pool);
+    }
+  }
+  const [infos] = await Promise.all([
+    Promise.all([...wanted].sort().map(async (p) => [p, await r.pool(p)] as const)),
+    Promise.all(
+      details.map(async (d) => {
+        if (!releaseHasNotes || desired.qubes.get(d.qube.name)?.notes === undefined || d.qube.klass === "AdminVM") return;
+        d.qube = { ...d.qube, notes: await r.notes(d.qube.name) };
+      }),
+    ),
+  ]);
+  for (const [p, info] of infos) pools.set(p, info);
+}
+
 async function readRunning(r: QubesReader, actual: ActualState): Promise<ActualState> {
   const rest = [...actual.listing.values()].filter((l) => l.power !== "Halted" && !actual.qubes.has(l.name) && l.klass !== "AdminVM").sort((a, b) => (a.name < b.name ? -1 : 1));
   const scanned = await Promise.all(rest.map(async (l) => [l, await r.properties({ vm: l.name })] as const));
@@ -187,15 +222,16 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
       }),
     );
   }
+  const detected = refineRelease(release, [
+    ...details.filter(({ qube }) => qube.klass !== "AdminVM").map(({ qube }) => ({ holder: "qube" as const, name: qube.name, properties: new Set(qube.properties.keys()) })),
+    ...(globals !== undefined ? [{ holder: "global" as const, name: "global", properties: new Set(globals.keys()) }] : []),
+  ]);
+  await readVolumePoolsAndNotes(r, desired, details, pools.pools, rulesFor(detected).notes);
   if (format !== undefined) dom0Features.set(names.format, format);
   if (lockHolder !== undefined) dom0Features.set(names.lock, lockHolder);
   for (const d of details) if (d.intent !== undefined) dom0Features.set(names.intent(d.qube.name), d.intent);
 
   // The other property lists read anyway narrow the release down further (a qube's tells R4.2).
-  const seen: PropertyListSeen[] = details
-    .filter(({ qube }) => qube.klass !== "AdminVM")
-    .map(({ qube }) => ({ holder: "qube" as const, name: qube.name, properties: new Set(qube.properties.keys()) }));
-  if (globals !== undefined) seen.push({ holder: "global", name: "global", properties: new Set(globals.keys()) });
   const actual: ActualState = {
     listing,
     qubes: new Map(details.map((d) => [d.qube.name, d.qube])),
@@ -203,7 +239,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     dom0FeatureNames,
     dom0Features,
     pools: pools.pools,
-    release: refineRelease(release, seen),
+    release: detected,
   };
   if (o.visibility === "policy") actual.visibility = "policy";
   if (labels !== undefined) actual.labels = labels;

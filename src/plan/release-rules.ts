@@ -21,6 +21,7 @@ export type ChangeTiming = "any" | "halted" | "next-start";
 export function changeTiming(actual: ActualState, key: string, klass: string): ChangeTiming {
   if (key === "template" && TEMPLATE_BASED_CLASSES.has(klass as QubeClass)) return "halted";
   if (key === "properties.maxmem") return releaseRules(actual).maxmemWhileRunning === "next-start" ? "next-start" : "halted";
+  if (/^volumes\.[a-z]+\.ephemeral$/.test(key)) return releaseRules(actual).ephemeralWhileRunning === "halted-only" ? "halted" : "any";
   return "any";
 }
 

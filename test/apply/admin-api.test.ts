@@ -135,6 +135,7 @@ describe("reader", () => {
       poolVolumes: () => reader.poolVolumes("varlibqubes"),
       volumeNames: () => reader.volumeNames("work"),
       volume: () => reader.volume("work", "private"),
+      notes: () => reader.notes("work"),
     };
     for (const [name, use] of Object.entries(uses) as Array<[keyof QubesReader, () => Promise<unknown>]>) {
       const from = s.sim.calls.length;

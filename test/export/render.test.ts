@@ -23,8 +23,8 @@ function qube(name: string, over: Partial<ActualQube> = {}): ActualQube {
     features: new Map(),
     firewall: ["action=accept"],
     volumes: new Map([
-      ["private", { pool: "varlibqubes", size: 2n * GiB, rw: true }],
-      ["volatile", { pool: "varlibqubes", size: 10n * GiB, rw: true }],
+      ["private", { pool: "varlibqubes", size: 2n * GiB, rw: true, revisionsToKeep: 1, ephemeral: false, snapOnStart: false, saveOnStop: true }],
+      ["volatile", { pool: "varlibqubes", size: 10n * GiB, rw: true, revisionsToKeep: 0, ephemeral: false, snapOnStart: false, saveOnStop: false }],
     ]),
     ...over,
   };
@@ -69,6 +69,7 @@ describe("a qube", () => {
       template: "fedora-40",
       label: "blue",
       properties: { netvm: null, memory: 800, debug: true, kernelopts: "nopat quiet" },
+      volumes: { private: { size: "2GiB" }, volatile: { size: "10GiB" } },
     });
   });
 
@@ -99,12 +100,12 @@ describe("a qube", () => {
     expect(a?.features).toEqual({ "menu-items": "firefox.desktop", "service.cups": "" });
   });
 
-  it("a firewall other than Qubes' default as rule objects; sizes other than the defaults in binary units", () => {
+  it("a firewall other than Qubes' default as rule objects; every size as it is, in binary units", () => {
     const q = qube("a", {
       firewall: ["action=accept dst4=10.0.0.1/32 proto=tcp dstports=8000-8080 comment=dev servers", "action=accept proto=icmp icmptype=8", "action=drop"],
       volumes: new Map([
-        ["private", { pool: "varlibqubes", size: 20n * GiB, rw: true }],
-        ["volatile", { pool: "varlibqubes", size: 1536n * 1024n ** 2n, rw: true }],
+        ["private", { pool: "varlibqubes", size: 20n * GiB, rw: true, revisionsToKeep: 1, ephemeral: false, snapOnStart: false, saveOnStop: true }],
+        ["volatile", { pool: "varlibqubes", size: 1536n * 1024n ** 2n, rw: true, revisionsToKeep: 0, ephemeral: false, snapOnStart: false, saveOnStop: false }],
       ]),
     });
     const a = config(state([q])).qubes.a;
@@ -125,18 +126,18 @@ describe("a qube", () => {
       featureNames: new Set([`qubes-iac.me.${u}.own`, `qubes-iac.me.${u}.protect`, `qubes-iac.me.${u}.firewall`]),
     });
     const s = state([q], { dom0FeatureNames: new Set(["qubes-iac.me.format", "qubes-iac.me.created.a"]) });
-    expect(config(s).qubes.a).toEqual({ class: "AppVM", template: "fedora-40", label: "red", protect: true, firewall: [{ action: "accept" }] });
-    expect(config(s, false).qubes.a).toEqual({ class: "AppVM", template: "fedora-40", label: "red", protect: true, firewall: [{ action: "accept" }] });
+    expect(config(s).qubes.a).toEqual({ class: "AppVM", template: "fedora-40", label: "red", protect: true, firewall: [{ action: "accept" }], volumes: { private: { size: "2GiB" }, volatile: { size: "10GiB" } } });
+    expect(config(s, false).qubes.a).toEqual({ class: "AppVM", template: "fedora-40", label: "red", protect: true, firewall: [{ action: "accept" }], volumes: { private: { size: "2GiB" }, volatile: { size: "10GiB" } } });
   });
 
   it("a qube the owner adopted, or one of format 1 (read as adopted), keeps adopt: true: dropping it releases it", () => {
     const legacy = qube("a", { tags: new Set(["managed-by-me"]), featureNames: new Set(["qubes-iac.me.protect"]) });
     const s = state([legacy], { dom0FeatureNames: new Set(["qubes-iac.me.format", "qubes-iac.me.qube.a"]) });
-    expect(config(s).qubes.a).toEqual({ adopt: true, class: "AppVM", template: "fedora-40", label: "red", protect: true });
+    expect(config(s).qubes.a).toEqual({ adopt: true, class: "AppVM", template: "fedora-40", label: "red", protect: true, volumes: { private: { size: "2GiB" }, volatile: { size: "10GiB" } } });
   });
 
   it("its pool when it is not the default pool", () => {
-    const q = qube("a", { volumes: new Map([["private", { pool: "fast", size: 2n * GiB, rw: true }]]) });
+    const q = qube("a", { volumes: new Map([["private", { pool: "fast", size: 2n * GiB, rw: true, revisionsToKeep: 1, ephemeral: false, snapOnStart: false, saveOnStop: true }]]) });
     expect(config(state([q])).qubes.a?.pool).toBe("fast");
   });
 });

@@ -59,6 +59,9 @@ export type VolumeInfo = {
   usage: bigint;
   rw: boolean;
   revisionsToKeep: number;
+  ephemeral: boolean;
+  snapOnStart: boolean;
+  saveOnStop: boolean;
   fields: Map<string, string>;
 };
 
@@ -384,7 +387,10 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
         size: num("size"),
         usage: /^[0-9]+$/.test(m.get("usage") ?? "") ? num("usage") : 0n,
         rw: m.get("rw") === "True",
-        revisionsToKeep: Number(m.get("revisions_to_keep") ?? "0"),
+        revisionsToKeep: Number(num("revisions_to_keep")),
+        ephemeral: m.get("ephemeral") === "True",
+        snapOnStart: m.get("snap_on_start") === "True",
+        saveOnStop: m.get("save_on_stop") === "True",
         fields: m,
       };
     },
@@ -392,6 +398,13 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     setRevisionsToKeep: (vmName: string, vol: string, n: number): Promise<void> =>
       unit("admin.vm.volume.Set.revisions_to_keep", vmName, vol, String(n)),
     setRw: (vmName: string, vol: string, rw: boolean): Promise<void> => unit("admin.vm.volume.Set.rw", vmName, vol, rw ? "True" : "False"),
+    setEphemeral: (vmName: string, vol: string, on: boolean): Promise<void> => unit("admin.vm.volume.Set.ephemeral", vmName, vol, on ? "True" : "False"),
+  };
+
+  /** A qube's notes (R4.3 and later): UTF-8 text as qubesd stored it. */
+  const notes = {
+    get: async (vmName: string): Promise<string> => new TextDecoder("utf-8", { ignoreBOM: true }).decode(await call("admin.vm.notes.Get", vmName, "")),
+    set: (vmName: string, text: string): Promise<void> => unit("admin.vm.notes.Set", vmName, "", text),
   };
 
   /**
@@ -484,6 +497,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     firewall,
     pool,
     volume,
+    notes,
     events,
     close: (): Promise<void> => transport.close(),
   };
