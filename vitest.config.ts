@@ -9,6 +9,7 @@ const RELEASE_MATRIX = [
   "test/apply/enforce.test.ts",
   "test/apply/ownership.test.ts",
   "test/plan/converge.test.ts",
+  "test/plan/volumes.test.ts",
   "test/reliability/apply-lock.test.ts",
   "test/reliability/isolation.test.ts",
   "test/reliability/property.test.ts",
