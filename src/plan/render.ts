@@ -66,8 +66,18 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
     if (isDefault) return "(default)";
     return key.startsWith("properties.") || key === "template" ? "none" : "(absent)";
   }
-  const text = v === "" ? '""' : key.endsWith(".size") ? showBytes(v) : v;
+  const text = v === "" ? '""' : key.endsWith(".size") ? showBytes(v) : key === "notes" ? showNotes(v) : v;
   return isDefault ? `${text} (default)` : text;
+}
+
+/**
+ * Notes on one line, quoted (the plan is made printable first: a newline reads `\x0a`); a long
+ * text is cut, with its length.
+ */
+function showNotes(v: string): string {
+  const NOTES_SHOWN = 80;
+  const chars = [...v];
+  return chars.length <= NOTES_SHOWN ? `"${v}"` : `"${chars.slice(0, NOTES_SHOWN).join("")}…" (${chars.length} characters)`;
 }
 
 /**

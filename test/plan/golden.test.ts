@@ -85,3 +85,28 @@ describe("golden plans of changes to an applied config", () => {
     expectGolden("plan/lab-v1-no-changes.txt", out.human);
   });
 });
+
+describe("golden plans of volumes and notes", () => {
+  it("volumes-notes: sizes, revisions_to_keep, ephemeral, the pools of a new qube's volumes, notes", async () => {
+    const s = await startSession();
+    try {
+      const out = await planOutputs(s, ["test/plan/fixtures/volumes-notes.yaml"]);
+      expect(out.code).toBe(2);
+      expectGolden("plan/volumes-notes.txt", out.human);
+      expectGolden("plan/volumes-notes.json", out.json);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it("volumes-refused: a shrink, a file pool's revisions limit, a new volume below its creation size: exit 1", async () => {
+    const s = await startSession();
+    try {
+      const out = await planOutputs(s, ["test/plan/fixtures/volumes-refused.yaml"]);
+      expect(out.code).toBe(1);
+      expectGolden("plan/volumes-refused.txt", out.human);
+    } finally {
+      await s.stop();
+    }
+  });
+});
