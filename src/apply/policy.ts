@@ -188,10 +188,12 @@ export function policyRules(i: PolicyInput): PolicyRule[] {
     if (!rules.has(key)) rules.set(key, r);
   };
   const qubeTargets = [...namedQubes(i), createdByTag(i.mgmt)];
+  // The notes are read only of a qube whose config sets them (and that exists: never by the created-by tag).
+  const reads = (method: string, t: string): boolean => method !== "admin.vm.notes.Get" || i.desired.qubes.get(t)?.notes !== undefined;
   for (const uses of Object.values(READER_CALLS)) {
     for (const u of uses) {
       if (u.target === "dom0" || u.target === "qube-or-dom0") add({ service: u.method, argument: ANY, target: ADMINVM, purpose: "read" });
-      if (u.target === "qube" || u.target === "qube-or-dom0") for (const t of qubeTargets) add({ service: u.method, argument: ANY, target: t, purpose: "read" });
+      if (u.target === "qube" || u.target === "qube-or-dom0") for (const t of qubeTargets.filter((x) => reads(u.method, x))) add({ service: u.method, argument: ANY, target: t, purpose: "read" });
       // Without a connection the classes are unknown: every property a reference may need is granted.
       if (u.target === "referenced") for (const r of referencedProperties(i.desired)) add({ service: u.method, argument: `+${r.name}`, target: r.vm, purpose: "read" });
     }

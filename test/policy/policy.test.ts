@@ -10,7 +10,8 @@ import { isMutating, startTestSim, type TestSim } from "../helpers/sim.js";
 import { loadDesired } from "../plan/_helpers.js";
 import { runIn } from "../apply/_cli.js";
 
-const EXAMPLES = ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config"];
+// Besides the examples: volumes and notes (new ops, their reads, a pool of their own).
+const EXAMPLES = ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "test/plan/fixtures/volumes-notes.yaml"];
 const MGMT = "mgmt";
 
 /** Whether a rule set lets the management qube make this call (dest as sent; qubes it created carry the tag). */
