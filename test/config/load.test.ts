@@ -264,7 +264,8 @@ qubes:
     expect(at("features.b")).toBe("26:27");
     expect(at("tags.work")).toBe("27:17");
     expect(at("firewall.1")).toBe("30:9");
-    expect(at("volumes.private")).toBe("34:31");
+    expect(at("volumes.private")).toBe("34:24");
+    expect(at("volumes.private.size")).toBe("34:31");
     expect(at("properties.vcpus")).toBe("12:3");
     expect(locate(state.qubes.get("offline")!, "firewall.0")).toMatchObject({ line: 39, column: 15 });
     expect(locate(state, "properties.default_netvm")).toMatchObject({ line: 8, column: 18 });
