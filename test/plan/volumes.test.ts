@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { readerFromClient } from "../../src/apply/admin-api.js";
 import { readForExport } from "../../src/export/read.js";
 import { renderExport } from "../../src/export/render.js";
+import { renderShownState, shownState } from "../../src/cli/commands/show.js";
+import { readActualState } from "../../src/plan/reader.js";
 import type { SimRelease } from "../../src/providers/qubes/simulator/index.js";
 import { isMutating, testRelease } from "../helpers/sim.js";
 import { converge, desiredFromYaml, errorCodes, expectValidPlanJson, planOps, planWith, runOps, startSession, type SimSession } from "./_helpers.js";
@@ -203,6 +205,19 @@ describe("notes", () => {
     await converge(main, desiredFromYaml(yaml));
     const { json } = await planWith(main, desiredFromYaml(clear));
     expect(errorCodes(json)).toEqual(["QIAC-E182"]);
+  });
+});
+
+describe("show", () => {
+  it("the volume settings and notes the config manages, as read now", async () => {
+    const sess = await session(testRelease() === "r4.2" ? "main" : testRelease());
+    const yaml = adoptWork("    volumes:\n      private: {size: 3GiB, revisions_to_keep: 0}\n      volatile: {ephemeral: true}\n    notes: \"two\\nlines\\n\"\n");
+    await converge(sess, desiredFromYaml(yaml));
+    const desired = desiredFromYaml(yaml);
+    const text = renderShownState(shownState(desired, await readActualState(readerFromClient(sess.client), desired, { parallelism: 4 })));
+    expect(text).toContain(
+      ["    volumes.private.size: 3GiB", "    volumes.private.revisions_to_keep: 0", "    volumes.volatile.ephemeral: true", '    notes: "two\\x0alines\\x0a"'].join("\n"),
+    );
   });
 });
 

@@ -128,6 +128,8 @@ function showValue(key: string, v: AttrValue, isDefault: boolean): string {
   else if (v === null) text = key === "colour" ? "unknown (qubesd tells a new label's colour only after it restarts)" : key.startsWith("features.") ? "(absent)" : "none";
   else if (v === "") text = '""';
   else if (key.endsWith(".size") && /^[0-9]+$/.test(v)) text = String(formatSize(BigInt(v)));
+  // On one line, quoted: a newline of the notes reads `\x0a` (the state is made printable first).
+  else if (key === "notes") text = `"${v}"`;
   else text = v;
   return isDefault ? `${text} (default)` : text;
 }
