@@ -116,17 +116,23 @@ async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQub
 /**
  * What the volume and notes settings of the config need besides the qubes' own reads: the
  * Info of the pools holding a volume whose revisions_to_keep the config sets (its driver bounds
- * it), and the notes of the qubes whose notes the config sets, on a release that has notes (on
+ * it; for a qube to create, its existing `pool:`), and the notes of the qubes whose notes the config sets, on a release that has notes (on
  * R4.2 the plan refuses them without a call). Once the release is known.
  */
 async function readVolumePoolsAndNotes(
   r: QubesReader,
   desired: DesiredState,
   details: Array<{ qube: ActualQube }>,
-  pools: Map<string, ActualPool>,
+  read: { names?: Set<string>; pools: Map<string, ActualPool> },
   releaseHasNotes: boolean,
 ): Promise<void> {
+  const pools = read.pools;
   const wanted = new Set<string>();
+  const listed = new Set(details.map((d) => d.qube.name));
+  for (const q of desired.qubes.values()) {
+    const sets = [...q.volumes.values()].some((v) => v.revisionsToKeep !== undefined);
+    if (sets && !listed.has(q.name) && q.pool !== undefined && !desired.pools.has(q.pool) && !pools.has(q.pool) && (read.names?.has(q.pool) ?? false)) wanted.add(q.pool);
+  }
   for (const { qube } of details) {
     const want = desired.qubes.get(qube.name);
     for (const [v, d] of want?.volumes ?? []) {
@@ -226,7 +232,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
     ...details.filter(({ qube }) => qube.klass !== "AdminVM").map(({ qube }) => ({ holder: "qube" as const, name: qube.name, properties: new Set(qube.properties.keys()) })),
     ...(globals !== undefined ? [{ holder: "global" as const, name: "global", properties: new Set(globals.keys()) }] : []),
   ]);
-  await readVolumePoolsAndNotes(r, desired, details, pools.pools, rulesFor(detected).notes);
+  await readVolumePoolsAndNotes(r, desired, details, pools, rulesFor(detected).notes);
   if (format !== undefined) dom0Features.set(names.format, format);
   if (lockHolder !== undefined) dom0Features.set(names.lock, lockHolder);
   for (const d of details) if (d.intent !== undefined) dom0Features.set(names.intent(d.qube.name), d.intent);

@@ -125,6 +125,14 @@ describe("revisions_to_keep", () => {
     expect(sess.sim.calls.filter((c) => isMutating(c.method))).toEqual([]);
   });
 
+  it("a qube to create in an existing file pool: its limit is checked too", async () => {
+    const sess = await session();
+    const yaml = "version: 1\nowner: vol\nqubes:\n  new:\n    class: AppVM\n    template: fedora-40\n    label: red\n    pool: varlibqubes\n    volumes:\n      private: {revisions_to_keep: 2}\n";
+    const { json } = await planWith(sess, desiredFromYaml(yaml));
+    expect(json.diagnostics.find((x) => x.code === "QIAC-E180")?.message).toMatch(/^qube new: volume private is in pool varlibqubes \(driver file\)/);
+    expect(sess.sim.calls.filter((c) => c.method === "admin.pool.Info").map((c) => c.arg)).toEqual(["varlibqubes"]);
+  });
+
   it("-1 (no snapshots): refused on R4.2 naming it; R4.3 and main take it while the qube is halted", async () => {
     const yaml = adoptWork("    volumes:\n      private: {revisions_to_keep: -1}\n");
     const r42 = await session("r4.2");
