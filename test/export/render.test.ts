@@ -136,6 +136,30 @@ describe("a qube", () => {
     expect(config(s).qubes.a).toEqual({ adopt: true, class: "AppVM", template: "fedora-40", label: "red", protect: true, volumes: { private: { size: "2GiB" }, volatile: { size: "10GiB" } } });
   });
 
+  it("revisions_to_keep and ephemeral only where they differ from a new volume's in the same pool; notes when there are any", () => {
+    const vol = (pool: string, saveOnStop: boolean, revisionsToKeep: number, ephemeral: boolean) => ({ pool, size: 2n * GiB, rw: true, revisionsToKeep, ephemeral, snapOnStart: false, saveOnStop });
+    const q = qube("a", {
+      volumes: new Map([
+        // lvm_thin: every volume gets the pool's revisions_to_keep (2); a file pool only those kept at shutdown.
+        ["private", vol("thin", true, 2, false)],
+        ["volatile", vol("thin", false, 0, true)],
+      ]),
+      notes: "Keys only.\n",
+    });
+    const b = qube("b", { volumes: new Map([["private", vol("varlibqubes", true, 0, false)], ["volatile", vol("varlibqubes", false, 0, false)]]) });
+    const s = state([q, b], {
+      volumePools: new Map([
+        ["thin", { name: "thin", driver: "lvm_thin", params: new Map([["revisions_to_keep", "2"], ["ephemeral_volatile", "False"], ["volume_group", "qubes_dom0"], ["thin_pool", "vm-pool"]]) }],
+        ["varlibqubes", { name: "varlibqubes", driver: "file", params: new Map([["revisions_to_keep", "1"], ["ephemeral_volatile", "False"], ["dir_path", "/var/lib/qubes"]]) }],
+      ]),
+    });
+    const c = config(s);
+    expect(c.qubes.a?.volumes).toEqual({ private: { size: "2GiB" }, volatile: { size: "2GiB", revisions_to_keep: 0, ephemeral: true } });
+    expect(c.qubes.a?.notes).toBe("Keys only.\n");
+    expect(c.qubes.b?.volumes).toEqual({ private: { size: "2GiB", revisions_to_keep: 0 }, volatile: { size: "2GiB" } });
+    expect(c.qubes.b).not.toHaveProperty("notes");
+  });
+
   it("its pool when it is not the default pool", () => {
     const q = qube("a", { volumes: new Map([["private", { pool: "fast", size: 2n * GiB, rw: true, revisionsToKeep: 1, ephemeral: false, snapOnStart: false, saveOnStop: true }]]) });
     expect(config(state([q])).qubes.a?.pool).toBe("fast");

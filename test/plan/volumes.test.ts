@@ -246,4 +246,15 @@ describe("export writes what it read", () => {
     expect(json.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
     expect(json.steps).toEqual([]);
   });
+
+  it("R4.2: no notes are read (the release has none), and the export plans no change", async () => {
+    const sess = await session("r4.2");
+    await converge(sess, desiredFromYaml(adoptWork("    volumes:\n      private: {size: 3GiB, revisions_to_keep: 0}\n")));
+    const actual = await readForExport(readerFromClient(sess.client), { owner: "vol", all: false }, { parallelism: 4 });
+    expect(sess.sim.calls.some((c) => c.method.startsWith("admin.vm.notes."))).toBe(false);
+    const out = renderExport(actual, { owner: "vol", all: false, schemaPath: "schema.json", generator: "test" });
+    expect(out.text).not.toContain("notes:");
+    const { json } = await planWith(sess, desiredFromYaml(out.text));
+    expect(json.steps).toEqual([]);
+  });
 });
