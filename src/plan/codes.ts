@@ -54,6 +54,12 @@ export const PLAN_CODES = {
   "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
   "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
   "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
+  "QIAC-E190": "a policy file of the config exists in dom0 but is not managed by this owner (set `adopt: true` to take it over)",
+  "QIAC-E191": "the policy files could not be read through qrexec's policy admin API (policy.List, policy.Get)",
+  "QIAC-E192": "`absent: true` on a policy file this owner does not manage",
+  "QIAC-E193": "another owner's inventory lists the policy file (one file has one owner; --take-ownership OWNER takes it over)",
+  "QIAC-W190": "a policy file this owner manages was changed outside qubes-iac: the plan writes it back (the diff shows the edit it undoes)",
+  "QIAC-W191": "a policy file the inventory lists is gone from dom0: written again, or its entry forgotten",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

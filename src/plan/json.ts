@@ -11,6 +11,8 @@ import type { AttrValue, StepKind } from "./changes.js";
 import type { PlannedGuest } from "./diff-guests.js";
 import type { Check, StepOp } from "./ops.js";
 import type { Plan } from "./plan.js";
+import type { PlannedPolicy } from "./diff-policies.js";
+import type { PolicyRule, PolicyScope, PolicyStatement } from "../model/qrexec-policy.js";
 import type { PlanRelease } from "./release-rules.js";
 
 export const PLAN_FORMAT = "qubes-iac-plan";
@@ -19,7 +21,7 @@ export const PLAN_FORMAT_VERSION = 1;
 
 export type JsonResourceChange = {
   address: string;
-  type: "qube" | "label" | "pool" | "properties" | "guest";
+  type: "qube" | "label" | "pool" | "properties" | "guest" | "policy";
   name: string | null;
   action: Action;
   reasons: string[];
@@ -73,6 +75,25 @@ export type JsonGuest = {
   files: Array<{ path: string; observed: { size: number; sha256: string } | { absent: true } | null }>;
 };
 
+/**
+ * A qrexec policy file the plan reads or writes: content and token before (what policy.Get
+ * returned) and after (null: no file), and the statements of each, for the loosening analysis
+ * and for reviewers. Apply re-reads each file it writes and refuses when the token changed.
+ */
+export type JsonPolicyFile = {
+  address: string;
+  scope: PolicyScope;
+  name: string;
+  /** How the owner holds the file after the plan; null: not (released, removed, or never). */
+  lifecycle: "created" | "adopted" | null;
+  old_token: string | null;
+  new_token: string | null;
+  old_content: string | null;
+  new_content: string | null;
+  old_statements: PolicyStatement[];
+  new_statements: PolicyStatement[];
+};
+
 export type JsonPlan = {
   format: typeof PLAN_FORMAT;
   format_version: number;
@@ -97,6 +118,8 @@ export type JsonPlan = {
   prior_state: Check[];
   /** Present when the config has guests in scope. */
   guests?: JsonGuest[];
+  /** Present when the config names policy files or the inventory lists some (in scope). */
+  policies?: JsonPolicyFile[];
   diagnostics: Diagnostic[];
 };
 
@@ -135,6 +158,27 @@ function toJsonGuest(g: PlannedGuest): JsonGuest {
   };
 }
 
+/** A statement without where the config wrote it (a plan names files, not config lines). */
+const bareStatement = (s: PolicyStatement): PolicyStatement => {
+  const { at: _at, ...rest } = s;
+  return s.kind === "rule" ? { ...(rest as PolicyRule), params: { ...s.params } } : (rest as PolicyStatement);
+};
+
+function toJsonPolicy(p: PlannedPolicy): JsonPolicyFile {
+  return {
+    address: p.address,
+    scope: p.scope,
+    name: p.name,
+    lifecycle: p.lifecycle,
+    old_token: p.before?.token ?? null,
+    new_token: p.after?.token ?? null,
+    old_content: p.before?.content ?? null,
+    new_content: p.after?.content ?? null,
+    old_statements: p.beforeStatements.map(bareStatement),
+    new_statements: p.afterStatements.map(bareStatement),
+  };
+}
+
 export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan {
   const errored = hasErrors(plan.diagnostics);
   const count = (pred: (a: Action) => boolean): number => plan.changes.filter((c) => pred(c.action)).length;
@@ -170,6 +214,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
     steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
     prior_state: plan.checks,
     ...(plan.guests.length > 0 ? { guests: plan.guests.map(toJsonGuest) } : {}),
+    ...(plan.policies.length > 0 ? { policies: plan.policies.map(toJsonPolicy) } : {}),
     diagnostics: plan.diagnostics,
   };
 }

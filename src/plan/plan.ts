@@ -14,6 +14,8 @@ import type { Check } from "./ops.js";
 import { orderSteps, resolveDependencies, type OrderedStep } from "./order.js";
 import { planRelease, type PlanRelease } from "./release-rules.js";
 import { selectSteps } from "./scope.js";
+import type { PlannedPolicy } from "./diff-policies.js";
+import { desiredPolicies } from "./policy-desired.js";
 
 export type PlanOptions = {
   allowRestart: boolean;
@@ -39,6 +41,8 @@ export type Plan = {
   checks: Check[];
   /** The guests in scope: how each was read, its facts, and its files as read. */
   guests: PlannedGuest[];
+  /** The policy files in scope, before and after (diff-policies.ts). */
+  policies: PlannedPolicy[];
   diagnostics: Diagnostic[];
 };
 
@@ -60,6 +64,7 @@ function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[
   for (const n of desired.pools.keys()) out.add(`pool.${n}`);
   if (desired.properties.size > 0) out.add("properties");
   for (const a of desired.guests.keys()) out.add(a);
+  for (const a of desiredPolicies(desired).keys()) out.add(a);
   return out;
 }
 
@@ -82,5 +87,5 @@ export function buildPlan(desired: DesiredState, actual: ActualState, options: P
   );
   const diagnostics = [...[...diff.diagnostics, ...inner.diagnostics].filter((d) => inScope(d.address)), ...selection.diagnostics, ...ordered.diagnostics];
   const changes = [...diff.changes, ...inner.changes].filter((c) => inScope(c.address));
-  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), diagnostics };
+  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), policies: (diff.policies ?? []).filter((p) => inScope(p.address)), diagnostics };
 }

@@ -4,10 +4,11 @@
 // string; the CLI decides where it goes and whether it is coloured.
 
 import { diffArrays } from "diff";
+import { renderPolicyDiff } from "./render-policy.js";
 import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
 import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
+import type { JsonGuest, JsonPlan, JsonPolicyFile, JsonResourceChange, JsonStep } from "./json.js";
 import { stepOpMethod } from "./ops.js";
 import { describeRelease, RELEASE_IDS } from "../model/release.js";
 import { POOL_DRIVERS } from "../config/catalog.js";
@@ -176,19 +177,20 @@ export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
   return parts.join("; ");
 }
 
-function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
+function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest, policy?: JsonPolicyFile): string[] {
   const c = displayed(written);
   const style = actionStyle(c.action);
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   const facts = guest === undefined ? undefined : factsLine(guest);
   if (facts !== undefined) comment.push(`# guest: ${facts}`);
-  if (c.destroys_data) comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
+  if (c.destroys_data && c.type !== "policy") comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
   for (const r of c.reasons) comment.push(`# ${r}`);
   return [
     ...comment.map((l) => paint("dim", `  ${l}`)),
     ...errors.map((d) => paint("remove", `  # refused, ${d.code}: ${d.message}`)),
     paint(style, `${actionSymbol(c.action).padStart(4)} ${c.address}`),
     ...renderAttributes(c, paint),
+    ...(policy === undefined ? [] : renderPolicyDiff(policy, paint)),
     "",
   ];
 }
@@ -245,7 +247,9 @@ export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
     }
     const guestAt = new Map<string, JsonGuest>();
     for (const g of plan.guests ?? []) if (!guestAt.has(g.address)) guestAt.set(g.address, g);
-    for (const c of changed) lines.push(...renderChange(c, errorsAt.get(c.address) ?? [], paint, guestAt.get(c.address)));
+    // Policy content from the plan as written: renderPolicyDiff makes each line printable itself.
+    const policyAt = new Map((written.policies ?? []).map((p) => [p.address, p]));
+    for (const c of changed) lines.push(...renderChange(c, errorsAt.get(c.address) ?? [], paint, guestAt.get(c.address), policyAt.get(c.address)));
     lines.push(...renderSteps(plan.steps, paint));
   }
   const takes = plan.options.take_ownership ?? [];

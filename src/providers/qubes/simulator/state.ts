@@ -14,6 +14,9 @@
 //            order), tags, firewall (rule lines, or null for the default "action=accept"),
 //            notes, volumes [{name, pool, size, rw, save_on_stop, snap_on_start,
 //            revisions_to_keep, ephemeral}], power, and while not Halted xid and start_time}
+//   policy   (optional, absent = empty) dom0's qrexec policy directory: {files: {name: text}}
+//            for /etc/qubes/policy.d/<name>.policy, {include: {name: text}} for its include/
+//            (served as policy.* by policy-admin.ts; not Admin API state)
 // A document that does not parse is an error naming the file; it is never silently replaced.
 
 import { parseRelease, releaseOf, type Release, type SimRelease } from "./releases.js";
@@ -39,6 +42,7 @@ export type StateDocument = {
   pools: Array<{ name: string; driver: string; config: Record<string, string> }>;
   globals: Record<string, PropValue>;
   qubes: QubeDocument[];
+  policy?: { files: Record<string, string>; include: Record<string, string> };
 };
 
 export type QubeDocument = {
@@ -101,6 +105,8 @@ export type Qube = {
   startTime: string | null;
 };
 
+export type PolicyDir = { files: Map<string, string>; include: Map<string, string> };
+
 export type Label = { index: number; name: string; color: string };
 
 export type Pool = { name: string; driver: string; config: Map<string, string> };
@@ -124,6 +130,8 @@ export type World = {
   globals: Map<string, PropValue>;
   qubes: Map<string, Qube>;
   byUuid: Map<string, Qube>;
+  /** dom0's qrexec policy directory (file name without `.policy` → text), and its include/. */
+  policy: PolicyDir;
   /** What qubesd keeps in memory only and loses on restart. */
   runtime: {
     /** Labels created in this lifetime: their colour is still bytes, so label.Get fails (upstream quirk). */
@@ -200,6 +208,7 @@ export function worldFromDocument(doc: unknown): World {
     globals,
     qubes: new Map(),
     byUuid: new Map(),
+    policy: parsePolicyDir(top.policy),
     runtime: { freshLabels: new Set(), cloneTokens: new Map(), nextXid: 1 },
   };
   for (const [i, q] of arr(top.qubes, "qubes").entries()) {
@@ -210,6 +219,19 @@ export function worldFromDocument(doc: unknown): World {
   }
   if (![...world.qubes.values()].some((q) => q.klass === "AdminVM")) throw new StateFormatError("qubes: no AdminVM (dom0)");
   return world;
+}
+
+function parsePolicyDir(doc: Json | undefined): PolicyDir {
+  const dir: PolicyDir = { files: new Map(), include: new Map() };
+  if (doc === undefined) return dir;
+  const o = obj(doc, "policy");
+  for (const key of ["files", "include"] as const) {
+    for (const [k, v] of Object.entries(obj(o[key] ?? {}, `policy.${key}`))) {
+      if (!/^[A-Za-z0-9_-]+$/.test(k)) throw new StateFormatError(`policy.${key}: ${JSON.stringify(k)} is not a policy file name`);
+      dir[key].set(k, str(v, `policy.${key}.${k}`));
+    }
+  }
+  return dir;
 }
 
 function parseQube(o: { [k: string]: Json }, at: string): Qube {
@@ -327,6 +349,10 @@ export function serializeState(world: World, cache?: FragmentCache, dirty?: Read
     labels: world.labels.map((l) => ({ index: l.index, name: l.name, color: l.color })),
     pools: [...world.pools.values()].map((p) => ({ name: p.name, driver: p.driver, config: Object.fromEntries(p.config) })),
     globals: Object.fromEntries(world.globals),
+    // Only when it holds a file: a state without policy stays byte-identical to the ones before it.
+    ...(world.policy.files.size + world.policy.include.size > 0
+      ? { policy: { files: Object.fromEntries([...world.policy.files].sort(([a], [b]) => (a < b ? -1 : 1))), include: Object.fromEntries([...world.policy.include].sort(([a], [b]) => (a < b ? -1 : 1))) } }
+      : {}),
   };
   const fragments = qubes.map((q) => {
     const hit = cache && dirty && !dirty.has(q.name) ? cache.get(q) : undefined;
