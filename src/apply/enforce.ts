@@ -112,6 +112,18 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       return onSubjectQube(o.vm);
     case "vm.uuid":
       return onSubjectQube(o.vm);
+    case "volume.clone-from":
+      // Read-only for its qube, and only as the clone source of the qube this step creates: the
+      // step creates `to`, and copies the volume into it right after (src/model/clone.ts).
+      if (step.kind !== "create") return "a volume is copied only in the create step of its copy";
+      if (s.type !== "qube" || o.to !== s.name) return `it copies a volume into ${o.to}, not into ${step.address}`;
+      if (o.vm === s.name) return "a qube is not a clone source of itself";
+      if (!step.ops.some((x) => !isGuestOp(x) && x.op === "vm.create" && x.name === s.name)) return `the step does not create ${s.name}`;
+      if (!step.ops.some((x) => !isGuestOp(x) && x.op === "volume.clone-to" && x.vm === s.name && x.from === o.vm && x.volume === o.volume)) return `no CloneTo of ${s.name} takes its token`;
+      return undefined;
+    case "volume.clone-to":
+      if (step.kind !== "create") return "a volume is copied only in the create step of its copy";
+      return onSubjectQube(o.vm);
     case "record.set":
     case "record.remove":
       if (o.owner !== owner && o.op === "record.set") return `it writes a record of owner ${o.owner}`;

@@ -43,6 +43,7 @@ function referencedQubes(desired: DesiredState): string[] {
   const out = new Set<string>();
   for (const q of desired.qubes.values()) {
     if (q.template !== undefined) out.add(q.template);
+    if (q.clone !== undefined) out.add(q.clone);
     for (const v of q.properties.values()) if (v.kind === "vm" && v.value !== null) out.add(v.value);
   }
   for (const v of desired.properties.values()) if (v.kind === "vm" && v.value !== null) out.add(v.value);
@@ -87,6 +88,9 @@ function qubeOps(vm: string): Op[] {
     "pool.remove": undefined,
     "volume.resize": { op: "volume.resize", vm, volume: ANY, size: "0" },
     "vm.uuid": { op: "vm.uuid", vm },
+    // A clone's volumes: CloneTo on the new qube, CloneFrom on its source (potentialOps).
+    "volume.clone-to": { op: "volume.clone-to", vm, volume: ANY as "root", from: ANY, size: "0" },
+    "volume.clone-from": undefined,
     // Record ops are feature.Set/Remove on the qube, already granted above for any name.
     "record.set": undefined,
     "record.remove": undefined,
@@ -136,9 +140,18 @@ export function potentialOps(i: PolicyInput): Op[] {
     // An adopted qube is removed only when the config says `absent: true` on it.
     ops.push(
       ...qubeOps(target).filter(
-        (o) => !(o.op === "vm.remove" && q.adopt && !q.absent) && !(o.op === "volume.resize" && q.volumes.size === 0) && !(o.op === "vm.uuid" && q.adopt),
+        (o) =>
+          !(o.op === "vm.remove" && q.adopt && !q.absent) &&
+          !(o.op === "volume.resize" && q.volumes.size === 0) &&
+          !(o.op === "vm.uuid" && q.adopt) &&
+          !(o.op === "volume.clone-to" && (q.clone === undefined || q.adopt)),
       ),
     );
+    // CloneFrom on the source, which the config names (or creates: then by the created-by tag).
+    if (q.clone !== undefined && !q.adopt) {
+      const src = desired.qubes.get(q.clone);
+      ops.push({ op: "volume.clone-from", vm: src !== undefined && !src.adopt ? created : q.clone, volume: ANY as "root", to: created });
+    }
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
     const netvm = q.properties.get("netvm");
     if (netvm?.kind === "vm" && netvm.value !== null && netvm.value !== "dom0" && !desired.qubes.has(netvm.value)) ops.push({ op: "vm.start", vm: netvm.value });

@@ -97,6 +97,12 @@ async function compare(reader: QubesReader, o: Op, uuids: UuidBindings): Promise
       const v = await reader.volume(o.vm, o.volume);
       return v.size === BigInt(o.size) ? done : notDone(`volume ${o.volume} of ${o.vm} is ${v.size} bytes`);
     }
+    case "volume.clone-from":
+      // Its answer is the token: one lost is gone, and the CloneTo that needed it cannot run.
+      return notDone(`the token of the CloneFrom of ${o.vm}'s ${o.volume} volume was lost with its answer`);
+    case "volume.clone-to":
+      // Nothing a reader sees tells a copied volume from an empty one of the same size.
+      return { kind: "unknown", detail: `whether the ${o.volume} volume of ${o.vm} holds the copy of ${o.from}'s cannot be read back` };
     case "vm.uuid": {
       // A read: its re-read is the read itself, and binds the UUID as the op would have.
       const raw = (await reader.properties({ vm: o.vm })).get("uuid")?.raw ?? "";

@@ -5,6 +5,7 @@
 // versioned plan format (schemas/plan.schema.json).
 
 import { createHash } from "node:crypto";
+import type { CloneVolume } from "../model/clone.js";
 import type { AgentSpec, ContentRef } from "../model/guest.js";
 import { ownershipNames, type RecordKey } from "../model/ownership.js";
 
@@ -37,6 +38,15 @@ export type Op =
   | { op: "pool.remove"; name: string }
   /** New size in bytes, decimal (bigger than 2^53 is possible, so a string). */
   | { op: "volume.resize"; vm: string; volume: string; size: string }
+  /**
+   * admin.vm.volume.CloneFrom on the clone source `vm`, read-only for it (src/model/clone.ts): it
+   * answers a token that the executor keeps in memory, never in a plan, for the `volume.clone-to`
+   * of qube `to` (the qube its step creates). `size`: the source volume's bytes as the plan read
+   * them (absent when the source is created by the same apply), for progress and the timeout.
+   */
+  | { op: "volume.clone-from"; vm: string; volume: CloneVolume; to: string; size?: string }
+  /** admin.vm.volume.CloneTo on `vm` with the token the `volume.clone-from` of `from` read in this apply. */
+  | { op: "volume.clone-to"; vm: string; volume: CloneVolume; from: string; size?: string }
   /**
    * admin.vm.property.Get `uuid`, right after the qube's Create: the UUID of a qube this apply
    * creates is unknown when the plan is made; the executor keeps the answer for the record ops
@@ -128,6 +138,10 @@ export function opMethod(o: Op): string {
       return "admin.pool.Remove";
     case "volume.resize":
       return "admin.vm.volume.Resize";
+    case "volume.clone-from":
+      return "admin.vm.volume.CloneFrom";
+    case "volume.clone-to":
+      return "admin.vm.volume.CloneTo";
     case "vm.uuid":
       return "admin.vm.property.Get";
     case "record.set":
