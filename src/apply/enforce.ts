@@ -80,6 +80,17 @@ function referencedQubes(step: JsonStep): Set<string> {
   return out;
 }
 
+/**
+ * A file pool copies only a halted volume: with --allow-restart, the create step of a clone stops
+ * its source right before the copy and starts it right after (src/plan/clone.ts). Only so: the
+ * step creates its qube and copies a volume of `vm` into it.
+ */
+function isCloneSourceRestart(step: JsonStep, s: Subject, vm: string): boolean {
+  if (step.kind !== "create" || s.type !== "qube" || vm === s.name) return false;
+  const ops = step.ops.filter((x) => !isGuestOp(x));
+  return ops.some((x) => x.op === "vm.create" && x.name === s.name) && ops.some((x) => x.op === "volume.clone-from" && x.vm === vm && x.to === s.name);
+}
+
 /** Why `o` may not run in `step` of a plan of `owner`; undefined when it belongs there. */
 function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): string | undefined {
   if (isGuestOp(o)) return s.type === "guest" && o.guest === s.address ? undefined : `a guest operation on ${o.guest} in a step for ${step.address}`;
@@ -105,6 +116,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       if (step.kind !== "delete") return "a qube is removed only in a delete step";
       return onSubjectQube(o.vm);
     case "vm.start":
+      if (isCloneSourceRestart(step, s, o.vm)) return undefined;
       // A running qube is connected only to a running netvm: its step may start the qube it points at.
       if (s.type === "qube" && o.vm !== s.name && step.kind === "update" && referencedQubes(step).has(o.vm)) return undefined;
       // Running qubes that follow default_netvm are connected only to a running one: the step that moves it may start it.
@@ -130,6 +142,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       if (o.uuid !== undefined && !isUuid(o.uuid)) return `${JSON.stringify(o.uuid)} is not a UUID`;
       return onSubjectQube(o.vm);
     case "vm.shutdown":
+      return isCloneSourceRestart(step, s, o.vm) ? undefined : onSubjectQube(o.vm);
     case "vm.pause":
     case "vm.unpause":
     case "vm.resume":

@@ -41,6 +41,12 @@ export const PLAN_CODES = {
   "QIAC-E150": "another owner's inventory lists the qube to adopt or create, or the label or pool to create (one object has one owner; --take-ownership OWNER takes it over)",
   "QIAC-E151": "a qube without a valid `uuid` property (qubes-iac binds its records to it)",
   "QIAC-E152": "`absent: true` on a qube this owner does not manage",
+  "QIAC-E160": "a TemplateVM or StandaloneVM to create without `clone:` (its root volume would be empty) and without `root: empty`",
+  "QIAC-E161": "a `template:` that is neither in the config nor in the system (the hint prints `qvm-template install`)",
+  "QIAC-E162": "a `clone:` source that is neither in the config nor in the system",
+  "QIAC-E163": "a `clone:` source whose class cannot be copied into the qube's class",
+  "QIAC-E164": "a `clone:` source in a `file` pool that will be running at the copy, without --allow-restart",
+  "QIAC-E165": "a `clone:` source that the same config destroys (`absent: true`)",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
@@ -49,6 +55,8 @@ export const PLAN_CODES = {
   "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
   "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
   "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
+  "QIAC-W160": "`clone:` on a qube that already exists: it is not cloned again",
+  "QIAC-W161": "a qube created with `root: empty` is not started (nothing to boot yet), whatever its `state`",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -21,6 +21,7 @@ import type { Op } from "./ops.js";
 import { checkFirewallExpiry } from "./firewall-expiry.js";
 import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
 import { checkResume, checkRunningDisposables } from "./power-order.js";
+import { checkEmptyRoot, missingTemplate, planClone, type PlannedClone } from "./clone.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -64,7 +65,11 @@ export function checkDesiredReferences(ctx: DiffContext, q: DesiredQube): void {
       }
       continue;
     }
-    const what = r.field === "template" ? "template" : r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.kind;
+    if (r.field === "template") {
+      missingTemplate(ctx, q);
+      continue;
+    }
+    const what = r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.kind;
     ctx.diagnostics.push(
       planDiagnostic("QIAC-E107", `qube ${q.name}: ${what} '${r.name}' is neither in the config nor in the system`, {
         location: locate(q, r.field),
@@ -212,7 +217,7 @@ function warnOtherMarks(ctx: DiffContext, q: DesiredQube, a: DetailedQube): void
 // ---------------------------------------------------------------------------------------------
 // Create
 
-function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string): { ops: Op[]; after: Attributes; afterDefault: string[] } {
+function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string, clone?: PlannedClone): { ops: Op[]; after: Attributes; afterDefault: string[] } {
   const { names } = ctx;
   const vm = q.name;
   const after: Attributes = { class: klass };
@@ -242,6 +247,12 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     ops.push(record("protect"));
     after.protect = "true";
   }
+  // What the source gives and the config does not set: no records (the config does not manage it).
+  if (clone !== undefined) {
+    for (const c of clone.copied) ops.push(...c.ops);
+    Object.assign(after, clone.after);
+  }
+  if (q.emptyRoot === true) after.root = "empty";
   for (const [p, v] of q.properties) {
     const key = `properties.${p}`;
     if (v.kind === "default") {
@@ -259,16 +270,27 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     after[`features.${f}`] = v;
   }
   for (const t of sorted(q.tags)) ops.push(record(`tag.${t}`), { op: "tag.set", vm, name: t });
-  after.tags = sorted([...q.tags, names.ownerTag]);
+  after.tags = sorted([...q.tags, names.ownerTag, ...(clone?.copiedTags ?? [])]);
   if (q.firewall !== undefined) {
     ops.push(record("firewall"), { op: "firewall.set", vm, rules: [...q.firewall] });
     after.firewall = [...q.firewall];
   }
+  // The copies before any resize: CloneTo gives the new volume the source's size.
+  if (clone !== undefined) ops.push(...clone.volumeOps);
   for (const [v, { size }] of q.volumes) {
     ops.push({ op: "volume.resize", vm, volume: v, size: String(size) });
     after[`volumes.${v}.size`] = String(size);
   }
-  if (q.state !== undefined) {
+  if (q.state !== undefined && q.emptyRoot === true && q.state !== "halted") {
+    ctx.diagnostics.push(
+      planDiagnostic("QIAC-W161", `qube ${vm} is created with an empty root (root: empty): it is not started, there is nothing to boot yet`, {
+        location: locate(q, "state"),
+        address: `qube.${vm}`,
+        hint: `install into it first (for example qvm-start --cdrom=QUBE:/path/to.iso ${vm}); the next plan after that brings it to state: ${q.state}`,
+      }),
+    );
+    after.state = "halted";
+  } else if (q.state !== undefined) {
     ops.push(...powerOps(vm, "halted", q.state));
     after.state = q.state;
   }
@@ -293,13 +315,20 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
   if (!taken.ok) return { steps: [] };
   ctx.addCheck({ check: "qube-absent", vm: q.name });
   checkNewQubeProperties(ctx, q, q.class);
-  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label);
+  if (!checkEmptyRoot(ctx, q, q.class)) return { steps: [] };
+  const clone = q.clone === undefined ? undefined : planClone(ctx, q, q.class);
+  if (q.clone !== undefined && clone === undefined) return { steps: [] };
+  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label, clone);
   change.after = after;
   change.afterDefault = afterDefault;
+  if (clone !== undefined) {
+    change.reasons.push(...clone.reasons);
+    change.fromSource = { qube: q.clone as string, attributes: clone.fromSource };
+  }
   if (own.confirmed || own.intent) change.reasons.push("the inventory lists it but it does not exist: it is created again");
   return {
     change,
-    steps: [{ id: stepId("create", address), address, kind: "create", ops: [...taken.ops, ...ops], uses: desiredReferences(q).map((r) => r.address), unreferences: [], after: [] }],
+    steps: [{ id: stepId("create", address), address, kind: "create", ops: [...taken.ops, ...ops], uses: [...new Set([...desiredReferences(q).map((r) => r.address), ...(clone?.uses ?? [])])], unreferences: [], after: [] }],
   };
 }
 
@@ -526,9 +555,16 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   }
   const label = q.label ?? a.properties.get("label")?.raw ?? "";
   checkNewQubeProperties(ctx, q, klass);
-  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label);
+  if (!checkEmptyRoot(ctx, q, klass)) return { steps: [] };
+  const clone = q.clone === undefined ? undefined : planClone(ctx, q, klass);
+  if (q.clone !== undefined && clone === undefined) return { steps: [] };
+  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label, clone);
   change.after = after;
   change.afterDefault = afterDefault;
+  if (clone !== undefined) {
+    change.reasons.push(...clone.reasons);
+    change.fromSource = { qube: q.clone as string, attributes: clone.fromSource };
+  }
   const power = settledPower(a.power);
   if (power !== undefined && power !== "halted") change.reasons.push(`it is ${power}: apply shuts it down first`);
   const del = stepId("delete", address);
@@ -537,7 +573,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
     change,
     steps: [
       { id: del, address, kind: "delete", ops: removalOps(vm, a.power), uses: [], unreferences: currentReferences(a), after: [] },
-      { id: stepId("create", address), address, kind: "create", ops, uses: desiredReferences(q).map((r) => r.address), unreferences: [], after: [del] },
+      { id: stepId("create", address), address, kind: "create", ops, uses: [...new Set([...desiredReferences(q).map((r) => r.address), ...(clone?.uses ?? [])])], unreferences: [], after: [del] },
     ],
   };
 }
@@ -717,6 +753,14 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
   if (ctx.releases(q.name)) return diffReleased(ctx, q.name, own);
   checkDesiredReferences(ctx, q);
   checkFirewallExpiry(ctx, q);
+  if (q.clone !== undefined && listed !== undefined && (q.class === undefined || q.class === listed.klass)) {
+    ctx.diagnostics.push(
+      planDiagnostic("QIAC-W160", `qube ${q.name} exists: clone: ${q.clone} is read only when it is created, so it is not cloned again (later changes of ${q.clone} do not reach it)`, {
+        location: locate(q, "clone"),
+        address,
+      }),
+    );
+  }
   switch (own.kind) {
     case "absent":
       return diffCreate(ctx, q, own);
