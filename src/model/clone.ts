@@ -16,6 +16,8 @@
 
 import { RECORD_PREFIX } from "./ownership.js";
 
+const article = (cls: string): string => `${/^[AEIOU]/.test(cls) ? "an" : "a"} ${cls}`;
+
 /** Volumes whose data a clone copies. */
 export type CloneVolume = "root" | "private";
 
@@ -35,13 +37,13 @@ export function cloneVolumes(source: string, target: string): { volumes: readonl
       case "DispVM":
         return { error: "a DispVM has no volume of its own to copy: create it from its disposable template instead" };
       default:
-        return { error: `a ${source} is not a qube qubes-iac creates` };
+        return { error: `${article(source)} is not a qube qubes-iac creates` };
     }
   }
   if (target === "TemplateVM" && source === "StandaloneVM") return { volumes: ["root", "private"] };
   if (target === "StandaloneVM" && source === "TemplateVM") return { volumes: ["root"] };
   return {
-    error: `a ${target} cannot be made from a ${source}: clones are of the same class (qvm-clone), a TemplateVM from a StandaloneVM (qvm-clone -C TemplateVM), or a StandaloneVM from a TemplateVM (qvm-create --standalone -t)`,
+    error: `${article(target)} cannot be made from ${article(source)}: clones are of the same class (qvm-clone), a TemplateVM from a StandaloneVM (qvm-clone -C TemplateVM), or a StandaloneVM from a TemplateVM (qvm-create --standalone -t)`,
   };
 }
 
