@@ -103,6 +103,16 @@ function readAttributes(s: CloneSource): SourceAttributes {
   return { properties, features: new Map(s.features), tags: new Set(s.tags), ...(firewall !== undefined ? { firewall } : {}) };
 }
 
+/** A volume's size once this plan made its qube: the config's size, or its own source's (a copy has the size of what it copies). */
+function plannedSize(ctx: DiffContext, name: string, volume: CloneVolume, depth = 0): bigint | undefined {
+  const read = ctx.actual.cloneSources?.get(name)?.volumes.get(volume)?.size;
+  if (read !== undefined) return read;
+  const d = ctx.desired.qubes.get(name);
+  const sized = d?.volumes.get(volume)?.size;
+  if (sized !== undefined) return BigInt(sized);
+  return d?.clone !== undefined && depth < 8 && !ctx.actual.listing.has(name) ? plannedSize(ctx, d.clone, volume, depth + 1) : undefined;
+}
+
 /**
  * Whether the source will be running when its volumes are copied: as read, or — for a source this
  * plan creates or changes — as its config's `state` leaves it.
@@ -173,7 +183,7 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
   let mustHalt = false;
   for (const v of vols.volumes) {
     const info = read?.volumes.get(v);
-    const size = info?.size;
+    const size = info?.size ?? plannedSize(ctx, source, v);
     after[`volumes.${v}`] = `cloned from ${source}${size !== undefined ? ` (${showSize(size)})` : ""}`;
     // A volume of a source this plan creates: its pool is not read; it is treated as a file pool's.
     if (info === undefined || HALTED_COPY_DRIVERS.has(info.driver)) mustHalt ||= true;
