@@ -150,7 +150,9 @@ export function potentialOps(i: PolicyInput): Op[] {
     // CloneFrom on the source, which the config names (or creates: then by the created-by tag).
     if (q.clone !== undefined && !q.adopt) {
       const src = desired.qubes.get(q.clone);
-      ops.push({ op: "volume.clone-from", vm: src !== undefined && !src.adopt ? created : q.clone, volume: ANY as "root", to: created });
+      const source = src !== undefined && !src.adopt ? created : q.clone;
+      // A file pool copies only a halted volume: with --allow-restart, apply stops the source and starts it again.
+      ops.push({ op: "volume.clone-from", vm: source, volume: ANY as "root", to: created }, { op: "vm.shutdown", vm: source }, { op: "vm.start", vm: source });
     }
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
     const netvm = q.properties.get("netvm");
