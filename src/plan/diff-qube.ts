@@ -241,8 +241,11 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     record("own"),
     { op: "tag.set", vm, name: names.ownerTag },
     { op: "feature.set", vm: "dom0", name: names.created(vm), value: MARKER_VALUE },
-    { op: "feature.remove", vm: "dom0", name: names.intent(vm) },
   ];
+  // A clone's create is finished only once its volumes are copied: until then the intent stays,
+  // and the next plan copies them again (diffUpdate, unfinishedClone).
+  const intentDone: Op = { op: "feature.remove", vm: "dom0", name: names.intent(vm) };
+  if (clone === undefined) ops.push(intentDone);
   if (q.protect) {
     ops.push(record("protect"));
     after.protect = "true";
@@ -276,7 +279,7 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     after.firewall = [...q.firewall];
   }
   // The copies before any resize: CloneTo gives the new volume the source's size.
-  if (clone !== undefined) ops.push(...clone.volumeOps);
+  if (clone !== undefined) ops.push(...clone.volumeOps, intentDone);
   for (const [v, { size }] of q.volumes) {
     ops.push({ op: "volume.resize", vm, volume: v, size: String(size) });
     after[`volumes.${v}.size`] = String(size);
@@ -476,7 +479,15 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
     const at = acc.ops.findIndex((o) => o.op === "property.set" && o.name === "netvm");
     acc.ops.splice(at, 0, { op: "vm.start", vm: startsNetvm });
   }
-  const ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, uuid, own, lifecycle, adoption) : [];
+  let ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, uuid, own, lifecycle, adoption) : [];
+  // A create by cloning interrupted before its copies were done (its intent is still there): copied again.
+  if (unfinishedClone(ctx, q, own, lifecycle) && settledPower(a.power) === "halted") {
+    const c = planClone(ctx, q, a.klass as QubeClass);
+    if (c === undefined) return { steps: [] };
+    const intent = ctx.names.intent(vm);
+    ownOps = [...ownOps.filter((o) => !(o.op === "feature.remove" && o.vm === "dom0" && o.name === intent)), ...c.copied.flatMap((x) => x.ops), ...c.volumeOps, { op: "feature.remove", vm: "dom0", name: intent }];
+    reasons.push(`finish an interrupted create by cloning: its volumes are copied from ${q.clone as string} again`, ...c.reasons);
+  }
   const migrate = migrationOps(ctx, vm, uuid, rec);
   checkEntries(ctx, vm);
   const ops = [...takeOver, ...ownOps, ...migrate, ...pre, ...acc.ops, ...post];
@@ -501,6 +512,11 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
     change,
     steps: [{ id: stepId("update", address), address, kind: "update", ops, uses: acc.uses, unreferences: acc.unreferences, after: [] }],
   };
+}
+
+/** A qube qubes-iac created by cloning whose create did not finish (its intent `create` is still there). */
+function unfinishedClone(ctx: DiffContext, q: DesiredQube, own: { intent: boolean }, lifecycle: Lifecycle): boolean {
+  return q.clone !== undefined && lifecycle === "created" && own.intent && ctx.actual.dom0Features.get(ctx.names.intent(q.name)) === "create";
 }
 
 type ExistingMarks = Marks & ({ kind: "owned"; lifecycle: Lifecycle } | { kind: "drift" | "pending-adopt" | "foreign"; lifecycle?: undefined });
@@ -753,7 +769,7 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
   if (ctx.releases(q.name)) return diffReleased(ctx, q.name, own);
   checkDesiredReferences(ctx, q);
   checkFirewallExpiry(ctx, q);
-  if (q.clone !== undefined && listed !== undefined && (q.class === undefined || q.class === listed.klass)) {
+  if (q.clone !== undefined && listed !== undefined && (q.class === undefined || q.class === listed.klass) && ctx.actual.dom0Features.get(ctx.names.intent(q.name)) !== "create") {
     ctx.diagnostics.push(
       planDiagnostic("QIAC-W160", `qube ${q.name} exists: clone: ${q.clone} is read only when it is created, so it is not cloned again (later changes of ${q.clone} do not reach it)`, {
         location: locate(q, "clone"),

@@ -140,7 +140,7 @@ describe("a saved plan with a forged CloneFrom", () => {
     expect(planProblems(p).map((x) => `${x.step}#${x.opIndex ?? "-"}: ${x.why}`)).toEqual([
       "create:qube.build#8: no CloneTo of build takes its token",
       "create:qube.build#9: it acts on qube work, not on qube.build",
-      "update:qube.work#0: a volume is copied only in the create step of its copy",
+      "update:qube.work#0: a volume is copied only in the create step of its copy (or the step that finishes that create)",
     ]);
   });
 });

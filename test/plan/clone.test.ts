@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { JsonPlan } from "../../src/plan/json.js";
 import { renderHumanPlan } from "../../src/plan/render.js";
-import { converge, desiredFromYaml, errorCodes, expectValidPlanJson, planWith, startSession, type SimSession } from "./_helpers.js";
+import { converge, desiredFromYaml, errorCodes, expectValidPlanJson, planOps, planWith, runOps, startSession, type SimSession } from "./_helpers.js";
 
 const yaml = (body: string): string => `version: 1\nowner: o\n${body}`;
 const opsOf = (j: JsonPlan, id: string) => j.steps.find((s) => s.id === id)?.ops ?? [];
@@ -97,6 +97,26 @@ describe("clone", () => {
     const again = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
     expect(again.json.steps).toEqual([]);
     expect(again.json.diagnostics.map((d) => d.code)).toEqual(["QIAC-W160", "QIAC-W160"]);
+  });
+
+  it("a create interrupted before its copies were done is copied again by the next plan (its intent is still there), then No changes", async () => {
+    const desired = desiredFromYaml(yaml("qubes:\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    const first = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
+    const ops = planOps(first.json);
+    const cut = ops.findIndex((o) => o.op === "volume.clone-to");
+    // The apply stops right before the first CloneTo (a crash, a lost connection).
+    await runOps(s.client, ops.slice(0, cut));
+    const again = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
+    expectValidPlanJson(again.json);
+    expect(errorCodes(again.json)).toEqual([]);
+    expect(again.json.diagnostics.map((d) => d.code)).not.toContain("QIAC-W160");
+    const finish = opsOf(again.json, "update:qube.fedora-dev");
+    expect(finish.filter((o) => o.op.startsWith("volume.clone")).map((o) => o.op)).toEqual(["volume.clone-from", "volume.clone-to", "volume.clone-from", "volume.clone-to"]);
+    expect(finish.at(-1)).toEqual({ op: "feature.remove", vm: "dom0", name: "qubes-iac.o.intent.fedora-dev" });
+    await runOps(s.client, planOps(again.json));
+    const done = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
+    expect(done.json.steps).toEqual([]);
+    expect(done.json.diagnostics.map((d) => d.code)).toEqual(["QIAC-W160"]);
   });
 
   it("a running source in a file pool: an error without --allow-restart; with it, Shutdown before the copy and Start after", async () => {
