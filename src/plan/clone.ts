@@ -133,8 +133,11 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
   const at = locate(q, "clone");
   const address = `qube.${q.name}`;
   const srcDesired = ctx.desired.qubes.get(source);
-  if (srcDesired?.absent === true) {
-    ctx.diagnostics.push(planDiagnostic("QIAC-E165", `qube ${q.name}: its clone source ${source} is destroyed by the same config (\`absent: true\`)`, { location: at, address, hint: `clone another qube, or keep ${source}` }));
+  // Destroyed by the same plan: `absent: true`, or created by this owner and dropped from the config.
+  const dropped = srcDesired === undefined && (ctx.inventory.created.has(source) || ctx.inventory.legacy.has(source)) && !ctx.releases(source);
+  if (srcDesired?.absent === true || dropped) {
+    const why = dropped ? "dropped from the config, which destroys it" : "`absent: true`";
+    ctx.diagnostics.push(planDiagnostic("QIAC-E165", `qube ${q.name}: its clone source ${source} is destroyed by the same plan (${why})`, { location: at, address, hint: `clone another qube, or keep ${source} in the config` }));
     return undefined;
   }
   const klassOfSource = sourceClass(ctx, source);

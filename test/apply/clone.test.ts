@@ -144,3 +144,59 @@ describe("a saved plan with a forged CloneFrom", () => {
     ]);
   });
 });
+
+describe("a fault at a clone's calls", () => {
+  for (const [rule, what] of [
+    ["admin.vm.volume.CloneTo+root/fedora-dev@1=exception:QubesException", "CloneTo refused"],
+    ["admin.vm.volume.CloneTo+private/fedora-dev@1=close-after", "CloneTo made, its answer lost"],
+    ["admin.vm.volume.CloneFrom+private/fedora-40@1=close-after", "CloneFrom's token lost"],
+  ] as const) {
+    it(`${what}: the step fails, the next apply copies again, and then No changes`, async () => {
+      s.sim.faults.add(rule);
+      const first = await apply(["--auto-approve", "examples/templates.yaml"]);
+      expect(first.code).toBe(1);
+      expect(first.stdout).toMatch(/create:qube\.fedora-dev: failed/);
+      expect(s.sim.faults.fired()).toHaveLength(1);
+      const from = s.sim.calls.length;
+      const second = await apply(["--auto-approve", "examples/templates.yaml"]);
+      expect(second.stderr).not.toMatch(/error/);
+      expect(second.code).toBe(0);
+      // The half-made copy is finished, not made again: no Create of fedora-dev, its volumes copied.
+      const calls = mutated(from);
+      expect(calls).not.toContain("admin.vm.Create.TemplateVM+ → dom0");
+      expect(calls.filter((c) => c.startsWith("admin.vm.volume.") && (c.endsWith("→ fedora-40") || (c.includes("CloneTo+") && c.endsWith("→ fedora-dev"))))).toEqual(FEDORA_DEV_COPIES);
+      const next = await plan(["examples/templates.yaml"]);
+      expect(next.stdout).toBe("No changes.\n");
+    });
+  }
+});
+
+describe("a saved plan that copies into a qube whose create is finished", () => {
+  it("is refused before any call: its volumes are never overwritten", async () => {
+    expect((await apply(["--auto-approve", "examples/templates.yaml"])).code).toBe(0);
+    const file = join(dir, "p.plan");
+    const r = await plan(["--out", file, "examples/templates.yaml"]);
+    expect(r.code).toBe(0);
+    const p = JSON.parse(readFileSync(file, "utf8")) as JsonPlan;
+    p.resource_changes.push({ address: "qube.devbox", type: "qube", name: "devbox", action: "update", reasons: [], destroys_data: false, before: {}, after: {}, before_default: [], after_default: [], needs_halt: [] });
+    p.steps.push({
+      id: "update:qube.devbox",
+      address: "qube.devbox",
+      kind: "update",
+      wave: 1,
+      depends_on: [],
+      ops: [
+        { op: "volume.clone-from", vm: "vault", volume: "root", to: "devbox" },
+        { op: "volume.clone-to", vm: "devbox", volume: "root", from: "vault" },
+        { op: "feature.remove", vm: "dom0", name: "qubes-iac.templates.intent.devbox" },
+      ],
+    });
+    p.applyable = true;
+    writeFileSync(file, JSON.stringify(p));
+    const from = s.sim.calls.length;
+    const refused = await apply(["--auto-approve", file]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("step update:qube.devbox: it overwrites volumes of qube devbox, whose create is finished");
+    expect(mutated(from)).toEqual([]);
+  });
+});

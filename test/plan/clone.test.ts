@@ -44,7 +44,6 @@ describe("clone", () => {
     expect(change?.after?.clone).toBe("fedora-40");
     const human = renderHumanPlan(j, { color: false });
     expect(human).toMatch(/volumes\.root: cloned from fedora-40 \(/);
-    console.info(human);
   });
 
   it("copies the source's features and tags but never another owner's records or managed-by/created-by tags", async () => {
@@ -154,6 +153,15 @@ describe("no empty disks by surprise", () => {
     expect(errorCodes(j)).toEqual([]);
     expect(diag(j, "QIAC-W161")?.location?.line).toBe(8);
     expect(opsOf(j, "create:qube.hvm").some((o) => o.op === "vm.start")).toBe(false);
+  });
+
+  it("a clone source the same plan destroys: absent: true, or created by this owner and dropped from the config", async () => {
+    await converge(s, desiredFromYaml(yaml("qubes:\n  base:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n")));
+    const dropped = await plan(yaml("qubes:\n  copy:\n    class: TemplateVM\n    label: black\n    clone: base\n"));
+    expect(errorCodes(dropped)).toEqual(["QIAC-E165"]);
+    expect(diag(dropped, "QIAC-E165")?.location?.line).toBe(7);
+    const absent = await plan(yaml("qubes:\n  base: {absent: true}\n  copy:\n    class: TemplateVM\n    label: black\n    clone: base\n"));
+    expect(errorCodes(absent)).toEqual(["QIAC-E165"]);
   });
 
   it("a clone source that exists nowhere, or of a class that cannot be copied", async () => {
