@@ -7,6 +7,7 @@ const RELEASE_MATRIX = [
   "test/e2e/apply.test.ts",
   "test/apply/cli.test.ts",
   "test/apply/enforce.test.ts",
+  "test/apply/clone.test.ts",
   "test/apply/ownership.test.ts",
   "test/plan/converge.test.ts",
   "test/plan/volumes.test.ts",

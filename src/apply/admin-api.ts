@@ -136,6 +136,8 @@ export function opCall(o: Op): OpCall {
     case "volume.resize":
     case "volume.revisions":
     case "volume.ephemeral":
+    case "volume.clone-from":
+    case "volume.clone-to":
       return { method, dest: o.vm, arg: o.volume };
     case "notes.set":
       return { method, dest: o.vm, arg: "" };
@@ -161,6 +163,13 @@ export const ANY_ARGUMENT = "*";
  */
 export type UuidBindings = Map<string, string>;
 
+/**
+ * The CloneFrom tokens of one apply, by `<new qube>:<volume>`: kept in memory only, each used by
+ * the one CloneTo that follows it (qubesd forgets a token once used).
+ */
+export type CloneTokens = Map<string, string>;
+const tokenKey = (to: string, volume: string): string => `${to}:${volume}`;
+
 /** The one record op's feature name, or why it cannot be written (no `vm.uuid` ran for the qube). */
 function boundRecordName(o: Extract<Op, { op: "record.set" | "record.remove" }>, uuids: UuidBindings): string {
   const name = recordName(o, o.uuid ?? uuids.get(o.vm));
@@ -169,7 +178,7 @@ function boundRecordName(o: Extract<Op, { op: "record.set" | "record.remove" }>,
 }
 
 /** Runs one op as the one Admin API call it names (opCall says which). */
-export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = new Map()): Promise<void> {
+export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = new Map(), tokens: CloneTokens = new Map()): Promise<void> {
   switch (o.op) {
     case "vm.create":
       return client.vm.create({ klass: o.class, name: o.name, label: o.label, ...(o.template !== undefined ? { template: o.template } : {}), ...(o.pool !== undefined ? { pool: o.pool } : {}) });
@@ -215,6 +224,18 @@ export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = ne
       return client.volume.setEphemeral(o.vm, o.volume, o.value);
     case "notes.set":
       return client.notes.set(o.vm, o.text);
+    case "volume.clone-from": {
+      tokens.delete(tokenKey(o.to, o.volume));
+      tokens.set(tokenKey(o.to, o.volume), await client.volume.cloneFrom(o.vm, o.volume));
+      return;
+    }
+    case "volume.clone-to": {
+      const key = tokenKey(o.vm, o.volume);
+      const token = tokens.get(key);
+      if (token === undefined) throw new QubesApiError("invalid-request", `no CloneFrom of ${o.from}'s ${o.volume} volume ran before in this apply: the ${o.volume} volume of ${o.vm} is not copied`, { maybeDelivered: false });
+      tokens.delete(key);
+      return client.volume.cloneTo(o.vm, o.volume, token, o.size === undefined ? undefined : BigInt(o.size));
+    }
     case "vm.uuid": {
       const p = await client.property.get({ vm: o.vm }, "uuid");
       if (!isUuid(p.raw)) throw new QubesApiError("bad-reply", `qube ${o.vm} has no valid UUID (${JSON.stringify(p.raw.slice(0, 40))})`, {});
@@ -289,11 +310,12 @@ async function killAfterTimeout(client: AdminClient, vm: string): Promise<OpOutc
 export function executorFromClient(client: AdminClient, options: { killAfterTimeout?: boolean } = {}): OpExecutor {
   const reader = readerFromClient(client);
   const uuids: UuidBindings = new Map();
+  const tokens: CloneTokens = new Map();
   return {
     run: async (o) => {
       if (o.op === "vm.remove" || o.op === "vm.create") uuids.delete(o.op === "vm.remove" ? o.vm : o.name);
       try {
-        await runOp(client, o, uuids);
+        await runOp(client, o, uuids, tokens);
         return { kind: "ok" };
       } catch (e) {
         if (!(e instanceof QubesApiError)) throw e;

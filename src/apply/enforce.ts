@@ -97,6 +97,27 @@ function referencedQubes(step: JsonStep): Set<string> {
   return out;
 }
 
+/**
+ * A step that may copy volumes into `vm`: its create step, or the update that finishes that create
+ * (it removes the create's intent, which apply checks is there now: ownershipProblems).
+ */
+function copiesInto(owner: string, step: JsonStep, vm: string): boolean {
+  const ops = step.ops.filter((x) => !isGuestOp(x));
+  if (step.kind === "create") return ops.some((x) => x.op === "vm.create" && x.name === vm);
+  const intent = ownershipNames(owner).intent(vm);
+  return step.kind === "update" && ops.some((x) => x.op === "feature.remove" && x.vm === "dom0" && x.name === intent);
+}
+
+/**
+ * A file pool copies only a halted volume: with --allow-restart, the create step of a clone stops
+ * its source right before the copy and starts it right after (src/plan/clone.ts). Only so: the
+ * step creates its qube and copies a volume of `vm` into it.
+ */
+function isCloneSourceRestart(owner: string, step: JsonStep, s: Subject, vm: string): boolean {
+  if (s.type !== "qube" || vm === s.name || !copiesInto(owner, step, s.name)) return false;
+  return step.ops.some((x) => !isGuestOp(x) && x.op === "volume.clone-from" && x.vm === vm && x.to === s.name);
+}
+
 /** Why `o` may not run in `step` of a plan of `owner`; undefined when it belongs there. */
 function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): string | undefined {
   if (isGuestOp(o)) return s.type === "guest" && o.guest === s.address ? undefined : `a guest operation on ${o.guest} in a step for ${step.address}`;
@@ -122,6 +143,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       if (step.kind !== "delete") return "a qube is removed only in a delete step";
       return onSubjectQube(o.vm);
     case "vm.start":
+      if (isCloneSourceRestart(owner, step, s, o.vm)) return undefined;
       // A running qube is connected only to a running netvm: its step may start the qube it points at.
       if (s.type === "qube" && o.vm !== s.name && step.kind === "update" && referencedQubes(step).has(o.vm)) return undefined;
       // Running qubes that follow default_netvm are connected only to a running one: the step that moves it may start it.
@@ -129,12 +151,24 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       return onSubjectQube(o.vm);
     case "vm.uuid":
       return onSubjectQube(o.vm);
+    case "volume.clone-from":
+      // Read-only for its qube, and only as the clone source of the qube this step creates (or
+      // finishes creating): the step copies the volume into it (src/model/clone.ts).
+      if (s.type !== "qube" || o.to !== s.name) return `it copies a volume into ${o.to}, not into ${step.address}`;
+      if (!copiesInto(owner, step, s.name)) return "a volume is copied only in the create step of its copy (or the step that finishes that create)";
+      if (o.vm === s.name) return "a qube is not a clone source of itself";
+      if (!step.ops.some((x) => !isGuestOp(x) && x.op === "volume.clone-to" && x.vm === s.name && x.from === o.vm && x.volume === o.volume)) return `no CloneTo of ${s.name} takes its token`;
+      return undefined;
+    case "volume.clone-to":
+      if (s.type === "qube" && !copiesInto(owner, step, s.name)) return "a volume is copied only in the create step of its copy (or the step that finishes that create)";
+      return onSubjectQube(o.vm);
     case "record.set":
     case "record.remove":
       if (o.owner !== owner && o.op === "record.set") return `it writes a record of owner ${o.owner}`;
       if (o.uuid !== undefined && !isUuid(o.uuid)) return `${JSON.stringify(o.uuid)} is not a UUID`;
       return onSubjectQube(o.vm);
     case "vm.shutdown":
+      return isCloneSourceRestart(owner, step, s, o.vm) ? undefined : onSubjectQube(o.vm);
     case "vm.pause":
     case "vm.unpause":
     case "vm.resume":
@@ -342,6 +376,8 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
         continue;
       }
       if (!owned && !adopts) problems.push({ step: step.id, why: `qube ${vm} is not ${owner}'s now, and the step does not adopt it` });
+      // Copying into an existing qube overwrites its volumes: only to finish its create (its intent is there now).
+      else if (ops.some((o) => o.op === "volume.clone-to") && !dom0.has(n.intent(vm))) problems.push({ step: step.id, why: `it overwrites volumes of qube ${vm}, whose create is finished` });
       continue;
     }
     foreignClaim(step, s.type, s.name);

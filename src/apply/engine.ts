@@ -70,7 +70,12 @@ export type ApplyHooks = {
   onStepDone(step: JsonStep, elapsedMs: number): void;
   onStepFailed(step: JsonStep, failure: StepFailure, elapsedMs: number): void;
   onStepSkipped(step: JsonStep, reason: SkipReason): void;
+  /** A clone's volume copy (admin.vm.volume.CloneTo) starts; its `size` is the source's, when the plan knew it. */
+  onVolumeCopyStart?(step: JsonStep, opIndex: number, op: VolumeCopyOp): void;
+  onVolumeCopyDone?(step: JsonStep, opIndex: number, op: VolumeCopyOp, elapsedMs: number): void;
 };
+
+export type VolumeCopyOp = Extract<Op, { op: "volume.clone-to" }>;
 
 export type EngineOptions = {
   parallelism: number;
@@ -116,8 +121,11 @@ async function runStep(step: JsonStep, o: EngineOptions, failedQubes: ReadonlySe
   o.hooks.onStepStart(step);
   for (const [opIndex, op] of step.ops.entries()) {
     const withheld = withheldStart(op, failedQubes);
+    const copy = op.op === "volume.clone-to" && withheld === undefined ? { op, started: o.now() } : undefined;
+    if (copy !== undefined) o.hooks.onVolumeCopyStart?.(step, opIndex, copy.op);
     const outcome: OpOutcome = withheld !== undefined ? { kind: "failed", failure: withheld } : await o.executor.run(op);
     if (outcome.kind === "ok") {
+      if (copy !== undefined) o.hooks.onVolumeCopyDone?.(step, opIndex, copy.op, o.now() - copy.started);
       if (outcome.note !== undefined) o.hooks.onOpNote(step, opIndex, outcome.note);
       continue;
     }

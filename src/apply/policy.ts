@@ -43,6 +43,7 @@ function referencedQubes(desired: DesiredState): string[] {
   const out = new Set<string>();
   for (const q of desired.qubes.values()) {
     if (q.template !== undefined) out.add(q.template);
+    if (q.clone !== undefined) out.add(q.clone);
     for (const v of q.properties.values()) if (v.kind === "vm" && v.value !== null) out.add(v.value);
   }
   for (const v of desired.properties.values()) if (v.kind === "vm" && v.value !== null) out.add(v.value);
@@ -90,6 +91,9 @@ function qubeOps(vm: string): Op[] {
     "volume.ephemeral": { op: "volume.ephemeral", vm, volume: ANY, value: false },
     "notes.set": { op: "notes.set", vm, text: "" },
     "vm.uuid": { op: "vm.uuid", vm },
+    // A clone's volumes: CloneTo on the new qube, CloneFrom on its source (potentialOps).
+    "volume.clone-to": { op: "volume.clone-to", vm, volume: ANY as "root", from: ANY, size: "0" },
+    "volume.clone-from": undefined,
     // Record ops are feature.Set/Remove on the qube, already granted above for any name.
     "record.set": undefined,
     "record.remove": undefined,
@@ -145,9 +149,17 @@ export function potentialOps(i: PolicyInput): Op[] {
           !(o.op === "volume.revisions" && ![...q.volumes.values()].some((v) => v.revisionsToKeep !== undefined)) &&
           !(o.op === "volume.ephemeral" && ![...q.volumes.values()].some((v) => v.ephemeral !== undefined)) &&
           !(o.op === "notes.set" && q.notes === undefined) &&
-          !(o.op === "vm.uuid" && q.adopt),
+          !(o.op === "vm.uuid" && q.adopt) &&
+          !(o.op === "volume.clone-to" && (q.clone === undefined || q.adopt)),
       ),
     );
+    // CloneFrom on the source, which the config names (or creates: then by the created-by tag).
+    if (q.clone !== undefined && !q.adopt) {
+      const src = desired.qubes.get(q.clone);
+      const source = src !== undefined && !src.adopt ? created : q.clone;
+      // A file pool copies only a halted volume: with --allow-restart, apply stops the source and starts it again.
+      ops.push({ op: "volume.clone-from", vm: source, volume: ANY as "root", to: created }, { op: "vm.shutdown", vm: source }, { op: "vm.start", vm: source });
+    }
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
     const netvm = q.properties.get("netvm");
     if (netvm?.kind === "vm" && netvm.value !== null && netvm.value !== "dom0" && !desired.qubes.has(netvm.value)) ops.push({ op: "vm.start", vm: netvm.value });

@@ -107,6 +107,12 @@ async function compare(reader: QubesReader, o: Op, uuids: UuidBindings): Promise
       const have = await reader.notes(o.vm);
       return have === o.text ? done : notDone(`the notes of ${o.vm} are other (${Buffer.byteLength(have, "utf8")} bytes)`);
     }
+    case "volume.clone-from":
+      // Its answer is the token: one lost is gone, and the CloneTo that needed it cannot run.
+      return notDone(`the token of the CloneFrom of ${o.vm}'s ${o.volume} volume was lost with its answer`);
+    case "volume.clone-to":
+      // Nothing a reader sees tells a copied volume from an empty one of the same size.
+      return { kind: "unknown", detail: `whether the ${o.volume} volume of ${o.vm} holds the copy of ${o.from}'s cannot be read back` };
     case "vm.uuid": {
       // A read: its re-read is the read itself, and binds the UUID as the op would have.
       const raw = (await reader.properties({ vm: o.vm })).get("uuid")?.raw ?? "";

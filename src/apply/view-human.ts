@@ -3,7 +3,8 @@
 // `Apply complete: 2 added, 3 changed, 1 destroyed.`, or on failure the applied, failed (with the
 // Qubes error class and message) and skipped steps. Returns text through `emit`; prints nothing.
 
-import type { ApplyHooks, SkipReason, StepFailure } from "./engine.js";
+import type { ApplyHooks, SkipReason, StepFailure, VolumeCopyOp } from "./engine.js";
+import { showSize } from "../plan/clone.js";
 import { describeLeftState } from "./left-state.js";
 import { countsText, type ApplySummary } from "./summary.js";
 import { printable } from "../util/printable.js";
@@ -47,12 +48,16 @@ export function describeSkip(r: SkipReason): string {
 
 export type ApplyView = ApplyHooks & { summary(s: ApplySummary): void };
 
+const copySize = (op: VolumeCopyOp): string => (op.size !== undefined && /^[0-9]+$/.test(op.size) ? ` (${showSize(BigInt(op.size))})` : "");
+
 /** Step ids come from the plan (a saved plan's file), messages and details from qubesd: each is escaped. */
 export function createHumanView(emit: (line: string) => void): ApplyView {
   return {
     onStepStart: (step) => emit(`${printable(step.id)}: started (${step.ops.length} call${step.ops.length === 1 ? "" : "s"})`),
     onOpUnknown: (step, _i, failure) => emit(`${printable(step.id)}: ${printable(failure.message)}; re-reading to see whether it happened`),
     onOpNote: (step, _i, note) => emit(`${printable(step.id)}: ${printable(note)}`),
+    onVolumeCopyStart: (step, _i, op) => emit(`${printable(step.id)}: copying ${printable(op.volume)} of ${printable(op.from)}${copySize(op)}`),
+    onVolumeCopyDone: (step, _i, op, ms) => emit(`${printable(step.id)}: copied ${printable(op.volume)} of ${printable(op.from)}${copySize(op)} in ${formatElapsed(ms)}`),
     onOpResolved: (step, _i, v) => {
       switch (v.kind) {
         case "done":

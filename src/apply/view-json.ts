@@ -4,7 +4,7 @@
 // lists the events. Returns lines through `emit`; prints nothing.
 
 import type { JsonPlan } from "../plan/json.js";
-import type { CallFailure, StepFailure } from "./engine.js";
+import type { CallFailure, StepFailure, VolumeCopyOp } from "./engine.js";
 import { leftStateJson } from "./left-state.js";
 import type { PriorStateChange } from "./prior-state.js";
 import type { ApplySummary } from "./summary.js";
@@ -34,6 +34,9 @@ export const planEvent = (sink: JsonEventSink, plan: JsonPlan, saved: boolean): 
 
 export const priorStateEvent = (sink: JsonEventSink, changes: readonly PriorStateChange[]): void => sink("prior_state_changed", { changes });
 
+/** A volume copy's fields: the qube, volume, source and size (bytes, decimal; null when the plan did not know it). */
+const copyFields = (op: VolumeCopyOp) => ({ qube: op.vm, volume: op.volume, from: op.from, size: op.size ?? null });
+
 export function createJsonView(sink: JsonEventSink): ApplyView {
   return {
     onStepStart: (step) => sink("step_start", { step: step.id, address: step.address, kind: step.kind, wave: step.wave, ops: step.ops.length }),
@@ -42,6 +45,8 @@ export function createJsonView(sink: JsonEventSink): ApplyView {
     onOpNote: (step, opIndex, note) => sink("op_note", { step: step.id, op_index: opIndex, note }),
     onStepDone: (step, ms) => sink("step_done", { step: step.id, elapsed_ms: Math.round(ms) }),
     onStepFailed: (step, f, ms) => sink("step_failed", { step: step.id, elapsed_ms: Math.round(ms), ...failureFields(f) }),
+    onVolumeCopyStart: (step, opIndex, op) => sink("volume_copy_start", { step: step.id, op_index: opIndex, ...copyFields(op) }),
+    onVolumeCopyDone: (step, opIndex, op, ms) => sink("volume_copy_done", { step: step.id, op_index: opIndex, ...copyFields(op), elapsed_ms: Math.round(ms) }),
     onStepSkipped: (step, r) => sink("step_skipped", { step: step.id, reason: r.kind, blocked_by: r.kind === "dependency" ? r.blockedBy : [] }),
     summary: (s: ApplySummary) =>
       sink("apply_complete", {

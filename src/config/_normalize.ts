@@ -343,7 +343,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const at = (field: string): string => childPointer(ptr, field);
     const locations = new Map<QubeField, SourceLocation>();
     const keep = (field: QubeField, p: string): void => void locations.set(field, loc(p));
-    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "notes", "guest"] as const) {
+    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "notes", "guest", "clone", "clone_devices", "root"] as const) {
       if (field in raw) keep(field, at(field));
     }
 
@@ -352,6 +352,11 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const label = reference(raw.label, at("label"), `label % of qube '${name}'`, "QIAC-E031", LABEL_NAME_HINT, (l) => checkLabelName(l) ?? reservedLabel(l));
     const pool = reference(raw.pool, at("pool"), `pool % of qube '${name}'`, "QIAC-E039", POOL_NAME_HINT, checkPoolName);
     const state = typeof raw.state === "string" && ["running", "halted", "paused"].includes(raw.state) ? (raw.state as PowerState) : undefined;
+    let clone = reference(raw.clone, at("clone"), `clone source % of qube '${name}'`, "QIAC-E080", QUBE_NAME_HINT, checkVmName);
+    if (clone === name) {
+      report("QIAC-E080", `qube '${name}' cannot be a copy of itself`, at("clone"), "name the qube to copy");
+      clone = undefined;
+    }
 
     const properties = new Map<string, PropertyValue>();
     for (const [prop, value] of entriesOf(raw.properties)) {
@@ -509,6 +514,9 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     if (raw.release === true) qube.release = true;
     if (cls) qube.class = cls;
     if (template !== undefined) qube.template = template;
+    if (clone !== undefined) qube.clone = clone;
+    if (raw.clone_devices === true) qube.cloneDevices = true;
+    if (raw.root === "empty") qube.emptyRoot = true;
     if (label !== undefined) qube.label = label;
     if (pool !== undefined) qube.pool = pool;
     if (state) qube.state = state;

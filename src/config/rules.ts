@@ -10,6 +10,7 @@ import { TEMPLATE_BASED_CLASSES, locate, type DesiredQube, type DesiredState, ty
 import { GLOBAL_PROPERTIES, QUBE_PROPERTIES, classesOf, type ReferenceRole } from "./catalog.js";
 import { diagnostic } from "./codes.js";
 import { suggester, type Suggester } from "./_suggest.js";
+import { CLONE_RULES } from "./rules-clone.js";
 
 export type Rule = (state: DesiredState) => Diagnostic[];
 
@@ -279,6 +280,7 @@ export const RULES: readonly Rule[] = [
   referencesLookIntended,
   qubeGuestsNeedRunningQubes,
   guestsReachDistinctAgents,
+  ...CLONE_RULES,
 ];
 
 export const checkRules = (state: DesiredState): Diagnostic[] => RULES.flatMap((rule) => rule(state));

@@ -153,6 +153,13 @@ const qube: Schema = {
     template: { description: "Template of an AppVM (a TemplateVM) or of a DispVM (a disposable template).", type: "string" },
     label: { description: "Label (colour): one of the 8 default labels or one declared under labels.", type: "string" },
     pool: { description: "Storage pool for all volumes at creation (admin.vm.CreateInPool); cannot change later.", type: "string" },
+    clone: {
+      description:
+        "Create this qube as a copy of SOURCE (qvm-clone; a TemplateVM from a StandaloneVM or TemplateVM; a StandaloneVM from a TemplateVM, root only): its volumes, non-default properties, features, tags and firewall. Read only when the qube is created.",
+      type: "string",
+    },
+    clone_devices: { description: "With clone: also copy the source's device assignments (default false: a cloned sys-net must not claim the same NIC).", type: "boolean" },
+    root: { description: "empty: a TemplateVM or StandaloneVM created without clone, its empty root volume intended (to install into it, e.g. from an ISO).", enum: ["empty"] },
     adopt: { description: "Manage an existing qube that qubes-iac did not create.", type: "boolean" },
     protect: { description: "Never destroy or replace this qube.", type: "boolean" },
     absent: {

@@ -95,6 +95,20 @@ export type ActualState = {
   referenced?: ReadonlyMap<string, ReadonlyMap<string, ActualProperty>>;
   /** dom0's qrexec policy files the config names or the inventory lists (src/plan/policy-reader.ts); undefined when none was read. */
   policies?: ActualPolicies;
+  /** Existing qubes the config creates copies of, read as clone sources (src/plan/clone-reader.ts); undefined when none. */
+  cloneSources?: ReadonlyMap<string, CloneSource>;
+};
+
+/** An existing qube read as a clone source: what qvm-clone copies of it, and the volumes to copy with their pool's driver. */
+export type CloneSource = {
+  name: string;
+  klass: string;
+  power: string;
+  properties: ReadonlyMap<string, ActualProperty>;
+  tags: ReadonlySet<string>;
+  features: ReadonlyMap<string, string>;
+  firewall: readonly string[];
+  volumes: ReadonlyMap<string, ActualVolume & { driver: string }>;
 };
 
 /**

@@ -86,6 +86,9 @@ export type QubeField =
   | "volumes"
   | "notes"
   | "guest"
+  | "clone"
+  | "clone_devices"
+  | "root"
   | `properties.${string}`
   | `features.${string}`
   | `tags.${string}`
@@ -101,6 +104,16 @@ export type DesiredQube = {
   label?: string;
   /** Pool for all volumes at creation (admin.vm.CreateInPool); cannot change afterwards. */
   pool?: string;
+  /**
+   * Create the qube as a copy of this one (its volumes through admin.vm.volume.CloneFrom/CloneTo,
+   * its attributes as qvm-clone copies them: src/model/clone.ts). Read only when the qube is
+   * created: an existing qube is never cloned again.
+   */
+  clone?: string;
+  /** With `clone`: copy the source's device assignments too (`clone_devices: true`); default false. */
+  cloneDevices?: boolean;
+  /** `root: empty`: a TemplateVM or StandaloneVM created without `clone`, its empty root intended. */
+  emptyRoot?: boolean;
   /** Manage an existing qube that qubes-iac did not create. */
   adopt: boolean;
   /** Never destroy or replace this qube. */

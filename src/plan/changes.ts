@@ -42,6 +42,8 @@ export type ResourceChange = {
   reasons: string[];
   /** The change deletes a qube's volumes (delete, replace). */
   destroysData: boolean;
+  /** A qube created by cloning: its source, and the `after` keys whose values are copied from it. */
+  fromSource?: { qube: string; attributes: string[] };
 };
 
 export type StepKind = "setup" | "create" | "update" | "delete" | "forget" | "release";

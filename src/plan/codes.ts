@@ -46,6 +46,12 @@ export const PLAN_CODES = {
   "QIAC-E182": "`notes: \"\"` clearing a qube's notes on a release that refuses empty notes (main)",
   "QIAC-E183": "a volume size of a qube to create smaller than the size it is created with (volumes only grow)",
   "QIAC-E184": "`ephemeral: true` on an existing volume that cannot be ephemeral (a snapshot, kept at shutdown, or read-only)",
+  "QIAC-E160": "a TemplateVM or StandaloneVM to create without `clone:` (its root volume would be empty) and without `root: empty`",
+  "QIAC-E161": "a `template:` that is neither in the config nor in the system (the hint prints `qvm-template install`)",
+  "QIAC-E162": "a `clone:` source that is neither in the config nor in the system",
+  "QIAC-E163": "a `clone:` source whose class cannot be copied into the qube's class",
+  "QIAC-E164": "a `clone:` source in a `file` pool that will be running at the copy, without --allow-restart",
+  "QIAC-E165": "a `clone:` source that the same plan destroys (`absent: true`, or created by this owner and dropped from the config)",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
@@ -60,6 +66,8 @@ export const PLAN_CODES = {
   "QIAC-E193": "another owner's inventory lists the policy file (one file has one owner; --take-ownership OWNER takes it over)",
   "QIAC-W190": "a policy file this owner manages was changed outside qubes-iac: the plan writes it back (the diff shows the edit it undoes)",
   "QIAC-W191": "a policy file the inventory lists is gone from dom0: written again, or its entry forgotten",
+  "QIAC-W160": "`clone:` on a qube that already exists: it is not cloned again",
+  "QIAC-W161": "a qube created with `root: empty` is not started (nothing to boot yet), whatever its `state`",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

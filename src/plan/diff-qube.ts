@@ -22,6 +22,7 @@ import { checkFirewallExpiry } from "./firewall-expiry.js";
 import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
 import { checkResume, checkRunningDisposables } from "./power-order.js";
 import { createVolumesAndNotes } from "./diff-volumes.js";
+import { checkEmptyRoot, missingTemplate, planClone, type PlannedClone } from "./clone.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -65,7 +66,11 @@ export function checkDesiredReferences(ctx: DiffContext, q: DesiredQube): void {
       }
       continue;
     }
-    const what = r.field === "template" ? "template" : r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.kind;
+    if (r.field === "template") {
+      missingTemplate(ctx, q);
+      continue;
+    }
+    const what = r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.kind;
     ctx.diagnostics.push(
       planDiagnostic("QIAC-E107", `qube ${q.name}: ${what} '${r.name}' is neither in the config nor in the system`, {
         location: locate(q, r.field),
@@ -213,7 +218,7 @@ function warnOtherMarks(ctx: DiffContext, q: DesiredQube, a: DetailedQube): void
 // ---------------------------------------------------------------------------------------------
 // Create
 
-function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string, reasons: string[]): { ops: Op[]; after: Attributes; afterDefault: string[] } {
+function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: string, reasons: string[], clone?: PlannedClone): { ops: Op[]; after: Attributes; afterDefault: string[] } {
   const { names } = ctx;
   const vm = q.name;
   const after: Attributes = { class: klass };
@@ -237,12 +242,21 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     record("own"),
     { op: "tag.set", vm, name: names.ownerTag },
     { op: "feature.set", vm: "dom0", name: names.created(vm), value: MARKER_VALUE },
-    { op: "feature.remove", vm: "dom0", name: names.intent(vm) },
   ];
+  // A clone's create is finished only once its volumes are copied: until then the intent stays,
+  // and the next plan copies them again (diffUpdate, unfinishedClone).
+  const intentDone: Op = { op: "feature.remove", vm: "dom0", name: names.intent(vm) };
+  if (clone === undefined) ops.push(intentDone);
   if (q.protect) {
     ops.push(record("protect"));
     after.protect = "true";
   }
+  // What the source gives and the config does not set: no records (the config does not manage it).
+  if (clone !== undefined) {
+    for (const c of clone.copied) ops.push(...c.ops);
+    Object.assign(after, clone.after);
+  }
+  if (q.emptyRoot === true) after.root = "empty";
   for (const [p, v] of q.properties) {
     const key = `properties.${p}`;
     if (v.kind === "default") {
@@ -260,13 +274,27 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     after[`features.${f}`] = v;
   }
   for (const t of sorted(q.tags)) ops.push(record(`tag.${t}`), { op: "tag.set", vm, name: t });
-  after.tags = sorted([...q.tags, names.ownerTag]);
+  after.tags = sorted([...q.tags, names.ownerTag, ...(clone?.copiedTags ?? [])]);
   if (q.firewall !== undefined) {
     ops.push(record("firewall"), { op: "firewall.set", vm, rules: [...q.firewall] });
     after.firewall = [...q.firewall];
   }
-  ops.push(...createVolumesAndNotes(ctx, q, klass, after, reasons));
-  if (q.state !== undefined) {
+  // The copies before any resize: CloneTo gives the new volume the source's size.
+  if (clone !== undefined) ops.push(...clone.volumeOps, intentDone);
+  // A copied volume starts at its source's size (unknown when the source is created by this apply).
+  const copied = new Map<string, string | undefined>();
+  for (const o of clone?.volumeOps ?? []) if (o.op === "volume.clone-to") copied.set(o.volume, o.size);
+  ops.push(...createVolumesAndNotes(ctx, q, klass, after, reasons, copied));
+  if (q.state !== undefined && q.emptyRoot === true && q.state !== "halted") {
+    ctx.diagnostics.push(
+      planDiagnostic("QIAC-W161", `qube ${vm} is created with an empty root (root: empty): it is not started, there is nothing to boot yet`, {
+        location: locate(q, "state"),
+        address: `qube.${vm}`,
+        hint: `install into it first (for example qvm-start --cdrom=QUBE:/path/to.iso ${vm}); the next plan after that brings it to state: ${q.state}`,
+      }),
+    );
+    after.state = "halted";
+  } else if (q.state !== undefined) {
     ops.push(...powerOps(vm, "halted", q.state));
     after.state = q.state;
   }
@@ -291,13 +319,20 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
   if (!taken.ok) return { steps: [] };
   ctx.addCheck({ check: "qube-absent", vm: q.name });
   checkNewQubeProperties(ctx, q, q.class);
-  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label, change.reasons);
+  if (!checkEmptyRoot(ctx, q, q.class)) return { steps: [] };
+  const clone = q.clone === undefined ? undefined : planClone(ctx, q, q.class);
+  if (q.clone !== undefined && clone === undefined) return { steps: [] };
+  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label, change.reasons, clone);
   change.after = after;
   change.afterDefault = afterDefault;
+  if (clone !== undefined) {
+    change.reasons.push(...clone.reasons);
+    change.fromSource = { qube: q.clone as string, attributes: clone.fromSource };
+  }
   if (own.confirmed || own.intent) change.reasons.push("the inventory lists it but it does not exist: it is created again");
   return {
     change,
-    steps: [{ id: stepId("create", address), address, kind: "create", ops: [...taken.ops, ...ops], uses: desiredReferences(q).map((r) => r.address), unreferences: [], after: [] }],
+    steps: [{ id: stepId("create", address), address, kind: "create", ops: [...taken.ops, ...ops], uses: [...new Set([...desiredReferences(q).map((r) => r.address), ...(clone?.uses ?? [])])], unreferences: [], after: [] }],
   };
 }
 
@@ -445,7 +480,15 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
     const at = acc.ops.findIndex((o) => o.op === "property.set" && o.name === "netvm");
     acc.ops.splice(at, 0, { op: "vm.start", vm: startsNetvm });
   }
-  const ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, uuid, own, lifecycle, adoption) : [];
+  let ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, uuid, own, lifecycle, adoption) : [];
+  // A create by cloning interrupted before its copies were done (its intent is still there): copied again.
+  if (unfinishedClone(ctx, q, own, lifecycle) && settledPower(a.power) === "halted") {
+    const c = planClone(ctx, q, a.klass as QubeClass);
+    if (c === undefined) return { steps: [] };
+    const intent = ctx.names.intent(vm);
+    ownOps = [...ownOps.filter((o) => !(o.op === "feature.remove" && o.vm === "dom0" && o.name === intent)), ...c.copied.flatMap((x) => x.ops), ...c.volumeOps, { op: "feature.remove", vm: "dom0", name: intent }];
+    reasons.push(`finish an interrupted create by cloning: its volumes are copied from ${q.clone as string} again`, ...c.reasons);
+  }
   const migrate = migrationOps(ctx, vm, uuid, rec);
   checkEntries(ctx, vm);
   const ops = [...takeOver, ...ownOps, ...migrate, ...pre, ...acc.ops, ...post];
@@ -470,6 +513,11 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
     change,
     steps: [{ id: stepId("update", address), address, kind: "update", ops, uses: acc.uses, unreferences: acc.unreferences, after: [] }],
   };
+}
+
+/** A qube qubes-iac created by cloning whose create did not finish (its intent `create` is still there). */
+function unfinishedClone(ctx: DiffContext, q: DesiredQube, own: { intent: boolean }, lifecycle: Lifecycle): boolean {
+  return q.clone !== undefined && lifecycle === "created" && own.intent && ctx.actual.dom0Features.get(ctx.names.intent(q.name)) === "create";
 }
 
 type ExistingMarks = Marks & ({ kind: "owned"; lifecycle: Lifecycle } | { kind: "drift" | "pending-adopt" | "foreign"; lifecycle?: undefined });
@@ -524,9 +572,16 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   }
   const label = q.label ?? a.properties.get("label")?.raw ?? "";
   checkNewQubeProperties(ctx, q, klass);
-  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label, change.reasons);
+  if (!checkEmptyRoot(ctx, q, klass)) return { steps: [] };
+  const clone = q.clone === undefined ? undefined : planClone(ctx, q, klass);
+  if (q.clone !== undefined && clone === undefined) return { steps: [] };
+  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label, change.reasons, clone);
   change.after = after;
   change.afterDefault = afterDefault;
+  if (clone !== undefined) {
+    change.reasons.push(...clone.reasons);
+    change.fromSource = { qube: q.clone as string, attributes: clone.fromSource };
+  }
   const power = settledPower(a.power);
   if (power !== undefined && power !== "halted") change.reasons.push(`it is ${power}: apply shuts it down first`);
   const del = stepId("delete", address);
@@ -535,7 +590,7 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
     change,
     steps: [
       { id: del, address, kind: "delete", ops: removalOps(vm, a.power), uses: [], unreferences: currentReferences(a), after: [] },
-      { id: stepId("create", address), address, kind: "create", ops, uses: desiredReferences(q).map((r) => r.address), unreferences: [], after: [del] },
+      { id: stepId("create", address), address, kind: "create", ops, uses: [...new Set([...desiredReferences(q).map((r) => r.address), ...(clone?.uses ?? [])])], unreferences: [], after: [del] },
     ],
   };
 }
@@ -715,6 +770,14 @@ export function diffDesiredQube(ctx: DiffContext, q: DesiredQube): QubeDiff {
   if (ctx.releases(q.name)) return diffReleased(ctx, q.name, own);
   checkDesiredReferences(ctx, q);
   checkFirewallExpiry(ctx, q);
+  if (q.clone !== undefined && listed !== undefined && (q.class === undefined || q.class === listed.klass) && ctx.actual.dom0Features.get(ctx.names.intent(q.name)) !== "create") {
+    ctx.diagnostics.push(
+      planDiagnostic("QIAC-W160", `qube ${q.name} exists: clone: ${q.clone} is read only when it is created, so it is not cloned again (later changes of ${q.clone} do not reach it)`, {
+        location: locate(q, "clone"),
+        address,
+      }),
+    );
+  }
   switch (own.kind) {
     case "absent":
       return diffCreate(ctx, q, own);

@@ -167,7 +167,15 @@ export function diffVolumesAndNotes(ctx: DiffContext, q: DesiredQube, a: Detaile
  * CreateInPool puts them), the resizes to more than the creation size (less is an error), the
  * revisions_to_keep and ephemeral the config sets, and the notes.
  */
-export function createVolumesAndNotes(ctx: DiffContext, q: DesiredQube, klass: string, after: Attributes, reasons: string[]): Op[] {
+export function createVolumesAndNotes(
+  ctx: DiffContext,
+  q: DesiredQube,
+  klass: string,
+  after: Attributes,
+  reasons: string[],
+  /** Volumes a clone copies, with the source's size in bytes (undefined: not known at plan time). */
+  copied: ReadonlyMap<string, string | undefined> = new Map(),
+): Op[] {
   const vm = q.name;
   const ops: Op[] = [];
   const shapes = volumeShapes(klass);
@@ -185,10 +193,12 @@ export function createVolumesAndNotes(ctx: DiffContext, q: DesiredQube, klass: s
     if (want.size !== undefined) {
       const key = `volumes.${v}.size`;
       after[key] = String(want.size);
-      const initial = creationSize(klass, v);
+      const copy = copied.has(v);
+      const copiedSize = copied.get(v);
+      const initial = copy ? (copiedSize === undefined ? undefined : Number(copiedSize)) : creationSize(klass, v);
       if (initial !== undefined && want.size < initial) {
         ctx.diagnostics.push(
-          planDiagnostic("QIAC-E183", `qube ${vm}: volume ${v} of a new ${klass} is created with ${initial} bytes; it cannot shrink to ${want.size}`, {
+          planDiagnostic("QIAC-E183", `qube ${vm}: volume ${v} of a new ${klass} is created with ${initial} bytes${copy ? " (its clone source's size)" : ""}; it cannot shrink to ${want.size}`, {
             location: locate(q, key as QubeField),
             address: `qube.${vm}`,
             hint: `give at least ${initial} (volumes only grow)`,

@@ -31,6 +31,8 @@ export type JsonResourceChange = {
   before_default: string[];
   after_default: string[];
   needs_halt: string[];
+  /** A qube created by cloning: its source, and the `after` keys whose values are copied from it. */
+  from_source?: { qube: string; attributes: string[] };
 };
 
 export type JsonStep = {
@@ -210,6 +212,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
       before_default: c.beforeDefault,
       after_default: c.afterDefault,
       needs_halt: c.needsHalt,
+      ...(c.fromSource !== undefined ? { from_source: { qube: c.fromSource.qube, attributes: [...c.fromSource.attributes] } } : {}),
     })),
     steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
     prior_state: plan.checks,

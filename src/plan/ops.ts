@@ -5,6 +5,7 @@
 // versioned plan format (schemas/plan.schema.json).
 
 import { createHash } from "node:crypto";
+import type { CloneVolume } from "../model/clone.js";
 import type { AgentSpec, ContentRef } from "../model/guest.js";
 import { ownershipNames, type RecordKey } from "../model/ownership.js";
 import { policyServiceName, type ExpectedToken } from "../model/qrexec-policy-admin.js";
@@ -45,6 +46,15 @@ export type Op =
   | { op: "volume.ephemeral"; vm: string; volume: string; value: boolean }
   /** admin.vm.notes.Set (R4.3 and later): the whole text, as qubesd keeps it (the loader checked it). */
   | { op: "notes.set"; vm: string; text: string }
+  /**
+   * admin.vm.volume.CloneFrom on the clone source `vm`, read-only for it (src/model/clone.ts): it
+   * answers a token that the executor keeps in memory, never in a plan, for the `volume.clone-to`
+   * of qube `to` (the qube its step creates). `size`: the source volume's bytes as the plan read
+   * them (absent when the source is created by the same apply), for progress and the timeout.
+   */
+  | { op: "volume.clone-from"; vm: string; volume: CloneVolume; to: string; size?: string }
+  /** admin.vm.volume.CloneTo on `vm` with the token the `volume.clone-from` of `from` read in this apply. */
+  | { op: "volume.clone-to"; vm: string; volume: CloneVolume; from: string; size?: string }
   /**
    * admin.vm.property.Get `uuid`, right after the qube's Create: the UUID of a qube this apply
    * creates is unknown when the plan is made; the executor keeps the answer for the record ops
@@ -157,6 +167,10 @@ export function opMethod(o: Op): string {
       return "admin.vm.volume.Set.ephemeral";
     case "notes.set":
       return "admin.vm.notes.Set";
+    case "volume.clone-from":
+      return "admin.vm.volume.CloneFrom";
+    case "volume.clone-to":
+      return "admin.vm.volume.CloneTo";
     case "vm.uuid":
       return "admin.vm.property.Get";
     case "record.set":

@@ -20,6 +20,7 @@ import { needsReferenceScan } from "./diff.js";
 import { needsRunningScan } from "./power-order.js";
 import type { Holder } from "./ops.js";
 import { referenceReads } from "./reference-needs.js";
+import { readCloneSources } from "./clone-reader.js";
 
 /** Read-only access to Qubes: the capability planning is given (never a writer). */
 export type QubesReader = {
@@ -273,7 +274,9 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
  * What the config's references need of qubes that exist only on the system: one property each
  * (reference-needs.ts), none of a qube whose properties were read anyway.
  */
-async function withReferenced(r: QubesReader, desired: DesiredState, actual: ActualState): Promise<ActualState> {
+async function withReferenced(r: QubesReader, desired: DesiredState, read: ActualState): Promise<ActualState> {
+  const cloneSources = await readCloneSources(r, desired, read.listing);
+  const actual = cloneSources === undefined ? read : { ...read, cloneSources };
   const reads = referenceReads(desired, actual.listing, new Set(actual.qubes.keys()));
   if (reads.length === 0) return actual;
   const values = await Promise.all(reads.map(async ({ vm, name }) => [vm, name, await r.vmProperty(vm, name)] as const));

@@ -127,10 +127,11 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
   const lines: string[] = [];
   const ind = "      ";
   const halt = new Set(c.needs_halt);
+  const copied = new Set(c.from_source?.attributes ?? []);
   for (const key of attributeKeys(c)) {
     const before = c.before?.[key];
     const after = c.after?.[key];
-    const suffix = halt.has(key) ? paint("dim", "  (needs halt)") : "";
+    const suffix = halt.has(key) ? paint("dim", "  (needs halt)") : copied.has(key) && key !== "tags" ? paint("dim", `  (from ${c.from_source?.qube ?? ""})`) : "";
     const bDefault = c.before_default.includes(key);
     const aDefault = c.after_default.includes(key);
     const isList = key === "firewall";
@@ -145,9 +146,9 @@ function renderAttributes(c: JsonResourceChange, paint: Paint): string[] {
     if (unchanged && !showAll) continue;
     if (before === undefined || unchanged) {
       if (isList && Array.isArray(after)) {
-        lines.push(`${ind}${key}:`);
+        lines.push(`${ind}${key}:${suffix}`);
         lines.push(...after.map(displayRule).map((r) => (before === undefined ? paint("add", `${ind}  + ${r}`) : `${ind}    ${r}`)));
-      } else lines.push(`${ind}${key}: ${showValue(key, after ?? null, aDefault)}`);
+      } else lines.push(`${ind}${key}: ${showValue(key, after ?? null, aDefault)}${suffix}`);
       continue;
     }
     if (isList && Array.isArray(before) && Array.isArray(after)) {

@@ -21,7 +21,7 @@ describe("docs/apply.md", () => {
   it("documents every JSON event type the views emit", () => {
     const sources = ["view-json.ts"].map((f) => readFileSync(join(repoRoot, "src", "apply", f), "utf8")).join("") + readFileSync(join(repoRoot, "src", "cli", "commands", "apply.ts"), "utf8");
     const emitted = new Set([...sources.matchAll(/sink\("([a-z_]+)"/g)].map((m) => m[1]));
-    expect([...emitted].sort()).toEqual(["apply_complete", "apply_start", "op_note", "op_resolved", "op_unknown", "plan", "prior_state_changed", "step_done", "step_failed", "step_skipped", "step_start"]);
+    expect([...emitted].sort()).toEqual(["apply_complete", "apply_start", "op_note", "op_resolved", "op_unknown", "plan", "prior_state_changed", "step_done", "step_failed", "step_skipped", "step_start", "volume_copy_done", "volume_copy_start"]);
     for (const t of emitted) expect(doc).toContain(`| \`${t}\` |`);
   });
 });

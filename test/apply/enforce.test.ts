@@ -45,7 +45,7 @@ const stepOf = (p: JsonPlan, id: string): JsonStep => {
 };
 
 describe("plans qubes-iac makes", () => {
-  for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config"]) {
+  for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "examples/templates.yaml"]) {
     it(`${example}: no op is misplaced`, async () => {
       const { plan: p } = await savedPlan(example);
       expect(p.steps.length).toBeGreaterThan(0);

@@ -114,6 +114,7 @@ describe("export of an owner's resources plans No changes.", () => {
     ["examples/offline-vault.yaml", "split-gpg"],
     ["examples/vpn.yaml", "vpn"],
     ["examples/split-config", "dev-box"],
+    ["examples/templates.yaml", "templates"],
   ] as const) {
     it(`${example} (owner ${owner})`, async () => {
       expect((await run("apply", ["--auto-approve", example])).code).toBe(0);
@@ -125,6 +126,8 @@ describe("export of an owner's resources plans No changes.", () => {
       const plan = await run("plan", [file]);
       expect(plan.stderr).not.toMatch(/warning|error/);
       expect(plan.stdout).toBe("No changes.\n");
+      // A clone is made once: what exists is exported as it is, never as a copy to make again.
+      expect(readFileSync(file, "utf8")).not.toMatch(/^\s*clone(_devices)?:/m);
       if (example === "examples/reference.yaml") await expect(readFileSync(file, "utf8").replace(/\$schema=\S+/, "$schema=SCHEMA")).toMatchFileSnapshot("golden/reference-laptop.yaml");
     });
   }

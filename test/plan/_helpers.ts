@@ -86,9 +86,10 @@ export const planOps = (json: JsonPlan): Op[] =>
 /** Runs the ops as one apply does: the UUIDs its `vm.uuid` ops read are bound for its record ops. */
 export async function runOps(client: AdminClient, ops: readonly StepOp[]): Promise<void> {
   const uuids = new Map<string, string>();
+  const tokens = new Map<string, string>();
   for (const o of ops) {
     if (!isAdminOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
-    await runOp(client, o, uuids);
+    await runOp(client, o, uuids, tokens);
   }
 }
 

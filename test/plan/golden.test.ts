@@ -15,6 +15,7 @@ const EXAMPLES: Array<[string, string]> = [
   ["offline-vault", "examples/offline-vault.yaml"],
   ["vpn", "examples/vpn.yaml"],
   ["split-config", "examples/split-config"],
+  ["templates", "examples/templates.yaml"],
 ];
 
 async function planOutputs(s: SimSession, args: string[]): Promise<{ human: string; json: string; code: number }> {

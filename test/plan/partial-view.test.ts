@@ -25,7 +25,7 @@ describe("removals seen through a policy", () => {
       desiredFromYaml(yaml("  sys-vpn: {class: AppVM, template: fedora-40, label: orange, properties: {provides_network: true}}\n  dev: {class: AppVM, template: fedora-40, label: blue}\n")),
     );
     // sys-vpn becomes a StandaloneVM (a replace), dev is dropped (a delete).
-    const desired = desiredFromYaml(yaml("  sys-vpn: {class: StandaloneVM, label: orange, properties: {provides_network: true}}\n"));
+    const desired = desiredFromYaml(yaml("  sys-vpn: {class: StandaloneVM, root: empty, label: orange, properties: {provides_network: true}}\n"));
     const warnings = async (visibility: "all" | "policy") => {
       const actual = await readActualState(readerFromClient(s.client), desired, { parallelism: 4, visibility });
       const plan = buildPlan(desired, actual, { allowRestart: false, targets: [], excludes: [] });

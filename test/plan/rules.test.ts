@@ -124,7 +124,7 @@ describe("ownership", () => {
 
     const keyDropped = await plan(yaml("o", "qubes:\n  keys:\n    class: AppVM\n    template: fedora-40\n    label: black\n"));
     expect(keyDropped.steps).toEqual([]);
-    const replaced = await plan(yaml("o", "qubes:\n  keys:\n    class: StandaloneVM\n    label: black\n"));
+    const replaced = await plan(yaml("o", "qubes:\n  keys:\n    class: StandaloneVM\n    label: black\n    root: empty\n"));
     expect(errorCodes(replaced)).toEqual(["QIAC-E103"]);
 
     const lifted = await plan(yaml("o", "qubes:\n  keys:\n    class: AppVM\n    template: fedora-40\n    label: black\n    protect: false\n"));
@@ -246,7 +246,7 @@ describe("removals and references", () => {
   it("a qube to replace that another qube uses is an error", async () => {
     await converge(s, desiredFromYaml(lab));
     const j = await plan(
-      yaml("o", "qubes:\n  sys-vpn: {class: StandaloneVM, label: orange, properties: {provides_network: true, netvm: sys-firewall}}\n  dev: {class: AppVM, template: fedora-40, label: blue, properties: {netvm: sys-vpn}}\n"),
+      yaml("o", "qubes:\n  sys-vpn: {class: StandaloneVM, root: empty, label: orange, properties: {provides_network: true, netvm: sys-firewall}}\n  dev: {class: AppVM, template: fedora-40, label: blue, properties: {netvm: sys-vpn}}\n"),
     );
     expect(errorCodes(j)).toEqual(["QIAC-E121"]);
   });
@@ -255,8 +255,10 @@ describe("removals and references", () => {
     const j = await plan(
       yaml("o", "qubes:\n  a:\n    class: AppVM\n    template: debian-13\n    label: cyan\n    pool: fast\n    properties: {netvm: sys-nope}\n"),
     );
+    expect(j.diagnostics.filter((d) => d.code === "QIAC-E161").map((d) => [d.location?.line, d.message, d.hint?.split(" (")[0]])).toEqual([
+      [6, "qube a: template 'debian-13' is neither in the config nor in the system", "install it in dom0: qvm-template install debian-13"],
+    ]);
     expect(j.diagnostics.filter((d) => d.code === "QIAC-E107").map((d) => [d.location?.line, d.message])).toEqual([
-      [6, "qube a: template 'debian-13' is neither in the config nor in the system"],
       [7, "qube a: label 'cyan' is neither in the config nor in the system"],
       [8, "qube a: pool 'fast' is neither in the config nor in the system"],
       [9, "qube a: qube for netvm 'sys-nope' is neither in the config nor in the system"],

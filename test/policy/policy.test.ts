@@ -11,7 +11,7 @@ import { loadDesired } from "../plan/_helpers.js";
 import { runIn } from "../apply/_cli.js";
 
 // Besides the examples: volumes and notes (new ops, their reads, a pool of their own).
-const EXAMPLES = ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "test/plan/fixtures/volumes-notes.yaml"];
+const EXAMPLES = ["examples/minimal.yaml", "examples/workstation.yaml", "examples/reference.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "test/plan/fixtures/volumes-notes.yaml", "examples/templates.yaml"];
 const MGMT = "mgmt";
 
 /** Whether a rule set lets the management qube make this call (dest as sent; qubes it created carry the tag). */
@@ -51,8 +51,16 @@ describe("what every policy keeps to", () => {
       for (const r of apply) expect(r.target).not.toMatch(/managed-by/);
       const adopted = new Set([...desired.qubes.values()].filter((q) => q.adopt).map((q) => q.name));
       const referencedNetvms = new Set([...desired.qubes.values()].map((q) => q.properties.get("netvm")).flatMap((v) => (v?.kind === "vm" && v.value !== null ? [v.value] : [])));
+      // A clone source the config does not create: read (CloneFrom), and stopped and started around the copy of a file pool.
+      const sources = new Set([...desired.qubes.values()].flatMap((q) => (q.clone !== undefined && !desired.qubes.has(q.clone) ? [q.clone] : [])));
+      const sourceCalls = new Set(["admin.vm.volume.CloneFrom", "admin.vm.Shutdown", "admin.vm.Start"]);
       for (const r of apply.filter((x) => x.purpose === "write")) {
-        const ok = r.target === ADMINVM || r.target === createdByTag(MGMT) || adopted.has(r.target) || (r.service === "admin.vm.Start" && referencedNetvms.has(r.target));
+        const ok =
+          r.target === ADMINVM ||
+          r.target === createdByTag(MGMT) ||
+          adopted.has(r.target) ||
+          (r.service === "admin.vm.Start" && referencedNetvms.has(r.target)) ||
+          (sourceCalls.has(r.service) && sources.has(r.target));
         expect({ rule: r, ok }).toEqual({ rule: r, ok: true });
       }
       // Removal only of what the management qube created; a config that only adopts removes nothing.

@@ -37,6 +37,7 @@ type QubeSpec = {
   tags: string[];
   firewall?: Array<Record<string, string | number>>;
   protect?: boolean;
+  root?: "empty";
 };
 type Config = { version: 1; owner: string; labels?: Record<string, string>; pools?: Record<string, Record<string, string>>; properties?: Record<string, string>; qubes: Record<string, QubeSpec | { adopt: true; tags?: string[]; features?: Record<string, string> }> };
 
@@ -80,8 +81,8 @@ const configArb: fc.Arbitrary<Config> = fc
     const qubes: Record<string, fc.Arbitrary<Config["qubes"][string]>> = {};
     for (const a of shape.apps) qubes[a] = app;
     if (shape.n1) qubes.n1 = app.map((q) => ({ ...q, properties: { ...q.properties, netvm: "sys-firewall", provides_network: true } }));
-    if (shape.t1) qubes.t1 = common.map((c): QubeSpec => ({ class: "TemplateVM", label: c.label, properties: {}, features: c.features, tags: c.tags }));
-    if (shape.s1) qubes.s1 = common.map((c): QubeSpec => ({ class: "StandaloneVM", label: c.label, properties: { netvm: null }, features: c.features, tags: c.tags, ...(c.pool !== undefined ? { pool: c.pool } : {}) }));
+    if (shape.t1) qubes.t1 = common.map((c): QubeSpec => ({ class: "TemplateVM", root: "empty", label: c.label, properties: {}, features: c.features, tags: c.tags }));
+    if (shape.s1) qubes.s1 = common.map((c): QubeSpec => ({ class: "StandaloneVM", root: "empty", label: c.label, properties: { netvm: null }, features: c.features, tags: c.tags, ...(c.pool !== undefined ? { pool: c.pool } : {}) }));
     for (const a of shape.adopt) qubes[a] = fc.record({ tags: tagList, features: featureMap }).map((x) => ({ adopt: true as const, ...x }));
     return fc.record(qubes).map(
       (qs): Config => ({

@@ -273,6 +273,8 @@ function interruptible(io: CliIO, steps: readonly JsonStep[], hooks: ApplyHooks,
         hooks.onStepFailed(step, f, ms);
       },
       onStepSkipped: (step, r) => hooks.onStepSkipped(step, r),
+      onVolumeCopyStart: (step, i, op) => hooks.onVolumeCopyStart?.(step, i, op),
+      onVolumeCopyDone: (step, i, op, ms) => hooks.onVolumeCopyDone?.(step, i, op, ms),
     },
     executor: {
       run: async (op) => {

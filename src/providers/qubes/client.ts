@@ -21,6 +21,7 @@ import {
 import { describeCall, type AdminCall, type Transport } from "./transport.js";
 import { describeRelease, detectRelease, rulesFor, UNDETECTED, type DetectedRelease } from "../../model/release.js";
 import { createLimiter, mapLimit } from "../../util/concurrency.js";
+import { CLONE_TOKEN_RE } from "../../model/clone.js";
 
 export type AdminClientOptions = {
   /** Per-call timeout for ordinary calls (ms); absent = the transport's own default. */
@@ -73,11 +74,20 @@ const SLOW_METHODS = new Set([
   "admin.vm.Kill",
   "admin.vm.Remove",
   "admin.vm.volume.Resize",
+  "admin.vm.volume.CloneTo",
   "admin.pool.Add",
   "admin.pool.Remove",
 ]);
 
 const enc = (s: string): Buffer => Buffer.from(s, "utf8");
+
+/** The slowest copy rate a CloneTo is given time for: 20 MiB/s (a file pool on a spinning disk). */
+const SLOWEST_COPY_BYTES_PER_MS = (20 * 1024 * 1024) / 1000;
+
+/** A CloneTo's timeout: the slow calls' timeout, plus the time the copy of `bytes` takes at the slowest rate. */
+export function copyTimeoutMs(slowTimeoutMs: number, bytes: bigint): number {
+  return slowTimeoutMs + Math.ceil(Number(bytes) / SLOWEST_COPY_BYTES_PER_MS);
+}
 
 export function createAdminClient(transport: Transport, options: AdminClientOptions = {}) {
   const timeoutMs = options.timeoutMs;
@@ -108,15 +118,15 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
   }
 
   /** Sends one call and returns the OK body; every other outcome is a QubesApiError. */
-  async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string): Promise<Buffer> {
+  async function call(method: string, dest: string, arg = "", payload?: Uint8Array | string, timeoutOverride?: number): Promise<Buffer> {
     try {
-      return await send(method, dest, arg, payload);
+      return await send(method, dest, arg, payload, timeoutOverride);
     } catch (e) {
       throw e instanceof QubesApiError ? await explainRefusal(e, method, dest, arg) : e;
     }
   }
 
-  async function send(method: string, dest: string, arg: string, payload?: Uint8Array | string): Promise<Buffer> {
+  async function send(method: string, dest: string, arg: string, payload?: Uint8Array | string, timeoutOverride?: number): Promise<Buffer> {
     const body = typeof payload === "string" ? enc(payload) : payload;
     const c: AdminCall = body === undefined ? { method, dest, arg } : { method, dest, arg, payload: body };
     const invalid = checkRequest({ method, arg, src: "dom0", dest, payload: body ?? new Uint8Array() });
@@ -125,7 +135,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     let outcome: "ok" | "error" = "error";
     try {
       const isSlow = SLOW_METHODS.has(method) || method.startsWith("admin.vm.Create");
-      const callTimeout = isSlow ? slowTimeoutMs : timeoutMs;
+      const callTimeout = timeoutOverride ?? (isSlow ? slowTimeoutMs : timeoutMs);
       // The call's timeout (and its time in onCall) starts when it is sent, not while it waits for a slot.
       const raw = await inFlight(() => {
         started = performance.now();
@@ -399,6 +409,17 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
       unit("admin.vm.volume.Set.revisions_to_keep", vmName, vol, String(n)),
     setRw: (vmName: string, vol: string, rw: boolean): Promise<void> => unit("admin.vm.volume.Set.rw", vmName, vol, rw ? "True" : "False"),
     setEphemeral: (vmName: string, vol: string, on: boolean): Promise<void> => unit("admin.vm.volume.Set.ephemeral", vmName, vol, on ? "True" : "False"),
+    /** admin.vm.volume.CloneFrom: the token (qubesd's 32 letters and digits) that lets one CloneTo copy this volume. */
+    cloneFrom: async (vmName: string, vol: string): Promise<string> => {
+      const token = await text("admin.vm.volume.CloneFrom", vmName, vol);
+      if (!CLONE_TOKEN_RE.test(token)) throw new QubesApiError("bad-reply", `invalid reply to admin.vm.volume.CloneFrom+${vol} → ${vmName}: not a clone token`, { call: `admin.vm.volume.CloneFrom+${vol} → ${vmName}` });
+      return token;
+    },
+    /** admin.vm.volume.CloneTo: copies the volume a token names into this one; `bytes` (the source's size) scales the timeout. */
+    cloneTo: async (vmName: string, vol: string, token: string, bytes?: bigint): Promise<void> => {
+      if (!CLONE_TOKEN_RE.test(token)) throw new QubesApiError("invalid-request", "a clone token is 32 letters and digits", { maybeDelivered: false });
+      await call("admin.vm.volume.CloneTo", vmName, vol, token, bytes === undefined ? undefined : copyTimeoutMs(slowTimeoutMs, bytes));
+    },
   };
 
   /** A qube's notes (R4.3 and later): UTF-8 text as qubesd stored it. */

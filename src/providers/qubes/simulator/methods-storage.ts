@@ -6,7 +6,7 @@ import { method, type Call, type MethodSpec, type Shape } from "./call.js";
 import { argumentNotIn, emptyReply, protocolError, qubesError } from "./errors.js";
 import { APP, parsePyBool, readProp, refused } from "./model.js";
 import type { Pool, Qube, Volume, World } from "./state.js";
-import { findVolume, formatVolumeInfo, pathOf, poolVolumes } from "./volumes.js";
+import { findVolume, formatVolumeInfo, pathOf, poolVolumes, vidOf } from "./volumes.js";
 import { normpath } from "../../../model/canonical.js";
 import { checkDecimal, checkPoolName } from "../../../model/qubes-rules.js";
 import { describeLimit, revisionsLimit, withinLimit } from "../../../model/volume-rules.js";
@@ -286,8 +286,15 @@ const volumeMethods: Record<string, MethodSpec> = {
     call.world.runtime.cloneTokens.delete(token);
     const src = call.world.qubes.get(from.qube);
     const srcVol = src ? findVolume(src, from.volume) : undefined;
-    if (!srcVol) throw emptyReply("source volume is gone (QubesVolumeNotFoundError)");
+    if (!srcVol || !src) throw emptyReply("source volume is gone (QubesVolumeNotFoundError)");
     requireHalted(call.dest);
+    // qubes/storage/__init__.py Storage.import_volume: a running volume without snapshots cannot be
+    // imported; qubes/storage/file.py FileVolume.export: a file pool exports no running volume.
+    const srcRunning = src.power !== "Halted";
+    if (srcRunning && srcVol.revisionsToKeep === "-1" && !srcVol.snapOnStart && srcVol.saveOnStop) {
+      throw qubesError("StoragePoolException", `Volume ${vidOf(call.world, src, srcVol)} must be stopped before importing its data`);
+    }
+    if (srcRunning && srcVol.saveOnStop && call.world.pools.get(srcVol.pool)?.driver === "file") throw qubesError("StoragePoolException", "file pool cannot export running volumes");
     dst.size = srcVol.size;
     return null;
   }),

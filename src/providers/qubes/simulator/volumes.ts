@@ -34,7 +34,7 @@ function sourceOf(world: World, q: Qube, vol: Volume): { qube: Qube; volume: Vol
   return cur.qube === q ? undefined : cur;
 }
 
-function vidOf(world: World, q: Qube, vol: Volume): string {
+export function vidOf(world: World, q: Qube, vol: Volume): string {
   if (vol.name === "kernel") {
     const k = readProp(world, qubeHolder(q), "kernel");
     return typeof k === "string" ? k : "";
