@@ -36,7 +36,7 @@ export const CONFIG_CODES = {
   "QIAC-E044": "`null` or `\"*default*\"` where that field does not take it",
   "QIAC-E045": "a value too large for one Admin API request (64 KiB)",
   "QIAC-E046": "invalid volume size",
-  "QIAC-E047": "a volume whose size cannot be set for this qube",
+  "QIAC-E047": "a volume that cannot be set for this qube (it comes from its template)",
   "QIAC-E048": "invalid firewall rule",
   "QIAC-E050": "a qube to create lacks `class`, `label` or `template`",
   "QIAC-E051": "`template` given for a class that is not template-based",

@@ -92,7 +92,7 @@ export const volumesCanBeSized: Rule = (state) =>
           "QIAC-E047",
           `the ${v} volume of ${a(q.class ?? "")} comes from its template`,
           locate(q, `volumes.${v}` as QubeField),
-          q.template ? `size the ${v} volume of '${q.template}' instead` : "size it on the template",
+          q.template ? `set the ${v} volume of '${q.template}' instead` : "set it on the template",
         ),
       );
   });

@@ -333,9 +333,9 @@ describe("labels, pools and global properties", () => {
     expect(both.steps.find((st) => st.id === "delete:pool.fast")?.depends_on).toEqual(["delete:qube.a", "delete:qube.b"]);
     expect(reads("admin.pool.volume.List")).toEqual(["dom0:fast"]);
     expect(reads("admin.vm.volume.List").sort()).toEqual(["a", "b"]);
-    // Apply re-reads what the pool holds before acting.
+    // Apply re-reads what the pool holds before acting (an AppVM's root is a snapshot: it stays in its template's pool).
     expect(both.prior_state.filter((c) => c.check === "pool-volumes")).toEqual([
-      { check: "pool-volumes", name: "fast", expect: { value: ["a", "b"].flatMap((q) => ["private", "root", "volatile"].map((v) => `appvms/${q}/${v}`)).join("\n") } },
+      { check: "pool-volumes", name: "fast", expect: { value: ["a", "b"].flatMap((q) => ["private", "volatile"].map((v) => `appvms/${q}/${v}`)).join("\n") } },
     ]);
 
     // b stays (moved out of the pool by the config): its volumes would keep the pool in use.
@@ -344,7 +344,7 @@ describe("labels, pools and global properties", () => {
     const e = diag(kept, "QIAC-E127");
     expect(e?.address).toBe("pool.fast");
     // Only b's volumes are named: a's go with its deletion.
-    expect(e?.message).toBe("pool fast is to be removed but holds volumes that stay: appvms/b/root, appvms/b/private, appvms/b/volatile; qubesd refuses to remove a pool in use");
+    expect(e?.message).toBe("pool fast is to be removed but holds volumes that stay: appvms/b/private, appvms/b/volatile; qubesd refuses to remove a pool in use");
   });
 
   it("a pool still named by a default_pool* global is not removed unless the config moves that global", async () => {
