@@ -70,7 +70,7 @@ describe("CreateInPool: where a new qube's volumes land", () => {
 
   it("a TemplateVM's own root moves with the rest", async () => {
     const sess = await session();
-    const tpl = yaml.replace("  dev:\n    class: AppVM\n    template: fedora-40\n    label: blue\n", "  tpl:\n    class: TemplateVM\n    label: black\n");
+    const tpl = yaml.replace("  dev:\n    class: AppVM\n    template: fedora-40\n    label: blue\n", "  tpl:\n    class: TemplateVM\n    label: black\n    root: empty\n");
     const { json } = await planWith(sess, desiredFromYaml(tpl));
     const after = json.resource_changes.find((c) => c.address === "qube.tpl")?.after;
     expect(after).toMatchObject({ "volumes.root.pool": "fast", "volumes.private.pool": "fast", "volumes.volatile.pool": "fast" });
