@@ -166,11 +166,13 @@ export function checkToken(token: string, role: TokenRole, release: ReleaseId, a
 
 function uuidCheck(token: string, release: ReleaseId, at: SourceLocation, report: Report): void {
   const rel = QREXEC_POLICY_RELEASES[release];
-  if (!rel.uuidTokens) {
-    report("QIAC-E414", `${rel.title}'s qrexec has no uuid: tokens: it reads '${token}' as a qube name no qube can have, so the rule never matches`, at, "name the qube; uuid: tokens exist from R4.3");
+  if (!UUID_TOKEN_RE.test(token)) {
+    report("QIAC-E413", `'${token}' is not a UUID as qubesd writes it (uuid: then 8-4-4-4-12 lowercase hex digits): the rule never matches`, at);
     return;
   }
-  if (!UUID_TOKEN_RE.test(token)) report("QIAC-E413", `'${token}' is not a UUID as qubesd writes it (uuid: then 8-4-4-4-12 lowercase hex digits): the rule never matches`, at);
+  if (!rel.uuidTokens) {
+    report("QIAC-E414", `${rel.title}'s qrexec has no uuid: tokens: it reads '${token}' as a qube name no qube can have, so the rule never matches`, at, "name the qube; uuid: tokens exist from R4.3");
+  }
 }
 
 function rolesHint(role: TokenRole): string {

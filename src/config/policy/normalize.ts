@@ -145,10 +145,6 @@ export function normalizePolicies(w: WrittenFile): { policies: Map<string, Desir
         report("QIAC-E415", `'${name}' has adopt: true with ${raw.absent === true ? "absent" : "release"}: true`, childPointer(ptr, "adopt"), "adopt takes over a file to manage its content", true);
         return undefined;
       }
-      if (scope === "policy" && "syntax" in raw) {
-        report("QIAC-E417", `syntax is for include files: policy file '${name}' is always read as policy lines`, childPointer(ptr, "syntax"), undefined, true);
-        return undefined;
-      }
     } else return undefined;
 
     let syntax: PolicySyntax = syntaxKey ?? "policy";
