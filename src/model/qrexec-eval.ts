@@ -31,6 +31,8 @@ export type PolicySet = {
   /** Every policy file qrexec loads (R4.3 and later: /run/qubes/policy.d merged over /etc by name), in any order. */
   files: readonly EvalPolicyFile[];
   include?: IncludeResolver;
+  /** Set when a file does not parse: qrexec then loads no policy and denies every call. */
+  loadFailure?: string;
 };
 
 /** What qrexec knows of a qube (qrexec/utils.py `get_system_info`: the fields policy evaluation reads). */
@@ -108,13 +110,14 @@ export function expandPolicy(set: PolicySet): ExpandedPolicy {
       const syntax: PolicySyntax = s.kind === "include-service" || (s.kind === "include" && svc) ? "service" : "policy";
       const inner = set.include?.(s.path, syntax);
       if (inner === undefined) {
-        loadFailure = `${file}.policy includes ${s.path}, which does not exist`;
+        loadFailure = `${file}.policy includes ${s.path}, which does not exist or does not read as ${s.kind === "include-dir" ? "a directory" : syntax === "service" ? "an !include-service file" : "policy lines"}`;
         return;
       }
       const nextSvc = s.kind === "include-service" ? { service: s.service, argument: s.argument } : s.kind === "include" ? svc : undefined;
       walk(inner, file, [...via, s.path], nextSvc);
     }
   };
+  if (set.loadFailure) return { rules: [], loadFailure: set.loadFailure };
   for (const f of policyFileOrder(set.files)) walk(f.statements, f.name, [], undefined);
   return loadFailure ? { rules, loadFailure } : { rules };
 }
@@ -382,14 +385,24 @@ export function rulesForClass(set: PolicySet | ExpandedPolicy, cls: RequestClass
   );
 }
 
-/** An include resolver over two maps of parsed statements: include files by name, in each syntax they are read in. */
+/**
+ * An include resolver over parsed statements: include files by name in each syntax they read in
+ * (a syntax absent: the file does not read that way), and optionally the policy files by name
+ * (`!include 50-x.policy`). `resolve` maps a path as written to a file (src/config/policy/parse.ts
+ * `resolveIncludePath`). `!include-dir include` reads the `.policy` files of include/, which the
+ * policy admin API never writes (its names have no dot): nothing; `!include-dir` of the policy
+ * directory itself reads every file again, qrexec recursing without end: a load failure.
+ */
 export function includeResolver(
   includes: ReadonlyMap<string, { policy?: readonly PolicyStatement[]; service?: readonly PolicyStatement[] }>,
-  resolve: (path: string) => { scope: string; name?: string } | { error: string },
+  resolve: (path: string) => { scope: "include" | "policy"; name: string } | { scope: "dir"; path: string } | { error: string },
+  policies?: ReadonlyMap<string, readonly PolicyStatement[]>,
 ): IncludeResolver {
   return (path, syntax) => {
     const r = resolve(path);
-    if ("error" in r || r.scope !== "include" || r.name === undefined) return undefined;
+    if ("error" in r) return undefined;
+    if (r.scope === "dir") return r.path.endsWith("/include") ? [] : undefined;
+    if (r.scope === "policy") return syntax === "policy" ? policies?.get(r.name.replace(/\.policy$/, "")) : undefined;
     return includes.get(r.name)?.[syntax];
   };
 }

@@ -241,7 +241,7 @@ export function checkRule(input: RuleInput, release: ReleaseId): { rule?: Policy
     if (typeof p.value !== "string") continue;
     if (key === "redirect" || key === "default_target") {
       if (!checkToken(p.value, "redirect", release, p.at, report)) continue;
-    } else if (key === "user" && !/^[^\s=]*$/.test(p.value)) {
+    } else if (key === "user" && !/^\S*$/.test(p.value)) {
       report("QIAC-E409", `user '${p.value}' cannot hold spaces`, p.at);
       continue;
     }

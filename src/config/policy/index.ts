@@ -14,6 +14,7 @@ import { resolveIncludePath } from "./parse.js";
 export { parsePolicyText, resolveIncludePath, type ParsedPolicy, type PolicyTextOrigin, type ResolvedIncludePath } from "./parse.js";
 export { checkRule, checkToken, readToken, namedQube, type RuleInput } from "./check.js";
 export { normalizePolicies, textOrigin } from "./normalize.js";
+export { policySet, type PolicyTexts } from "./set.js";
 
 /**
  * The problems `release`'s qrexec has with the config's policy files that `validate` could only
@@ -82,10 +83,11 @@ export function checkPolicyReferences(state: DesiredState): Diagnostic[] {
       if (inc.kind === "include-dir") continue;
       const r = resolveIncludePath(inc.path);
       if ("error" in r || r.scope === "dir") continue;
-      const target = state.policies.get(policyAddress({ name: r.name, scope: r.scope }));
+      const name = r.scope === "policy" ? r.name.replace(/\.policy$/, "") : r.name;
+      const target = state.policies.get(policyAddress({ name, scope: r.scope }));
       const at = inc.at ?? f.at;
       if (!target) {
-        const what = r.scope === "include" ? `include file '${r.name}'` : `policy file '${r.name}'`;
+        const what = r.scope === "include" ? `include file '${name}'` : `policy file '${r.name}'`;
         out.push(diagnostic("QIAC-W404", `${policyAddress(f)} includes ${what}, which this config does not manage`, at, r.scope === "include" ? `declare it under policy_includes: ${r.name}, or make sure it exists` : undefined));
         continue;
       }
