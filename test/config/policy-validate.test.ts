@@ -222,3 +222,53 @@ test("every file qubes-iac renders validates again, to the same statements (prop
     { numRuns: 150 },
   );
 });
+
+const configCases = [...readdirSync("test/config/valid").map((f) => join("test/config/valid", f)), ...readdirSync("examples").map((f) => join("examples", f))];
+
+test.each(configCases)("every policy file %s renders validates again, in every release", async (path) => {
+  const { nodeConfigIO } = await import("../../src/config/index.js");
+  const r = loadConfig([path], nodeConfigIO);
+  expect(r.config).toBeDefined();
+  for (const file of r.config!.policies.values()) {
+    for (const release of RELEASE_IDS) {
+      const again = parsePolicyText(renderPolicyFile(file, r.config!.owner), release, { file: "rendered", syntax: file.syntax });
+      expect(again.diagnostics).toEqual([]);
+      expect(again.statements.map(bare)).toEqual(file.statements.map(bare));
+    }
+  }
+});
+
+test("the valid corpus has policy files to render", () => {
+  const r = loadConfig(["test/config/valid/05-policies.yaml"], { readFile: (p) => readFileSync(p, "utf8"), readDir: () => [], isDirectory: () => false, exists: existsSync });
+  expect([...r.config!.policies.keys()]).toEqual([
+    "policy.30-split-gpg",
+    "policy.31-raw",
+    "policy.32-adopted",
+    "policy.33-admin",
+    "policy.34-old",
+    "policy.35-let-go",
+    "policy.36-admin-rules",
+    "policy.include.admin-ro",
+    "policy.include.clipboard",
+    "policy.include.raw-include",
+  ]);
+  const adopted = r.config!.policies.get("policy.32-adopted")!;
+  expect([adopted.adopt, adopted.absent, adopted.release, adopted.form]).toEqual([true, false, false, "rules"]);
+  expect(r.config!.policies.get("policy.34-old")!.absent).toBe(true);
+  expect(r.config!.policies.get("policy.35-let-go")!.release).toBe(true);
+  expect(r.config!.policies.get("policy.include.admin-ro")!.syntax).toBe("service");
+  expect(r.config!.policies.get("policy.include.clipboard")!.syntax).toBe("policy");
+  // The issue's example, rule for rule.
+  expect(renderPolicyFile(r.config!.policies.get("policy.30-split-gpg")!, "laptop").split("\n").slice(1)).toEqual([
+    "qubes.Gpg * work vault allow",
+    "qubes.Filecopy * @tag:work @anyvm ask default_target=vault",
+    "qubes.OpenInVM + work @dispvm:default-dvm allow",
+    "* * @anyvm vault deny notify=no",
+    "",
+  ]);
+});
+
+test("a config without policies has none", () => {
+  const r = loadConfig(["c.yaml"], memoryIO({ "c.yaml": "version: 1\nowner: t\n" }));
+  expect(r.config!.policies.size).toBe(0);
+});
