@@ -23,6 +23,7 @@ import {
 import { POLICY_PARAM_TEXT, type PolicyAction, type PolicyParams, type PolicyRule, type PolicySyntax } from "../../model/qrexec-policy.js";
 import type { ReleaseId } from "../../model/release.js";
 import { diagnostic, type ConfigCode } from "../codes.js";
+import { didYouMean } from "../_suggest.js";
 
 export type Located<T> = { value: T; at: SourceLocation };
 
@@ -149,7 +150,7 @@ export function checkToken(token: string, role: TokenRole, release: ReleaseId, a
       break;
     }
     case "@type:":
-      if (!QUBE_TYPES.includes(r.value)) report("QIAC-W402", `no qube has type '${r.value}': the rule never matches`, at, `types: ${QUBE_TYPES.join(", ")}`);
+      if (!QUBE_TYPES.includes(r.value)) report("QIAC-W402", `no qube has type '${r.value}': the rule never matches`, at, didYouMean(r.value, QUBE_TYPES) ?? `types: ${QUBE_TYPES.join(", ")}`);
       break;
     case "@dispvm:":
       if (r.value.startsWith("uuid:")) uuidCheck(r.value, release, at, report);
