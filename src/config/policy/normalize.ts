@@ -49,10 +49,10 @@ function fold(per: ReadonlyMap<ReleaseId, Judged>): { statements: PolicyStatemen
     }
   }
   // The statements of a release that reads the file without error: the newest first.
-  const order: ReleaseId[] = ["main", "r4.3", "r4.2"];
-  const clean = order.find((r) => !(per.get(r)?.diagnostics ?? []).some((d) => d.severity === "error")) ?? "main";
+  const order = (["main", "r4.3", "r4.2"] as const).filter((r) => per.has(r));
+  const clean = order.find((r) => !per.get(r)!.diagnostics.some((d) => d.severity === "error")) ?? order[0];
   const out: { statements: PolicyStatement[]; diagnostics: Diagnostic[]; releaseProblems?: Partial<Record<ReleaseId, Diagnostic[]>> } = {
-    statements: per.get(clean)?.statements ?? [],
+    statements: clean === undefined ? [] : (per.get(clean)?.statements ?? []),
     diagnostics,
   };
   if (Object.keys(releaseProblems).length > 0) out.releaseProblems = releaseProblems;
@@ -73,7 +73,8 @@ export function textOrigin(file: string, span: Span | undefined, fallback: Sourc
 }
 
 /** The policy files one config file declares, with every problem found. */
-export function normalizePolicies(w: WrittenFile): { policies: Map<string, DesiredPolicyFile>; diagnostics: Diagnostic[] } {
+/** `releases`: whose qrexec judges (default all three); a problem of only some of them is QIAC-W401. */
+export function normalizePolicies(w: WrittenFile, releases: readonly ReleaseId[] = RELEASE_IDS): { policies: Map<string, DesiredPolicyFile>; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const policies = new Map<string, DesiredPolicyFile>();
   const loc = (ptr: string, key = false): SourceLocation => locateIn(w.spans, w.start, ptr, key);
@@ -160,7 +161,7 @@ export function normalizePolicies(w: WrittenFile): { policies: Map<string, Desir
     }
 
     const per = new Map<ReleaseId, Judged>();
-    for (const release of RELEASE_IDS) {
+    for (const release of releases.length > 0 ? releases : RELEASE_IDS) {
       if (text !== undefined) {
         const tptr = childPointer(ptr, "text");
         const origin = textOrigin(w.file, w.spans.get(tptr), loc(tptr), syntax);
