@@ -78,6 +78,22 @@ describe("clone", () => {
     expect(ops.filter((o) => o.op === "volume.clone-to").map((o) => ("volume" in o ? o.volume : ""))).toEqual(["private"]);
   });
 
+  it("the source's netvm and firewall are copied as isolation writes: right after Create and the UUID, before anything else, with no record", async () => {
+    await s.client.property.set({ vm: "work" }, "netvm", "");
+    await s.client.firewall.set("work", ["action=drop"]);
+    const j = await plan(yaml("qubes:\n  work2:\n    class: AppVM\n    template: fedora-40\n    label: red\n    clone: work\n    tags: [copy]\n"));
+    expect(errorCodes(j)).toEqual([]);
+    const ops = opsOf(j, "create:qube.work2");
+    const at = ops.findIndex((o) => o.op === "vm.uuid");
+    expect(ops.slice(at + 1, at + 3)).toEqual([
+      { op: "property.set", holder: { vm: "work2" }, name: "netvm", value: "" },
+      { op: "firewall.set", vm: "work2", rules: ["action=drop"] },
+    ]);
+    expect(ops.filter((o) => o.op === "record.set" && o.record === "firewall")).toEqual([]);
+    const change = j.resource_changes.find((c) => c.address === "qube.work2");
+    expect(change?.from_source?.attributes).toEqual(expect.arrayContaining(["properties.netvm", "firewall"]));
+  });
+
   it("a source created by the same plan is created first; its copy follows it", async () => {
     const j = await plan(
       yaml("qubes:\n  base:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n    features: {os: Linux}\n  base-2:\n    class: TemplateVM\n    label: black\n    clone: base\n"),
