@@ -222,11 +222,17 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
 /** A TemplateVM or StandaloneVM created without a copy must say that its empty root is intended. */
 export function checkEmptyRoot(ctx: DiffContext, q: DesiredQube, klass: QubeClass): boolean {
   if ((klass !== "TemplateVM" && klass !== "StandaloneVM") || q.clone !== undefined || q.emptyRoot === true) return true;
+  // An example to copy from: a template this system has, when it has one.
+  const template = [...ctx.actual.listing.values()].filter((l) => l.klass === "TemplateVM").map((l) => l.name).sort()[0] ?? "TEMPLATE";
+  const fill =
+    klass === "TemplateVM"
+      ? `copy a template (clone: ${template}), or install the template in dom0 instead of declaring it here: qvm-template install ${q.name} (qvm-template list --available lists the names)`
+      : `make it from a template (clone: ${template}, as qvm-create --standalone -t does); a template not on the system yet is installed in dom0 with qvm-template install NAME`;
   ctx.diagnostics.push(
     planDiagnostic("QIAC-E160", `qube ${q.name}: a ${klass} created without clone: gets an empty root volume (no operating system)`, {
       location: locate(q, "class"),
       address: `qube.${q.name}`,
-      hint: `copy a template (clone: fedora-41-xfce), install one in dom0 instead of creating it here (qvm-template install ${q.name}), or say that the empty disk is intended (root: empty)`,
+      hint: `${fill}; or say that the empty disk is intended (root: empty)`,
     }),
   );
   return false;
