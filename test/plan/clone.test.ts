@@ -134,6 +134,19 @@ describe("clone", () => {
     expect(done.json.diagnostics.map((d) => d.code)).toEqual(["QIAC-W160"]);
   });
 
+  it("a running source in another pool (file-reflink) is copied as of its last shutdown, and the plan says so", async () => {
+    await s.client.pool.add("file-reflink", "reflink", { dir_path: "/var/lib/qubes-reflink" });
+    await s.client.vm.create({ klass: "TemplateVM", name: "tpl", label: "black", pool: "reflink" });
+    await s.client.vm.start("tpl");
+    const desired = desiredFromYaml(yaml("qubes:\n  tpl-2:\n    class: TemplateVM\n    label: black\n    clone: tpl\n"));
+    const { json } = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
+    expect(errorCodes(json)).toEqual([]);
+    expect(json.resource_changes.find((c) => c.address === "qube.tpl-2")?.reasons).toContain("the copy is of tpl as of its last shutdown (it is running; its pool keeps that snapshot)");
+    expect(opsOf(json, "create:qube.tpl-2").some((o) => o.op === "vm.shutdown")).toBe(false);
+    await runOps(s.client, planOps(json));
+    expect((await s.client.vm.list()).find((q) => q.name === "tpl")?.state).toBe("Running");
+  });
+
   it("a running source in a file pool: an error without --allow-restart; with it, Shutdown before the copy and Start after", async () => {
     await s.client.vm.start("fedora-40");
     const text = yaml("qubes:\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n");
