@@ -71,12 +71,12 @@ function copiedProperty(name: string, target: QubeClass, sameClass: boolean): bo
 /** What the source gives, read from the system or, for a source this plan creates, from its config (and its own source). */
 function sourceAttributes(ctx: DiffContext, name: string, depth = 0): SourceAttributes {
   const read = ctx.actual.cloneSources?.get(name);
-  if (read !== undefined) return readAttributes(read);
-  const out: SourceAttributes = { properties: new Map(), features: new Map(), tags: new Set() };
+  const out: SourceAttributes = read !== undefined ? readAttributes(read) : { properties: new Map(), features: new Map(), tags: new Set() };
+  // A source of the config reaches its config's values before it is copied (the copy's step comes after its own).
   const d = ctx.desired.qubes.get(name);
   if (d === undefined) return out;
   // A source created by this plan is itself a copy when it has a source: what it copies comes too.
-  if (d.clone !== undefined && depth < 8 && !ctx.actual.listing.has(name)) {
+  if (read === undefined && d.clone !== undefined && depth < 8 && !ctx.actual.listing.has(name)) {
     const inner = sourceAttributes(ctx, d.clone, depth + 1);
     for (const [k, v] of inner.properties) out.properties.set(k, v);
     for (const [k, v] of inner.features) out.features.set(k, v);
@@ -189,7 +189,7 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
     const size = info?.size ?? plannedSize(ctx, source, v);
     after[`volumes.${v}`] = `cloned from ${source}${size !== undefined ? ` (${showSize(size)})` : ""}`;
     // A volume of a source this plan creates: its pool is not read; it is treated as a file pool's.
-    if (info === undefined || HALTED_COPY_DRIVERS.has(info.driver)) mustHalt ||= true;
+    if (info === undefined || HALTED_COPY_DRIVERS.has(info.driver)) mustHalt = true;
     const sizeText = size === undefined ? {} : { size: size.toString() };
     copies.push({ op: "volume.clone-from", vm: source, volume: v as CloneVolume, to: q.name, ...sizeText }, { op: "volume.clone-to", vm: q.name, volume: v as CloneVolume, from: source, ...sizeText });
   }

@@ -94,6 +94,13 @@ describe("clone", () => {
     expect(change?.from_source?.attributes).toEqual(expect.arrayContaining(["properties.netvm", "firewall"]));
   });
 
+  it("a source the config changes in the same plan is copied with the config's values, after its own step", async () => {
+    const j = await plan(yaml("qubes:\n  fedora-40:\n    adopt: true\n    features: {os-version: '40.1'}\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    expect(errorCodes(j)).toEqual([]);
+    expect(opsOf(j, "create:qube.fedora-dev")).toContainEqual({ op: "feature.set", vm: "fedora-dev", name: "os-version", value: "40.1" });
+    expect(j.steps.find((st) => st.id === "create:qube.fedora-dev")?.depends_on).toContain("update:qube.fedora-40");
+  });
+
   it("a source created by the same plan is created first; its copy follows it", async () => {
     const j = await plan(
       yaml("qubes:\n  base:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n    features: {os: Linux}\n  base-2:\n    class: TemplateVM\n    label: black\n    clone: base\n"),
