@@ -28,12 +28,14 @@ type SourceAttributes = {
 };
 
 /**
- * The hook for other parts of a clone: each gets the source, the new qube and the context, and
- * returns what it copies (ops on the new qube and the plan's keys). Device assignments are one
- * (only with `clone_devices: true`); the device diff appends its part here.
+ * The hook for the other parts of a clone: each gets the context, the new qube and its source,
+ * and returns what it copies (ops on the new qube, the plan's keys and values, what it uses).
+ * Device assignments are one, copied only with `q.cloneDevices` (`clone_devices: true`): the
+ * device diff adds its part to this list. Its ops run in the create step after the attributes
+ * and before the volume copies (src/plan/diff-qube.ts createOps).
  */
 export type ClonePart = (ctx: DiffContext, q: DesiredQube, source: string) => CopiedItem[];
-export const CLONE_COPY_PARTS: ClonePart[] = [];
+export const CLONE_COPY_PARTS: readonly ClonePart[] = [];
 
 /** The plan's clone of one qube: copied attributes, volume ops, power ops around them, display. */
 export type PlannedClone = {
