@@ -141,6 +141,16 @@ describe("clone", () => {
     expect(done.json.diagnostics.map((d) => d.code)).toEqual(["QIAC-W160"]);
   });
 
+  it("an interrupted create by cloning whose qube was started since: an error until it is halted", async () => {
+    const desired = desiredFromYaml(yaml("qubes:\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    const ops = planOps((await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] })).json);
+    await runOps(s.client, ops.slice(0, ops.findIndex((o) => o.op === "volume.clone-to")));
+    await s.client.vm.start("fedora-dev");
+    const j = await plan(yaml("qubes:\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    expect(errorCodes(j)).toEqual(["QIAC-E166"]);
+    expect(diag(j, "QIAC-E166")?.location?.line).toBe(7);
+  });
+
   it("a running source in another pool (file-reflink) is copied as of its last shutdown, and the plan says so", async () => {
     await s.client.pool.add("file-reflink", "reflink", { dir_path: "/var/lib/qubes-reflink" });
     await s.client.vm.create({ klass: "TemplateVM", name: "tpl", label: "black", pool: "reflink" });
