@@ -5,6 +5,7 @@
 // names are matched by name, qubes it creates by `@tag:created-by-<mgmt>` (a tag only dom0
 // sets); nothing matches `managed-by-*`, which the management qube could set itself. Pure.
 
+import type { CloneVolume } from "../model/clone.js";
 import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
@@ -16,6 +17,8 @@ export const ADMINVM = "@adminvm";
 export const createdByTag = (mgmt: string): string => `@tag:created-by-${mgmt}`;
 /** The argument of a call whose argument is not known in advance (a property, feature or tag name). */
 const ANY = "*";
+/** Any volume a clone copies: these ops only name policy lines (opCall turns the volume into the argument). */
+const ANY_VOLUME = ANY as CloneVolume;
 
 export type PolicyRule = {
   service: string;
@@ -92,7 +95,7 @@ function qubeOps(vm: string): Op[] {
     "notes.set": { op: "notes.set", vm, text: "" },
     "vm.uuid": { op: "vm.uuid", vm },
     // A clone's volumes: CloneTo on the new qube, CloneFrom on its source (potentialOps).
-    "volume.clone-to": { op: "volume.clone-to", vm, volume: ANY as "root", from: ANY, size: "0" },
+    "volume.clone-to": { op: "volume.clone-to", vm, volume: ANY_VOLUME, from: ANY, size: "0" },
     "volume.clone-from": undefined,
     // Record ops are feature.Set/Remove on the qube, already granted above for any name.
     "record.set": undefined,
@@ -158,7 +161,7 @@ export function potentialOps(i: PolicyInput): Op[] {
       const src = desired.qubes.get(q.clone);
       const source = src !== undefined && !src.adopt ? created : q.clone;
       // A file pool copies only a halted volume: with --allow-restart, apply stops the source and starts it again.
-      ops.push({ op: "volume.clone-from", vm: source, volume: ANY as "root", to: created }, { op: "vm.shutdown", vm: source }, { op: "vm.start", vm: source });
+      ops.push({ op: "volume.clone-from", vm: source, volume: ANY_VOLUME, to: created }, { op: "vm.shutdown", vm: source }, { op: "vm.start", vm: source });
     }
     // A running qube is connected only to a running netvm: apply may start a netvm the config does not declare.
     const netvm = q.properties.get("netvm");

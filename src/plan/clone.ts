@@ -28,12 +28,14 @@ type SourceAttributes = {
 };
 
 /**
- * The hook for other parts of a clone: each gets the source, the new qube and the context, and
- * returns what it copies (ops on the new qube and the plan's keys). Device assignments are one
- * (only with `clone_devices: true`); the device diff appends its part here.
+ * The hook for the other parts of a clone: each gets the context, the new qube and its source,
+ * and returns what it copies (ops on the new qube, the plan's keys and values, what it uses).
+ * Device assignments are one, copied only with `q.cloneDevices` (`clone_devices: true`): the
+ * device diff adds its part to this list. Its ops run in the create step after the attributes
+ * and before the volume copies (src/plan/diff-qube.ts createOps).
  */
 export type ClonePart = (ctx: DiffContext, q: DesiredQube, source: string) => CopiedItem[];
-export const CLONE_COPY_PARTS: ClonePart[] = [];
+export const CLONE_COPY_PARTS: readonly ClonePart[] = [];
 
 /** The plan's clone of one qube: copied attributes, volume ops, power ops around them, display. */
 export type PlannedClone = {
@@ -71,12 +73,12 @@ function copiedProperty(name: string, target: QubeClass, sameClass: boolean): bo
 /** What the source gives, read from the system or, for a source this plan creates, from its config (and its own source). */
 function sourceAttributes(ctx: DiffContext, name: string, depth = 0): SourceAttributes {
   const read = ctx.actual.cloneSources?.get(name);
-  if (read !== undefined) return readAttributes(read);
-  const out: SourceAttributes = { properties: new Map(), features: new Map(), tags: new Set() };
+  const out: SourceAttributes = read !== undefined ? readAttributes(read) : { properties: new Map(), features: new Map(), tags: new Set() };
+  // A source of the config reaches its config's values before it is copied (the copy's step comes after its own).
   const d = ctx.desired.qubes.get(name);
   if (d === undefined) return out;
   // A source created by this plan is itself a copy when it has a source: what it copies comes too.
-  if (d.clone !== undefined && depth < 8 && !ctx.actual.listing.has(name)) {
+  if (read === undefined && d.clone !== undefined && depth < 8 && !ctx.actual.listing.has(name)) {
     const inner = sourceAttributes(ctx, d.clone, depth + 1);
     for (const [k, v] of inner.properties) out.properties.set(k, v);
     for (const [k, v] of inner.features) out.features.set(k, v);
@@ -189,7 +191,7 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
     const size = info?.size ?? plannedSize(ctx, source, v);
     after[`volumes.${v}`] = `cloned from ${source}${size !== undefined ? ` (${showSize(size)})` : ""}`;
     // A volume of a source this plan creates: its pool is not read; it is treated as a file pool's.
-    if (info === undefined || HALTED_COPY_DRIVERS.has(info.driver)) mustHalt ||= true;
+    if (info === undefined || HALTED_COPY_DRIVERS.has(info.driver)) mustHalt = true;
     const sizeText = size === undefined ? {} : { size: size.toString() };
     copies.push({ op: "volume.clone-from", vm: source, volume: v as CloneVolume, to: q.name, ...sizeText }, { op: "volume.clone-to", vm: q.name, volume: v as CloneVolume, from: source, ...sizeText });
   }
@@ -222,11 +224,17 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
 /** A TemplateVM or StandaloneVM created without a copy must say that its empty root is intended. */
 export function checkEmptyRoot(ctx: DiffContext, q: DesiredQube, klass: QubeClass): boolean {
   if ((klass !== "TemplateVM" && klass !== "StandaloneVM") || q.clone !== undefined || q.emptyRoot === true) return true;
+  // An example to copy from: a template this system has, when it has one.
+  const template = [...ctx.actual.listing.values()].filter((l) => l.klass === "TemplateVM").map((l) => l.name).sort()[0] ?? "TEMPLATE";
+  const fill =
+    klass === "TemplateVM"
+      ? `copy a template (clone: ${template}), or install the template in dom0 instead of declaring it here: qvm-template install ${q.name} (qvm-template list --available lists the names)`
+      : `make it from a template (clone: ${template}, as qvm-create --standalone -t does); a template not on the system yet is installed in dom0 with qvm-template install NAME`;
   ctx.diagnostics.push(
     planDiagnostic("QIAC-E160", `qube ${q.name}: a ${klass} created without clone: gets an empty root volume (no operating system)`, {
       location: locate(q, "class"),
       address: `qube.${q.name}`,
-      hint: `copy a template (clone: fedora-41-xfce), install one in dom0 instead of creating it here (qvm-template install ${q.name}), or say that the empty disk is intended (root: empty)`,
+      hint: `${fill}; or say that the empty disk is intended (root: empty)`,
     }),
   );
   return false;

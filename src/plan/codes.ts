@@ -52,6 +52,7 @@ export const PLAN_CODES = {
   "QIAC-E163": "a `clone:` source whose class cannot be copied into the qube's class",
   "QIAC-E164": "a `clone:` source in a `file` pool that will be running at the copy, without --allow-restart",
   "QIAC-E165": "a `clone:` source that the same plan destroys (`absent: true`, or created by this owner and dropped from the config)",
+  "QIAC-E166": "a create by cloning was interrupted before its volumes were copied, and the qube is not halted (CloneTo copies only into a halted qube)",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",

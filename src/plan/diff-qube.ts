@@ -482,9 +482,21 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
   }
   let ownOps = adoption === "adopt" || own.kind === "owned" ? ownershipOps(ctx, vm, uuid, own, lifecycle, adoption) : [];
   // A create by cloning interrupted before its copies were done (its intent is still there): copied again.
-  if (unfinishedClone(ctx, q, own, lifecycle) && settledPower(a.power) === "halted") {
+  let recopyUses: string[] = [];
+  if (unfinishedClone(ctx, q, own, lifecycle)) {
+    if (settledPower(a.power) !== "halted") {
+      ctx.diagnostics.push(
+        planDiagnostic("QIAC-E166", `qube ${vm}: its create by cloning was interrupted before its volumes were copied, and it is ${a.power.toLowerCase()}: CloneTo copies only into a halted qube`, {
+          location: locate(q, "clone"),
+          address,
+          hint: `shut it down (qvm-shutdown --wait ${vm}) and plan again: its volumes are then copied from ${q.clone as string}`,
+        }),
+      );
+      return { steps: [] };
+    }
     const c = planClone(ctx, q, a.klass as QubeClass);
     if (c === undefined) return { steps: [] };
+    recopyUses = c.uses;
     const intent = ctx.names.intent(vm);
     ownOps = [...ownOps.filter((o) => !(o.op === "feature.remove" && o.vm === "dom0" && o.name === intent)), ...c.copied.flatMap((x) => x.ops), ...c.volumeOps, { op: "feature.remove", vm: "dom0", name: intent }];
     reasons.push(`finish an interrupted create by cloning: its volumes are copied from ${q.clone as string} again`, ...c.reasons);
@@ -511,7 +523,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
   if (ops.length === 0) return { change, steps: [] };
   return {
     change,
-    steps: [{ id: stepId("update", address), address, kind: "update", ops, uses: acc.uses, unreferences: acc.unreferences, after: [] }],
+    steps: [{ id: stepId("update", address), address, kind: "update", ops, uses: [...new Set([...acc.uses, ...recopyUses])], unreferences: acc.unreferences, after: [] }],
   };
 }
 

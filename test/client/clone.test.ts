@@ -38,6 +38,12 @@ describe("volume.cloneFrom / cloneTo", () => {
     await expect(client.volume.cloneTo("personal", "private", token)).rejects.toThrow(/QubesVolumeCopyTokenNotFoundError|empty reply/);
   });
 
+  it("a running source in a file pool is refused as qubesd refuses it (qubes/storage/file.py: export of a running volume)", async () => {
+    await client.vm.start("work");
+    const token = await client.volume.cloneFrom("work", "private");
+    await expect(client.volume.cloneTo("personal", "private", token)).rejects.toMatchObject({ qubesClass: "StoragePoolException", message: expect.stringContaining("file pool cannot export running volumes") });
+  });
+
   it("refuses a token of another shape before sending it", async () => {
     const before = sim.calls.length;
     await expect(client.volume.cloneTo("personal", "private", "not-a-token\n")).rejects.toMatchObject({ code: "invalid-request" });

@@ -139,7 +139,7 @@ describe("apply of the built CLI", () => {
     }
   });
 
-  for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config"]) {
+  for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "examples/templates.yaml"]) {
     it(`${example}: applies, then No changes. and a second apply makes no mutating call`, async () => {
       expect((await applyAndConverge(example)).length).toBeGreaterThan(0);
     });

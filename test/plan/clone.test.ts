@@ -78,6 +78,29 @@ describe("clone", () => {
     expect(ops.filter((o) => o.op === "volume.clone-to").map((o) => ("volume" in o ? o.volume : ""))).toEqual(["private"]);
   });
 
+  it("the source's netvm and firewall are copied as isolation writes: right after Create and the UUID, before anything else, with no record", async () => {
+    await s.client.property.set({ vm: "work" }, "netvm", "");
+    await s.client.firewall.set("work", ["action=drop"]);
+    const j = await plan(yaml("qubes:\n  work2:\n    class: AppVM\n    template: fedora-40\n    label: red\n    clone: work\n    tags: [copy]\n"));
+    expect(errorCodes(j)).toEqual([]);
+    const ops = opsOf(j, "create:qube.work2");
+    const at = ops.findIndex((o) => o.op === "vm.uuid");
+    expect(ops.slice(at + 1, at + 3)).toEqual([
+      { op: "property.set", holder: { vm: "work2" }, name: "netvm", value: "" },
+      { op: "firewall.set", vm: "work2", rules: ["action=drop"] },
+    ]);
+    expect(ops.filter((o) => o.op === "record.set" && o.record === "firewall")).toEqual([]);
+    const change = j.resource_changes.find((c) => c.address === "qube.work2");
+    expect(change?.from_source?.attributes).toEqual(expect.arrayContaining(["properties.netvm", "firewall"]));
+  });
+
+  it("a source the config changes in the same plan is copied with the config's values, after its own step", async () => {
+    const j = await plan(yaml("qubes:\n  fedora-40:\n    adopt: true\n    features: {os-version: '40.1'}\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    expect(errorCodes(j)).toEqual([]);
+    expect(opsOf(j, "create:qube.fedora-dev")).toContainEqual({ op: "feature.set", vm: "fedora-dev", name: "os-version", value: "40.1" });
+    expect(j.steps.find((st) => st.id === "create:qube.fedora-dev")?.depends_on).toContain("update:qube.fedora-40");
+  });
+
   it("a source created by the same plan is created first; its copy follows it", async () => {
     const j = await plan(
       yaml("qubes:\n  base:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n    features: {os: Linux}\n  base-2:\n    class: TemplateVM\n    label: black\n    clone: base\n"),
@@ -116,6 +139,29 @@ describe("clone", () => {
     const done = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
     expect(done.json.steps).toEqual([]);
     expect(done.json.diagnostics.map((d) => d.code)).toEqual(["QIAC-W160"]);
+  });
+
+  it("an interrupted create by cloning whose qube was started since: an error until it is halted", async () => {
+    const desired = desiredFromYaml(yaml("qubes:\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    const ops = planOps((await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] })).json);
+    await runOps(s.client, ops.slice(0, ops.findIndex((o) => o.op === "volume.clone-to")));
+    await s.client.vm.start("fedora-dev");
+    const j = await plan(yaml("qubes:\n  fedora-dev:\n    class: TemplateVM\n    label: black\n    clone: fedora-40\n"));
+    expect(errorCodes(j)).toEqual(["QIAC-E166"]);
+    expect(diag(j, "QIAC-E166")?.location?.line).toBe(7);
+  });
+
+  it("a running source in another pool (file-reflink) is copied as of its last shutdown, and the plan says so", async () => {
+    await s.client.pool.add("file-reflink", "reflink", { dir_path: "/var/lib/qubes-reflink" });
+    await s.client.vm.create({ klass: "TemplateVM", name: "tpl", label: "black", pool: "reflink" });
+    await s.client.vm.start("tpl");
+    const desired = desiredFromYaml(yaml("qubes:\n  tpl-2:\n    class: TemplateVM\n    label: black\n    clone: tpl\n"));
+    const { json } = await planWith(s, desired, { allowRestart: false, targets: [], excludes: [] });
+    expect(errorCodes(json)).toEqual([]);
+    expect(json.resource_changes.find((c) => c.address === "qube.tpl-2")?.reasons).toContain("the copy is of tpl as of its last shutdown (it is running; its pool keeps that snapshot)");
+    expect(opsOf(json, "create:qube.tpl-2").some((o) => o.op === "vm.shutdown")).toBe(false);
+    await runOps(s.client, planOps(json));
+    expect((await s.client.vm.list()).find((q) => q.name === "tpl")?.state).toBe("Running");
   });
 
   it("a running source in a file pool: an error without --allow-restart; with it, Shutdown before the copy and Start after", async () => {

@@ -49,6 +49,19 @@ describe("golden plans of the examples against the default fixture", () => {
   }
 });
 
+describe("golden plans refused at their config lines", () => {
+  it("empty-disks: TemplateVM and StandaloneVM without clone: or root: empty, a template and a clone source that exist nowhere", async () => {
+    const s = await startSession();
+    try {
+      const out = await planOutputs(s, ["test/plan/fixtures/empty-disks.yaml"]);
+      expect(out.code).toBe(1);
+      expectGolden("plan/empty-disks.txt", out.human);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
 describe("golden plans of changes to an applied config", () => {
   let s: SimSession;
   beforeAll(async () => {
