@@ -54,6 +54,7 @@ export const PLAN_CODES = {
   "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
   "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
   "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
+  "QIAC-W180": "a volume's `revisions_to_keep` lowered: the older revisions are removed when the qube next stops",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;
