@@ -69,6 +69,7 @@ export const PLAN_CODES = {
   "QIAC-W191": "a policy file the inventory lists is gone from dom0: written again, or its entry forgotten",
   "QIAC-W160": "`clone:` on a qube that already exists: it is not cloned again",
   "QIAC-W161": "a qube created with `root: empty` is not started (nothing to boot yet), whatever its `state`",
+  "QIAC-W180": "a volume's `revisions_to_keep` lowered: the older revisions are removed when the qube next stops",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -124,6 +124,15 @@ export function diffVolumesAndNotes(ctx: DiffContext, q: DesiredQube, a: Detaile
       if (want.revisionsToKeep !== av.revisionsToKeep && checkRevisions(ctx, q, v, want.revisionsToKeep, av.pool)) {
         acc.ops.push({ op: "volume.revisions", vm, volume: v, value: String(want.revisionsToKeep) });
         acc.changed.push(key);
+        if (want.revisionsToKeep < av.revisionsToKeep) {
+          ctx.diagnostics.push(
+            planDiagnostic("QIAC-W180", `qube ${vm}: volume ${v} keeps ${av.revisionsToKeep} revisions; with ${want.revisionsToKeep} the older ones are removed when the qube next stops (they are its backups to revert to)`, {
+              location: locate(q, key as QubeField),
+              address,
+              hint: `revert first if a revision is needed (qvm-volume revert ${vm}:${v})`,
+            }),
+          );
+        }
         // qubes/storage/__init__.py Storage.set_revisions_to_keep: snapshots on or off only while halted.
         if (want.revisionsToKeep === -1 || av.revisionsToKeep === -1) acc.haltOnly.push(key);
       }

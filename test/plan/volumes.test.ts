@@ -111,6 +111,8 @@ describe("revisions_to_keep", () => {
     expectValidPlanJson(json);
     expect(planOps(json).filter((o) => o.op.startsWith("volume."))).toEqual([{ op: "volume.revisions", vm: "work", volume: "private", value: "0" }]);
     expect(json.prior_state).toContainEqual({ check: "volume", vm: "work", volume: "private", key: "revisions_to_keep", value: "1" });
+    // Fewer revisions: the older ones go at the next shutdown, which the plan says at the line.
+    expect(json.diagnostics.find((d) => d.code === "QIAC-W180")).toMatchObject({ severity: "warning", location: { line: 7, column: 36 } });
     await runOps(sess.client, planOps(json));
     expect((await info(sess, "work", "private")).revisionsToKeep).toBe(0);
     await noChanges(sess, yaml);
