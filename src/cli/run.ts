@@ -105,6 +105,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--all", "every qube but dom0 (marked adopt: true), custom labels, pools and non-default global properties")
     .option("-o, --output <file>", "write the config to this new file instead of stdout")
     .option("--host-values", "keep what this host sets itself (default_kernel, default_pool_kernel, a qube's kernel version)")
+    .option("--notes", "read and write the qubes' notes (R4.3 and later; without it notes, which may hold secrets, are never read)")
     .action(async (o: import("./commands/export.js").ExportCommandOptions) => {
       const { exportCommand } = await import("./commands/export.js");
       exitCode = await untilInterrupted(io, () => exportCommand(io, o));

@@ -16,6 +16,11 @@ export type ExportSelection = {
   owner: string;
   /** Every qube but dom0, custom labels, pools and global properties; else what the owner manages. */
   all: boolean;
+  /**
+   * Read the qubes' notes (`export --notes`, on a release that has them). Off by default: notes
+   * may hold secrets, and qubes-iac reads them only when asked (a config's `notes:`, this option).
+   */
+  notes?: boolean;
 };
 
 /** Classes a config can hold (AdminVM is dom0; RemoteVM is not managed). */
@@ -46,8 +51,13 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     Object.entries(reader).map(([k, fn]) => [k, (...args: unknown[]) => limit(() => (fn as (...a: unknown[]) => Promise<unknown>)(...args))]),
   ) as QubesReader;
 
-  const [list, dom0FeatureList, globals, release] = await Promise.all([r.listQubes(), r.featureNames("dom0"), r.properties("global"), r.release()]);
-  const hasNotes = rulesFor(release).notes;
+  const [list, dom0FeatureList, globals, release] = await Promise.all([
+    r.listQubes(),
+    r.featureNames("dom0"),
+    r.properties("global"),
+    sel.notes === true ? r.release() : Promise.resolve(undefined),
+  ]);
+  const hasNotes = release !== undefined && rulesFor(release).notes;
   const listing = new Map(list.map((q) => [q.name, q]));
   const dom0FeatureNames = new Set(dom0FeatureList);
   const inventory = readInventory(sel.owner, dom0FeatureNames);
@@ -105,6 +115,6 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     pools: pools.pools,
     volumePools: volumePoolInfo,
     globals,
-    release,
+    ...(release !== undefined ? { release } : {}),
   };
 }

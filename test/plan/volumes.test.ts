@@ -238,7 +238,7 @@ describe("export writes what it read", () => {
       sess,
       desiredFromYaml(adoptWork("    volumes:\n      private: {size: 3GiB, revisions_to_keep: 0}\n      volatile: {ephemeral: true}\n    notes: \"kept\\n\"\n")),
     );
-    const actual = await readForExport(readerFromClient(sess.client), { owner: "vol", all: false }, { parallelism: 4 });
+    const actual = await readForExport(readerFromClient(sess.client), { owner: "vol", all: false, notes: true }, { parallelism: 4 });
     const out = renderExport(actual, { owner: "vol", all: false, schemaPath: "schema.json", generator: "test" });
     expect(out.text).toContain("private: {size: 3GiB, revisions_to_keep: 0}");
     expect(out.text).toContain("volatile: {size: 10GiB, ephemeral: true}");
@@ -249,10 +249,22 @@ describe("export writes what it read", () => {
     expect(json.steps).toEqual([]);
   });
 
+  it("without --notes, notes are never read (they may hold secrets): the export has none and still plans no change", async () => {
+    const sess = await session(testRelease() === "r4.2" ? "main" : testRelease());
+    const yaml = adoptWork('    notes: "kept"\n');
+    await converge(sess, desiredFromYaml(yaml));
+    const from = sess.sim.calls.length;
+    const actual = await readForExport(readerFromClient(sess.client), { owner: "vol", all: false }, { parallelism: 4 });
+    expect(sess.sim.calls.slice(from).some((c) => c.method.startsWith("admin.vm.notes."))).toBe(false);
+    const out = renderExport(actual, { owner: "vol", all: false, schemaPath: "schema.json", generator: "test" });
+    expect(out.text).not.toContain("notes:");
+    expect((await planWith(sess, desiredFromYaml(out.text))).json.steps).toEqual([]);
+  });
+
   it("R4.2: no notes are read (the release has none), and the export plans no change", async () => {
     const sess = await session("r4.2");
     await converge(sess, desiredFromYaml(adoptWork("    volumes:\n      private: {size: 3GiB, revisions_to_keep: 0}\n")));
-    const actual = await readForExport(readerFromClient(sess.client), { owner: "vol", all: false }, { parallelism: 4 });
+    const actual = await readForExport(readerFromClient(sess.client), { owner: "vol", all: false, notes: true }, { parallelism: 4 });
     expect(sess.sim.calls.some((c) => c.method.startsWith("admin.vm.notes."))).toBe(false);
     const out = renderExport(actual, { owner: "vol", all: false, schemaPath: "schema.json", generator: "test" });
     expect(out.text).not.toContain("notes:");

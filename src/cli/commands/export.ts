@@ -17,7 +17,7 @@ import { CliError, interruptFlag, tell, write, writeFileWhole, type CliIO } from
 import { packageVersion } from "../version.js";
 import { renderDiagnostics } from "./validate.js";
 
-export type ExportCommandOptions = ConnectionOptions & { owner?: string; all?: boolean; output?: string; hostValues?: boolean };
+export type ExportCommandOptions = ConnectionOptions & { owner?: string; all?: boolean; output?: string; hostValues?: boolean; notes?: boolean };
 
 const OWNER_RE = /^[A-Za-z0-9_-]+$/;
 
@@ -62,7 +62,7 @@ export async function exportCommand(io: CliIO, o: ExportCommandOptions): Promise
       }
       owner = owners[0] as string;
     }
-    const actual = await readForExport(reader, { owner, all: o.all === true }, { parallelism });
+    const actual = await readForExport(reader, { owner, all: o.all === true, notes: o.notes === true }, { parallelism });
     const schema = installedSchema();
     const schemaPath = schema === undefined ? "qubes-iac.schema.json" : relative(target === undefined ? io.cwd : dirname(target), schema);
     return renderExport(actual, { owner, all: o.all === true, schemaPath, generator: `qubes-iac ${packageVersion()}`, hostValues: o.hostValues === true });
