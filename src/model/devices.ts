@@ -52,8 +52,26 @@ export type ActualAssignment = {
 export type ExposedDevice = { devclass: DeviceClass; backend: string; port: string; deviceId?: string; description?: string };
 
 export const deviceAddress = (backend: string, port: string): string => `${backend}:${port}`;
-/** The ownership record key of an assignment (docs/ownership.md): `device.<class>.<backend>+<port>`. */
-export const deviceRecordKey = (devclass: DeviceClass, backend: string, port: string): `device.${string}` => `device.${devclass}.${backend}+${port}`;
+/**
+ * The ownership record key of an assignment (docs/ownership.md): `device.<class>.<backend>.<port>`
+ * (feature names allow only letters, digits and `_.-`). It reads back unambiguously: pci and mic
+ * come only from dom0, and usb and block ports hold no dot, so the backend is all before the last one.
+ */
+export const deviceRecordKey = (devclass: DeviceClass, backend: string, port: string): `device.${string}` => `device.${devclass}.${backend}.${port}`;
+
+/** The assignment a record key (after `device.`) names; undefined when it names none. */
+export function parseDeviceRecord(k: string): { devclass: DeviceClass; backend: string; port: string } | undefined {
+  const dot = k.indexOf(".");
+  const devclass = k.slice(0, dot);
+  if (dot <= 0 || !isDeviceClass(devclass)) return undefined;
+  const rest = k.slice(dot + 1);
+  const cut = devclass === "pci" || devclass === "mic" ? (rest.startsWith("dom0.") ? 4 : -1) : rest.lastIndexOf(".");
+  if (cut <= 0) return undefined;
+  const backend = rest.slice(0, cut);
+  const port = rest.slice(cut + 1);
+  const ok = checkDeviceAddress(devclass, deviceAddress(backend, port));
+  return "error" in ok ? undefined : { devclass, backend, port };
+}
 /** The attribute key of an assignment in a plan's before/after: `devices.pci.dom0:00_14.3`. */
 export const deviceAttrKey = (devclass: DeviceClass, backend: string, port: string): string => `devices.${devclass}.${deviceAddress(backend, port)}`;
 

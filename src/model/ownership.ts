@@ -80,10 +80,10 @@ export type OwnershipNames = ReturnType<typeof ownershipNames>;
 /** Features whose names start with this are qubes-iac's records; a config may not set them. */
 export const RECORD_PREFIX = "qubes-iac.";
 
-/** A device assignment's record key: `device.<class>.<backend>+<port>` (src/model/devices.ts deviceRecordKey). */
-const DEVICE_RECORD_RE = /^device\.(pci|usb|block|mic)\.[A-Za-z][A-Za-z0-9_.-]*\+[A-Za-z0-9_.-]+$/;
+/** A device assignment's record key: `device.<class>.<backend>.<port>` (src/model/devices.ts deviceRecordKey). */
+const DEVICE_RECORD_RE = /^device\.(pci|usb|block|mic)\.[A-Za-z][A-Za-z0-9_.-]*\.[A-Za-z0-9_.-]+$/;
 
-/** A record key as it may appear in a plan: `own`, `protect`, `firewall`, `feature.<f>`, `tag.<t>`, `device.<class>.<backend>+<port>`. */
+/** A record key as it may appear in a plan: `own`, `protect`, `firewall`, `feature.<f>`, `tag.<t>`, `device.<class>.<backend>.<port>`. */
 export function isRecordKey(s: string): s is RecordKey {
   return s === "own" || s === "protect" || s === "firewall" || /^feature\.[a-zA-Z0-9_.-]+$/.test(s) || /^tag\.[A-Za-z0-9_-]+$/.test(s) || DEVICE_RECORD_RE.test(s);
 }
@@ -189,7 +189,7 @@ export type QubeRecords = {
   firewall: boolean;
   features: ReadonlySet<string>;
   tags: ReadonlySet<string>;
-  /** Device assignments qubes-iac made, as `<class>.<backend>+<port>` (format 2 only). */
+  /** Device assignments qubes-iac made, as `<class>.<backend>.<port>` (format 2 only). */
   devices: ReadonlySet<string>;
   legacy: ReadonlyArray<{ name: string; key: Exclude<RecordKey, "own"> }>;
   /** Every feature name of this qube's records (both formats), for a release. */

@@ -13,8 +13,8 @@ import {
   deviceAddress,
   deviceAttrKey,
   deviceRecordKey,
-  isDeviceClass,
   isSafeDeviceId,
+  parseDeviceRecord,
   type ActualAssignment,
   type DesiredDevice,
   type DeviceClass,
@@ -50,14 +50,7 @@ function describe(mode: string, deviceId: string | undefined, options: ReadonlyM
 
 const recordKeyOf = (c: DeviceClass, backend: string, port: string): RecordKey => deviceRecordKey(c, backend, port);
 
-/** The (class, backend, port) of a record key `<class>.<backend>+<port>`. */
-function parseOwned(k: string): { devclass: DeviceClass; backend: string; port: string } | undefined {
-  const dot = k.indexOf(".");
-  const plus = k.indexOf("+");
-  const c = k.slice(0, dot);
-  if (dot <= 0 || plus <= dot || !isDeviceClass(c)) return undefined;
-  return { devclass: c, backend: k.slice(dot + 1, plus), port: k.slice(plus + 1) };
-}
+const parseOwned = parseDeviceRecord;
 
 export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDevices | undefined, acc: DeviceAcc): void {
   const vm = q.name;
