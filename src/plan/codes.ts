@@ -54,13 +54,13 @@ export const PLAN_CODES = {
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
   "QIAC-W104": "an apply of the same owner is running (its lock is held): the plan shows Qubes before the rest of its changes",
   "QIAC-W110": "a qube to remove or replace was checked for references only among the qubes a management qube's qrexec policy shows: qubesd's own check at apply is the final word",
+  "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
+  "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
+  "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
   "QIAC-W170": "an assignment to a port where nothing is plugged in now (or whose backend is halted): it takes effect when the device is there",
   "QIAC-W171": "R4.2 assigns a device by port only: any device plugged in at that port is attached",
   "QIAC-W172": "`device: any`: the assignment accepts any device at its port (a loosening)",
   "QIAC-W173": "dom0's PCI devices could not be listed, so a PCI device's existence is not checked",
-  "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
-  "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
-  "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;
