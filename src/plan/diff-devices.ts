@@ -1,8 +1,8 @@
 // The diff of a qube's device assignments (src/model/devices.ts) against what Qubes holds, per
 // release (src/model/release.ts `devices`): R4.3+ Assign/Unassign/Set.assignment by port and
 // identity, R4.2 persistent Attach/Detach by port. Only assignments the qube's records say
-// qubes-iac made are changed or removed; one the config lists that exists as written is claimed
-// (its record is written, Qubes is not touched); one that exists otherwise is refused. What it
+// qubes-iac made are changed or removed; one the config lists that exists as written needs nothing
+// (and stays not qubes-iac's, as a feature of the same value); one that exists otherwise is refused. What it
 // decides and reports: release limits (no `ask`, no identity on R4.2), a PCI device dom0 does not
 // offer, the identity of the device present at a port, `device: any` as a loosening. Pure.
 
@@ -150,10 +150,9 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     const sameId = rules.api === "persistent" || cur.deviceId === deviceId;
     const sameOpts = sameOptions(cur.options, d.options);
     if (rules.api === "persistent") acc.after[attr] = describe(cur.mode, undefined, d.options);
-    if (sameMode && sameId && sameOpts) {
-      if (!isOwned) acc.ops.push(setRecord(record));
-      continue;
-    }
+    // As written: nothing to do. Not claimed either (as for a feature of the same value): it is
+    // not qubes-iac's to remove later, and an exported config plans no change.
+    if (sameMode && sameId && sameOpts) continue;
     if (!isOwned) {
       err("QIAC-E176", key, `${where} is assigned already (${describe(cur.mode, cur.deviceId, cur.options)}), not by qubes-iac: it is never changed or detached`, `make the config match it, or unassign it by hand first (qvm-device ${d.devclass} unassign ${vm} ${deviceAddress(d.backend, d.port)})`);
       continue;

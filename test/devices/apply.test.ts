@@ -6,7 +6,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { planProblems, ownershipProblems } from "../../src/apply/enforce.js";
 import { readerFromClient } from "../../src/apply/admin-api.js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { testRelease } from "../helpers/sim.js";
+import { runIn } from "../apply/_cli.js";
 import { converge, desiredFromYaml, errorCodes, expectValidPlanJson, planOps, planWith, runOps, startSession, type SimSession } from "../plan/_helpers.js";
 
 const release = testRelease();
@@ -65,15 +69,16 @@ const deviceCalls = (): Array<{ method: string; dest: string; arg: string; paylo
   sent.filter((c) => /^admin\.vm\.device\.(pci|usb|block|mic)\.(Assign|Unassign|Set\.\w+|Attach|Detach)$/.test(c.method));
 
 describe(`devices on ${release}`, () => {
-  it("assigns what the config lists, claims what exists as written, then plans no changes", async () => {
+  it("assigns what the config lists, leaves what exists as written, then plans no changes", async () => {
     const desired = desiredFromYaml(CONFIG);
     const { json } = await planWith(s, desired);
     expectValidPlanJson(json);
     expect(errorCodes(json)).toEqual([]);
-    // sys-net and sys-usb hold their controllers already: only records are written there.
+    // sys-net and sys-usb hold their controllers already: nothing is done there (and nothing claimed).
     const ops = planOps(json);
     expect(ops.filter((o) => o.op.startsWith("device.") && "vm" in o && o.vm !== "work")).toEqual([]);
-    expect(ops.filter((o) => o.op === "record.set" && o.vm === "sys-net").map((o) => (o.op === "record.set" ? o.record : ""))).toContain("device.pci.dom0.00_14.3");
+    expect(ops.filter((o) => o.op === "record.set" && o.vm === "sys-net").map((o) => (o.op === "record.set" ? o.record : ""))).toEqual(["own"]);
+    expect(ops.filter((o) => o.op === "record.set" && o.vm === "work").map((o) => (o.op === "record.set" ? o.record : ""))).toEqual(["own", "device.usb.sys-usb.2-1", "device.block.sys-usb.sda1", "device.mic.dom0.mic"]);
     await runOps(s.client, ops);
     const calls = deviceCalls();
     if (assignApi) {
@@ -171,5 +176,25 @@ qubes:
       { takeOwnership: new Set() },
     );
     expect(problems.map((p) => p.why)).toEqual([expect.stringMatching(/pci device dom0:00_14\.0 of qube sys-usb was not assigned by lab/) as unknown as string]);
+  });
+
+  it("export writes the devices, and the export plans No changes.", async () => {
+    await converge(s, desiredFromYaml(CONFIG));
+    const dir = mkdtempSync(join(tmpdir(), "qiac-devices-"));
+    try {
+      const file = join(dir, "lab.yaml");
+      const connect = ["--connect", `qubesd:${s.sim.socketPath}`];
+      const r = await runIn(["export", ...connect, "--owner", "lab", "-o", file]);
+      expect(r.code).toBe(0);
+      const text = readFileSync(file, "utf8");
+      expect(text).toContain("dom0:00_14.3: {options: [no-strict-reset]}");
+      // R4.2 keeps no mode: a persistent attachment reads as its class's default.
+      expect(text).toContain(assignApi ? "sys-usb:sda1: {mode: required, options: {read-only: yes}}" : "sys-usb:sda1: {options: {read-only: yes}}");
+      expect(text).toContain("dom0:mic: {}");
+      const plan = await runIn(["plan", ...connect, file]);
+      expect(plan.stdout).toBe("No changes.\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
