@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { planProblems, ownershipProblems } from "../../src/apply/enforce.js";
 import { readerFromClient } from "../../src/apply/admin-api.js";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { testRelease } from "../helpers/sim.js";
@@ -193,6 +193,22 @@ qubes:
       expect(text).toContain("dom0:mic: {}");
       const plan = await runIn(["plan", ...connect, file]);
       expect(plan.stdout).toBe("No changes.\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the CLI applies the devices (the executor's guard lets its own ops through), then plans No changes.", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qiac-devices-"));
+    try {
+      const file = join(dir, "lab.yaml");
+      writeFileSync(file, CONFIG);
+      const connect = ["--connect", `qubesd:${s.sim.socketPath}`];
+      const r = await runIn(["apply", ...connect, "--auto-approve", file]);
+      expect({ code: r.code, stderr: r.stderr.split("\n").filter((l) => /error/.test(l)) }).toEqual({ code: 0, stderr: [] });
+      // The CLI makes its own connection: the simulator's call log names the methods.
+      expect(s.sim.calls.map((c) => c.method).filter((m) => /^admin\.vm\.device\.\w+\.(Assign|Attach)$/.test(m))).toEqual(assignApi ? ["admin.vm.device.usb.Assign", "admin.vm.device.block.Assign", "admin.vm.device.mic.Assign"] : ["admin.vm.device.usb.Attach", "admin.vm.device.block.Attach", "admin.vm.device.mic.Attach"]);
+      expect((await runIn(["plan", ...connect, file])).stdout).toBe("No changes.\n");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
