@@ -24,7 +24,7 @@ import { describeRelease, type ReleaseInfo } from "../model/release.js";
 import type { DiffContext } from "./_context.js";
 import type { AttrValue } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
-import type { Op } from "./ops.js";
+import { devicesFingerprint, type Op } from "./ops.js";
 import { detectedRelease, releaseRules } from "./release-rules.js";
 
 /** Where the device diff writes: the same accumulator fields as the attribute diff. */
@@ -72,6 +72,18 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
       }),
     );
     return;
+  }
+  // What the plan relied on: each class's assignments as read (a saved plan re-reads them).
+  if (current !== undefined) {
+    const classesRead = new Set<DeviceClass>([...desired.values()].map((d) => d.devclass));
+    for (const k of owned) {
+      const p = parseDeviceRecord(k);
+      if (p !== undefined) classesRead.add(p.devclass);
+    }
+    for (const c of [...classesRead].sort()) {
+      const list = current.devices.get(c);
+      if (list !== undefined) ctx.addCheck({ check: "devices", vm, devclass: c, api: rules.api, expect: devicesFingerprint(list) });
+    }
   }
   const setRecord = (key: RecordKey): Op => (current === undefined ? { op: "record.set", vm, owner: ctx.desired.owner, record: key } : { op: "record.set", vm, owner: ctx.desired.owner, uuid: current.uuid, record: key });
   const classes = ctx.actual.deviceClasses ?? new Set<string>();

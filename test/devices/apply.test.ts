@@ -213,4 +213,26 @@ qubes:
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("a saved plan is refused when a qube's assignments changed since it was made", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qiac-devices-"));
+    try {
+      const file = join(dir, "lab.yaml");
+      const saved = join(dir, "lab.plan");
+      writeFileSync(file, CONFIG);
+      const connect = ["--connect", `qubesd:${s.sim.socketPath}`];
+      expect((await runIn(["plan", ...connect, "--out", saved, file])).code).toBe(0);
+      // Someone assigns the audio controller to sys-usb by hand in the meantime.
+      await runOps(s.client, [
+        assignApi
+          ? { op: "device.assign", vm: "sys-usb", devclass: "pci", backend: "dom0", port: "00_1f.3", device_id: "8086:51c8::p040300", mode: "required", options: {} }
+          : { op: "device.attach", vm: "sys-usb", devclass: "pci", backend: "dom0", port: "00_1f.3", options: {} },
+      ]);
+      const r = await runIn(["apply", ...connect, "--auto-approve", saved]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("qube.sys-usb.devices.pci");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -49,7 +49,7 @@ describe("golden plans of the examples against the default fixture", () => {
 });
 
 describe("golden plan of device assignments against the laptop fixture", () => {
-  it("devices: claims of sys-net's and sys-usb's controllers, new qubes with PCI, USB, block and mic devices", async () => {
+  it("devices: sys-net's and sys-usb's controllers as they are, new qubes with PCI, USB, block and mic devices", async () => {
     const s = await startSession({ fixture: "laptop" });
     try {
       const out = await planOutputs(s, ["test/plan/fixtures/devices.yaml"]);
