@@ -235,4 +235,27 @@ qubes:
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  for (const kind of ["exception:QubesException", "close-before", "close-after"] as const) {
+    it(`a fault (${kind}) at a device call: apply says what happened, the next apply finishes, then No changes.`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "qiac-devices-"));
+      try {
+        const file = join(dir, "lab.yaml");
+        writeFileSync(file, CONFIG);
+        const connect = ["--connect", `qubesd:${s.sim.socketPath}`];
+        await s.sim.faults.add(`admin.vm.device.usb.${assignApi ? "Assign" : "Attach"}@1=${kind}`);
+        const first = await runIn(["apply", ...connect, "--auto-approve", file]);
+        // close-after: the call ran and only its reply was lost; apply re-reads the assignments and settles it.
+        expect(first.code).toBe(kind === "close-after" ? 0 : 1);
+        const second = await runIn(["apply", ...connect, "--auto-approve", file]);
+        expect(second.code).toBe(0);
+        expect((await runIn(["plan", ...connect, file])).stdout).toBe("No changes.\n");
+        // Never sent twice for one apply: once more only when the first did not run.
+        const assigns = s.sim.calls.filter((c) => c.method === `admin.vm.device.usb.${assignApi ? "Assign" : "Attach"}`);
+        expect(assigns.length).toBe(kind === "close-after" ? 1 : 2);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
