@@ -47,8 +47,10 @@ export async function readDevices(r: QubesReader, desired: DesiredState, actual:
     for (const d of dq.devices?.values() ?? []) {
       if (!classes.has(d.devclass) || !actual.listing.has(d.backend)) continue;
       const assigned = have?.get(d.devclass)?.some((a) => a.backend === d.backend && a.port === d.port && a.deviceId !== "*") ?? false;
+      // Any new assignment: its identity, or (given in the config) whether anything is plugged in there.
+      const isNew = !(have?.get(d.devclass)?.some((a) => a.backend === d.backend && a.port === d.port) ?? false);
       const needsIdentity = devices.identity && d.identity.kind === "present" && !assigned;
-      if (d.devclass === "pci" || needsIdentity) ports.set(devicePortKey(d.devclass, d.backend, d.port), d);
+      if (d.devclass === "pci" || needsIdentity || isNew) ports.set(devicePortKey(d.devclass, d.backend, d.port), d);
     }
   }
   const at = await Promise.all([...ports].map(async ([k, p]) => [k, await r.deviceAt(p.backend, p.devclass, p.port, api)] as const));

@@ -139,7 +139,7 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
         planDiagnostic("QIAC-W171", `qube ${vm}: ${where}: ${release} assigns by port only, so any device plugged in there is attached (no identity, no ask)`, { location: locate(q, key as QubeField), address }),
       );
     }
-    if (at?.kind === "absent" && d.devclass !== "pci" && rules.identity && d.identity.kind !== "present") {
+    if (at?.kind === "absent" && d.devclass !== "pci" && (!rules.identity || d.identity.kind !== "present")) {
       ctx.diagnostics.push(planDiagnostic("QIAC-W170", `qube ${vm}: ${where}: nothing is plugged in there now (or ${d.backend} is halted); the assignment takes effect when it is`, { location: locate(q, key as QubeField), address }));
     }
     const attr = deviceAttrKey(d.devclass, d.backend, d.port);

@@ -258,4 +258,31 @@ qubes:
       }
     });
   }
+
+  it("a new assignment to a port with nothing plugged in: refused when its identity is needed, noted otherwise", async () => {
+    await runOps(s.client, [{ op: "vm.shutdown", vm: "sys-usb" }]);
+    const present = await planWith(s, desiredFromYaml("version: 1\nowner: lab\nqubes:\n  work:\n    class: AppVM\n    template: fedora-41\n    label: blue\n    devices:\n      usb:\n        sys-usb:2-1:\n"));
+    const any = await planWith(s, desiredFromYaml("version: 1\nowner: lab\nqubes:\n  work:\n    class: AppVM\n    template: fedora-41\n    label: blue\n    devices:\n      usb:\n        sys-usb:2-1: {device: any}\n"));
+    if (assignApi) {
+      expect(errorCodes(present.json)).toEqual(["QIAC-E175"]);
+      expect(present.json.diagnostics.find((d) => d.code === "QIAC-E175")?.message).toContain("sys-usb is not running");
+      expect(any.json.diagnostics.map((d) => d.code).sort()).toEqual(["QIAC-W170", "QIAC-W172"]);
+    } else {
+      // R4.2 needs no identity: the attachment by port is made, and said to accept any device.
+      expect(errorCodes(present.json)).toEqual([]);
+      expect(present.json.diagnostics.map((d) => d.code).sort()).toEqual(["QIAC-W170", "QIAC-W171"]);
+    }
+  });
+
+  it("devices_denied (R4.3+) is a property: deduplicated and sorted as qubesd stores it, so it converges; R4.2 has none", async () => {
+    const desired = desiredFromYaml("version: 1\nowner: lab\nqubes:\n  sys-usb:\n    adopt: true\n    properties:\n      devices_denied: u0e0100p0e0000u0e0100\n");
+    const { json } = await planWith(s, desired);
+    if (!assignApi) {
+      expect(errorCodes(json)).toEqual(["QIAC-E108"]);
+      return;
+    }
+    expect(planOps(json).filter((o) => o.op === "property.set")).toEqual([{ op: "property.set", holder: { vm: "sys-usb" }, name: "devices_denied", value: "p0e0000u0e0100" }]);
+    await runOps(s.client, planOps(json));
+    expect(planOps((await planWith(s, desired)).json)).toEqual([]);
+  });
 });
