@@ -93,6 +93,7 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     if (pci !== undefined) err("QIAC-E178", pci, "its virt_mode is pvh, and a PCI device needs hvm (qubes/ext/pci.py refuses PCI in pvh mode)", "add `virt_mode: hvm` to its properties");
   }
 
+  const start = acc.ops.length;
   for (const [key, d] of desired) {
     const where = `${d.devclass} device ${deviceAddress(d.backend, d.port)}`;
     if (!classes.has(d.devclass)) {
@@ -125,7 +126,17 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
       else if (cur !== undefined && cur.deviceId !== undefined && cur.deviceId !== "*") deviceId = cur.deviceId;
       else if (at?.kind === "found" && at.device.deviceId !== undefined) deviceId = at.device.deviceId;
       if (deviceId === undefined || !(deviceId === "*" || isSafeDeviceId(deviceId))) {
-        const why = deviceId !== undefined ? `the identity ${JSON.stringify(deviceId)} of the device there cannot be sent` : at?.kind === "unavailable" ? `what is at the port cannot be read (${at.why})` : ctx.actual.listing.get(d.backend)?.power !== "Running" && d.backend !== "dom0" ? `${d.backend} is not running, so the device at the port is unknown` : "no device is plugged in at that port";
+        const backend = ctx.actual.listing.get(d.backend);
+        const why =
+          deviceId !== undefined
+            ? `the identity ${JSON.stringify(deviceId)} of the device there cannot be sent`
+            : at?.kind === "unavailable"
+              ? `what is at the port cannot be read (${at.why})`
+              : backend === undefined
+                ? `${d.backend} does not exist yet (this plan creates it), so the device at the port is unknown`
+                : backend.power !== "Running" && d.backend !== "dom0"
+                  ? `${d.backend} is not running, so the device at the port is unknown`
+                  : "no device is plugged in at that port";
         err("QIAC-E175", key, `${where}: ${why}, and an assignment holds the identity of the device it accepts`, "plug the device in (start its backend), or write `device: <identity>` or `device: any`");
         continue;
       }
@@ -178,7 +189,9 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     if (!rules.removeWhileRunning) acc.halted.push(attr);
   }
 
-  // Assignments qubes-iac made that the config no longer lists: removed, then their records.
+  // Assignments qubes-iac made that the config no longer lists: removed (then their records)
+  // before any is added, so an interruption leaves the qube with fewer devices, never more.
+  const adds = acc.ops.splice(start);
   for (const k of [...owned].sort()) {
     const p = parseOwned(k);
     if (p === undefined || desired.has(deviceAttrKey(p.devclass, p.backend, p.port))) continue;
@@ -194,6 +207,7 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     }
     if (current !== undefined) acc.ops.push({ op: "record.remove", vm, owner: ctx.desired.owner, uuid: current.uuid, record: recordKeyOf(p.devclass, p.backend, p.port) });
   }
+  acc.ops.push(...adds);
 }
 
 function removeOp(rules: ReleaseInfo["devices"], vm: string, cur: ActualAssignment): Op {
