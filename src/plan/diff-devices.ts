@@ -145,7 +145,8 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
           planDiagnostic("QIAC-W172", `qube ${vm}: ${where} accepts any device plugged in at that port (\`device: any\`): a loosening`, { location: locate(q, key as QubeField), address }),
         );
       }
-    } else if (cur === undefined || !isOwned) {
+    } else if (cur === undefined && d.devclass !== "pci") {
+      // Said of what this plan attaches (a PCI port is a fixed slot: what sits there is the board's).
       ctx.diagnostics.push(
         planDiagnostic("QIAC-W171", `qube ${vm}: ${where}: ${release} assigns by port only, so any device plugged in there is attached (no identity, no ask)`, { location: locate(q, key as QubeField), address }),
       );
