@@ -285,4 +285,15 @@ qubes:
     await runOps(s.client, planOps(json));
     expect(planOps((await planWith(s, desired)).json)).toEqual([]);
   });
+
+  it("dropping a USB device of a running qube: R4.2 detaches only from a halted qube, R4.3+ unassigns it running", async () => {
+    await converge(s, desiredFromYaml(CONFIG));
+    await runOps(s.client, [{ op: "vm.start", vm: "work" }]);
+    const dropped = desiredFromYaml(CONFIG.replace(/      usb:\n.*\n/, ""));
+    const { json } = await planWith(s, dropped);
+    expect(errorCodes(json)).toEqual(assignApi ? [] : ["QIAC-E105"]);
+    const restart = await planWith(s, dropped, { allowRestart: true });
+    const kinds = planOps(restart.json).filter((o) => "vm" in o && o.vm === "work" && (o.op.startsWith("vm.") || o.op.startsWith("device."))).map((o) => o.op);
+    expect(kinds).toEqual(assignApi ? ["device.unassign"] : ["vm.shutdown", "device.detach", "vm.start"]);
+  });
 });
