@@ -296,4 +296,20 @@ qubes:
     const kinds = planOps(restart.json).filter((o) => "vm" in o && o.vm === "work" && (o.op.startsWith("vm.") || o.op.startsWith("device."))).map((o) => o.op);
     expect(kinds).toEqual(assignApi ? ["device.unassign"] : ["vm.shutdown", "device.detach", "vm.start"]);
   });
+
+  it("examples/laptop-devices.yaml applies from the laptop fixture, plans No changes., and its export too", async () => {
+    const connect = ["--connect", `qubesd:${s.sim.socketPath}`];
+    const r = await runIn(["apply", ...connect, "--auto-approve", "examples/laptop-devices.yaml"]);
+    expect(r.code).toBe(0);
+    const again = await runIn(["plan", ...connect, "examples/laptop-devices.yaml"]);
+    expect(again.stdout).toBe("No changes.\n");
+    const dir = mkdtempSync(join(tmpdir(), "qiac-devices-"));
+    try {
+      const file = join(dir, "export.yaml");
+      expect((await runIn(["export", ...connect, "--owner", "laptop-devices", "-o", file])).code).toBe(0);
+      expect((await runIn(["plan", ...connect, file])).stdout).toBe("No changes.\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
