@@ -25,12 +25,20 @@ function classesOf(desired: DesiredState, q: ActualQube): DeviceClass[] {
   return [...out].sort();
 }
 
-export async function readDevices(r: QubesReader, desired: DesiredState, actual: ActualState): Promise<ActualState> {
-  const wanted = [...actual.qubes.values()].filter((q) => q.tags !== undefined).map((q) => [q, classesOf(desired, q)] as const).filter(([, c]) => c.length > 0);
+/**
+ * `everyClassOf`: qubes (read in depth) whose assignments of every served class are read too —
+ * the sources of clones with `clone_devices: true`, whose assignments devicesOfSource
+ * (diff-devices.ts) turns into the clone's.
+ */
+export async function readDevices(r: QubesReader, desired: DesiredState, actual: ActualState, everyClassOf: readonly string[] = []): Promise<ActualState> {
+  const all = new Set(everyClassOf);
+  const wanted0 = [...actual.qubes.values()].filter((q) => q.tags !== undefined).map((q) => [q, classesOf(desired, q)] as const);
   const configHas = [...desired.qubes.values()].some((q) => (q.devices?.size ?? 0) > 0);
-  if (wanted.length === 0 && !configHas) return actual;
+  if (wanted0.every(([q, c]) => c.length === 0 && !all.has(q.name)) && !configHas) return actual;
   const devices = rulesFor(actual.release ?? UNDETECTED).devices;
   const classes = new Set(await r.deviceClasses());
+  const served = [...classes].filter(isDeviceClass).sort();
+  const wanted = wanted0.map(([q, c]) => [q, all.has(q.name) ? served : c] as const).filter(([, c]) => c.length > 0);
   // An ambiguous release has no one device API: the planner refuses devices then (diff-devices.ts).
   if (devices === undefined) return { ...actual, deviceClasses: classes };
   const api = devices.api;
