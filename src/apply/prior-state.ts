@@ -4,7 +4,7 @@
 // what changed, as address + old → new; an empty list means the plan still holds.
 
 import type { ListedQube } from "../model/actual.js";
-import { checkedValue, firewallFingerprint, poolFingerprint, type CheckedValue, type Check, type Holder } from "../plan/ops.js";
+import { checkedValue, devicesFingerprint, firewallFingerprint, poolFingerprint, type CheckedValue, type Check, type Holder } from "../plan/ops.js";
 import type { QubesReader } from "../plan/reader.js";
 import { createLimiter } from "../util/concurrency.js";
 
@@ -60,6 +60,7 @@ function checkedQube(c: Check): string | undefined {
     case "volume-size":
     case "volume":
     case "notes":
+    case "devices":
       return c.vm === "dom0" ? undefined : c.vm;
     default: {
       const never: never = c;
@@ -93,6 +94,8 @@ function checkAddress(c: Check): string {
       return `qube.${c.vm}.volumes.${c.volume}.${c.key}`;
     case "notes":
       return `qube.${c.vm}.notes`;
+    case "devices":
+      return `qube.${c.vm}.devices.${c.devclass}`;
     default: {
       const never: never = c;
       return never;
@@ -219,6 +222,11 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
         const have = checkedValue(await notes(c.vm));
         const show = (v: CheckedValue): string => ("value" in v ? JSON.stringify(v.value) : showChecked(v));
         return sameChecked(have, c.expect) ? undefined : { expected: show(c.expect), actual: show(have) };
+      }
+      case "devices": {
+        const list = await reader.deviceAssignments(c.vm, c.devclass, c.api);
+        const have = devicesFingerprint(list);
+        return sameChecked(have, c.expect) ? undefined : { expected: `${c.devclass} assignments with ${showChecked(c.expect)}`, actual: `${list.length} with ${showChecked(have)}` };
       }
       default: {
         const never: never = c;

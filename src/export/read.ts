@@ -1,12 +1,13 @@
 // What export reads, through the planner's read-only QubesReader: the qube list, dom0's features
 // (the owner's inventory), the global properties, and then — for the qubes, labels and pools it
 // exports — everything a config can say about them: properties, tags, every feature's value,
-// the firewall, the volumes a config may set, the notes (on a release that has them) and the
-// pools those volumes are in (their defaults decide what is written). Returns an ActualState holding
+// the firewall, the volumes a config may set, the notes (on a release that has them), the device
+// assignments and the pools those volumes are in (their defaults decide what is written). Returns an ActualState holding
 // exactly the selected resources; export's renderer turns that into a config.
 
 import type { ActualLabel, ActualPool, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
 import { readInventory, RESERVED_LABEL_PREFIX, type Inventory } from "../model/ownership.js";
+import { DEVICE_CLASSES } from "../model/devices.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import { rulesFor } from "../model/release.js";
 import type { QubesReader } from "../plan/reader.js";
@@ -51,13 +52,7 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     Object.entries(reader).map(([k, fn]) => [k, (...args: unknown[]) => limit(() => (fn as (...a: unknown[]) => Promise<unknown>)(...args))]),
   ) as QubesReader;
 
-  const [list, dom0FeatureList, globals, release] = await Promise.all([
-    r.listQubes(),
-    r.featureNames("dom0"),
-    r.properties("global"),
-    sel.notes === true ? r.release() : Promise.resolve(undefined),
-  ]);
-  const hasNotes = release !== undefined && rulesFor(release).notes;
+  const [list, dom0FeatureList, globals] = await Promise.all([r.listQubes(), r.featureNames("dom0"), r.properties("global")]);
   const listing = new Map(list.map((q) => [q.name, q]));
   const dom0FeatureNames = new Set(dom0FeatureList);
   const inventory = readInventory(sel.owner, dom0FeatureNames);
@@ -66,19 +61,27 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     ? list.filter((q) => EXPORTABLE_CLASSES.has(q.klass)).map((q) => q.name).sort()
     : inventoryQubes(inventory).filter((n) => EXPORTABLE_CLASSES.has(listing.get(n)?.klass ?? ""));
 
+  // Device assignments of every class dom0 serves, through the release's API (none when it is not known exactly).
+  const [release, deviceClasses] = await Promise.all([r.release(), r.deviceClasses()]);
+  const deviceApi = rulesFor(release).devices?.api;
+  const classes = DEVICE_CLASSES.filter((c) => deviceClasses.includes(c));
+  const hasNotes = sel.notes === true && rulesFor(release).notes;
+
   const readQube = async (l: ListedQube): Promise<ActualQube> => {
     const vm = l.name;
-    const [properties, tags, featureNames, firewall, volumes, notes] = await Promise.all([
+    const [properties, tags, featureNames, firewall, volumes, notes, devices] = await Promise.all([
       r.properties({ vm }),
       r.tags(vm),
       r.featureNames(vm),
       r.firewall(vm),
       Promise.all(sizedVolumes(l.klass).map(async (v) => [v, await r.volume(vm, v)] as [string, ActualVolume])),
       hasNotes ? r.notes(vm) : Promise.resolve(undefined),
+      deviceApi === undefined ? Promise.resolve([]) : Promise.all(classes.map(async (c) => [c, await r.deviceAssignments(vm, c, deviceApi)] as const)),
     ]);
     const values = await Promise.all(featureNames.map(async (f) => [f, (await r.feature(vm, f)) ?? ""] as const));
     const q: ActualQube = { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), featureNames: new Set(featureNames), features: new Map(values), firewall, volumes: new Map(volumes) };
     if (notes !== undefined) q.notes = notes;
+    if (deviceApi !== undefined) q.devices = new Map(devices);
     return q;
   };
 

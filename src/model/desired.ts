@@ -4,6 +4,7 @@
 // the config location it came from (`locate`). No I/O and no validation here.
 
 import type { SourceLocation } from "./diagnostics.js";
+import type { DesiredDevice } from "./devices.js";
 import type { AgentSpec, ContentRef } from "./guest.js";
 import type { DesiredPolicyFile } from "./qrexec-policy.js";
 
@@ -90,6 +91,9 @@ export type QubeField =
   | "clone"
   | "clone_devices"
   | "root"
+  | "devices"
+  | "guest"
+  | `devices.${string}`
   | `properties.${string}`
   | `features.${string}`
   | `tags.${string}`
@@ -145,6 +149,11 @@ export type DesiredQube = {
    * Undefined: not managed.
    */
   notes?: string;
+  /**
+   * Device assignments by attribute key (`devices.pci.dom0:00_14.3`, src/model/devices.ts), in
+   * config order; each located at `devices.<class>.<address>`. Undefined: devices are not managed.
+   */
+  devices?: ReadonlyMap<string, DesiredDevice>;
   /** Location of the qube's name (its key under `qubes:`). */
   at: SourceLocation;
   locations: ReadonlyMap<QubeField, SourceLocation>;

@@ -53,6 +53,14 @@ export const PLAN_CODES = {
   "QIAC-E164": "a `clone:` source in a `file` pool that will be running at the copy, without --allow-restart",
   "QIAC-E165": "a `clone:` source that the same plan destroys (`absent: true`, or created by this owner and dropped from the config)",
   "QIAC-E166": "a create by cloning was interrupted before its volumes were copied, and the qube is not halted (CloneTo copies only into a halted qube)",
+  "QIAC-E170": "device assignments on a system whose release is not known exactly (R4.2 and R4.3+ assign devices through different calls)",
+  "QIAC-E171": "a device class this system does not serve (admin.deviceclass.List; usb and mic come from packages in dom0)",
+  "QIAC-E172": "a device mode the release does not have (R4.2: no ask)",
+  "QIAC-E173": "a device identity (`device:`) on R4.2, which assigns by port only",
+  "QIAC-E174": "a PCI device dom0 does not offer",
+  "QIAC-E175": "the identity of the device at a port cannot be learnt (nothing plugged in, or its backend halted) for a new assignment",
+  "QIAC-E176": "a device assignment qubes-iac did not make, which the config would change",
+  "QIAC-E178": "a PCI device on a qube whose virt_mode is pvh in Qubes",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
@@ -70,6 +78,10 @@ export const PLAN_CODES = {
   "QIAC-W160": "`clone:` on a qube that already exists: it is not cloned again",
   "QIAC-W161": "a qube created with `root: empty` is not started (nothing to boot yet), whatever its `state`",
   "QIAC-W180": "a volume's `revisions_to_keep` lowered: the older revisions are removed when the qube next stops",
+  "QIAC-W170": "an assignment to a port where nothing is plugged in now (or whose backend is halted): it takes effect when the device is there",
+  "QIAC-W171": "R4.2 assigns a device by port only: any device plugged in at that port is attached",
+  "QIAC-W172": "`device: any`: the assignment accepts any device at its port (a loosening)",
+  "QIAC-W173": "dom0's PCI devices could not be listed, so a PCI device's existence is not checked",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -13,6 +13,7 @@ import type { Attributes } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, firewallFingerprint, type Op } from "./ops.js";
+import { diffDevices } from "./diff-devices.js";
 import { lackedBy } from "./release-rules.js";
 import { diffVolumesAndNotes } from "./diff-volumes.js";
 
@@ -32,12 +33,14 @@ export type Acc = {
   changed: string[];
   /** Changed keys that need the qube halted beyond what the release table says of their key. */
   haltOnly: string[];
+  /** Changed keys that need the qube halted on this release whatever changeTiming says of them (diff-devices.ts). */
+  halted: string[];
   uses: string[];
   unreferences: string[];
 };
 
 export function newAcc(): Acc {
-  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], haltOnly: [], uses: [], unreferences: [] };
+  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], haltOnly: [], halted: [], uses: [], unreferences: [] };
 }
 
 export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: QubeRecords, acc: Acc, uuid: string): void {
@@ -197,6 +200,10 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
   }
 
   diffVolumesAndNotes(ctx, q, a, acc);
+
+  const virtMode = prop("virt_mode");
+  diffDevices(ctx, q, { devices: a.devices ?? new Map(), owned: rec.devices, uuid, ...(virtMode !== undefined ? { virtMode } : {}) }, acc);
+  for (const [, d] of q.devices ?? []) if (d.backend !== "dom0") acc.uses.push(`qube.${d.backend}`);
 
   // protect is recorded on the qube; only an explicit `protect: false` lifts the record.
   if (q.protect || rec.protect || q.locations.has("protect")) {

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import type { CloneVolume } from "../model/clone.js";
 import type { AgentSpec, ContentRef } from "../model/guest.js";
+import type { AssignmentMode, DeviceClass } from "../model/devices.js";
 import { ownershipNames, type RecordKey } from "../model/ownership.js";
 import { policyServiceName, type ExpectedToken } from "../model/qrexec-policy-admin.js";
 import type { PolicyScope } from "../model/qrexec-policy.js";
@@ -67,7 +68,20 @@ export type Op =
    */
   | { op: "record.set"; vm: string; owner: string; uuid?: string; record: RecordKey }
   /** admin.vm.feature.Remove of such a record. */
-  | { op: "record.remove"; vm: string; owner: string; uuid: string; record: RecordKey };
+  | { op: "record.remove"; vm: string; owner: string; uuid: string; record: RecordKey }
+  /**
+   * R4.3+: admin.vm.device.<class>.Assign to `vm`, argument `backend+port+device_id` (qarg form),
+   * payload the serialized DeviceAssignment (src/model/devices.ts). `device_id` `*`: any device.
+   */
+  | { op: "device.assign"; vm: string; devclass: DeviceClass; backend: string; port: string; device_id: string; mode: AssignmentMode; options: Record<string, string> }
+  /** R4.3+: admin.vm.device.<class>.Unassign of the assignment with that identity. */
+  | { op: "device.unassign"; vm: string; devclass: DeviceClass; backend: string; port: string; device_id: string }
+  /** R4.3+: admin.vm.device.<class>.Set.assignment: only the mode of an assignment qubes-iac made. */
+  | { op: "device.set-mode"; vm: string; devclass: DeviceClass; backend: string; port: string; device_id: string; mode: AssignmentMode }
+  /** R4.2: admin.vm.device.<class>.Attach with `persistent=True` (an assignment by port). */
+  | { op: "device.attach"; vm: string; devclass: DeviceClass; backend: string; port: string; options: Record<string, string> }
+  /** R4.2: admin.vm.device.<class>.Detach of a persistent attachment (the qube halted). */
+  | { op: "device.detach"; vm: string; devclass: DeviceClass; backend: string; port: string };
 
 export type OpName = Op["op"];
 
@@ -177,6 +191,16 @@ export function opMethod(o: Op): string {
       return "admin.vm.feature.Set";
     case "record.remove":
       return "admin.vm.feature.Remove";
+    case "device.assign":
+      return `admin.vm.device.${o.devclass}.Assign`;
+    case "device.unassign":
+      return `admin.vm.device.${o.devclass}.Unassign`;
+    case "device.set-mode":
+      return `admin.vm.device.${o.devclass}.Set.assignment`;
+    case "device.attach":
+      return `admin.vm.device.${o.devclass}.Attach`;
+    case "device.detach":
+      return `admin.vm.device.${o.devclass}.Detach`;
     default: {
       const never: never = o;
       return never;
@@ -216,7 +240,9 @@ export type Check =
   /** A volume.Info field the plan relied on, as qubesd prints it (`revisions_to_keep=1`, `ephemeral=False`). */
   | { check: "volume"; vm: string; volume: string; key: "revisions_to_keep" | "ephemeral"; value: string }
   /** The notes (admin.vm.notes.Get), by value or hash. */
-  | { check: "notes"; vm: string; expect: CheckedValue };
+  | { check: "notes"; vm: string; expect: CheckedValue }
+  /** A qube's assignments of one device class, through the release's API, hashed (`devicesFingerprint`). */
+  | { check: "devices"; vm: string; devclass: DeviceClass; api: "assignment" | "persistent"; expect: CheckedValue };
 
 /** Values longer than this are checked by hash: a saved plan never holds large contents. */
 export const LARGE_VALUE = 256;
@@ -231,6 +257,12 @@ export function checkedValue(value: string | undefined): CheckedValue {
 /** The form a pool's identity is checked in: driver and parameters, sorted, one `k=v` per line. */
 export function poolFingerprint(driver: string, params: ReadonlyMap<string, string>): string {
   return [`driver=${driver}`, ...[...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`)].join("\n");
+}
+
+/** The form a qube's assignments of one class are checked in: one sorted line each, hashed. */
+export function devicesFingerprint(list: ReadonlyArray<{ backend: string; port: string; deviceId?: string; mode: string; options: ReadonlyMap<string, string> }>): CheckedValue {
+  const lines = list.map((a) => [`${a.backend}:${a.port}`, a.deviceId ?? "", a.mode, ...[...a.options].map(([k, v]) => `${k}=${v}`)].join(" ")).sort();
+  return { sha256: sha256(lines.join("\n")) };
 }
 
 export const firewallFingerprint = (rules: readonly string[]): CheckedValue => ({ sha256: sha256(rules.join("\n")) });

@@ -10,12 +10,14 @@
 // config needs of them, unless something may be removed: then every qube's properties are read
 // once to find who still refers to it (the reference scan).
 
-import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
+import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, DeviceAtPort, ListedQube } from "../model/actual.js";
+import type { ActualAssignment, DeviceClass } from "../model/devices.js";
 import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, readInventory, readQubeRecords } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import { refineRelease, rulesFor, type DetectedRelease } from "../model/release.js";
 import { createLimiter } from "../util/concurrency.js";
+import { readDevices } from "./device-reader.js";
 import { needsReferenceScan } from "./diff.js";
 import { needsRunningScan } from "./power-order.js";
 import type { Holder } from "./ops.js";
@@ -48,7 +50,15 @@ export type QubesReader = {
   volume(vm: string, volume: string): Promise<ActualVolume>;
   /** A qube's notes (`admin.vm.notes.Get`, R4.3 and later). */
   notes(vm: string): Promise<string>;
+  /** admin.deviceclass.List. */
+  deviceClasses(): Promise<string[]>;
+  /** A qube's device assignments of one class, through the release's API (Assigned, or R4.2's List). */
+  deviceAssignments(vm: string, devclass: DeviceClass, api: DeviceApi): Promise<ActualAssignment[]>;
+  /** What `backend` offers at `port` (Available with the port as argument). */
+  deviceAt(backend: string, devclass: DeviceClass, port: string, api: DeviceApi): Promise<DeviceAtPort>;
 };
+
+export type DeviceApi = "assignment" | "persistent";
 
 export type ReadOptions = {
   parallelism: number;
@@ -252,6 +262,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (labels !== undefined) actual.labels = labels;
   if (pools.names !== undefined) actual.poolNames = pools.names;
   if (globals !== undefined) actual.globals = globals;
+  Object.assign(actual, await readDevices(r, desired, actual));
   if (!needsReferenceScan(desired, actual, { release: o.release ?? [] })) {
     return withReferenced(r, desired, needsRunningScan(desired, actual) ? await readRunning(r, actual) : actual);
   }
