@@ -10,7 +10,7 @@ import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
 import { configReferences } from "../plan/reference-needs.js";
-import { deviceQargR42 } from "../model/devices.js";
+import { DEVICE_CLASSES, deviceQargR42 } from "../model/devices.js";
 import { opCall, READER_CALLS } from "./admin-api.js";
 import { lockOps } from "./lock.js";
 
@@ -253,8 +253,20 @@ const isDeviceCall = (method: string): boolean => method.startsWith("admin.vm.de
 function deviceRules(i: PolicyInput): PolicyRule[] {
   const out: PolicyRule[] = [];
   const withDevices = [...i.desired.qubes.values()].filter((q) => (q.devices?.size ?? 0) > 0);
-  if (withDevices.length === 0) return out;
+  // A copy with clone_devices: true takes its source's assignments, of any class (src/plan/clone.ts).
+  const copying = [...i.desired.qubes.values()].filter((q) => q.cloneDevices === true && q.clone !== undefined && !q.adopt);
+  if (withDevices.length === 0 && copying.length === 0) return out;
   out.push({ service: "admin.deviceclass.List", argument: ANY, target: ADMINVM, purpose: "read" });
+  for (const q of copying) {
+    const source = q.clone as string;
+    const sourceTarget = i.desired.qubes.has(source) && i.desired.qubes.get(source)?.adopt !== true ? createdByTag(i.mgmt) : source;
+    for (const c of DEVICE_CLASSES) {
+      const m = (call: string): string => `admin.vm.device.${c}.${call}`;
+      for (const call of ["Assigned", "List"]) out.push({ service: m(call), argument: ANY, target: sourceTarget, purpose: "read" });
+      if (!i.apply) continue;
+      for (const call of ["Assign", "Attach"]) out.push({ service: m(call), argument: ANY, target: createdByTag(i.mgmt), purpose: "write" });
+    }
+  }
   for (const q of withDevices) {
     const writeTarget = q.adopt ? q.name : createdByTag(i.mgmt);
     for (const d of q.devices?.values() ?? []) {

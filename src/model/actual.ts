@@ -124,6 +124,8 @@ export type CloneSource = {
   features: ReadonlyMap<string, string>;
   firewall: readonly string[];
   volumes: ReadonlyMap<string, ActualVolume & { driver: string }>;
+  /** Its device assignments, read only when a copy of it says `clone_devices: true`. */
+  devices?: ReadonlyMap<DeviceClass, readonly ActualAssignment[]>;
 };
 
 /**

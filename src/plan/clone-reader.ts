@@ -4,6 +4,9 @@
 // Read only for a qube the config creates by cloning; read calls only.
 
 import type { CloneSource } from "../model/actual.js";
+import type { ActualAssignment } from "../model/devices.js";
+import { isDeviceClass, type DeviceClass } from "../model/devices.js";
+import { rulesFor, type DetectedRelease } from "../model/release.js";
 import { cloneVolumes, type CloneVolume } from "../model/clone.js";
 import type { DesiredState } from "../model/desired.js";
 import type { ListedQube } from "../model/actual.js";
@@ -26,9 +29,27 @@ export function cloneSourcesToRead(desired: DesiredState, listing: ReadonlyMap<s
   return out;
 }
 
-export async function readCloneSources(r: QubesReader, desired: DesiredState, listing: ReadonlyMap<string, ListedQube>): Promise<Map<string, CloneSource> | undefined> {
+/**
+ * `release`: the answering release, whose device API reads the assignments of a source that a
+ * copy with `clone_devices: true` takes (qubesadmin/app.py clone_vm copies assignments unless
+ * told not to; qubes-iac copies them only when the config says so).
+ */
+export async function readCloneSources(
+  r: QubesReader,
+  desired: DesiredState,
+  listing: ReadonlyMap<string, ListedQube>,
+  release?: DetectedRelease,
+  knownClasses?: ReadonlySet<string>,
+): Promise<Map<string, CloneSource> | undefined> {
   const wanted = cloneSourcesToRead(desired, listing);
   if (wanted.size === 0) return undefined;
+  const withDevices = new Set([...desired.qubes.values()].filter((q) => q.cloneDevices === true && q.clone !== undefined && wanted.has(q.clone)).map((q) => q.clone as string));
+  const api = release === undefined ? undefined : rulesFor(release).devices?.api;
+  const classes: DeviceClass[] = withDevices.size === 0 || api === undefined ? [] : [...(knownClasses ?? new Set(await r.deviceClasses()))].filter(isDeviceClass).sort();
+  const devicesOf = async (vm: string): Promise<Map<DeviceClass, readonly ActualAssignment[]> | undefined> => {
+    if (!withDevices.has(vm) || api === undefined) return undefined;
+    return new Map(await Promise.all(classes.map(async (c) => [c, await r.deviceAssignments(vm, c, api)] as const)));
+  };
   const drivers = new Map<string, Promise<string>>();
   const driverOf = (pool: string): Promise<string> => {
     let d = drivers.get(pool);
@@ -41,7 +62,7 @@ export async function readCloneSources(r: QubesReader, desired: DesiredState, li
   const read = await Promise.all(
     [...wanted].sort(([a], [b]) => (a < b ? -1 : 1)).map(async ([vm, vols]): Promise<CloneSource> => {
       const l = listing.get(vm) as ListedQube;
-      const [properties, tags, featureNames, firewall, volumes] = await Promise.all([
+      const [properties, tags, featureNames, firewall, volumes, devices] = await Promise.all([
         r.properties({ vm }),
         r.tags(vm),
         r.featureNames(vm),
@@ -50,9 +71,12 @@ export async function readCloneSources(r: QubesReader, desired: DesiredState, li
           const info = await r.volume(vm, v);
           return [v, { ...info, driver: await driverOf(info.pool) }] as const;
         })),
+        devicesOf(vm),
       ]);
       const features = await Promise.all(featureNames.map(async (f) => [f, (await r.feature(vm, f)) ?? ""] as const));
-      return { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), features: new Map(features), firewall, volumes: new Map(volumes) };
+      const source: CloneSource = { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), features: new Map(features), firewall, volumes: new Map(volumes) };
+      if (devices !== undefined) source.devices = devices;
+      return source;
     }),
   );
   return new Map(read.map((s) => [s.name, s]));

@@ -15,6 +15,8 @@ import type { Attributes } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf, desiredType } from "./normalize.js";
 import type { Op } from "./ops.js";
+import { devicesOfSource } from "./diff-devices.js";
+import { deviceRecordKey } from "../model/devices.js";
 
 /** One attribute a clone copies from its source, as ops of the new qube and as the plan shows it. */
 export type CopiedItem = { key: string; shown: string | string[] | null; ops: Op[]; uses?: string };
@@ -28,14 +30,32 @@ type SourceAttributes = {
 };
 
 /**
- * The hook for the other parts of a clone: each gets the context, the new qube and its source,
- * and returns what it copies (ops on the new qube, the plan's keys and values, what it uses).
- * Device assignments are one, copied only with `q.cloneDevices` (`clone_devices: true`): the
- * device diff adds its part to this list. Its ops run in the create step after the attributes
- * and before the volume copies (src/plan/diff-qube.ts createOps).
+ * The device assignments a copy takes with `clone_devices: true` (qubesadmin/app.py clone_vm
+ * copies a source's assignments unless told not to; qubes-iac only when the config says so, since
+ * a cloned sys-net must not claim the same NIC by surprise): the source's as it holds them (read
+ * with it, src/plan/clone-reader.ts) or, for a source this plan creates, as its config gives them.
+ * The copy's own `devices:` win port by port. They join the copy's desired assignments for its
+ * create, so the device diff assigns them like any other (release rules, PCI checks, loosening
+ * marks); like every copied attribute they are not managed afterwards: `unrecord` names their
+ * ownership records, which the create leaves out (the config does not list them, so a later plan
+ * must neither keep them nor detach them). `keys`: the plan keys copied (shown `(from SOURCE)`).
  */
-export type ClonePart = (ctx: DiffContext, q: DesiredQube, source: string) => CopiedItem[];
-export const CLONE_COPY_PARTS: readonly ClonePart[] = [];
+export function withClonedDevices(ctx: DiffContext, q: DesiredQube): { qube: DesiredQube; keys: string[]; unrecord: Set<string> } {
+  if (q.cloneDevices !== true || q.clone === undefined) return { qube: q, keys: [], unrecord: new Set() };
+  const read = ctx.actual.cloneSources?.get(q.clone)?.devices;
+  const source = read !== undefined ? devicesOfSource(read) : new Map(ctx.desired.qubes.get(q.clone)?.devices ?? []);
+  const own = q.devices ?? new Map();
+  const copied = [...source].filter(([k]) => !own.has(k));
+  if (copied.length === 0) return { qube: q, keys: [], unrecord: new Set() };
+  return {
+    qube: { ...q, devices: new Map([...copied, ...own]) },
+    keys: copied.map(([k]) => k),
+    unrecord: new Set(copied.map(([, d]) => deviceRecordKey(d.devclass, d.backend, d.port))),
+  };
+}
+
+/** The create's ops without the ownership records of what it copies (withClonedDevices). */
+export const withoutRecords = (ops: Op[], unrecord: ReadonlySet<string>): Op[] => (unrecord.size === 0 ? ops : ops.filter((o) => !(o.op === "record.set" && unrecord.has(o.record))));
 
 /** The plan's clone of one qube: copied attributes, volume ops, power ops around them, display. */
 export type PlannedClone = {
@@ -180,7 +200,6 @@ export function planClone(ctx: DiffContext, q: DesiredQube, klass: QubeClass): P
   if (q.firewall === undefined && attrs.firewall !== undefined) {
     copied.push({ key: "firewall", shown: [...attrs.firewall], ops: [{ op: "firewall.set", vm: q.name, rules: [...attrs.firewall] }] });
   }
-  for (const part of CLONE_COPY_PARTS) copied.push(...part(ctx, q, source));
 
   const after: Attributes = { clone: source };
   const reasons: string[] = [];

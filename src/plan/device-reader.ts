@@ -33,7 +33,8 @@ function classesOf(desired: DesiredState, q: ActualQube): DeviceClass[] {
 export async function readDevices(r: QubesReader, desired: DesiredState, actual: ActualState, everyClassOf: readonly string[] = []): Promise<ActualState> {
   const all = new Set(everyClassOf);
   const wanted0 = [...actual.qubes.values()].filter((q) => q.tags !== undefined).map((q) => [q, classesOf(desired, q)] as const);
-  const configHas = [...desired.qubes.values()].some((q) => (q.devices?.size ?? 0) > 0);
+  // A copy with clone_devices: true takes its source's assignments: the classes served are read for it too.
+  const configHas = [...desired.qubes.values()].some((q) => (q.devices?.size ?? 0) > 0 || q.cloneDevices === true);
   if (wanted0.every(([q, c]) => c.length === 0 && !all.has(q.name)) && !configHas) return actual;
   const devices = rulesFor(actual.release ?? UNDETECTED).devices;
   const classes = new Set(await r.deviceClasses());

@@ -23,7 +23,7 @@ import { checkFirewallExpiry } from "./firewall-expiry.js";
 import { changeTiming, checkNewQubeProperties, haltNote, nextStartReason } from "./release-rules.js";
 import { checkResume, checkRunningDisposables } from "./power-order.js";
 import { createVolumesAndNotes } from "./diff-volumes.js";
-import { checkEmptyRoot, missingTemplate, planClone, type PlannedClone } from "./clone.js";
+import { checkEmptyRoot, missingTemplate, planClone, withClonedDevices, withoutRecords, type PlannedClone } from "./clone.js";
 
 const DEFAULT_LABEL_NAMES: ReadonlySet<string> = new Set(DEFAULT_LABELS.map(([n]) => n));
 
@@ -328,12 +328,15 @@ function diffCreate(ctx: DiffContext, q: DesiredQube, own: Extract<QubeOwnership
   if (!checkEmptyRoot(ctx, q, q.class)) return { steps: [] };
   const clone = q.clone === undefined ? undefined : planClone(ctx, q, q.class);
   if (q.clone !== undefined && clone === undefined) return { steps: [] };
-  const { ops, after, afterDefault } = createOps(ctx, q, q.class, q.label, change.reasons, clone);
+  const copiedDevices = withClonedDevices(ctx, q);
+  const created = createOps(ctx, copiedDevices.qube, q.class, q.label, change.reasons, clone);
+  const { after, afterDefault } = created;
+  const ops = withoutRecords(created.ops, copiedDevices.unrecord);
   change.after = after;
   change.afterDefault = afterDefault;
   if (clone !== undefined) {
     change.reasons.push(...clone.reasons);
-    change.fromSource = { qube: q.clone as string, attributes: clone.fromSource };
+    change.fromSource = { qube: q.clone as string, attributes: [...clone.fromSource, ...copiedDevices.keys] };
   }
   if (own.confirmed || own.intent) change.reasons.push("the inventory lists it but it does not exist: it is created again");
   return {
@@ -593,12 +596,15 @@ function diffReplace(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: Qub
   if (!checkEmptyRoot(ctx, q, klass)) return { steps: [] };
   const clone = q.clone === undefined ? undefined : planClone(ctx, q, klass);
   if (q.clone !== undefined && clone === undefined) return { steps: [] };
-  const { ops, after, afterDefault } = createOps(ctx, { ...q, label }, klass, label, change.reasons, clone);
+  const copiedDevices = withClonedDevices(ctx, { ...q, label });
+  const created = createOps(ctx, copiedDevices.qube, klass, label, change.reasons, clone);
+  const { after, afterDefault } = created;
+  const ops = withoutRecords(created.ops, copiedDevices.unrecord);
   change.after = after;
   change.afterDefault = afterDefault;
   if (clone !== undefined) {
     change.reasons.push(...clone.reasons);
-    change.fromSource = { qube: q.clone as string, attributes: clone.fromSource };
+    change.fromSource = { qube: q.clone as string, attributes: [...clone.fromSource, ...copiedDevices.keys] };
   }
   const power = settledPower(a.power);
   if (power !== undefined && power !== "halted") change.reasons.push(`it is ${power}: apply shuts it down first`);

@@ -286,7 +286,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
  * (reference-needs.ts), none of a qube whose properties were read anyway.
  */
 async function withReferenced(r: QubesReader, desired: DesiredState, read: ActualState): Promise<ActualState> {
-  const cloneSources = await readCloneSources(r, desired, read.listing);
+  const cloneSources = await readCloneSources(r, desired, read.listing, read.release, read.deviceClasses);
   const actual = cloneSources === undefined ? read : { ...read, cloneSources };
   const reads = referenceReads(desired, actual.listing, new Set(actual.qubes.keys()));
   if (reads.length === 0) return actual;
