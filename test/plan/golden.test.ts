@@ -63,6 +63,17 @@ describe("golden plans refused at their config lines", () => {
 });
 
 describe("golden plan of device assignments against the laptop fixture", () => {
+  it("laptop: the whole-system example (clones, a standalone, the controllers, a new HVM with one)", async () => {
+    const s = await startSession({ fixture: "laptop" });
+    try {
+      const out = await planOutputs(s, ["examples/laptop.yaml"]);
+      expect(out.code).toBe(2);
+      expectGolden("plan/laptop.txt", out.human);
+      expectGolden("plan/laptop.json", out.json);
+    } finally {
+      await s.stop();
+    }
+  });
   it("devices: sys-net's and sys-usb's controllers as they are, new qubes with PCI, USB, block and mic devices", async () => {
     const s = await startSession({ fixture: "laptop" });
     try {
