@@ -23,7 +23,16 @@ export const policyClientOf = (transport: Pick<Transport, "service">): PolicyCli
   transport.service === undefined ? undefined : createPolicyClient(transport.service);
 
 export const policyReaderOf = (client: PolicyClient | undefined): PolicyFilesReader | undefined =>
-  client === undefined ? undefined : { list: (scope) => client.list(scope), get: (scope, name) => client.get(scope, name) };
+  client === undefined
+    ? undefined
+    : {
+        list: (scope) => client.list(scope),
+        get: (scope, name) =>
+          client.get(scope, name).catch((e: unknown) => {
+            if (e instanceof PolicyAdminError && e.kind === "not-found") return undefined;
+            throw e;
+          }),
+      };
 
 export function describePolicyFailure(e: unknown): ReadFailure {
   if (e instanceof PolicyAdminError) return { message: e.message, refused: e.kind === "refused" };
