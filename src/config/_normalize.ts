@@ -53,6 +53,9 @@ import { childPointer, describePath, locateIn, pointerOf } from "./_paths.js";
 import { DEFAULT_MARKER } from "./schema.js";
 import { didYouMean } from "./_suggest.js";
 import type { WrittenFile } from "./_yaml.js";
+import type { DesiredPolicyFile } from "../model/qrexec-policy.js";
+import { normalizePolicies } from "./policy/normalize.js";
+import type { ReleaseId } from "../model/release.js";
 
 export type Located<T> = { value: T; at: SourceLocation };
 
@@ -69,6 +72,8 @@ export type ConfigPart = {
   qubes: Map<string, DesiredQube>;
   /** Guests by address: qubes' `guest:` and top-level `guests:`. */
   guests: Map<string, DesiredGuest>;
+  /** Policy and include files by address (src/config/policy/normalize.ts). */
+  policies: Map<string, DesiredPolicyFile>;
 };
 
 /** A management qube's name can be 31 characters: the longest source qubesd may see in a header. */
@@ -98,7 +103,7 @@ const reservedLabel = (name: string): string | null =>
 const POOL_NAME_HINT = "pool names are letters, digits and _.-";
 const FEATURE_PAYLOAD_HINT = "feature values are printable ASCII on one line: no newline, tab, NUL or non-ASCII characters";
 
-export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { part: ConfigPart; diagnostics: Diagnostic[] } {
+export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">, policyReleases?: readonly ReleaseId[]): { part: ConfigPart; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const loc = (ptr: string, key = false): SourceLocation => locateIn(w.spans, w.start, ptr, key);
   const report = (code: ConfigCode, message: string, ptr: string, hint?: string, key = false): void => {
@@ -207,7 +212,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
   };
 
   const written = isRecord(w.value) ? w.value : {};
-  const part: ConfigPart = { file: w.file, start: w.start, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(), guests: new Map() };
+  const part: ConfigPart = { file: w.file, start: w.start, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(), guests: new Map(), policies: new Map() };
   const guestContext: GuestContext = { file: w.file, loc, report };
   if (io.inspect) guestContext.inspect = io.inspect.bind(io);
 
@@ -328,6 +333,10 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const guest = normalizeGuest(guestContext, ptr, raw, { name });
     if (guest) part.guests.set(guest.address, guest);
   }
+
+  const policies = normalizePolicies(w, policyReleases);
+  diagnostics.push(...policies.diagnostics);
+  part.policies = policies.policies;
 
   function normalizeQube(name: string, raw: unknown): DesiredQube | undefined {
     const ptr = pointerOf("qubes", name);
