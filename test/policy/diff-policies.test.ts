@@ -9,7 +9,7 @@ import { diffPolicies } from "../../src/plan/diff-policies.js";
 const at = { file: "qubes.yaml", line: 4, column: 3 };
 const OWNER = "me";
 const file = (o: Partial<DesiredPolicyFile> = {}): DesiredPolicyFile =>
-  ({ name: "30-x", scope: "policy", form: "text", text: "qubes.Gpg * work vault allow\n", statements: [], adopt: false, absent: false, release: false, at, ...o }) as DesiredPolicyFile;
+  ({ name: "30-x", scope: "policy", syntax: "policy", form: "text", text: "qubes.Gpg * work vault allow\n", statements: [], adopt: false, absent: false, release: false, at, ...o }) as DesiredPolicyFile;
 const ours = `${policyHeader(OWNER)}qubes.Gpg * work vault allow\n`;
 const read = (files: Record<string, string | null>): ActualPolicies => ({
   kind: "read",

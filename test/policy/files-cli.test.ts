@@ -13,7 +13,7 @@ import { simServiceRunner } from "../../src/providers/qubes/service-runner.js";
 import { runBuiltCli } from "../helpers/cli.js";
 import { repoRoot } from "../helpers/shared.js";
 import { startTestSim, type TestSim } from "../helpers/sim.js";
-import { cli } from "../reliability/_harness.js";
+import { cli, clientOf } from "../reliability/_harness.js";
 import { POLICY_STANDIN_DIR, viaQrexec } from "../reliability/_qrexec.js";
 
 const CONFIG = `version: 1
@@ -78,6 +78,7 @@ describe("policies: dom0 and a management qube, through the stand-ins", () => {
     sim = await startTestSim();
     const seed = createPolicyClient(simServiceRunner(sim.socketPath, { timeoutMs: 10_000 }));
     await seed.replace("policy", "50-qubes-own", "new", OTHER);
+    sim.calls.length = 0;
   });
   afterEach(async () => sim.stop());
 
@@ -93,6 +94,9 @@ describe("policies: dom0 and a management qube, through the stand-ins", () => {
   }, 120_000);
 
   it("a management qube: the simulated policy decides each call; a denied policy.Replace is reported as a refusal by qrexec policy", async () => {
+    const c = clientOf(sim);
+    await c.vm.create({ klass: "AppVM", name: "mgmt", label: "black", template: "fedora-40" });
+    await c.close();
     // The Admin API rights qubes-iac policy generates, as the stand-in's base file; policy.* rights in the simulated directory.
     const gen = await cli(sim, ["policy", "--mgmt", "mgmt", "--apply", config]);
     expect(gen.code).toBe(0);
@@ -105,6 +109,7 @@ describe("policies: dom0 and a management qube, through the stand-ins", () => {
     const s = { socketPath: sim.socketPath, src: "mgmt", policy: base, log: join(dir, "decisions.jsonl") };
 
     const planned = await viaQrexec(["plan", config], s);
+    expect(planned.stderr).not.toContain("QIAC-E");
     expect(planned.code).toBe(0);
     expect(planned.stdout).toContain("+++ /etc/qubes/policy.d/30-split-gpg.policy");
     const denied = await viaQrexec(["apply", "--auto-approve", config], s);
