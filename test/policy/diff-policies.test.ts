@@ -79,3 +79,20 @@ describe("diffPolicies", () => {
     expect(d.diagnostics).toEqual([expect.objectContaining({ code: "QIAC-E191", location: at, hint: expect.stringContaining("policy.List and policy.Get") })]);
   });
 });
+
+describe("policyDiagnosticsWithSystem", () => {
+  it("judges the rules' qube names again with the system's qubes: a name only the system has is no warning, one nowhere stays (QIAC-W400)", async () => {
+    const { policyDiagnosticsWithSystem } = await import("../../src/plan/policy-names.js");
+    const { loadConfig } = await import("../../src/config/index.js");
+    const text = "version: 1\nowner: me\npolicies:\n  30-x:\n    - {service: qubes.Gpg, source: work, target: ghost, action: allow}\n";
+    const r = loadConfig(["qubes.yaml"], { readFile: () => text, readDir: () => [], isDirectory: () => false, exists: (p: string) => p === "qubes.yaml" });
+    if (!r.config) throw new Error("config did not load");
+    expect(r.diagnostics.filter((d) => d.code === "QIAC-W400").map((d) => d.message)).toEqual([
+      "qube 'work' in a rule of policy.30-x is not defined in this config",
+      "qube 'ghost' in a rule of policy.30-x is not defined in this config",
+    ]);
+    const listing = new Map([["work", { name: "work", klass: "AppVM", power: "Halted" }]]);
+    const out = policyDiagnosticsWithSystem(r.config, { listing } as never, r.diagnostics);
+    expect(out.filter((d) => d.code === "QIAC-W400")).toEqual([expect.objectContaining({ message: "qube 'ghost' in a rule of policy.30-x does not exist", location: expect.objectContaining({ file: "qubes.yaml", line: 5 }) })]);
+  });
+});

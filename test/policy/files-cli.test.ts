@@ -61,6 +61,8 @@ describe("policies: through the built CLI", () => {
     expect(planned.stdout).toContain("+qubes.OpenInVM + work @dispvm:default-dvm allow");
     expect(planned.stdout).toContain("+qubes.Gpg2 * personal vault ask default_target=vault");
     expect(planned.stdout).toContain("Plan: 2 to add, 0 to change, 0 to destroy.");
+    // validate warned of work, vault, personal and default-dvm (not in the config); plan finds them on the system.
+    expect(planned.stderr).not.toContain("QIAC-W400");
     const json = JSON.parse(readFileSync(join(dir, "plan.json"), "utf8")) as { policies: Array<{ address: string; new_token: string }> };
     expect(json.policies.map((p) => p.address)).toEqual(["policy.30-split-gpg", "policy.31-raw"]);
     const applied = await run(["apply", "--auto-approve", "plan.json"]);
