@@ -205,6 +205,7 @@ describe("policy files: ownership", () => {
     const saved = savePlan(dropped);
     const without = await apply(saved);
     expect(without.code).toBe(1);
+    expect(without.stderr).toContain("the plan destroys the deny and ask rules of policy.30-split-gpg (removing them may loosen isolation); --auto-approve alone never destroys data: add --allow-destroy");
     expect(policyDir().files["30-split-gpg"]).toBe(rendered(GPG));
     expect((await apply(saved, ["--allow-destroy"])).code).toBe(0);
     expect(policyDir().files["30-split-gpg"]).toBeUndefined();
