@@ -96,3 +96,18 @@ describe("policyDiagnosticsWithSystem", () => {
     expect(out.filter((d) => d.code === "QIAC-W400")).toEqual([expect.objectContaining({ message: "qube 'ghost' in a rule of policy.30-x does not exist", location: expect.objectContaining({ file: "qubes.yaml", line: 5 }) })]);
   });
 });
+
+describe("policyDiagnosticsWithSystem: the answering release", () => {
+  it("a problem only some releases have (uuid: tokens before R4.3) is an error when the system answers as such a release, none otherwise", async () => {
+    const { policyDiagnosticsWithSystem } = await import("../../src/plan/policy-names.js");
+    const { loadConfig } = await import("../../src/config/index.js");
+    const text = "version: 1\nowner: me\npolicies:\n  30-x:\n    - {service: qubes.Gpg, source: 'uuid:5e1d3c2b-0a9f-4e8d-b7c6-1a2b3c4d5e6f', target: '@adminvm', action: allow}\n";
+    const r = loadConfig(["qubes.yaml"], { readFile: () => text, readDir: () => [], isDirectory: () => false, exists: (p: string) => p === "qubes.yaml" });
+    if (!r.config) throw new Error(`config did not load: ${JSON.stringify(r.diagnostics)}`);
+    const on = (candidates: string[]) => policyDiagnosticsWithSystem(r.config as never, { listing: new Map(), release: { candidates, evidence: [] } } as never, r.diagnostics).filter((d) => d.severity === "error");
+    expect(on(["r4.2"]).length).toBeGreaterThan(0);
+    expect(on(["r4.2"])[0]?.location).toMatchObject({ file: "qubes.yaml", line: 5 });
+    expect(on(["r4.3"])).toEqual([]);
+    expect(on(["main"])).toEqual([]);
+  });
+});
