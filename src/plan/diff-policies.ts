@@ -11,6 +11,7 @@ import { ownershipNames, readOtherPolicyOwners, readPolicyInventory, type Lifecy
 import { policyToken, type ExpectedToken } from "../model/qrexec-policy-admin.js";
 import { policyAddress, policyHeader, renderPolicyFile, type DesiredPolicyFile, type PolicyScope, type PolicyStatement } from "../model/qrexec-policy.js";
 import type { ReleaseId } from "../model/release.js";
+import { resolveIncludePath } from "../config/policy/index.js";
 import type { Action } from "./action.js";
 import { newResourceChange, stepId, type PlannedStep, type ResourceChange, type StepKind } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
@@ -187,9 +188,21 @@ export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pi
     }
     out.changes.push(change);
     out.policies.push(planned);
-    if (ops.length > 0) out.steps.push({ id: stepId(kind, address), address, kind, ops, uses: [], unreferences: [], after: [] });
+    // qrexec validates the whole directory on every write (admin.py _validate): an include file is
+    // written before the files that include it, and removed after the files that stop including it.
+    const includedBy = (statements: readonly PolicyStatement[]): Set<string> => new Set(statements.flatMap((x) => (x.kind === "include" || x.kind === "include-service" ? [includedAddress(x.path)] : [])).filter((a): a is string => a !== undefined && a !== address));
+    const before = includedBy(planned.beforeStatements);
+    const after = includedBy(planned.afterStatements);
+    if (ops.length > 0) out.steps.push({ id: stepId(kind, address), address, kind, ops, uses: [...after].sort(), unreferences: [...before].filter((a) => !after.has(a)).sort(), after: [] });
   }
   return out;
+}
+
+/** The address of the file an `!include` path names (`include/NAME`, a policy file, absolute or relative); undefined for a directory or a bad path. */
+function includedAddress(path: string): string | undefined {
+  const r = resolveIncludePath(path);
+  if ("error" in r || r.scope === "dir") return undefined;
+  return r.scope === "include" ? `policy.include.${r.name}` : `policy.${r.name}`;
 }
 
 /** The address of a desired file (re-exported for callers that build DesiredPolicies by hand). */

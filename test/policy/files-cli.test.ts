@@ -74,6 +74,42 @@ describe("policies: through the built CLI", () => {
   }, 120_000);
 });
 
+describe("policies: include files through the built CLI", () => {
+  it("an include file is written before the file that includes it and removed after it (qrexec validates the directory on each write)", async () => {
+    const statePath = join(dir, "state.json");
+    const run = (args: string[]) => runBuiltCli([args[0] as string, "--connect", `sim:${statePath}`, ...args.slice(1)], { cwd: dir, timeoutMs: 60_000 });
+    writeFileSync(
+      config,
+      `version: 1
+owner: laptop
+policies:
+  20-admin:
+    text: |
+      !include-service admin.vm.List * include/admin-ro
+      !include include/gpg
+policy_includes:
+  admin-ro:
+    syntax: service
+    text: |
+      work @adminvm allow target=dom0
+  gpg:
+    - {service: qubes.Gpg, source: work, target: vault, action: ask}
+`,
+    );
+    const applied = await run(["apply", "--auto-approve", config]);
+    expect(applied.stderr).not.toContain("QIAC-E");
+    expect(applied.code).toBe(0);
+    const doc = JSON.parse(readFileSync(statePath, "utf8")) as { policy: { files: Record<string, string>; include: Record<string, string> } };
+    expect(Object.keys(doc.policy.files)).toEqual(["20-admin"]);
+    expect(Object.keys(doc.policy.include).sort()).toEqual(["admin-ro", "gpg"]);
+    writeFileSync(config, "version: 1\nowner: laptop\n");
+    const dropped = await run(["apply", "--auto-approve", "--allow-destroy", config]);
+    expect(dropped.stderr).not.toContain("QIAC-E");
+    expect(dropped.code).toBe(0);
+    expect(state(statePath)).toEqual({});
+  }, 120_000);
+});
+
 describe("policies: dom0 and a management qube, through the stand-ins", () => {
   let sim: TestSim;
   beforeEach(async () => {
