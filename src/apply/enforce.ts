@@ -13,6 +13,7 @@ import { isUuid, ownerOfRecord, ownershipNames, policyEntryOf, readQubeRecords }
 import { isExpectedToken, isPolicyFileName } from "../model/qrexec-policy-admin.js";
 import { policyHeader, type PolicyScope } from "../model/qrexec-policy.js";
 import { readStatements } from "../plan/policy-text.js";
+import { RELEASE_IDS, type ReleaseId } from "../model/release.js";
 import type { Action } from "../plan/action.js";
 import type { StepKind } from "../plan/changes.js";
 import type { JsonPlan, JsonResourceChange, JsonStep } from "../plan/json.js";
@@ -120,7 +121,7 @@ function isCloneSourceRestart(owner: string, step: JsonStep, s: Subject, vm: str
 }
 
 /** Why `o` may not run in `step` of a plan of `owner`; undefined when it belongs there. */
-function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): string | undefined {
+function opMisplaced(owner: string, releases: readonly ReleaseId[], step: JsonStep, s: Subject, o: StepOp): string | undefined {
   if (isGuestOp(o)) return s.type === "guest" && o.guest === s.address ? undefined : `a guest operation on ${o.guest} in a step for ${step.address}`;
   const dom0Record = (name: string, removes: boolean): string | undefined => {
     // A take-over removes the other owner's entries of the object (allowed only with --take-ownership: approval.ts).
@@ -206,7 +207,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       return s.type === "pool" && s.name === o.name ? undefined : `it acts on pool ${o.name}, not on ${step.address}`;
     case "policy.replace":
     case "policy.remove":
-      return policyOpMisplaced(owner, step, s, o);
+      return policyOpMisplaced(owner, releases, step, s, o);
     default: {
       const never: never = o;
       return `unknown op ${JSON.stringify(never)}`;
@@ -223,7 +224,7 @@ export const MAX_POLICY_CONTENT = 1024 * 1024;
  * delete step, and write content that carries this owner's header and parses as policy — a
  * saved plan's content is hostile input until it does.
  */
-function policyOpMisplaced(owner: string, step: JsonStep, s: Subject, o: Extract<StepOp, { op: "policy.replace" | "policy.remove" }>): string | undefined {
+function policyOpMisplaced(owner: string, releases: readonly ReleaseId[], step: JsonStep, s: Subject, o: Extract<StepOp, { op: "policy.replace" | "policy.remove" }>): string | undefined {
   if (typeof o.name !== "string" || !isPolicyFileName(o.name) || (o.scope !== "policy" && o.scope !== "include")) return `${JSON.stringify(o.name)} in scope ${JSON.stringify(o.scope)} is not a policy file qubes-iac writes`;
   if (s.type !== "policy" || s.scope !== o.scope || s.file !== o.name) return `it acts on policy file ${o.scope === "include" ? "include/" : ""}${o.name}, not on ${step.address}`;
   if (!isExpectedToken(o.expected_token)) return `${JSON.stringify(o.expected_token)} is not a token qubes-iac sends (new, or sha256:<hex>)`;
@@ -238,10 +239,13 @@ function policyOpMisplaced(owner: string, step: JsonStep, s: Subject, o: Extract
   if (Buffer.byteLength(o.content, "utf8") > MAX_POLICY_CONTENT) return `its content is larger than ${MAX_POLICY_CONTENT} bytes`;
   if (!o.content.startsWith(policyHeader(owner))) return `its content does not start with the header of owner ${owner}`;
   if (o.content.includes("\0") || o.content.includes("\r")) return "its content holds a NUL or carriage return";
+  // As every release the plan may have been made on reads it (an include file in either syntax).
   const body = o.content.slice(policyHeader(owner).length);
-  const asPolicy = readStatements(body, "policy").unparsed;
-  if (asPolicy.length > 0 && (o.scope !== "include" || readStatements(body, "service").unparsed.length > 0)) {
-    return `its content does not parse as qrexec policy (line ${(asPolicy[0] ?? 0) + 1})`;
+  for (const release of releases) {
+    const asPolicy = readStatements(body, "policy", release).unparsed;
+    if (asPolicy.length > 0 && (o.scope !== "include" || readStatements(body, "service", release).unparsed.length > 0)) {
+      return `its content does not parse as qrexec policy of ${release} (line ${(asPolicy[0] ?? 0) + 1})`;
+    }
   }
   return undefined;
 }
@@ -268,6 +272,7 @@ function deviceOpProblem(o: Extract<StepOp, { op: `device.${string}` }>): string
 export function planProblems(plan: JsonPlan): OpProblem[] {
   const problems: OpProblem[] = [];
   const changes = new Map<string, JsonResourceChange>(plan.resource_changes.map((c) => [c.address, c]));
+  const releases = plan.qubes_release?.candidates.length ? plan.qubes_release.candidates : RELEASE_IDS;
   for (const step of plan.steps) {
     const s = subjectOf(step.address);
     if (s === undefined) {
@@ -284,7 +289,7 @@ export function planProblems(plan: JsonPlan): OpProblem[] {
       else if (step.ops.some(destroys) && !change.destroys_data && s.type === "qube") problems.push({ step: step.id, why: `it removes ${step.address}, but its change does not say it destroys data` });
     }
     for (const [opIndex, o] of step.ops.entries()) {
-      const why = opMisplaced(plan.owner, step, s, o);
+      const why = opMisplaced(plan.owner, releases, step, s, o);
       if (why !== undefined) problems.push({ step: step.id, opIndex, op: o, why });
     }
   }
@@ -334,7 +339,12 @@ function otherClaims(owner: string, dom0: ReadonlySet<string>): ReadonlyMap<stri
   return new Map([...out].map(([k, v]) => [k, [...v].sort()]));
 }
 
-export type OwnershipPolicy = { takeOwnership: ReadonlySet<string> };
+/**
+ * `savedPlan`: the plan comes from a file, not from the config now: it may not take over a policy
+ * file (writing one the inventory does not list over its current content grants whatever the
+ * file says; only a config's `adopt: true`, planned and applied at once, may).
+ */
+export type OwnershipPolicy = { takeOwnership: ReadonlySet<string>; savedPlan?: boolean };
 
 /**
  * From what is read now: every qube an op acts on is created by its step (and absent, or removed
@@ -441,7 +451,12 @@ function policyOwnershipProblems(owner: string, step: JsonStep, s: Extract<Subje
     if (o.op !== "policy.replace" && o.op !== "policy.remove") continue;
     if (listed) continue;
     const entry = o.op === "policy.replace" && o.expected_token === "new" ? created : adopted;
-    if (o.op === "policy.replace" && writesEntry.has(entry)) continue;
+    if (o.op === "policy.replace" && writesEntry.has(entry)) {
+      if (entry === adopted && policy.savedPlan === true) {
+        problems.push({ step: step.id, opIndex, op: o, why: `a saved plan may not take over policy file ${s.name}, which exists and is not ${owner}'s: apply the config that says adopt: true (qubes-iac apply CONFIG)` });
+      }
+      continue;
+    }
     problems.push({ step: step.id, opIndex, op: o, why: `the inventory of ${owner} does not list policy file ${s.name} now${o.op === "policy.replace" ? `, and the step does not ${o.expected_token === "new" ? "create" : "adopt"} it` : ""}` });
   }
   return problems;

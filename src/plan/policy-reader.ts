@@ -10,7 +10,8 @@ import { policyAddressesToRead, type DesiredPolicies } from "./diff-policies.js"
 /** The read-only face of the policy client that planning is given. */
 export type PolicyFilesReader = {
   list(scope: PolicyScope): Promise<string[]>;
-  get(scope: PolicyScope, name: string): Promise<{ token: string; content: string }>;
+  /** undefined: the file is not there (removed since the list was read). */
+  get(scope: PolicyScope, name: string): Promise<{ token: string; content: string } | undefined>;
 };
 
 /** What a reader's failure says, and whether qrexec refused it. */
@@ -33,11 +34,28 @@ export async function readPolicies(
     }
     const files = new Map<string, { token: string; content: string } | { absent: true }>();
     for (const [address, w] of wanted) {
-      files.set(address, listed.get(w.scope)?.has(w.name) ? await reader.get(w.scope, w.name) : { absent: true });
+      const file = listed.get(w.scope)?.has(w.name) ? await reader.get(w.scope, w.name) : undefined;
+      files.set(address, file ?? { absent: true });
     }
     return { kind: "read", files };
   } catch (e) {
     const f = describe(e);
     return { kind: "failed", error: f.message, refused: f.refused };
   }
+}
+
+/**
+ * Every policy and include file of the system, as src/config/policy/set.ts `policySet` takes them:
+ * for evaluating the whole policy before and after a plan (files qubes-iac does not manage
+ * included). Reads only; planning itself reads no more than `readPolicies` does.
+ */
+export async function readPolicyTexts(reader: PolicyFilesReader): Promise<{ policies: Map<string, string>; includes: Map<string, string> }> {
+  const out = { policies: new Map<string, string>(), includes: new Map<string, string>() };
+  for (const scope of ["policy", "include"] as const) {
+    for (const name of await reader.list(scope)) {
+      const f = await reader.get(scope, name);
+      if (f !== undefined) (scope === "policy" ? out.policies : out.includes).set(name, f.content);
+    }
+  }
+  return out;
 }

@@ -30,7 +30,7 @@ const at = { file: "qubes.yaml", line: 3, column: 3 };
 const rule = (service: string, source: string, target: string, action: PolicyRule["action"], params: PolicyRule["params"] = {}): PolicyRule => ({ kind: "rule", service, argument: "*", source, target, action, params });
 
 function policyFile(name: string, statements: PolicyRule[], o: Partial<DesiredPolicyFile> = {}): DesiredPolicyFile {
-  return { name, scope: "policy", form: "rules", statements, adopt: false, absent: false, release: false, at, ...o } as DesiredPolicyFile;
+  return { name, scope: "policy", syntax: "policy", form: "rules", statements, adopt: false, absent: false, release: false, at, ...o } as DesiredPolicyFile;
 }
 
 const withPolicies = (files: DesiredPolicyFile[]): DesiredState => ({ ...desiredFromYaml(`version: 1\nowner: ${OWNER}\n`), policies: new Map(files.map((f) => [policyAddress(f), f])) }) as DesiredState;
@@ -182,7 +182,20 @@ describe("policy files: ownership", () => {
     const ops = adopted.steps.find((s) => s.address === "policy.30-split-gpg")?.ops;
     expect(ops?.[0]).toEqual({ op: "feature.set", vm: "dom0", name: "qubes-iac.me.policy.adopted.30-split-gpg", value: "1" });
     expect(ops?.[1]).toMatchObject({ op: "policy.replace", expected_token: policyToken("qubes.Gpg * work vault ask\n") });
-    expect((await apply(savePlan(adopted))).code).toBe(0);
+    // A saved plan may not take a file over: only the config's adopt: true, planned and applied at once.
+    const saved = await apply(savePlan(adopted));
+    expect(saved.code).toBe(1);
+    expect(saved.stderr).toContain("a saved plan may not take over policy file 30-split-gpg");
+    expect(policyDir().files["30-split-gpg"]).toBe("qubes.Gpg * work vault ask\n");
+    const config = join(dir, "qubes.yaml");
+    writeFileSync(
+      config,
+      'version: 1\nowner: me\npolicies:\n  30-split-gpg:\n    adopt: true\n    rules:\n      - {service: qubes.Gpg, source: work, target: vault, action: allow}\n      - {service: "*", source: "@anyvm", target: vault, action: deny, notify: false}\n',
+    );
+    const fromConfig = await runBuiltCli(["apply", "--connect", `sim:${statePath}`, "--auto-approve", config], { cwd: repoRoot, timeoutMs: 60_000 });
+    expect(fromConfig.stderr).not.toContain("QIAC-E");
+    expect(fromConfig.code).toBe(0);
+    expect(policyDir().files["30-split-gpg"]).toBe(rendered(GPG));
 
     // Dropped from the config: an adopted file is released, left as it is.
     const released = await plan(withPolicies([]));
@@ -205,6 +218,7 @@ describe("policy files: ownership", () => {
     const saved = savePlan(dropped);
     const without = await apply(saved);
     expect(without.code).toBe(1);
+    expect(without.stderr).toContain("the plan destroys the deny and ask rules of policy.30-split-gpg (removing them may loosen isolation); --auto-approve alone never destroys data: add --allow-destroy");
     expect(policyDir().files["30-split-gpg"]).toBe(rendered(GPG));
     expect((await apply(saved, ["--allow-destroy"])).code).toBe(0);
     expect(policyDir().files["30-split-gpg"]).toBeUndefined();
@@ -242,24 +256,27 @@ describe("policy files: a saved plan cannot write what the inventory does not gi
     const json = {
       ...base,
       applyable: true,
-      resource_changes: [change("policy.50-evil", "update"), change("policy.51-bad", "update"), change("policy.52-garbage", "update"), { ...change("qube.work", "update"), type: "qube", name: "work" }],
+      resource_changes: [change("policy.50-evil", "update"), change("policy.51-bad", "update"), change("policy.52-garbage", "update"), change("policy.53-any", "update"), { ...change("qube.work", "update"), type: "qube", name: "work" }],
       steps: [
         forgedStep([{ op: "policy.replace", scope: "policy", name: "50-evil", expected_token: token, content: `${policyHeader(OWNER)}qubes.Gpg * @anyvm vault allow\n` }]),
         forgedStep([{ op: "policy.replace", scope: "policy", name: "51-bad", expected_token: "new", content: "qubes.Gpg * @anyvm vault allow\n" }], "policy.51-bad"),
-        forgedStep([{ op: "policy.replace", scope: "policy", name: "52-garbage", expected_token: "any", content: `${policyHeader(OWNER)}this is not policy\n` }], "policy.52-garbage"),
+        forgedStep([{ op: "policy.replace", scope: "policy", name: "52-garbage", expected_token: "new", content: `${policyHeader(OWNER)}this is not policy\n` }], "policy.52-garbage"),
+        forgedStep([{ op: "policy.replace", scope: "policy", name: "53-any", expected_token: "any", content: `${policyHeader(OWNER)}qubes.Gpg * work vault allow\n` }], "policy.53-any"),
         forgedStep([{ op: "policy.remove", scope: "policy", name: "50-evil", expected_token: token, restricts: false }], "qube.work"),
       ],
     } as unknown as JsonPlan;
     const { structure, ownership } = await forged(json);
     expect(structure).toEqual([
       "its content does not start with the header of owner me",
+      expect.stringMatching(/^its content does not parse as qrexec policy of (r4\.2|r4\.3|main) \(line 2\)$/),
       '"any" is not a token qubes-iac sends (new, or sha256:<hex>)',
       "it acts on policy file 50-evil, not on qube.work",
     ]);
     expect(ownership).toEqual([
       "the inventory of me does not list policy file 50-evil now, and the step does not adopt it",
       "the inventory of me does not list policy file 51-bad now, and the step does not create it",
-      "the inventory of me does not list policy file 52-garbage now, and the step does not adopt it",
+      "the inventory of me does not list policy file 52-garbage now, and the step does not create it",
+      "the inventory of me does not list policy file 53-any now, and the step does not adopt it",
     ]);
 
     // The built CLI refuses the forged plan before any call, and the file stays.

@@ -9,6 +9,7 @@ import { readerFromClient } from "../../apply/admin-api.js";
 import { describePolicyFailure, policyClientOf, policyReaderOf } from "../../apply/policy-files.js";
 import { readPolicies } from "../../plan/policy-reader.js";
 import { desiredPolicies } from "../../plan/policy-desired.js";
+import { policyDiagnosticsWithSystem } from "../../plan/policy-names.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { parseAddress, type Address } from "../../model/address.js";
 import type { DesiredState } from "../../model/desired.js";
@@ -83,7 +84,7 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
   const actual = policies === undefined ? read : { ...read, policies };
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
   const plan = buildPlan(config, actual, options, guests);
-  plan.diagnostics.unshift(...configDiagnostics);
+  plan.diagnostics.unshift(...policyDiagnosticsWithSystem(config, actual, configDiagnostics));
   return toJsonPlan(plan, { version: packageVersion() });
 }
 
