@@ -4,6 +4,7 @@
 
 import type { ResourceType } from "../model/address.js";
 import type { Action } from "./action.js";
+import type { Loosening } from "./loosening.js";
 import type { StepOp } from "./ops.js";
 
 /**
@@ -42,6 +43,8 @@ export type ResourceChange = {
   reasons: string[];
   /** The change deletes a qube's volumes (delete, replace). */
   destroysData: boolean;
+  /** What it loosens (loosening.ts), strongest first; empty when nothing. Display and --deny-loosening only. */
+  loosens: Loosening[];
 };
 
 export type StepKind = "setup" | "create" | "update" | "delete" | "forget" | "release";
@@ -81,5 +84,6 @@ export function newResourceChange(type: ResourceType, name: string | null, addre
     needsHalt: [],
     reasons: [],
     destroysData: false,
+    loosens: [],
   };
 }

@@ -9,6 +9,7 @@ import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, countsAsR
 import type { AgentSpec, GuestFacts } from "../model/guest.js";
 import type { AttrValue, StepKind } from "./changes.js";
 import type { PlannedGuest } from "./diff-guests.js";
+import type { Loosening } from "./loosening.js";
 import type { Check, StepOp } from "./ops.js";
 import type { Plan } from "./plan.js";
 import type { PlanRelease } from "./release-rules.js";
@@ -29,6 +30,8 @@ export type JsonResourceChange = {
   before_default: string[];
   after_default: string[];
   needs_halt: string[];
+  /** What the change loosens, strongest first (absent in plans made before qubes-iac marked it). */
+  loosens?: Loosening[];
 };
 
 export type JsonStep = {
@@ -166,6 +169,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
       before_default: c.beforeDefault,
       after_default: c.afterDefault,
       needs_halt: c.needsHalt,
+      loosens: c.loosens,
     })),
     steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
     prior_state: plan.checks,

@@ -9,6 +9,7 @@ import type { DesiredState } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { ResourceChange } from "./changes.js";
 import { diffState } from "./diff.js";
+import { planLoosening } from "./loosening.js";
 import { diffGuests, NO_GUEST_READINGS, type GuestReadings, type PlannedGuest } from "./diff-guests.js";
 import type { Check } from "./ops.js";
 import { orderSteps, resolveDependencies, type OrderedStep } from "./order.js";
@@ -82,5 +83,7 @@ export function buildPlan(desired: DesiredState, actual: ActualState, options: P
   );
   const diagnostics = [...[...diff.diagnostics, ...inner.diagnostics].filter((d) => inScope(d.address)), ...selection.diagnostics, ...ordered.diagnostics];
   const changes = [...diff.changes, ...inner.changes].filter((c) => inScope(c.address));
+  const loosening = planLoosening(changes, actual);
+  for (const c of changes) c.loosens = loosening.get(c.address) ?? [];
   return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), diagnostics };
 }

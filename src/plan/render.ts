@@ -8,6 +8,7 @@ import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
 import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
+import { LOOSENING_KINDS } from "./loosening.js";
 import { stepOpMethod } from "./ops.js";
 import { describeRelease, RELEASE_IDS } from "../model/release.js";
 import { POOL_DRIVERS } from "../config/catalog.js";
@@ -166,19 +167,36 @@ export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
   return parts.join("; ");
 }
 
+/** `line` with its first column replaced by the loosening mark `!` (the indent keeps its width). */
+const marked = (line: string): string => `!${line.slice(1)}`;
+
+/** The attribute lines of `c`, those of a loosening attribute marked (a rule list: its first line). */
+function markAttributes(lines: readonly string[], attributes: ReadonlySet<string>): string[] {
+  const ind = "      ";
+  return lines.map((l) => {
+    if (!l.startsWith(ind) || l.startsWith(`${ind} `)) return l;
+    const key = l.slice(ind.length).split(":")[0] ?? "";
+    return attributes.has(key) ? marked(l) : l;
+  });
+}
+
 function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
   const c = displayed(written);
   const style = actionStyle(c.action);
+  const loosens = c.loosens ?? [];
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   const facts = guest === undefined ? undefined : factsLine(guest);
   if (facts !== undefined) comment.push(`# guest: ${facts}`);
   if (c.destroys_data) comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
   for (const r of c.reasons) comment.push(`# ${r}`);
+  const head = `${actionSymbol(c.action).padStart(4)} ${c.address}`;
+  const attributes = renderAttributes(c, paint);
   return [
     ...comment.map((l) => paint("dim", `  ${l}`)),
+    ...loosens.map((l) => paint("change", `  # loosens isolation (${l.kind}): ${l.detail}`)),
     ...errors.map((d) => paint("remove", `  # refused, ${d.code}: ${d.message}`)),
-    paint(style, `${actionSymbol(c.action).padStart(4)} ${c.address}`),
-    ...renderAttributes(c, paint),
+    paint(style, loosens.length > 0 ? marked(head) : head),
+    ...(loosens.length > 0 ? markAttributes(attributes, new Set(loosens.flatMap((l) => (l.attribute === undefined ? [] : [l.attribute])))) : attributes),
     "",
   ];
 }
@@ -217,6 +235,20 @@ export function summaryLine(plan: JsonPlan): string {
   return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${release > 0 ? `, ${release} to release` : ""}${forget > 0 ? `, ${forget} to forget` : ""}.`;
 }
 
+/**
+ * `2 changes loosen isolation: qube.work (gains a netvm), properties (moves what qubes follow).`,
+ * strongest first; undefined when nothing loosens.
+ */
+export function looseningLine(plan: Pick<JsonPlan, "resource_changes">): string | undefined {
+  const loosening = plan.resource_changes.filter((c) => !isNoOp(c.action) && (c.loosens ?? []).length > 0);
+  if (loosening.length === 0) return undefined;
+  const strongest = (c: JsonResourceChange): number => Math.min(...(c.loosens ?? []).map((l) => LOOSENING_KINDS[l.kind].rank));
+  const parts = [...loosening]
+    .sort((a, b) => strongest(a) - strongest(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
+    .map((c) => `${c.address} (${[...new Set((c.loosens ?? []).map((l) => (l.affects ? `${LOOSENING_KINDS[l.kind].summary}: ${l.affects.at_least ? "at least " : ""}${l.affects.qubes}` : LOOSENING_KINDS[l.kind].summary)))].join(", ")})`);
+  return `${loosening.length} change${loosening.length === 1 ? " loosens" : "s loosen"} isolation: ${parts.join(", ")}.`;
+}
+
 export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
   // Every string of the plan came from a config, qubesd, a guest or a saved plan's file.
   const plan = printableDeep(written);
@@ -245,6 +277,8 @@ export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
     lines.push(paint("change", `Scope limited by ${scope}: other changes are not shown and will not be made.`));
   }
   lines.push(paint("bold", summaryLine(plan)));
+  const loosening = looseningLine(plan);
+  if (loosening !== undefined) lines.push(paint("change", loosening));
   const errors = plan.diagnostics.filter((d) => d.severity === "error").length;
   if (errors > 0) lines.push(paint("remove", `The plan holds ${errors} error${errors === 1 ? "" : "s"} (listed on stderr) and cannot be applied.`));
   return `${lines.join("\n")}\n`;

@@ -1,7 +1,8 @@
 // `qubes-iac plan [PATH…]`: loads the config, reads the actual state through a read-only view
 // of the Admin API client, builds the plan and prints it — human (from the JSON plan) on stdout
 // with diagnostics on stderr, or the JSON plan with --json — and with --out saves it for apply.
-// Exit 0 (with --detailed-exitcode: no changes), 1 on any error, 2 changes (--detailed-exitcode).
+// Exit 0 (with --detailed-exitcode: no changes), 1 on any error, 2 changes (--detailed-exitcode),
+// 3 a change loosens isolation (--deny-loosening; 1 wins over it, it wins over 2).
 
 import { resolve } from "node:path";
 import { loadConfig, type LoadResult } from "../../config/index.js";
@@ -27,6 +28,8 @@ export type PlanCommandOptions = ConnectionOptions & {
   target?: string[];
   exclude?: string[];
   detailedExitcode?: boolean;
+  /** Exit 3 when any change loosens isolation (a CI gate). */
+  denyLoosening?: boolean;
   /** commander's --no-color sets this to false. */
   color?: boolean;
   allowRestart?: boolean;
@@ -49,8 +52,10 @@ function parseAddresses(values: readonly string[] | undefined, flag: string): Ad
   });
 }
 
-function exitCode(plan: JsonPlan, detailed: boolean): number {
+/** Precedence: 1 (error) over 3 (loosens, with --deny-loosening) over 2 (changes, with --detailed-exitcode). */
+export function exitCode(plan: JsonPlan, detailed: boolean, denyLoosening = false): number {
   if (plan.errored) return 1;
+  if (denyLoosening && plan.resource_changes.some((c) => (c.loosens ?? []).length > 0)) return 3;
   if (!detailed) return 0;
   return plan.steps.length > 0 ? 2 : 0;
 }
@@ -127,5 +132,5 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
       if (!o.json) write(io.stdout, `\nSaved the plan to ${o.out}. To make exactly these changes, run: qubes-iac apply ${o.out}`);
     }
   }
-  return exitCode(json, o.detailedExitcode === true);
+  return exitCode(json, o.detailedExitcode === true, o.denyLoosening === true);
 }
