@@ -8,6 +8,7 @@
 import type { ActualState } from "../model/actual.js";
 import { isNoOp } from "./action.js";
 import type { AttrValue, ResourceChange } from "./changes.js";
+import { deviceLoosening } from "./loosening-devices.js";
 import { firewallWidening } from "./loosening-firewall.js";
 
 /**
@@ -78,6 +79,9 @@ function qubeLoosening(c: ResourceChange, changes: readonly ResourceChange[], ac
   if (value(c.after, pn) === "true" && value(c.before, pn) !== "true") {
     out.push({ kind: "provides-network", attribute: pn, detail: created ? "is created providing network (it can serve as a netvm)" : "starts to provide network (it can serve as a netvm)" });
   }
+  // Device assignments (devices branch: ActualQube.devices holds what the qube has, when read).
+  const held = (actual.qubes.get(c.name ?? "") as { devices?: ReadonlyMap<string, readonly unknown[]> } | undefined)?.devices;
+  out.push(...deviceLoosening(created ? null : c.before, c.after, created ? undefined : held));
   // A qube the plan creates has no isolation to lose: its own netvm and firewall are not marked.
   if (created) return out;
   const nv = "properties.netvm";
