@@ -41,6 +41,7 @@ export const PLAN_CODES = {
   "QIAC-E150": "another owner's inventory lists the qube to adopt or create, or the label or pool to create (one object has one owner; --take-ownership OWNER takes it over)",
   "QIAC-E151": "a qube without a valid `uuid` property (qubes-iac binds its records to it)",
   "QIAC-E152": "`absent: true` on a qube this owner does not manage",
+  "QIAC-E186": "from a management qube: a change to a policy file that holds management rights (it allows or asks an Admin API, policy admin or every service, routes one through !include-service, or is an include file such a line reads): only dom0 may write it",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
   "QIAC-W103": "guest files of a qube this plan starts, without `wait:` (its agent may not answer yet)",
