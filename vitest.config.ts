@@ -5,6 +5,7 @@ import { defineConfig } from "vitest/config";
 // release that differs most) the whole matrix; R4.3 a reduced reliability set, to keep CI short.
 const RELEASE_MATRIX = [
   "test/e2e/apply.test.ts",
+  "test/devices/apply.test.ts",
   "test/apply/cli.test.ts",
   "test/apply/enforce.test.ts",
   "test/apply/ownership.test.ts",

@@ -5,6 +5,18 @@
 
 import type { ActualProperty } from "../model/actual.js";
 import { rulesFor } from "../model/release.js";
+import {
+  assignmentPayload,
+  attachPayloadR42,
+  DEVICE_CLASSES,
+  deviceQarg,
+  deviceQargR42,
+  parseAssignedLine,
+  parseAvailableLine,
+  parseAvailableLineR42,
+  parseListLineR42,
+  type ActualAssignment,
+} from "../model/devices.js";
 import type { Op } from "../plan/ops.js";
 import { opMethod, recordName } from "../plan/ops.js";
 import { isUuid, MARKER_VALUE } from "../model/ownership.js";
@@ -49,6 +61,14 @@ export const READER_CALLS: { readonly [K in keyof QubesReader]: readonly MethodU
   poolVolumes: [{ method: "admin.pool.volume.List", target: "dom0" }],
   volumeNames: [{ method: "admin.vm.volume.List", target: "qube" }],
   volume: [{ method: "admin.vm.volume.Info", target: "qube" }],
+  deviceClasses: [{ method: "admin.deviceclass.List", target: "dom0" }],
+  // R4.3+ Assigned, R4.2 List (src/model/release.ts `devices.api`); policy.ts keeps the classes the config names.
+  deviceAssignments: DEVICE_CLASSES.flatMap((c) => [
+    { method: `admin.vm.device.${c}.Assigned`, target: "qube" as const },
+    { method: `admin.vm.device.${c}.List`, target: "qube" as const },
+  ]),
+  // dom0 offers pci and mic; a qube (sys-usb) usb and block.
+  deviceAt: DEVICE_CLASSES.map((c) => ({ method: `admin.vm.device.${c}.Available`, target: "qube-or-dom0" as const })),
 };
 
 export const READER_FALLBACK_METHODS: readonly string[] = ["admin.vm.property.List", "admin.vm.property.Get", "admin.property.List", "admin.property.Get"];
@@ -95,6 +115,33 @@ export function readerFromClient(client: AdminClient): QubesReader {
       const v = await client.volume.info(vm, volume);
       return { pool: v.pool, size: v.size, rw: v.rw, vid: v.vid };
     },
+    deviceClasses: () => client.device.classes(),
+    deviceAssignments: async (vm, devclass, api) => {
+      const out: ActualAssignment[] = [];
+      for (const line of await client.device.assigned(vm, devclass, api)) {
+        const a = api === "assignment" ? parseAssignedLine(devclass, line) : parseListLineR42(devclass, line);
+        if (a === null) continue;
+        if ("error" in a) throw new QubesApiError("bad-reply", `invalid reply to admin.vm.device.${devclass} listing of ${vm}: ${a.error}`, {});
+        // Attached lists live attachments too; an assignment is what has a mode other than manual.
+        if (a.mode !== "manual") out.push(a);
+      }
+      return out;
+    },
+    deviceAt: async (backend, devclass, port, api) => {
+      let lines: string[];
+      try {
+        lines = await client.device.available(backend, devclass, port);
+      } catch (e) {
+        // dom0's PCI list needs the hypervisor (qubesd offline: "VMM operations disabled").
+        if (e instanceof QubesApiError && e.code === "exception") return { kind: "unavailable", why: e.message };
+        throw e;
+      }
+      const [line] = lines;
+      if (line === undefined) return { kind: "absent" };
+      const d = api === "assignment" ? parseAvailableLine(devclass, backend, line) : parseAvailableLineR42(devclass, backend, line);
+      if ("error" in d) throw new QubesApiError("bad-reply", `invalid reply to admin.vm.device.${devclass}.Available of ${backend}: ${d.error}`, {});
+      return d.port === port ? { kind: "found", device: d } : { kind: "absent" };
+    },
   };
 }
 
@@ -139,6 +186,13 @@ export function opCall(o: Op): OpCall {
     case "record.remove":
       // A record of a qube created by this apply: its name is known only at apply time.
       return { method, dest: o.vm, arg: recordName(o) ?? ANY_ARGUMENT };
+    case "device.assign":
+    case "device.unassign":
+    case "device.set-mode":
+      return { method, dest: o.vm, arg: deviceQarg(o.backend, o.port, o.device_id) };
+    case "device.attach":
+    case "device.detach":
+      return { method, dest: o.vm, arg: deviceQargR42(o.backend, o.port) };
     default: {
       const never: never = o;
       throw new Error(`unknown op ${JSON.stringify(never)}`);
@@ -213,6 +267,16 @@ export async function runOp(client: AdminClient, o: Op, uuids: UuidBindings = ne
       return client.feature.set(o.vm, boundRecordName(o, uuids), MARKER_VALUE);
     case "record.remove":
       return client.feature.remove(o.vm, boundRecordName(o, uuids));
+    case "device.assign":
+      return client.device.assign(o.vm, o.devclass, opCall(o).arg, assignmentPayload({ ...o, deviceId: o.device_id, options: new Map(Object.entries(o.options)) }, o.vm));
+    case "device.unassign":
+      return client.device.unassign(o.vm, o.devclass, opCall(o).arg);
+    case "device.set-mode":
+      return client.device.setAssignment(o.vm, o.devclass, opCall(o).arg, o.mode);
+    case "device.attach":
+      return client.device.attach(o.vm, o.devclass, opCall(o).arg, attachPayloadR42(new Map(Object.entries(o.options))));
+    case "device.detach":
+      return client.device.detach(o.vm, o.devclass, opCall(o).arg);
     default: {
       const never: never = o;
       throw new Error(`unknown op ${JSON.stringify(never)}`);

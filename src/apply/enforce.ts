@@ -7,6 +7,7 @@
 // checks that every object an op touches is the plan owner's, or is created or adopted by that
 // step, and that no op touches another owner's object without --take-ownership.
 
+import { checkDeviceAddress, checkDeviceMode, checkDeviceOption, deviceAddress, deviceRecordKey, isDeviceClass, isSafeDeviceId } from "../model/devices.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { isUuid, ownerOfRecord, ownershipNames, readQubeRecords } from "../model/ownership.js";
 import type { Action } from "../plan/action.js";
@@ -126,6 +127,13 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     case "tag.set":
     case "tag.remove":
       return onSubjectQube(o.vm);
+    case "device.assign":
+    case "device.unassign":
+    case "device.set-mode":
+    case "device.attach":
+    case "device.detach":
+      if (step.kind !== "create" && step.kind !== "update") return "a device assignment changes only in a create or update step";
+      return onSubjectQube(o.vm) ?? deviceOpProblem(o);
     case "feature.set":
     case "feature.remove":
       if (o.vm === "dom0") return dom0Record(o.name, o.op === "feature.remove");
@@ -147,6 +155,17 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       return `unknown op ${JSON.stringify(never)}`;
     }
   }
+}
+
+/** A device op whose parts could not have come from a checked config (a forged saved plan). */
+function deviceOpProblem(o: Extract<StepOp, { op: `device.${string}` }>): string | undefined {
+  const addr = checkDeviceAddress(o.devclass, deviceAddress(o.backend, o.port));
+  if (!isDeviceClass(o.devclass) || "error" in addr) return `${o.devclass} device ${o.backend}:${o.port} is not a device address`;
+  if (o.backend === o.vm) return "a qube is never given its own device";
+  if ("device_id" in o && o.device_id !== "*" && !isSafeDeviceId(o.device_id)) return `${JSON.stringify(o.device_id)} is not a device identity`;
+  if ("mode" in o && (checkDeviceMode(o.devclass, o.mode) !== null || !["required", "auto-attach", "ask-to-attach"].includes(o.mode))) return `mode ${o.mode} is not one a ${o.devclass} device takes`;
+  if ("options" in o) for (const [k, v] of Object.entries(o.options)) if (checkDeviceOption(o.devclass, k, v) !== null) return `option ${k}=${v} is not one a ${o.devclass} device takes`;
+  return undefined;
 }
 
 /** Ops that destroy data or remove a resource: the approval they need comes from here. */
@@ -283,6 +302,12 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
         continue;
       }
       if (!owned && !adopts) problems.push({ step: step.id, why: `qube ${vm} is not ${owner}'s now, and the step does not adopt it` });
+      // An assignment is changed or dropped only when the qube's own record says qubes-iac made it.
+      for (const o of ops) {
+        if (o.op !== "device.unassign" && o.op !== "device.set-mode" && o.op !== "device.detach") continue;
+        const key = deviceRecordKey(o.devclass, o.backend, o.port).slice("device.".length);
+        if (!records.devices.has(key)) problems.push({ step: step.id, why: `${o.devclass} device ${o.backend}:${o.port} of qube ${vm} was not assigned by ${owner}: qubes-iac never changes or detaches an assignment it did not make` });
+      }
       continue;
     }
     foreignClaim(step, s.type, s.name);

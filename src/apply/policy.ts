@@ -161,6 +161,12 @@ function qubeOps(vm: string): Op[] {
     // Record ops are feature.Set/Remove on the qube, already granted above for any name.
     "record.set": undefined,
     "record.remove": undefined,
+    // Device calls are granted per class and release from the config (deviceOps below).
+    "device.assign": undefined,
+    "device.unassign": undefined,
+    "device.set-mode": undefined,
+    "device.attach": undefined,
+    "device.detach": undefined,
   };
   return Object.values(kinds).filter((o): o is Op => o !== undefined);
 }

@@ -112,6 +112,20 @@ async function compare(reader: QubesReader, o: Op, uuids: UuidBindings): Promise
       if (o.op === "record.remove") return v === undefined ? done : notDone(`record ${name} of ${o.vm} is still set`);
       return v === MARKER_VALUE ? done : notDone(`record ${name} of ${o.vm} is ${v === undefined ? "not set" : JSON.stringify(v)}`);
     }
+    case "device.assign":
+    case "device.unassign":
+    case "device.set-mode":
+    case "device.attach":
+    case "device.detach": {
+      const api = o.op === "device.attach" || o.op === "device.detach" ? "persistent" : "assignment";
+      const found = (await reader.deviceAssignments(o.vm, o.devclass, api)).find((a) => a.backend === o.backend && a.port === o.port);
+      const where = `${o.devclass} device ${o.backend}:${o.port} of ${o.vm}`;
+      if (o.op === "device.unassign" || o.op === "device.detach") return found === undefined ? done : notDone(`${where} is still assigned`);
+      if (found === undefined) return notDone(`${where} is not assigned`);
+      if (o.op === "device.assign") return found.mode === o.mode && found.deviceId === o.device_id ? done : notDone(`${where} is assigned otherwise (${found.mode})`);
+      if (o.op === "device.set-mode") return found.mode === o.mode ? done : notDone(`${where} is ${found.mode}`);
+      return done;
+    }
     default: {
       const never: never = o;
       throw new Error(`unknown op ${JSON.stringify(never)}`);

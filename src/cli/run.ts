@@ -145,7 +145,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--state <file>", "state file (created from the fixture when missing)")
     .option("--reset", "discard the state file's contents and start from the fixture")
     .option("--log <file>", "append one JSON line per call")
-    .option("--fixture <fixture>", "what a new or reset state starts from: default | generated:N (N qubes in all)", "default")
+    .option("--fixture <fixture>", "what a new or reset state starts from: default | laptop | generated:N (N qubes in all)", "default")
     .option("--release <release>", "the Qubes release to imitate: r4.2 | r4.3 | main (head = main); default: the state file's, main for a new one")
     .option("--latency-ms <ms>", "added to every call: N, or READ,WRITE for read-only and mutating calls")
     .option("--no-serial-writes", "with --latency-ms, let mutating calls overlap instead of queueing as in qubesd")

@@ -47,6 +47,7 @@ import {
   type PropertySpec,
 } from "./catalog.js";
 import { diagnostic, type ConfigCode } from "./codes.js";
+import { normalizeDevices } from "./_devices.js";
 import { checkGuestName, normalizeGuest, type GuestContext } from "./_guests.js";
 import type { ConfigIO } from "./index.js";
 import { childPointer, describePath, locateIn, pointerOf } from "./_paths.js";
@@ -341,7 +342,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const at = (field: string): string => childPointer(ptr, field);
     const locations = new Map<QubeField, SourceLocation>();
     const keep = (field: QubeField, p: string): void => void locations.set(field, loc(p));
-    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "guest"] as const) {
+    for (const field of ["class", "template", "label", "pool", "state", "protect", "adopt", "absent", "release", "properties", "features", "tags", "firewall", "volumes", "devices", "guest"] as const) {
       if (field in raw) keep(field, at(field));
     }
 
@@ -457,6 +458,9 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
       keep(`volumes.${volume}`, sptr);
     }
 
+    const devices = normalizeDevices(name, raw.devices, at("devices"), properties.get("virt_mode"), report);
+    for (const [key, p] of devices?.pointers ?? []) keep(key as `devices.${string}`, p);
+
     const qube: DesiredQube = {
       name,
       // A non-boolean adopt is already an error; reading it as adopt spares the user a second
@@ -478,6 +482,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     if (pool !== undefined) qube.pool = pool;
     if (state) qube.state = state;
     if (firewall) qube.firewall = firewall;
+    if (devices) qube.devices = devices.devices;
     return qube;
   }
 

@@ -4,6 +4,7 @@
 // them in qubesd's words. schemas/qubes-iac.schema.json is this object, written out by a test.
 
 import { QUBE_CLASSES, type QubeClass } from "../model/desired.js";
+import { CONFIG_MODES, DEVICE_CLASSES } from "../model/devices.js";
 import { GLOBAL_PROPERTIES, POOL_DRIVERS, QUBE_PROPERTIES, VOLUME_NAMES, classesOf, type PoolParam, type PropertySpec } from "./catalog.js";
 
 type Schema = { [key: string]: unknown };
@@ -137,6 +138,26 @@ const guest: Schema = {
   },
 };
 
+const deviceAssignment: Schema = {
+  description:
+    "One device assignment, keyed by its address BACKEND:PORT as qvm-device lists it (dom0:00_14.3, sys-usb:2-1). null takes the defaults. See docs/config.md (devices).",
+  type: ["object", "null"],
+  additionalProperties: false,
+  properties: {
+    mode: { description: "required (the qube does not start without it; pci and block), auto-attach (default but for pci), or ask (R4.3+).", enum: Object.keys(CONFIG_MODES) },
+    options: {
+      description: "Options (pci: no-strict-reset, permissive; block: read-only, frontend-dev, devtype): a list of names (each True) or name -> value.",
+      type: ["array", "object"],
+      items: { type: "string" },
+      additionalProperties: { type: ["string", "boolean"] },
+    },
+    device: {
+      description: "R4.3+: which device the port accepts: absent = the one present there when the plan runs (as qvm-device assign), any = whatever is plugged there (a loosening), or a device identity as Available prints it.",
+      type: "string",
+    },
+  },
+};
+
 const qube: Schema = {
   description: "A qube. To create it, class, label and (for AppVM and DispVM) template are required; with adopt: true they are optional.",
   type: "object",
@@ -167,6 +188,12 @@ const qube: Schema = {
       items: { $ref: "#/definitions/firewallRule" },
     },
     guest: { $ref: "#/definitions/qubeGuest" },
+    devices: {
+      description: "Device assignments by class; the assignments qubes-iac made and the config no longer lists are removed (never another's). See docs/config.md (devices).",
+      type: "object",
+      additionalProperties: false,
+      properties: Object.fromEntries(DEVICE_CLASSES.map((c) => [c, { type: "object", additionalProperties: { $ref: "#/definitions/deviceAssignment" } }])),
+    },
     volumes: {
       description: "Volume sizes.",
       type: "object",
@@ -243,6 +270,7 @@ export function buildSchema(): Schema {
       qube,
       pool,
       firewallRule,
+      deviceAssignment,
       volume,
       qubeGuest,
       guest,

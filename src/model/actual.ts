@@ -3,6 +3,7 @@
 // read: a part that was not read is `undefined`, never an empty stand-in, so the diff can tell
 // "absent" from "not looked at". No I/O and no interpretation of ownership here.
 
+import type { ActualAssignment, DeviceClass, ExposedDevice } from "./devices.js";
 import type { DetectedRelease } from "./release.js";
 
 /** Property value types as qubesd names them after `type=`. */
@@ -43,7 +44,17 @@ export type ActualQube = {
   firewall?: readonly string[];
   /** volume.Info of the volumes that were read. */
   volumes: ReadonlyMap<string, ActualVolume>;
+  /** Device assignments of the classes that were read (the config's and those its records name). */
+  devices?: ReadonlyMap<DeviceClass, readonly ActualAssignment[]>;
 };
+
+/**
+ * What a backend offers at one port (Available with the port as argument): the device, nothing
+ * (unplugged, or its backend halted), or no answer (dom0's PCI list needs the hypervisor).
+ */
+export type DeviceAtPort = { kind: "found"; device: ExposedDevice } | { kind: "absent" } | { kind: "unavailable"; why: string };
+
+export const devicePortKey = (devclass: string, backend: string, port: string): string => `${devclass} ${backend} ${port}`;
 
 /** A label; `colour` undefined when qubesd answered empty (created in this daemon lifetime). */
 export type ActualLabel = { name: string; colour?: string };
@@ -78,6 +89,10 @@ export type ActualState = {
   pools: ReadonlyMap<string, ActualPool>;
   /** Global properties (admin.property.GetAll); undefined when not read. */
   globals?: ReadonlyMap<string, ActualProperty>;
+  /** admin.deviceclass.List; undefined when no device was relevant. */
+  deviceClasses?: ReadonlySet<string>;
+  /** What the backends offer at the ports the plan needs (devicePortKey), when read. */
+  devicesAt?: ReadonlyMap<string, DeviceAtPort>;
   /** Which Qubes release answered, from the property lists read; undefined when not read (any release). */
   release?: DetectedRelease;
   /**

@@ -28,6 +28,13 @@ export function canonicalQubeProperty(name: string, value: string): Canonical {
       const c = parseIPv6(value);
       return c === null ? { ok: false, error: `'${value}' is not an IPv6 address` } : ok(c);
     }
+    case "devices_denied": {
+      // release4.3 qubes/vm/qubesvm.py _setter_denied_list stores the codes deduplicated and sorted.
+      if (value.length % 7 !== 0) return ok(value);
+      const codes = new Set<string>();
+      for (let i = 0; i < value.length; i += 7) codes.add(value.slice(i, i + 7));
+      return ok([...codes].sort().join(""));
+    }
     default:
       return ok(value);
   }

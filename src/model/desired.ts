@@ -4,6 +4,7 @@
 // the config location it came from (`locate`). No I/O and no validation here.
 
 import type { SourceLocation } from "./diagnostics.js";
+import type { DesiredDevice } from "./devices.js";
 import type { AgentSpec, ContentRef } from "./guest.js";
 
 /** The only config format version this model describes. */
@@ -79,7 +80,9 @@ export type QubeField =
   | "tags"
   | "firewall"
   | "volumes"
+  | "devices"
   | "guest"
+  | `devices.${string}`
   | `properties.${string}`
   | `features.${string}`
   | `tags.${string}`
@@ -119,6 +122,11 @@ export type DesiredQube = {
   firewall?: readonly string[];
   /** Sizes only grow: a smaller size than the actual one is a plan-time error. */
   volumes: ReadonlyMap<VolumeName, DesiredVolume>;
+  /**
+   * Device assignments by attribute key (`devices.pci.dom0:00_14.3`, src/model/devices.ts), in
+   * config order; each located at `devices.<class>.<address>`. Undefined: devices are not managed.
+   */
+  devices?: ReadonlyMap<string, DesiredDevice>;
   /** Location of the qube's name (its key under `qubes:`). */
   at: SourceLocation;
   locations: ReadonlyMap<QubeField, SourceLocation>;

@@ -27,7 +27,7 @@ export const ENTRY_OWNED = "own";
 export const MARKER_VALUE = "1";
 
 /** A per-qube record, after `qubes-iac.<owner>.<uuid>.`. */
-export type RecordKey = "own" | "protect" | "firewall" | `feature.${string}` | `tag.${string}`;
+export type RecordKey = "own" | "protect" | "firewall" | `feature.${string}` | `tag.${string}` | `device.${string}`;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A UUID as qubesd prints the `uuid` property. */
@@ -80,9 +80,12 @@ export type OwnershipNames = ReturnType<typeof ownershipNames>;
 /** Features whose names start with this are qubes-iac's records; a config may not set them. */
 export const RECORD_PREFIX = "qubes-iac.";
 
-/** A record key as it may appear in a plan: `own`, `protect`, `firewall`, `feature.<f>`, `tag.<t>`. */
+/** A device assignment's record key: `device.<class>.<backend>.<port>` (src/model/devices.ts deviceRecordKey). */
+const DEVICE_RECORD_RE = /^device\.(pci|usb|block|mic)\.[A-Za-z][A-Za-z0-9_.-]*\.[A-Za-z0-9_.-]+$/;
+
+/** A record key as it may appear in a plan: `own`, `protect`, `firewall`, `feature.<f>`, `tag.<t>`, `device.<class>.<backend>.<port>`. */
 export function isRecordKey(s: string): s is RecordKey {
-  return s === "own" || s === "protect" || s === "firewall" || /^feature\.[a-zA-Z0-9_.-]+$/.test(s) || /^tag\.[A-Za-z0-9_-]+$/.test(s);
+  return s === "own" || s === "protect" || s === "firewall" || /^feature\.[a-zA-Z0-9_.-]+$/.test(s) || /^tag\.[A-Za-z0-9_-]+$/.test(s) || DEVICE_RECORD_RE.test(s);
 }
 
 export type Inventory = {
@@ -186,6 +189,8 @@ export type QubeRecords = {
   firewall: boolean;
   features: ReadonlySet<string>;
   tags: ReadonlySet<string>;
+  /** Device assignments qubes-iac made, as `<class>.<backend>.<port>` (format 2 only). */
+  devices: ReadonlySet<string>;
   legacy: ReadonlyArray<{ name: string; key: Exclude<RecordKey, "own"> }>;
   /** Every feature name of this qube's records (both formats), for a release. */
   names: readonly string[];
@@ -200,6 +205,7 @@ export function readQubeRecords(owner: string, uuid: string | undefined, feature
   const n = ownershipNames(owner);
   const features = new Set<string>();
   const tags = new Set<string>();
+  const devices = new Set<string>();
   const legacy: Array<{ name: string; key: Exclude<RecordKey, "own"> }> = [];
   const names: string[] = [];
   let own = false;
@@ -227,8 +233,9 @@ export function readQubeRecords(owner: string, uuid: string | undefined, feature
     else if (rest === "firewall") firewall = true;
     else if (rest.startsWith("feature.")) features.add(rest.slice(8));
     else if (rest.startsWith("tag.")) tags.add(rest.slice(4));
+    else if (rest.startsWith("device.") && bound) devices.add(rest.slice(7));
   }
-  return { own, protect, firewall, features, tags, legacy, names };
+  return { own, protect, firewall, features, tags, devices, legacy, names };
 }
 
 const isLegacyKey = (rest: string): boolean => rest === "protect" || rest === "firewall" || rest.startsWith("feature.") || rest.startsWith("tag.");

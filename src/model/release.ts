@@ -4,6 +4,8 @@
 // differences.jsonl rows 18-29). Never from a version string, never from a refused call (from a
 // management qube an absent method and a denied one look the same). Pure data and functions.
 
+import type { AssignmentMode } from "./devices.js";
+
 export type ReleaseId = "r4.2" | "r4.3" | "main";
 
 export const RELEASE_IDS: readonly ReleaseId[] = ["r4.2", "r4.3", "main"];
@@ -33,9 +35,19 @@ export type ReleaseInfo = {
    * reply fails to encode; transcripts.jsonl row 8), or the colour (release4.2, release4.3).
    */
   newLabelColour: "empty" | "readable";
+  /**
+   * Device assignments (src/model/devices.ts): by port, identity and mode (`assignment`: release4.3
+   * and main qubes/api/admin.py vm_device_assign/unassign/set_required, Assigned/Attached), or
+   * as persistent attachments by port (`persistent`: release4.2 vm_device_attach/detach/list,
+   * no modes but one, no identity, no denied list); `removeWhileRunning`: whether qubesd drops
+   * an assignment of a running qube (release4.2 devices.py `detach` refuses: QubesVMNotHaltedError).
+   */
+  devices: { api: "assignment" | "persistent"; modes: readonly AssignmentMode[]; identity: boolean; denied: boolean; removeWhileRunning: boolean };
   /** Properties this release does not have, per holder: `qube` holds those of every qube class, a class name those of that class only. */
   absent: { dom0: readonly string[]; global: readonly string[]; qube: readonly string[]; byClass: Readonly<Record<string, readonly string[]>> };
 };
+
+const ASSIGNMENTS: ReleaseInfo["devices"] = { api: "assignment", modes: ["required", "auto-attach", "ask-to-attach"], identity: true, denied: true, removeWhileRunning: true };
 
 export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
   "r4.2": {
@@ -43,6 +55,7 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     refusals: "empty",
     maxmemWhileRunning: "next-start",
     newLabelColour: "readable",
+    devices: { api: "persistent", modes: ["required", "auto-attach"], identity: false, denied: false, removeWhileRunning: false },
     absent: {
       dom0: ["devices_denied", "maxmem"],
       global: ["maxmem", "no_cpus"],
@@ -55,6 +68,7 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     refusals: "empty",
     maxmemWhileRunning: "next-start",
     newLabelColour: "readable",
+    devices: ASSIGNMENTS,
     absent: { dom0: ["maxmem"], global: ["maxmem", "no_cpus"], qube: [], byClass: {} },
   },
   main: {
@@ -62,6 +76,7 @@ export const RELEASES: Readonly<Record<ReleaseId, ReleaseInfo>> = {
     refusals: "named",
     maxmemWhileRunning: "halted-only",
     newLabelColour: "empty",
+    devices: ASSIGNMENTS,
     absent: { dom0: [], global: [], qube: [], byClass: {} },
   },
 };
@@ -137,6 +152,8 @@ export type ReleaseRules = {
   maxmemWhileRunning: ReleaseInfo["maxmemWhileRunning"];
   newLabelColour: ReleaseInfo["newLabelColour"];
   lacks(holder: PropertyListHolder, property: string, klass?: string): boolean;
+  /** The device API of every candidate, when they all share one; undefined when they differ (or none is known). */
+  devices: ReleaseInfo["devices"] | undefined;
 };
 
 export function rulesFor(d: DetectedRelease): ReleaseRules {
@@ -146,7 +163,23 @@ export function rulesFor(d: DetectedRelease): ReleaseRules {
     maxmemWhileRunning: infos.length > 0 && infos.every((i) => i.maxmemWhileRunning === "next-start") ? "next-start" : "halted-only",
     newLabelColour: infos.length > 0 && infos.every((i) => i.newLabelColour === "readable") ? "readable" : "empty",
     lacks: (holder, property, klass) => d.candidates.length > 0 && d.candidates.every((r) => !releaseHasProperty(r, holder, property, klass)),
+    devices: infos.length > 0 && infos.every((i) => i.devices.api === infos[0]?.devices.api) ? sharedDevices(infos.map((i) => i.devices)) : undefined,
   };
+}
+
+/** What every one of several device APIs of the same kind allows. */
+function sharedDevices(all: ReadonlyArray<ReleaseInfo["devices"]>): ReleaseInfo["devices"] {
+  const [first, ...rest] = all as [ReleaseInfo["devices"], ...ReleaseInfo["devices"][]];
+  return rest.reduce(
+    (a, b) => ({
+      api: a.api,
+      modes: a.modes.filter((m) => b.modes.includes(m)),
+      identity: a.identity && b.identity,
+      denied: a.denied && b.denied,
+      removeWhileRunning: a.removeWhileRunning && b.removeWhileRunning,
+    }),
+    first,
+  );
 }
 
 /**

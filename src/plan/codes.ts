@@ -41,6 +41,14 @@ export const PLAN_CODES = {
   "QIAC-E150": "another owner's inventory lists the qube to adopt or create, or the label or pool to create (one object has one owner; --take-ownership OWNER takes it over)",
   "QIAC-E151": "a qube without a valid `uuid` property (qubes-iac binds its records to it)",
   "QIAC-E152": "`absent: true` on a qube this owner does not manage",
+  "QIAC-E170": "device assignments on a system whose release is not known exactly (R4.2 and R4.3+ assign devices through different calls)",
+  "QIAC-E171": "a device class this system does not serve (admin.deviceclass.List; usb and mic come from packages in dom0)",
+  "QIAC-E172": "a device mode the release does not have (R4.2: no ask)",
+  "QIAC-E173": "a device identity (`device:`) on R4.2, which assigns by port only",
+  "QIAC-E174": "a PCI device dom0 does not offer",
+  "QIAC-E175": "the identity of the device at a port cannot be learnt (nothing plugged in, or its backend halted) for a new assignment",
+  "QIAC-E176": "a device assignment qubes-iac did not make, which the config would change",
+  "QIAC-E178": "a PCI device on a qube whose virt_mode is pvh in Qubes",
   "QIAC-E186": "from a management qube: a change to a policy file that holds management rights (it allows or asks an Admin API, policy admin or every service, routes one through !include-service, or is an include file such a line reads): only dom0 may write it",
   "QIAC-W101": "a --target or --exclude address matches nothing in the plan",
   "QIAC-W102": "a label's colour cannot be read (qubesd answers it only after a restart)",
@@ -50,6 +58,10 @@ export const PLAN_CODES = {
   "QIAC-W140": "a firewall rule with a future `expire`: the plan says when it expires",
   "QIAC-W150": "a qube to adopt carries another owner's tag or records, but that owner's inventory does not list it (no claim; a DispVM copies its template's)",
   "QIAC-W151": "a qube of the config whose release was interrupted: the release is finished, the config's attributes are not applied",
+  "QIAC-W170": "an assignment to a port where nothing is plugged in now (or whose backend is halted): it takes effect when the device is there",
+  "QIAC-W171": "R4.2 assigns a device by port only: any device plugged in at that port is attached",
+  "QIAC-W172": "`device: any`: the assignment accepts any device at its port (a loosening)",
+  "QIAC-W173": "dom0's PCI devices could not be listed, so a PCI device's existence is not checked",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -13,6 +13,7 @@ import type { Attributes } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { compareProperty, displayProperty } from "./normalize.js";
 import { checkedValue, firewallFingerprint, type Op } from "./ops.js";
+import { diffDevices } from "./diff-devices.js";
 import { lackedBy } from "./release-rules.js";
 
 /** Qubes' default firewall: what a qube has when qubes-iac stops managing its rules. */
@@ -29,12 +30,14 @@ export type Acc = {
   ops: Op[];
   /** Changed attribute keys. */
   changed: string[];
+  /** Changed keys that need the qube halted on this release whatever changeTiming says of them (diff-devices.ts). */
+  halted: string[];
   uses: string[];
   unreferences: string[];
 };
 
 export function newAcc(): Acc {
-  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], uses: [], unreferences: [] };
+  return { before: {}, after: {}, beforeDefault: [], afterDefault: [], ops: [], changed: [], halted: [], uses: [], unreferences: [] };
 }
 
 export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube, rec: QubeRecords, acc: Acc, uuid: string): void {
@@ -214,6 +217,10 @@ export function diffAttributes(ctx: DiffContext, q: DesiredQube, a: DetailedQube
       acc.changed.push(key);
     }
   }
+
+  const virtMode = prop("virt_mode");
+  diffDevices(ctx, q, { devices: a.devices ?? new Map(), owned: rec.devices, uuid, ...(virtMode !== undefined ? { virtMode } : {}) }, acc);
+  for (const [, d] of q.devices ?? []) if (d.backend !== "dom0") acc.uses.push(`qube.${d.backend}`);
 
   // protect is recorded on the qube; only an explicit `protect: false` lifts the record.
   if (q.protect || rec.protect || q.locations.has("protect")) {

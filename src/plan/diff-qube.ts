@@ -13,6 +13,7 @@ import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import type { DetailedQube, DiffContext, QubeOwnership } from "./_context.js";
 import type { Action } from "./action.js";
 import { diffAttributes, newAcc, type Acc } from "./diff-attributes.js";
+import { diffDevices } from "./diff-devices.js";
 import { newResourceChange, stepId, type Attributes, type PlannedStep, type ResourceChange } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
 import { displayProperty, payloadOf } from "./normalize.js";
@@ -40,6 +41,8 @@ export function desiredReferences(q: DesiredQube): Array<{ address: string; fiel
   for (const [p, v] of q.properties) {
     if (v.kind === "vm" && v.value !== null) out.push({ address: `qube.${v.value}`, field: `properties.${p}`, kind: "qube", name: v.value });
   }
+  // A device's backend (sys-usb) exists, or is created, before the assignment.
+  for (const [key, d] of q.devices ?? []) if (d.backend !== "dom0") out.push({ address: `qube.${d.backend}`, field: key as QubeField, kind: "qube", name: d.backend });
   return out;
 }
 
@@ -64,7 +67,7 @@ export function checkDesiredReferences(ctx: DiffContext, q: DesiredQube): void {
       }
       continue;
     }
-    const what = r.field === "template" ? "template" : r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.kind;
+    const what = r.field === "template" ? "template" : r.field.startsWith("properties.") ? `qube for ${r.field.slice(11)}` : r.field.startsWith("devices.") ? "device backend" : r.kind;
     ctx.diagnostics.push(
       planDiagnostic("QIAC-E107", `qube ${q.name}: ${what} '${r.name}' is neither in the config nor in the system`, {
         location: locate(q, r.field),
@@ -268,6 +271,9 @@ function createOps(ctx: DiffContext, q: DesiredQube, klass: QubeClass, label: st
     ops.push({ op: "volume.resize", vm, volume: v, size: String(size) });
     after[`volumes.${v}.size`] = String(size);
   }
+  // Devices after the properties (virt_mode), before the first start.
+  const devices = { before: {}, after, ops, changed: [] as string[], halted: [] as string[] };
+  diffDevices(ctx, q, undefined, devices);
   if (q.state !== undefined) {
     ops.push(...powerOps(vm, "halted", q.state));
     after.state = q.state;
@@ -400,7 +406,7 @@ function diffUpdate(ctx: DiffContext, q: DesiredQube, own: ExistingMarks, adopti
   acc.ops = isolateUpdate(acc.ops, vm);
 
   const current = settledPower(a.power);
-  const haltKeys = acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "halted");
+  const haltKeys = acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "halted" || acc.halted.includes(k));
   // Taken while running but used from the next start: restarted with --allow-restart, else said so.
   const laterKeys = current === "halted" || q.state === "halted" ? [] : acc.changed.filter((k) => changeTiming(ctx.actual, k, a.klass) === "next-start");
   const target: SettledPower | undefined = q.state ?? current;

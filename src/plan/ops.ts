@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import type { AgentSpec, ContentRef } from "../model/guest.js";
+import type { AssignmentMode, DeviceClass } from "../model/devices.js";
 import { ownershipNames, type RecordKey } from "../model/ownership.js";
 
 /** Where a property lives: a qube (`admin.vm.property.*`) or the global Qubes object (`admin.property.*`). */
@@ -49,7 +50,20 @@ export type Op =
    */
   | { op: "record.set"; vm: string; owner: string; uuid?: string; record: RecordKey }
   /** admin.vm.feature.Remove of such a record. */
-  | { op: "record.remove"; vm: string; owner: string; uuid: string; record: RecordKey };
+  | { op: "record.remove"; vm: string; owner: string; uuid: string; record: RecordKey }
+  /**
+   * R4.3+: admin.vm.device.<class>.Assign to `vm`, argument `backend+port+device_id` (qarg form),
+   * payload the serialized DeviceAssignment (src/model/devices.ts). `device_id` `*`: any device.
+   */
+  | { op: "device.assign"; vm: string; devclass: DeviceClass; backend: string; port: string; device_id: string; mode: AssignmentMode; options: Record<string, string> }
+  /** R4.3+: admin.vm.device.<class>.Unassign of the assignment with that identity. */
+  | { op: "device.unassign"; vm: string; devclass: DeviceClass; backend: string; port: string; device_id: string }
+  /** R4.3+: admin.vm.device.<class>.Set.assignment: only the mode of an assignment qubes-iac made. */
+  | { op: "device.set-mode"; vm: string; devclass: DeviceClass; backend: string; port: string; device_id: string; mode: AssignmentMode }
+  /** R4.2: admin.vm.device.<class>.Attach with `persistent=True` (an assignment by port). */
+  | { op: "device.attach"; vm: string; devclass: DeviceClass; backend: string; port: string; options: Record<string, string> }
+  /** R4.2: admin.vm.device.<class>.Detach of a persistent attachment (the qube halted). */
+  | { op: "device.detach"; vm: string; devclass: DeviceClass; backend: string; port: string };
 
 export type OpName = Op["op"];
 
@@ -134,6 +148,16 @@ export function opMethod(o: Op): string {
       return "admin.vm.feature.Set";
     case "record.remove":
       return "admin.vm.feature.Remove";
+    case "device.assign":
+      return `admin.vm.device.${o.devclass}.Assign`;
+    case "device.unassign":
+      return `admin.vm.device.${o.devclass}.Unassign`;
+    case "device.set-mode":
+      return `admin.vm.device.${o.devclass}.Set.assignment`;
+    case "device.attach":
+      return `admin.vm.device.${o.devclass}.Attach`;
+    case "device.detach":
+      return `admin.vm.device.${o.devclass}.Detach`;
     default: {
       const never: never = o;
       return never;

@@ -11,12 +11,14 @@
 // once to find who still refers to it (the reference scan), or a global default qubes follow moves
 // (the follower scan: the plan counts the qubes it moves, src/plan/loosening.ts).
 
-import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
+import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, DeviceAtPort, ListedQube } from "../model/actual.js";
+import type { ActualAssignment, DeviceClass } from "../model/devices.js";
 import type { DesiredState } from "../model/desired.js";
 import { ownershipNames, readInventory, readQubeRecords } from "../model/ownership.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
 import { refineRelease, type DetectedRelease, type PropertyListSeen } from "../model/release.js";
 import { createLimiter } from "../util/concurrency.js";
+import { readDevices } from "./device-reader.js";
 import { needsReferenceScan } from "./diff.js";
 import { FOLLOWED_DEFAULTS } from "./loosening.js";
 import { compareProperty } from "./normalize.js";
@@ -48,7 +50,15 @@ export type QubesReader = {
   /** The names of a qube's volumes (`admin.vm.volume.List`). */
   volumeNames(vm: string): Promise<string[]>;
   volume(vm: string, volume: string): Promise<ActualVolume>;
+  /** admin.deviceclass.List. */
+  deviceClasses(): Promise<string[]>;
+  /** A qube's device assignments of one class, through the release's API (Assigned, or R4.2's List). */
+  deviceAssignments(vm: string, devclass: DeviceClass, api: DeviceApi): Promise<ActualAssignment[]>;
+  /** What `backend` offers at `port` (Available with the port as argument). */
+  deviceAt(backend: string, devclass: DeviceClass, port: string, api: DeviceApi): Promise<DeviceAtPort>;
 };
+
+export type DeviceApi = "assignment" | "persistent";
 
 export type ReadOptions = {
   parallelism: number;
@@ -229,6 +239,7 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (labels !== undefined) actual.labels = labels;
   if (pools.names !== undefined) actual.poolNames = pools.names;
   if (globals !== undefined) actual.globals = globals;
+  Object.assign(actual, await readDevices(r, desired, actual));
   if (!needsReferenceScan(desired, actual, { release: o.release ?? [] })) {
     const followers = needsFollowerScan(desired, actual);
     return withReferenced(r, desired, followers || needsRunningScan(desired, actual) ? await readRunning(r, actual, followers) : actual);

@@ -20,6 +20,8 @@ export type ChangeTiming = "any" | "halted" | "next-start";
 
 export function changeTiming(actual: ActualState, key: string, klass: string): ChangeTiming {
   if (key === "template" && TEMPLATE_BASED_CLASSES.has(klass as QubeClass)) return "halted";
+  // A PCI device is attached when the qube starts (qubes/ext/pci.py on_domain_pre_start): a change needs it halted.
+  if (key.startsWith("devices.pci.")) return "halted";
   if (key === "properties.maxmem") return releaseRules(actual).maxmemWhileRunning === "next-start" ? "next-start" : "halted";
   return "any";
 }

@@ -193,6 +193,9 @@ describe("ownership records", () => {
       `qubes-iac.o.${UUID}.own`,
       `qubes-iac.o.${UUID}.protect`,
       `qubes-iac.o.${UUID}.feature.service.cups`,
+      `qubes-iac.o.${UUID}.device.pci.dom0.00_14.3`,
+      `qubes-iac.o.${other}.device.usb.sys-usb.2-1`,
+      "qubes-iac.o.device.usb.sys-usb.2-2",
       `qubes-iac.o.${other}.own`,
       `qubes-iac.o.${other}.tag.copied`,
       "qubes-iac.o.firewall",
@@ -208,11 +211,13 @@ describe("ownership records", () => {
       firewall: true,
       features: new Set(["service.cups"]),
       tags: new Set(["vpn"]),
+      // Device records exist only bound to a UUID (format 2): another qube's or an unbound one is no claim.
+      devices: new Set(["pci.dom0.00_14.3"]),
       legacy: [
         { name: "qubes-iac.o.firewall", key: "firewall" },
         { name: "qubes-iac.o.tag.vpn", key: "tag.vpn" },
       ],
-      names: [`qubes-iac.o.${UUID}.own`, `qubes-iac.o.${UUID}.protect`, `qubes-iac.o.${UUID}.feature.service.cups`, "qubes-iac.o.firewall", "qubes-iac.o.tag.vpn"],
+      names: [`qubes-iac.o.${UUID}.own`, `qubes-iac.o.${UUID}.protect`, `qubes-iac.o.${UUID}.feature.service.cups`, `qubes-iac.o.${UUID}.device.pci.dom0.00_14.3`, "qubes-iac.o.firewall", "qubes-iac.o.tag.vpn"],
     });
     expect(readQubeRecords("o", other, names).tags).toEqual(new Set(["copied", "vpn"]));
   });

@@ -342,6 +342,23 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     reload: (vmName: string): Promise<void> => unit("admin.vm.firewall.Reload", vmName),
   };
 
+  /**
+   * Device calls (qubes/api/admin.py vm_device_*; payloads and arguments built and checked in
+   * src/model/devices.ts). The class is one the caller checked against DEVICE_CLASSES.
+   */
+  const device = {
+    classes: (): Promise<string[]> => lines("admin.deviceclass.List", "dom0"),
+    /** R4.3+: Assigned; R4.2: List (assignments and live attachments). */
+    assigned: (vmName: string, cls: string, api: "assignment" | "persistent"): Promise<string[]> =>
+      lines(`admin.vm.device.${cls}.${api === "assignment" ? "Assigned" : "List"}`, vmName),
+    available: (vmName: string, cls: string, port = ""): Promise<string[]> => lines(`admin.vm.device.${cls}.Available`, vmName, port),
+    assign: (vmName: string, cls: string, arg: string, payload: string): Promise<void> => unit(`admin.vm.device.${cls}.Assign`, vmName, arg, payload),
+    unassign: (vmName: string, cls: string, arg: string): Promise<void> => unit(`admin.vm.device.${cls}.Unassign`, vmName, arg),
+    setAssignment: (vmName: string, cls: string, arg: string, mode: string): Promise<void> => unit(`admin.vm.device.${cls}.Set.assignment`, vmName, arg, mode),
+    attach: (vmName: string, cls: string, arg: string, payload: string): Promise<void> => unit(`admin.vm.device.${cls}.Attach`, vmName, arg, payload),
+    detach: (vmName: string, cls: string, arg: string): Promise<void> => unit(`admin.vm.device.${cls}.Detach`, vmName, arg),
+  };
+
   const pool = {
     list: (): Promise<string[]> => lines("admin.pool.List", "dom0"),
     /** driver → its parameter names, in the server's order. */
@@ -482,6 +499,7 @@ export function createAdminClient(transport: Transport, options: AdminClientOpti
     feature,
     tag,
     firewall,
+    device,
     pool,
     volume,
     events,

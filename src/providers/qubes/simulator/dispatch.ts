@@ -8,6 +8,7 @@ import { encodeException, encodeOk, type AdminRequest, type QubesEvent } from ".
 import { isAdminVm, type AnySpec, type Call, type MethodSpec, type Services } from "./call.js";
 import { protocolError, qubesError, SimError, vmNotFound } from "./errors.js";
 import { hostMethods } from "./methods-host.js";
+import { deviceClassServed } from "./methods-devices.js";
 import { qubeMethods } from "./methods-qube.js";
 import { storageMethods } from "./methods-storage.js";
 import { vmMethods } from "./methods-vm.js";
@@ -83,7 +84,7 @@ export function dispatch(world: World, req: AdminRequest, services: Services): O
     const dest = resolveQube(world, req.dest);
     touched.add(dest.name);
     const spec = methodTable(world.release).get(req.method);
-    if (!spec) throw protocolError(`no such method: '${req.method}'`);
+    if (!spec || !deviceClassServed(world, req.method)) throw protocolError(`no such method: '${req.method}'`);
     checkDecorator(spec, req, dest);
     if ("stream" in spec) return { kind: "stream", stream: spec.stream, dest };
     const method: MethodSpec = spec;

@@ -4,18 +4,20 @@
 // every N, so a larger system extends a smaller one. No I/O.
 
 import fixtureDefault from "./fixture-default.json" with { type: "json" };
+import { laptopFixture } from "./fixture-laptop.js";
 import { buildFirewallRule, formatFirewallRule } from "../../../model/qubes-rules.js";
 import { STATE_FORMAT, STATE_VERSION, type PowerState, type PropValue, type QubeDocument, type StateDocument } from "./state.js";
 
-export type SimFixture = "default" | { generated: number };
+export type SimFixture = "default" | "laptop" | { generated: number };
 
 export type FixtureParse = { ok: true; fixture: SimFixture } | { ok: false; error: string };
 
-/** `default` or `generated:N`. */
+/** `default`, `laptop` or `generated:N`. */
 export function parseFixture(text: string): FixtureParse {
   if (text === "default") return { ok: true, fixture: "default" };
+  if (text === "laptop") return { ok: true, fixture: "laptop" };
   const m = /^generated:([0-9]+)$/.exec(text);
-  if (!m) return { ok: false, error: `unknown fixture '${text}': use default or generated:N (N qubes in all, at least ${GENERATED_MIN_QUBES})` };
+  if (!m) return { ok: false, error: `unknown fixture '${text}': use default, laptop or generated:N (N qubes in all, at least ${GENERATED_MIN_QUBES})` };
   const n = Number(m[1]);
   const error = checkGeneratedSize(n);
   return error ? { ok: false, error } : { ok: true, fixture: { generated: n } };
@@ -24,6 +26,7 @@ export function parseFixture(text: string): FixtureParse {
 /** The state document a fixture starts from (a fresh object each time for generated ones). */
 export function fixtureDocument(fixture: SimFixture): unknown {
   if (fixture === "default") return fixtureDefault;
+  if (fixture === "laptop") return laptopFixture(generateFixtureState(GENERATED_MIN_QUBES));
   return generateFixtureState(fixture.generated);
 }
 

@@ -1,35 +1,12 @@
-// Host-side methods of the simulated dom0: device classes and listings (no devices exist, and
-// PCI enumeration needs the hypervisor, as in the offline recording), the per-qube list of
-// denied device interfaces, and backup profiles (none are configured).
+// Host-side methods of the simulated dom0: device classes and assignments (methods-devices.ts),
+// the per-qube list of denied device interfaces, and backup profiles (none are configured).
 
 import { method, type Call, type MethodSpec, type Shape } from "./call.js";
-import { isAdminVm } from "./call.js";
+import { deviceMethods } from "./methods-devices.js";
 import { protocolError, qubesError } from "./errors.js";
 import { assignProp, lookupProp, qubeHolder, readProp } from "./model.js";
 
-const DEVICE_CLASSES = ["block", "pci"] as const;
-const INTERFACE_RE = /^[bump*?][0-9a-f*]{6}$/;
-
-const READ: Shape = { dest: "any", arg: "optional", payload: "none", mutates: false };
-
-function deviceMethods(): Record<string, MethodSpec> {
-  const methods: Record<string, MethodSpec> = {
-    "admin.deviceclass.List": method({ dest: "adminvm", arg: "none", payload: "none", mutates: false }, () =>
-      DEVICE_CLASSES.map((c) => `${c}\n`).join(""),
-    ),
-  };
-  for (const cls of DEVICE_CLASSES) {
-    methods[`admin.vm.device.${cls}.Available`] = method(READ, (call) => {
-      if (cls === "pci" && isAdminVm(call.dest)) throw qubesError("QubesException", "VMM operations disabled in offline mode");
-      return "";
-    });
-    methods[`admin.vm.device.${cls}.Assigned`] = method(READ, () => "");
-    methods[`admin.vm.device.${cls}.Attached`] = method(READ, () => "");
-    // R4.2's listing of assigned and attached devices (only R4.2 serves it: releases.ts).
-    methods[`admin.vm.device.${cls}.List`] = method(READ, () => "");
-  }
-  return methods;
-}
+const INTERFACE_RE = /^[bump*][0-9a-f*]{6}$/;
 
 function deniedList(call: Call): string[] {
   const v = readProp(call.world, qubeHolder(call.dest), "devices_denied");

@@ -100,6 +100,7 @@ function createQube(call: Call, spec: NewQube): Qube {
     power: "Halted",
     xid: -1,
     startTime: null,
+    assignments: [],
   };
   if (spec.klass === "DispVM" && spec.template) inheritFromDispTemplate(world, qube, spec.template);
   addQube(world, qube);

@@ -248,12 +248,19 @@ function macSetter(_c: PropCtx, v: PropValue): PropValue {
   return mac;
 }
 
+// release4.3 qubes/vm/qubesvm.py _setter_denied_list: length a multiple of 7 (from_str_bulk),
+// duplicates dropped and the codes sorted, then the class letter b/u/m/p/* and hex or * only.
 function devicesDeniedSetter(c: PropCtx, v: PropValue): PropValue {
-  const s = String(v);
-  if (!/^([bump*?][0-9a-f*]{6})*$/.test(s)) {
+  const s = String(v ?? "");
+  if (s === "") return "";
+  if (s.length % 7 !== 0) throw qubesError("QubesValueError", `Invalid length of interfaces='${s}' (is ${s.length}, expected multiple of 7)`);
+  const codes = new Set<string>();
+  for (let i = 0; i < s.length; i += 7) codes.add(s.slice(i, i + 7));
+  const sorted = [...codes].sort().join("");
+  if (!/^([bump*][0-9a-f*]{6})*$/.test(sorted)) {
     throw invalidValue(c, "devices_denied", "Invalid list of denied device interfaces");
   }
-  return s;
+  return sorted;
 }
 
 function netvmSetter(c: PropCtx, v: PropValue): PropValue {

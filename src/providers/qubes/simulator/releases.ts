@@ -46,6 +46,8 @@ export type Release = {
   vmClasses: readonly VmClass[];
   /** Admin API methods this release does not serve (its qubesd: ProtocolError "no such method"). */
   absentMethods: ReadonlySet<string>;
+  /** How devices are given to qubes: assignments (R4.3+) or persistent attachments (R4.2): methods-devices.ts. */
+  devices: "assignment" | "persistent";
   /** Properties a class (or the globals) does not have in this release. */
   absentProps: Partial<Record<PropOwner, readonly string[]>>;
   /** Wire types that differ from main's. */
@@ -103,8 +105,14 @@ export type Release = {
 
 const MAIN_ONLY_EMPTY = ["ProtocolError", "PermissionDenied"];
 
-/** R4.2's device listing, replaced by Assigned/Attached in R4.3 (qubes/api/admin.py vm_device_list). */
-const DEVICE_R42_ONLY = ["admin.vm.device.block.List", "admin.vm.device.pci.List"];
+const DEVICE_CLASSES = ["block", "mic", "pci", "usb"];
+/**
+ * R4.2's persistent attachments (release4.2 qubes/api/admin.py vm_device_list/attach/detach/
+ * set_persistent), replaced in R4.3 by assignments (Assigned/Attached/Assign/Unassign/
+ * Set.assignment). R4.3's live Attach/Detach (mode manual) are not modelled.
+ */
+const DEVICE_R42_ONLY = DEVICE_CLASSES.flatMap((c) => ["List", "Attach", "Detach", "Set.persistent"].map((m) => `admin.vm.device.${c}.${m}`));
+const DEVICE_R43_ONLY = DEVICE_CLASSES.flatMap((c) => ["Assign", "Assigned", "Attached", "Set.assignment", "Unassign"].map((m) => `admin.vm.device.${c}.${m}`));
 
 const MAIN: Release = {
   name: "main",
@@ -114,6 +122,7 @@ const MAIN: Release = {
   vmNameLeadingRule: true,
   vmClasses: ALL_CLASSES,
   absentMethods: new Set(DEVICE_R42_ONLY),
+  devices: "assignment",
   absentProps: {},
   propTypes: {},
   featureSet: {
@@ -199,8 +208,9 @@ const R42: Release = {
     "admin.vm.device.denied.Add",
     "admin.vm.device.denied.List",
     "admin.vm.device.denied.Remove",
-    ...["block", "pci"].flatMap((c) => ["Assign", "Assigned", "Attached", "Set.assignment", "Unassign"].map((m) => `admin.vm.device.${c}.${m}`)),
+    ...DEVICE_R43_ONLY,
   ]),
+  devices: "persistent",
   absentProps: {
     ...Object.fromEntries(QUBE_CLASSES.map((c) => [c, R42_ABSENT_PER_QUBE])),
     TemplateVM: [...R42_ABSENT_PER_QUBE, "appvm_default_bootmode"],

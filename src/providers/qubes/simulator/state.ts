@@ -38,8 +38,20 @@ export type StateDocument = {
   labels: Array<{ index: number; name: string; color: string }>;
   pools: Array<{ name: string; driver: string; config: Record<string, string> }>;
   globals: Record<string, PropValue>;
+  /** The devices the host and its qubes offer; absent: the recorded default (block and pci classes, none offered, PCI offline). */
+  devices?: DevicesDocument;
   qubes: QubeDocument[];
 };
+
+/** Device classes dom0 serves, whether dom0's PCI list answers, and what each backend exposes. */
+export type DevicesDocument = {
+  classes: string[];
+  pci_online: boolean;
+  exposed: Array<{ backend: string; devclass: string; port_id: string; device_id: string; props: Record<string, string> }>;
+};
+
+/** One assignment held in qubes.xml (R4.3+; R4.2's persistent attachments read as the class's default mode). */
+export type AssignmentDocument = { devclass: string; backend: string; port_id: string; device_id: string; mode: string; options: Array<[string, string]> };
 
 export type QubeDocument = {
   name: string;
@@ -62,6 +74,8 @@ export type QubeDocument = {
   power: PowerState;
   xid?: number;
   start_time?: string | null;
+  /** Device assignments; absent when there are none. */
+  assignments?: AssignmentDocument[];
 };
 
 export const VM_CLASSES = ["AdminVM", "AppVM", "DispVM", "RemoteVM", "StandaloneVM", "TemplateVM"] as const;
@@ -99,7 +113,10 @@ export type Qube = {
   /** Xen domain id while not Halted, else -1; start time in seconds since the epoch. */
   xid: number;
   startTime: string | null;
+  assignments: AssignmentDocument[];
 };
+
+export type ExposedDevice = DevicesDocument["exposed"][number];
 
 export type Label = { index: number; name: string; color: string };
 
@@ -124,6 +141,8 @@ export type World = {
   globals: Map<string, PropValue>;
   qubes: Map<string, Qube>;
   byUuid: Map<string, Qube>;
+  /** Device classes served, dom0's PCI list online or not, and the devices backends expose. */
+  devices: { classes: string[]; pciOnline: boolean; exposed: ExposedDevice[]; fromDocument: boolean };
   /** What qubesd keeps in memory only and loses on restart. */
   runtime: {
     /** Labels created in this lifetime: their colour is still bytes, so label.Get fails (upstream quirk). */
@@ -200,6 +219,7 @@ export function worldFromDocument(doc: unknown): World {
     globals,
     qubes: new Map(),
     byUuid: new Map(),
+    devices: parseDevices(top.devices),
     runtime: { freshLabels: new Set(), cloneTokens: new Map(), nextXid: 1 },
   };
   for (const [i, q] of arr(top.qubes, "qubes").entries()) {
@@ -210,6 +230,38 @@ export function worldFromDocument(doc: unknown): World {
   }
   if (![...world.qubes.values()].some((q) => q.klass === "AdminVM")) throw new StateFormatError("qubes: no AdminVM (dom0)");
   return world;
+}
+
+function parseDevices(v: Json | undefined): World["devices"] {
+  if (v === undefined) return { classes: ["block", "pci"], pciOnline: false, exposed: [], fromDocument: false };
+  const o = obj(v, "devices");
+  const exposed = arr(o.exposed, "devices.exposed").map((e, i): ExposedDevice => {
+    const eo = obj(e, `devices.exposed[${i}]`);
+    const at = `devices.exposed[${i}]`;
+    const props: Record<string, string> = {};
+    for (const [k, pv] of Object.entries(obj(eo.props, `${at}.props`))) props[k] = str(pv, `${at}.props.${k}`);
+    return { backend: str(eo.backend, `${at}.backend`), devclass: str(eo.devclass, `${at}.devclass`), port_id: str(eo.port_id, `${at}.port_id`), device_id: str(eo.device_id, `${at}.device_id`), props };
+  });
+  return { classes: arr(o.classes, "devices.classes").map((c, i) => str(c, `devices.classes[${i}]`)), pciOnline: bool(o.pci_online, "devices.pci_online"), exposed, fromDocument: true };
+}
+
+function parseAssignments(v: Json | undefined, at: string): AssignmentDocument[] {
+  if (v === undefined) return [];
+  return arr(v, at).map((a, i) => {
+    const ao = obj(a, `${at}[${i}]`);
+    const p = `${at}[${i}]`;
+    return {
+      devclass: str(ao.devclass, `${p}.devclass`),
+      backend: str(ao.backend, `${p}.backend`),
+      port_id: str(ao.port_id, `${p}.port_id`),
+      device_id: str(ao.device_id, `${p}.device_id`),
+      mode: str(ao.mode, `${p}.mode`),
+      options: arr(ao.options, `${p}.options`).map((kv, j) => {
+        const pair = arr(kv, `${p}.options[${j}]`);
+        return [str(pair[0], `${p}.options[${j}][0]`), str(pair[1], `${p}.options[${j}][1]`)] as [string, string];
+      }),
+    };
+  });
 }
 
 function parseQube(o: { [k: string]: Json }, at: string): Qube {
@@ -254,6 +306,7 @@ function parseQube(o: { [k: string]: Json }, at: string): Qube {
     power: power as PowerState,
     xid: o.xid === undefined ? -1 : int(o.xid, `${at}.xid`),
     startTime: o.start_time === undefined || o.start_time === null ? null : str(o.start_time, `${at}.start_time`),
+    assignments: parseAssignments(o.assignments, `${at}.assignments`),
   };
 }
 
@@ -327,6 +380,7 @@ export function serializeState(world: World, cache?: FragmentCache, dirty?: Read
     labels: world.labels.map((l) => ({ index: l.index, name: l.name, color: l.color })),
     pools: [...world.pools.values()].map((p) => ({ name: p.name, driver: p.driver, config: Object.fromEntries(p.config) })),
     globals: Object.fromEntries(world.globals),
+    ...(world.devices.fromDocument ? { devices: { classes: world.devices.classes, pci_online: world.devices.pciOnline, exposed: world.devices.exposed } } : {}),
   };
   const fragments = qubes.map((q) => {
     const hit = cache && dirty && !dirty.has(q.name) ? cache.get(q) : undefined;
@@ -359,6 +413,7 @@ function qubeDocument(q: Qube): QubeDocument {
     })),
     power: q.power,
     ...(q.power === "Halted" ? {} : { xid: q.xid, start_time: q.startTime }),
+    ...(q.assignments.length > 0 ? { assignments: q.assignments } : {}),
   };
 }
 
