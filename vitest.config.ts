@@ -6,6 +6,7 @@ import { defineConfig } from "vitest/config";
 const RELEASE_MATRIX = [
   "test/e2e/apply.test.ts",
   "test/devices/apply.test.ts",
+  "test/devices/loosening.test.ts",
   "test/apply/cli.test.ts",
   "test/apply/enforce.test.ts",
   "test/apply/ownership.test.ts",

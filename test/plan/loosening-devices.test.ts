@@ -35,6 +35,10 @@ describe("device-any: an assignment that accepts any device at its port", () => 
     expect(kinds({ [USB]: "mode=auto-attach device=any" }, { [USB]: "mode=ask device=any" })).toEqual([]);
     expect(kinds({ [USB]: "mode=auto-attach device=any" }, { [USB]: "mode=auto-attach device=0781:5581" })).toEqual([]);
   });
+  it("R4.2 assigns by port only (the value names no device): a new USB or block assignment accepts anything there; a PCI slot does not", () => {
+    expect(kinds({ [USB]: null }, { [USB]: "mode=auto-attach" }, new Map([["usb", [{}]]]))).toEqual([`device-any ${USB}`]);
+    expect(kinds({ [PCI2]: null }, { [PCI2]: "mode=required" }, new Map([["pci", [{}]]]))).toEqual([]);
+  });
 });
 
 describe("through the plan's analysis", () => {
