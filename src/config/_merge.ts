@@ -63,6 +63,8 @@ export function mergeParts(parts: readonly ConfigPart[], complete: boolean): { s
     return own;
   });
 
+  const policies = union("policy file", (p) => p.policies);
+
   const locations = new Map<TopField, SourceLocation>();
   if (version) locations.set("version", version.at);
   if (owner) locations.set("owner", owner.at);
@@ -72,7 +74,7 @@ export function mergeParts(parts: readonly ConfigPart[], complete: boolean): { s
     locations.set(`properties.${name}`, v.at);
   }
   return {
-    state: { version: CONFIG_VERSION, owner: owner?.value ?? "", labels, pools, properties, qubes, guests, at, locations },
+    state: { version: CONFIG_VERSION, owner: owner?.value ?? "", labels, pools, properties, qubes, guests, policies, at, locations },
     diagnostics,
   };
 }

@@ -54,6 +54,8 @@ import { childPointer, describePath, locateIn, pointerOf } from "./_paths.js";
 import { DEFAULT_MARKER } from "./schema.js";
 import { didYouMean } from "./_suggest.js";
 import type { WrittenFile } from "./_yaml.js";
+import type { DesiredPolicyFile } from "../model/qrexec-policy.js";
+import { normalizePolicies } from "./policy/normalize.js";
 
 export type Located<T> = { value: T; at: SourceLocation };
 
@@ -70,6 +72,8 @@ export type ConfigPart = {
   qubes: Map<string, DesiredQube>;
   /** Guests by address: qubes' `guest:` and top-level `guests:`. */
   guests: Map<string, DesiredGuest>;
+  /** Policy and include files by address (src/config/policy/normalize.ts). */
+  policies: Map<string, DesiredPolicyFile>;
 };
 
 /** A management qube's name can be 31 characters: the longest source qubesd may see in a header. */
@@ -208,7 +212,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
   };
 
   const written = isRecord(w.value) ? w.value : {};
-  const part: ConfigPart = { file: w.file, start: w.start, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(), guests: new Map() };
+  const part: ConfigPart = { file: w.file, start: w.start, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(), guests: new Map(), policies: new Map() };
   const guestContext: GuestContext = { file: w.file, loc, report };
   if (io.inspect) guestContext.inspect = io.inspect.bind(io);
 
@@ -329,6 +333,10 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     const guest = normalizeGuest(guestContext, ptr, raw, { name });
     if (guest) part.guests.set(guest.address, guest);
   }
+
+  const policies = normalizePolicies(w);
+  diagnostics.push(...policies.diagnostics);
+  part.policies = policies.policies;
 
   function normalizeQube(name: string, raw: unknown): DesiredQube | undefined {
     const ptr = pointerOf("qubes", name);

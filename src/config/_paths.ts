@@ -49,6 +49,16 @@ export function describePath(ptr: string): string {
       return `global property '${b}'`;
     case "guests":
       return describeGuestPath(`guest '${b}'`, s.slice(2));
+    case "policies":
+    case "policy_includes": {
+      const f = `${a === "policies" ? "policy file" : "include file"} '${b}'`;
+      const [first, ...rest] = s.slice(2);
+      if (first === undefined) return f;
+      const [i, key] = first === "rules" ? rest : [first, rest[0]];
+      if (first !== "rules" && !/^[0-9]+$/.test(first)) return `'${first}' of ${f}`;
+      if (i === undefined) return `rules of ${f}`;
+      return key === undefined ? `rule ${Number(i) + 1} of ${f}` : `'${key}' of rule ${Number(i) + 1} of ${f}`;
+    }
     default:
       return `'${s.join(".")}'`;
   }

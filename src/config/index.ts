@@ -9,6 +9,7 @@ import { diagnostic } from "./codes.js";
 import { mergeParts } from "./_merge.js";
 import { normalizeFile, type ConfigPart } from "./_normalize.js";
 import { checkRules } from "./rules.js";
+import { checkPolicyReferences } from "./policy/index.js";
 import { checkSchema } from "./_schema-check.js";
 import { readYaml } from "./_yaml.js";
 
@@ -93,7 +94,7 @@ export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
   let config: DesiredState | undefined;
   if (parts.length > 0) {
     const merged = mergeParts(parts, complete);
-    diagnostics.push(...merged.diagnostics, ...checkRules(merged.state));
+    diagnostics.push(...merged.diagnostics, ...checkRules(merged.state), ...checkPolicyReferences(merged.state));
     config = merged.state;
   }
   const sorted = sortDiagnostics(diagnostics, files);

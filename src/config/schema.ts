@@ -230,6 +230,54 @@ const pool: Schema = {
   })),
 };
 
+const policyEntry: Schema = {
+  description:
+    "One policy rule {service, argument?, source, target, action, redirect?, default_target?, user?, autostart?, notify?}, or one include: " +
+    "{include: include/NAME}, {include_dir: PATH}, {include_service: include/NAME, service: S, argument?: A}. See docs/config.md (policies).",
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    service: { description: "qrexec service name, or * for any.", type: "string" },
+    argument: { description: "* (any, the default) or + and the argument (+ alone: no argument).", type: "string" },
+    source: { description: "Caller: a qube name, dom0, @anyvm, @adminvm, @tag:T, @type:T, @dispvm:DVM, @dispvm:@tag:T, * (uuid:… from R4.3).", type: "string" },
+    target: { description: "Requested target: as source, plus @default and @dispvm.", type: "string" },
+    action: { description: "allow, deny or ask.", enum: ["allow", "deny", "ask"] },
+    redirect: { description: "qrexec's target= parameter (allow, ask): where the call goes whatever the caller asked: a qube, @adminvm, @dispvm, @dispvm:DVM.", type: "string" },
+    default_target: { description: "ask: the preselected choice (a qube, @adminvm, @dispvm, @dispvm:DVM).", type: "string" },
+    user: { description: "allow, ask: the user the service runs as in the target.", type: "string" },
+    autostart: { description: "allow, ask: start the target if it is not running (default true).", type: "boolean" },
+    notify: { description: "Show a notification (default: true for deny, false otherwise).", type: "boolean" },
+    include: { description: "!include PATH: the rules of an include file (include/NAME) at this place.", type: "string" },
+    include_dir: { description: "!include-dir PATH: the .policy files of a directory at this place.", type: "string" },
+    include_service: { description: "!include-service SERVICE ARGUMENT PATH: an include file of SOURCE TARGET ACTION lines, for one service.", type: "string" },
+  },
+};
+
+const policyFileBody = (include: boolean): Schema => ({
+  description: include
+    ? "An include file of /etc/qubes/policy.d/include/ (policy.include.*): a list of rules, or {rules|text, syntax?, adopt?} or {absent: true} or {release: true}."
+    : "A policy file of /etc/qubes/policy.d (NAME.policy): a list of rules, or {rules|text, adopt?} or {absent: true} or {release: true}.",
+  type: ["array", "object"],
+  allOf: [
+    { if: { type: "array" }, then: { items: { $ref: "#/definitions/policyEntry" } } },
+    { if: { type: "object" }, then: policyMapForm(include) },
+  ],
+});
+
+const policyMapForm = (include: boolean): Schema => ({
+  additionalProperties: false,
+  properties: {
+    rules: { description: "The rules, in order (the first that matches decides).", type: "array", items: { $ref: "#/definitions/policyEntry" } },
+    text: { description: "The file's text as qrexec reads it (the header qubes-iac writes is added before it).", type: "string" },
+    adopt: { description: "Take over an existing file that qubes-iac did not create.", type: "boolean" },
+    absent: { description: "Remove the file (one qubes-iac created or adopted).", type: "boolean" },
+    release: { description: "Let go of the file without changing it.", type: "boolean" },
+    ...(include
+      ? { syntax: { description: "How qrexec reads the file: policy (by !include, SERVICE ARGUMENT SOURCE TARGET ACTION lines) or service (by !include-service, SOURCE TARGET ACTION lines). Rule lists: inferred from whether the rules have a service.", enum: ["policy", "service"] } }
+      : {}),
+  },
+});
+
 export function buildSchema(): Schema {
   return {
     $schema: "http://json-schema.org/draft-07/schema#",
@@ -260,6 +308,16 @@ export function buildSchema(): Schema {
         additionalProperties: { type: SCALAR },
       },
       qubes: { description: "Qubes by name.", type: "object", additionalProperties: { $ref: "#/definitions/qube" } },
+      policies: {
+        description: "qrexec policy files of /etc/qubes/policy.d by name (without .policy): rules or text. See docs/config.md (policies).",
+        type: "object",
+        additionalProperties: { $ref: "#/definitions/policyFile" },
+      },
+      policy_includes: {
+        description: "Include files of /etc/qubes/policy.d/include by name, for !include and !include-service lines. See docs/config.md (policies).",
+        type: "object",
+        additionalProperties: { $ref: "#/definitions/policyInclude" },
+      },
       guests: {
         description: "VMs that are not qubes, by name (letters, digits, _ and -), reached through their guest agents. See docs/guests.md.",
         type: "object",
@@ -277,6 +335,9 @@ export function buildSchema(): Schema {
       guestAgent,
       guestWait,
       guestFiles,
+      policyEntry,
+      policyFile: policyFileBody(false),
+      policyInclude: policyFileBody(true),
       propertiesAnyClass: qubePropertiesSchema(undefined),
       ...Object.fromEntries(QUBE_CLASSES.map((cls) => [`properties${cls}`, qubePropertiesSchema(cls)])),
     },

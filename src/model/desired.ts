@@ -6,6 +6,7 @@
 import type { SourceLocation } from "./diagnostics.js";
 import type { DesiredDevice } from "./devices.js";
 import type { AgentSpec, ContentRef } from "./guest.js";
+import type { DesiredPolicyFile } from "./qrexec-policy.js";
 
 /** The only config format version this model describes. */
 export const CONFIG_VERSION = 1;
@@ -209,6 +210,11 @@ export type DesiredState = {
   qubes: ReadonlyMap<string, DesiredQube>;
   /** Guests by address: the qubes' `guest:` and the top-level `guests:`. */
   guests: ReadonlyMap<string, DesiredGuest>;
+  /**
+   * qrexec policy files (`policies:`) and include files (`policy_includes:`) by address
+   * (`policyAddress`: `policy.<name>`, `policy.include.<name>`); empty when the config has none.
+   */
+  policies: ReadonlyMap<string, DesiredPolicyFile>;
   /** Start of the first config file: where config-wide problems are reported. */
   at: SourceLocation;
   locations: ReadonlyMap<TopField, SourceLocation>;

@@ -4,7 +4,8 @@
 // data and one pure renderer; parsing and validation of policy text live in src/config/policy/,
 // evaluation (first match across files in name order) in src/model/qrexec-eval.ts.
 
-import type { SourceLocation } from "./diagnostics.js";
+import type { Diagnostic, SourceLocation } from "./diagnostics.js";
+import type { ReleaseId } from "./release.js";
 
 export type PolicyAction = "allow" | "deny" | "ask";
 
@@ -45,6 +46,8 @@ export type PolicyRule = {
   params: PolicyParams;
   /** Where the rule was written: its config entry, or its line inside a `text:` block. */
   at?: SourceLocation;
+  /** Where its qube specifications were written (for messages about the qubes they name). */
+  fieldAt?: Partial<Record<"source" | "target" | "redirect" | "default_target", SourceLocation>>;
 };
 
 /** `!include PATH`, `!include-dir PATH`, `!include-service SERVICE ARGUMENT PATH`. */
@@ -61,10 +64,21 @@ export type PolicyStatement = PolicyRule | PolicyInclude;
  */
 export type PolicyScope = "policy" | "include";
 
+/**
+ * How a file's lines read: `policy` = `SERVICE ARGUMENT SOURCE TARGET ACTION [PARAMS]` (every
+ * `.policy` file, and include files read by `!include`); `service` = `SOURCE TARGET ACTION[,PARAMS]`
+ * (include files read by `!include-service SERVICE ARGUMENT PATH`, which supplies the first two
+ * columns: qrexec/policy/parser.py `load_policy_file_service`). Rules of a `service` file carry
+ * `service` and `argument` `*` as placeholders; they are not rendered.
+ */
+export type PolicySyntax = "policy" | "service";
+
 export type DesiredPolicyFile = {
-  /** File name without directory or `.policy` (`^[\w-]+$`, checked by the loader). */
+  /** File name without directory or `.policy` (policy files `^[a-z0-9_-]+$`, include files `^[A-Za-z0-9_-]+$`, checked by the loader). */
   name: string;
   scope: PolicyScope;
+  /** Always `policy` for scope `policy`; include files may be either. */
+  syntax: PolicySyntax;
   /** `rules`: rendered from `statements`; `text`: `text` is written as given (after the header). */
   form: "rules" | "text";
   /** The file's statements; for `text:` files, as parsed from the text. */
@@ -79,6 +93,13 @@ export type DesiredPolicyFile = {
   release: boolean;
   /** Location of the file's key. */
   at: SourceLocation;
+  /**
+   * Problems only some releases' qrexec has with this file (uuid: tokens in R4.2, an empty
+   * `target=` in R4.3 and main), as errors of each such release. `validate` shows them as
+   * warnings naming the releases; plan, which knows the release, refuses them
+   * (src/config/policy/index.ts `policyProblemsFor`).
+   */
+  releaseProblems?: Partial<Record<ReleaseId, readonly Diagnostic[]>>;
 };
 
 /** Address of a policy file in plans: `policy.<name>` or `policy.include.<name>`. */
@@ -95,8 +116,8 @@ export const POLICY_RENDER_FORMAT = 1;
 export const policyHeader = (owner: string): string =>
   `# managed by qubes-iac: owner ${owner}, format ${POLICY_RENDER_FORMAT}; edits here are overwritten by the next apply\n`;
 
-/** One statement as a policy line (no newline). */
-export function renderStatement(s: PolicyStatement): string {
+/** One statement as a policy line (no newline); `syntax` `service` drops the service and argument columns. */
+export function renderStatement(s: PolicyStatement, syntax: PolicySyntax = "policy"): string {
   switch (s.kind) {
     case "include":
       return `!include ${s.path}`;
@@ -105,7 +126,7 @@ export function renderStatement(s: PolicyStatement): string {
     case "include-service":
       return `!include-service ${s.service} ${s.argument} ${s.path}`;
     case "rule": {
-      const cols = [s.service, s.argument, s.source, s.target, s.action];
+      const cols = syntax === "service" ? [s.source, s.target, s.action] : [s.service, s.argument, s.source, s.target, s.action];
       for (const key of POLICY_PARAM_ORDER) {
         const v = s.params[key];
         if (v === undefined) continue;
@@ -122,6 +143,6 @@ export function renderStatement(s: PolicyStatement): string {
 
 /** The exact bytes qubes-iac writes for a file: header, then the rules or the text. */
 export function renderPolicyFile(file: DesiredPolicyFile, owner: string): string {
-  const body = file.form === "text" ? (file.text ?? "") : file.statements.map((s) => renderStatement(s) + "\n").join("");
+  const body = file.form === "text" ? (file.text ?? "") : file.statements.map((s) => renderStatement(s, file.syntax) + "\n").join("");
   return policyHeader(owner) + body;
 }

@@ -24,7 +24,7 @@ function desiredQube(name: string, o: Partial<DesiredQube> = {}): DesiredQube {
 }
 
 function desired(qubes: DesiredQube[], owner = "o"): DesiredState {
-  return { version: 1, owner, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(qubes.map((q) => [q.name, q])), guests: new Map(), at, locations: new Map() };
+  return { version: 1, owner, labels: new Map(), pools: new Map(), properties: new Map(), qubes: new Map(qubes.map((q) => [q.name, q])), guests: new Map(), policies: new Map(), at, locations: new Map() };
 }
 
 const UUID = "0b5c1a52-8f55-4a7e-9d43-1d0c5a2e7b11";
