@@ -10,6 +10,9 @@ export const APPLY_CODES = {
   "QIAC-E204": "a saved plan that holds errors and cannot be applied",
   "QIAC-E205": "an op the executor refuses before any call: it does not belong to its step's resource change, or acts on what the plan's owner does not own, create or adopt",
   "QIAC-E206": "a plan that takes over another owner's objects, applied without the same --take-ownership OWNER",
+  "QIAC-E210": "a policy file changed since the plan was made (its token differs): it keeps the other edit, and apply changes nothing",
+  "QIAC-E211": "a policy admin call (policy.*) was refused by qrexec policy in dom0",
+  "QIAC-E212": "a saved plan's policy removal understates what the file holds (deny or ask rules) to skip the destroy approval",
 } as const;
 
 export type ApplyCode = keyof typeof APPLY_CODES;

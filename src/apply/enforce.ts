@@ -9,7 +9,10 @@
 
 import { checkDeviceAddress, checkDeviceMode, checkDeviceOption, deviceAddress, deviceRecordKey, isDeviceClass, isSafeDeviceId } from "../model/devices.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import { isUuid, ownerOfRecord, ownershipNames, readQubeRecords } from "../model/ownership.js";
+import { isUuid, ownerOfRecord, ownershipNames, policyEntryOf, readQubeRecords } from "../model/ownership.js";
+import { isExpectedToken, isPolicyFileName } from "../model/qrexec-policy-admin.js";
+import { policyHeader, type PolicyScope } from "../model/qrexec-policy.js";
+import { readStatements } from "../plan/policy-text.js";
 import type { Action } from "../plan/action.js";
 import type { StepKind } from "../plan/changes.js";
 import type { JsonPlan, JsonResourceChange, JsonStep } from "../plan/json.js";
@@ -41,12 +44,15 @@ export function enforcementDiagnostics(problems: readonly OpProblem[]): Diagnost
   );
 }
 
-/** The qube, label or pool a dom0 record of `owner` is about, from its name. */
-function recordSubject(owner: string, feature: string): { type: "qube" | "label" | "pool"; name: string } | "format" | undefined {
+/** The qube, label, pool or policy file (name: the address after `policy.`) a dom0 record of `owner` is about, from its name. */
+function recordSubject(owner: string, feature: string): { type: "qube" | "label" | "pool" | "policy"; name: string } | "format" | undefined {
   const n = ownershipNames(owner);
   if (!feature.startsWith(n.prefix)) return undefined;
   const rest = feature.slice(n.prefix.length);
   if (rest === "format") return "format";
+  const policy = policyEntryOf(rest);
+  if (policy !== undefined) return { type: "policy", name: policy.address.slice("policy.".length) };
+  if (rest.startsWith("policy.")) return undefined;
   for (const [kind, type] of [
     ["qube.", "qube"],
     ["intent.", "qube"],
@@ -61,10 +67,21 @@ function recordSubject(owner: string, feature: string): { type: "qube" | "label"
 }
 
 /** Where a step's ops may act: the resource its address names. */
-type Subject = { type: "qube" | "label" | "pool"; name: string } | { type: "properties" } | { type: "ownership" } | { type: "guest"; address: string };
+type Subject =
+  | { type: "qube" | "label" | "pool"; name: string }
+  | { type: "properties" }
+  | { type: "ownership" }
+  | { type: "guest"; address: string }
+  /** `name`: the address after `policy.` (`30-gpg`, `include.admin-local`). */
+  | { type: "policy"; name: string; scope: PolicyScope; file: string };
 
 function subjectOf(address: string): Subject | undefined {
   if (address === "properties") return { type: "properties" };
+  const policy = /^policy\.(include\.)?([^.]+)$/.exec(address);
+  if (policy) {
+    const file = policy[2] as string;
+    return isPolicyFileName(file) ? { type: "policy", name: address.slice("policy.".length), scope: policy[1] !== undefined ? "include" : "policy", file } : undefined;
+  }
   if (address === "ownership") return { type: "ownership" };
   if (address.startsWith("guest.")) return { type: "guest", address };
   const dot = address.indexOf(".");
@@ -90,7 +107,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     const subj = recordSubject(removes && other !== undefined ? other : owner, name);
     if (subj === undefined) return `dom0 feature ${name} is not a record of owner ${owner}: apply writes no other dom0 feature`;
     if (subj === "format") return s.type === "ownership" ? undefined : `the format record belongs to the ownership setup step`;
-    if (s.type !== subj.type || s.name !== subj.name) return `the record ${name} is about ${subj.type} ${subj.name}, not ${step.address}`;
+    if (s.type !== subj.type || !("name" in s) || s.name !== subj.name) return `the record ${name} is about ${subj.type} ${subj.name}, not ${step.address}`;
     return undefined;
   };
   const foreignRecord = (name: string, removes: boolean): string | undefined => {
@@ -150,6 +167,9 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
     case "pool.remove":
       if (o.op === "pool.remove" && step.kind !== "delete") return "a pool is removed only in a delete step";
       return s.type === "pool" && s.name === o.name ? undefined : `it acts on pool ${o.name}, not on ${step.address}`;
+    case "policy.replace":
+    case "policy.remove":
+      return policyOpMisplaced(owner, step, s, o);
     default: {
       const never: never = o;
       return `unknown op ${JSON.stringify(never)}`;
@@ -168,8 +188,41 @@ function deviceOpProblem(o: Extract<StepOp, { op: `device.${string}` }>): string
   return undefined;
 }
 
-/** Ops that destroy data or remove a resource: the approval they need comes from here. */
-const destroys = (o: StepOp): boolean => !isGuestOp(o) && (o.op === "vm.remove" || o.op === "pool.remove");
+
+/** Largest policy file a plan may write (qubes-iac's own files are a few KiB). */
+export const MAX_POLICY_CONTENT = 1024 * 1024;
+
+/**
+ * Why a policy admin call may not run: it must act on the file its step's address names, with a
+ * token qubes-iac sends (never `any`), write only in a create or update step and remove only in a
+ * delete step, and write content that carries this owner's header and parses as policy — a
+ * saved plan's content is hostile input until it does.
+ */
+function policyOpMisplaced(owner: string, step: JsonStep, s: Subject, o: Extract<StepOp, { op: "policy.replace" | "policy.remove" }>): string | undefined {
+  if (typeof o.name !== "string" || !isPolicyFileName(o.name) || (o.scope !== "policy" && o.scope !== "include")) return `${JSON.stringify(o.name)} in scope ${JSON.stringify(o.scope)} is not a policy file qubes-iac writes`;
+  if (s.type !== "policy" || s.scope !== o.scope || s.file !== o.name) return `it acts on policy file ${o.scope === "include" ? "include/" : ""}${o.name}, not on ${step.address}`;
+  if (!isExpectedToken(o.expected_token)) return `${JSON.stringify(o.expected_token)} is not a token qubes-iac sends (new, or sha256:<hex>)`;
+  if (o.op === "policy.remove") {
+    if (step.kind !== "delete") return "a policy file is removed only in a delete step";
+    if (o.expected_token === "new") return "a removal names the token of the file it removes";
+    if (typeof o.restricts !== "boolean") return "a removal says whether the file holds deny or ask rules";
+    return undefined;
+  }
+  if (step.kind !== "create" && step.kind !== "update") return "a policy file is written only in a create or update step";
+  if (typeof o.content !== "string") return "its content is not text";
+  if (Buffer.byteLength(o.content, "utf8") > MAX_POLICY_CONTENT) return `its content is larger than ${MAX_POLICY_CONTENT} bytes`;
+  if (!o.content.startsWith(policyHeader(owner))) return `its content does not start with the header of owner ${owner}`;
+  if (o.content.includes("\0") || o.content.includes("\r")) return "its content holds a NUL or carriage return";
+  const body = o.content.slice(policyHeader(owner).length);
+  const asPolicy = readStatements(body, "policy").unparsed;
+  if (asPolicy.length > 0 && (o.scope !== "include" || readStatements(body, "service").unparsed.length > 0)) {
+    return `its content does not parse as qrexec policy (line ${(asPolicy[0] ?? 0) + 1})`;
+  }
+  return undefined;
+}
+
+/** Ops that destroy data, remove a resource, or remove deny/ask policy rules: the approval they need comes from here. */
+const destroys = (o: StepOp): boolean => (o.op === "policy.remove" && o.restricts !== false) || (!isGuestOp(o) && (o.op === "vm.remove" || o.op === "pool.remove"));
 
 /**
  * The structure a plan must have before any of it runs: every step is for a resource change of the
@@ -270,6 +323,10 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
   };
   for (const step of plan.steps) {
     const s = subjectOf(step.address);
+    if (s?.type === "policy") {
+      problems.push(...policyOwnershipProblems(owner, step, s, dom0, policy));
+      continue;
+    }
     if (s === undefined || (s.type !== "qube" && s.type !== "label" && s.type !== "pool")) continue;
     const ops = step.ops.filter((o) => !isGuestOp(o));
     if (s.type === "qube") {
@@ -319,6 +376,35 @@ export async function ownershipProblems(plan: JsonPlan, seen: ObservedOwnership,
     else if (removes) removedEarlier.add(step.address);
     // A replace (a label's new colour) removes it in an earlier step of the same plan.
     if (creates && listed.has(s.name) && !removedEarlier.has(step.address)) problems.push({ step: step.id, why: `it creates ${s.type} ${s.name}, which exists now` });
+  }
+  return problems;
+}
+
+/**
+ * A policy file is written or removed only when the owner's inventory lists it now (created or
+ * adopted), or when its own step writes that entry first: `created` before a write to a file that
+ * is not there (token `new`), `adopted` before one that takes over an existing file. Another
+ * owner's entry for the file refuses it unless --take-ownership names that owner.
+ */
+function policyOwnershipProblems(owner: string, step: JsonStep, s: Extract<Subject, { type: "policy" }>, dom0: ReadonlySet<string>, policy: OwnershipPolicy): OpProblem[] {
+  const n = ownershipNames(owner);
+  const problems: OpProblem[] = [];
+  const created = n.policy(s.scope, "created", s.file);
+  const adopted = n.policy(s.scope, "adopted", s.file);
+  const listed = dom0.has(created) || dom0.has(adopted);
+  const others = [...dom0]
+    .map((f) => ({ f, other: ownerOfRecord(f) }))
+    .filter(({ f, other }) => other !== undefined && other !== owner && !policy.takeOwnership.has(other) && policyEntryOf(f.slice(`qubes-iac.${other}.`.length))?.address === step.address)
+    .map(({ other }) => other as string);
+  if (others.length > 0) problems.push({ step: step.id, why: `${step.address} is in the inventory of owner ${[...new Set(others)].sort().join(", ")}: only --take-ownership ${others[0]} lets this plan touch it` });
+  const writesEntry = new Set<string>();
+  for (const [opIndex, o] of step.ops.entries()) {
+    if (o.op === "feature.set" && o.vm === "dom0") writesEntry.add(o.name);
+    if (o.op !== "policy.replace" && o.op !== "policy.remove") continue;
+    if (listed) continue;
+    const entry = o.op === "policy.replace" && o.expected_token === "new" ? created : adopted;
+    if (o.op === "policy.replace" && writesEntry.has(entry)) continue;
+    problems.push({ step: step.id, opIndex, op: o, why: `the inventory of ${owner} does not list policy file ${s.name} now${o.op === "policy.replace" ? `, and the step does not ${o.expected_token === "new" ? "create" : "adopt"} it` : ""}` });
   }
   return problems;
 }

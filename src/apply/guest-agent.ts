@@ -11,14 +11,14 @@ import { inlineContentAt } from "../config/index.js";
 import type { ContentRef, Digest, GuestObservation, ObservedFile } from "../model/guest.js";
 import type { GuestReader } from "../plan/guest-reader.js";
 import type { JsonPlan } from "../plan/json.js";
-import { isGuestOp, type GuestOp, type StepOp } from "../plan/ops.js";
+import { isGuestOp, isPolicyOp, stepOpMethod, type GuestOp, type PolicyOp, type StepOp } from "../plan/ops.js";
 import { connectAgent, type QgaClient } from "../providers/qga/client.js";
 import { isNotAnsweringYet, isQgaError, QgaError } from "../providers/qga/errors.js";
 import { readGuestFacts } from "../providers/qga/facts.js";
 import { readGuestFileState, writeGuestFile, type FileContent } from "../providers/qga/files.js";
 import type { AgentSpec } from "../providers/qga/spec.js";
 import { waitForAgent } from "../providers/qga/wait.js";
-import type { CallFailure, OpExecutor, Verification } from "./engine.js";
+import type { CallFailure, OpExecutor, OpOutcome, Verification } from "./engine.js";
 import type { PriorStateChange } from "./prior-state.js";
 
 export type GuestAgentOptions = {
@@ -231,11 +231,15 @@ export function guestOpExecutor(o: GuestAgentOptions & { content?: ContentReader
 /** How long a guest gets to power off after guest-shutdown. */
 const SHUTDOWN_MS = 120_000;
 
-/** Runs guest ops with `guests` and every other op with `admin`: the executor of a whole plan. */
-export function withGuestOps(admin: OpExecutor, guests: OpExecutor<GuestOp>): OpExecutor<StepOp> {
+/**
+ * Runs guest ops with `guests`, policy admin calls with `policies` and every other op with
+ * `admin`: the executor of a whole plan. Without `policies`, a policy op fails without a call.
+ */
+export function withGuestOps(admin: OpExecutor, guests: OpExecutor<GuestOp>, policies?: OpExecutor<PolicyOp>): OpExecutor<StepOp> {
+  const noPolicies = (op: PolicyOp): OpOutcome => ({ kind: "failed", failure: { code: "transport", message: "this connection cannot run dom0's policy admin services", call: stepOpMethod(op) } });
   return {
-    run: (op) => (isGuestOp(op) ? guests.run(op) : admin.run(op)),
-    verify: (op) => (isGuestOp(op) ? guests.verify(op) : admin.verify(op)),
+    run: (op) => (isGuestOp(op) ? guests.run(op) : isPolicyOp(op) ? (policies ? policies.run(op) : Promise.resolve(noPolicies(op))) : admin.run(op)),
+    verify: (op) => (isGuestOp(op) ? guests.verify(op) : isPolicyOp(op) ? (policies ? policies.verify(op) : Promise.resolve({ kind: "unknown", detail: "no policy transport" })) : admin.verify(op)),
   };
 }
 

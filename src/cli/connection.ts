@@ -46,7 +46,9 @@ export async function connectClient(io: CliIO, o: ConnectionOptions): Promise<Ad
   tell(io.stderr, `qubes-iac: ${describeChoice(chosen.choice, io.cwd)}`);
   const timeoutMs = parsePositiveInt(o.timeout, "--timeout", 60) * 1000;
   try {
-    const transport = await openTransport(chosen.choice.spec, { timeoutMs });
+    // QUBES_IAC_RPC_MULTIPLEXER: where dom0's qubes-rpc-multiplexer is, when not in /usr/lib/qubes (tests' stand-in).
+    const multiplexer = io.env.QUBES_IAC_RPC_MULTIPLEXER;
+    const transport = await openTransport(chosen.choice.spec, { timeoutMs, ...(multiplexer ? { multiplexer } : {}) });
     return createAdminClient(transport, { timeoutMs, parallelism: parsePositiveInt(o.parallelism, "--parallelism", 8) });
   } catch (e) {
     if (e instanceof QubesApiError) throw new CliError(e.message);

@@ -100,7 +100,18 @@ export type ActualState = {
    * needs of each (src/plan/reference-needs.ts), by qube and property; undefined when none was read.
    */
   referenced?: ReadonlyMap<string, ReadonlyMap<string, ActualProperty>>;
+  /** dom0's qrexec policy files the config names or the inventory lists (src/plan/policy-reader.ts); undefined when none was read. */
+  policies?: ActualPolicies;
 };
+
+/**
+ * Policy files as policy.List and policy.Get showed them, by address (`policy.<name>`,
+ * `policy.include.<name>`): the token and content of each that exists, `absent` for one the list
+ * does not show. `error`: the files could not be read (a refusal by qrexec policy, …).
+ */
+export type ActualPolicies =
+  | { kind: "read"; files: ReadonlyMap<string, { token: string; content: string } | { absent: true }> }
+  | { kind: "failed"; error: string; refused: boolean };
 
 /**
  * Power states qubes-iac can act from; anything else (Transient, Halting, Dying, Crashed, NA) is

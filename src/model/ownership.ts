@@ -64,6 +64,11 @@ export function ownershipNames(owner: string) {
       feature: (name: string): string => `${prefix}feature.${name}`,
       tag: (name: string): string => `${prefix}tag.${name}`,
     },
+    /**
+     * dom0: a qrexec policy file qubes-iac created or adopted (value `1`), by scope:
+     * `policy.created.<name>`, `policy.adopted.<name>`, `policy.include.created.<name>`, …
+     */
+    policy: (scope: "policy" | "include", lifecycle: Lifecycle, name: string): string => `${prefix}${scope === "include" ? "policy.include." : "policy."}${lifecycle}.${name}`,
     /** dom0: who holds the apply lock (docs/locking.md), while an apply runs. */
     lock: `${prefix}lock`,
   };
@@ -260,4 +265,43 @@ export function ownerOfRecord(feature: string): string | undefined {
   const dot = feature.indexOf(".", RECORD_PREFIX.length);
   const owner = feature.slice(RECORD_PREFIX.length, dot);
   return dot > RECORD_PREFIX.length && /^[A-Za-z0-9_-]+$/.test(owner) ? owner : undefined;
+}
+
+/** A policy file's address in plans (`policy.<name>`, `policy.include.<name>`), as src/model/qrexec-policy.ts policyAddress. */
+const policyFileAddress = (scope: "policy" | "include", name: string): string => (scope === "include" ? `policy.include.${name}` : `policy.${name}`);
+
+/** What a dom0 feature name says about a policy file, after `qubes-iac.<owner>.`; undefined when it is no policy record. */
+export function policyEntryOf(rest: string): { address: string; scope: "policy" | "include"; name: string; lifecycle: Lifecycle } | undefined {
+  const m = /^policy\.(include\.)?(created|adopted)\.([A-Za-z0-9_-]+)$/.exec(rest);
+  if (!m) return undefined;
+  const scope = m[1] !== undefined ? "include" : "policy";
+  const name = m[3] as string;
+  return { address: policyFileAddress(scope, name), scope, name, lifecycle: m[2] as Lifecycle };
+}
+
+/** The policy files of one owner's inventory, by address; adopted wins over created (the safe side, as for qubes). */
+export function readPolicyInventory(owner: string, dom0FeatureNames: Iterable<string>): ReadonlyMap<string, { scope: "policy" | "include"; name: string; lifecycle: Lifecycle; records: string[] }> {
+  const prefix = ownershipNames(owner).prefix;
+  const out = new Map<string, { scope: "policy" | "include"; name: string; lifecycle: Lifecycle; records: string[] }>();
+  for (const f of dom0FeatureNames) {
+    if (!f.startsWith(prefix)) continue;
+    const e = policyEntryOf(f.slice(prefix.length));
+    if (e === undefined) continue;
+    const had = out.get(e.address);
+    out.set(e.address, { scope: e.scope, name: e.name, lifecycle: had?.lifecycle === "adopted" || e.lifecycle === "adopted" ? "adopted" : "created", records: [...(had?.records ?? []), f].sort() });
+  }
+  return out;
+}
+
+/** Other owners whose inventory lists a policy file, by address (sorted). */
+export function readOtherPolicyOwners(owner: string, dom0FeatureNames: Iterable<string>): ReadonlyMap<string, string[]> {
+  const out = new Map<string, Set<string>>();
+  for (const f of dom0FeatureNames) {
+    const other = ownerOfRecord(f);
+    if (other === undefined || other === owner) continue;
+    const e = policyEntryOf(f.slice(`${RECORD_PREFIX}${other}.`.length));
+    if (e === undefined) continue;
+    out.set(e.address, (out.get(e.address) ?? new Set()).add(other));
+  }
+  return new Map([...out].map(([k, v]) => [k, [...v].sort()]));
 }

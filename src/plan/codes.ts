@@ -62,6 +62,12 @@ export const PLAN_CODES = {
   "QIAC-W171": "R4.2 assigns a device by port only: any device plugged in at that port is attached",
   "QIAC-W172": "`device: any`: the assignment accepts any device at its port (a loosening)",
   "QIAC-W173": "dom0's PCI devices could not be listed, so a PCI device's existence is not checked",
+  "QIAC-E190": "a policy file of the config exists in dom0 but is not managed by this owner (set `adopt: true` to take it over)",
+  "QIAC-E191": "the policy files could not be read through qrexec's policy admin API (policy.List, policy.Get)",
+  "QIAC-E192": "`absent: true` on a policy file this owner does not manage",
+  "QIAC-E193": "another owner's inventory lists the policy file (one file has one owner; --take-ownership OWNER takes it over)",
+  "QIAC-W190": "a policy file this owner manages was changed outside qubes-iac: the plan writes it back (the diff shows the edit it undoes)",
+  "QIAC-W191": "a policy file the inventory lists is gone from dom0: written again, or its entry forgotten",
 } as const;
 
 export type PlanCode = keyof typeof PLAN_CODES;

@@ -18,6 +18,8 @@ import { checkedValue, type Check } from "./ops.js";
 import { checkReferenceNeeds } from "./reference-needs.js";
 import { pinMovingDefaults, startNetvmForFollowers } from "./default-pinning.js";
 import { orderShutdowns } from "./power-order.js";
+import { desiredPolicies } from "./policy-desired.js";
+import { diffPolicies, type PlannedPolicy } from "./diff-policies.js";
 import { describeReferrer, findReferrers, isReleased, type ReleaseContext } from "./references.js";
 
 export type { DiffOptions } from "./_context.js";
@@ -27,6 +29,8 @@ export type DiffResult = {
   steps: PlannedStep[];
   checks: Check[];
   diagnostics: Diagnostic[];
+  /** The policy files the config names or the inventory lists, before and after. */
+  policies?: PlannedPolicy[];
 };
 
 export const SETUP_STEP = stepId("setup", "ownership");
@@ -231,6 +235,17 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   checkPoolRemovals(ctx, steps, qubeDeletions);
   orderShutdowns(ctx, steps);
 
+  const policy = diffPolicies(desired.owner, desiredPolicies(desired), actual, { takeOwnership: options.takeOwnership ?? [], at: desired.at });
+  changes.push(...policy.changes);
+  steps.push(...policy.steps);
+  ctx.diagnostics.push(...policy.diagnostics);
+  // The inventory entries each policy step relies on, as for a qube's (apply re-reads them).
+  for (const s of policy.steps) {
+    for (const o of s.ops) {
+      if ((o.op === "feature.set" || o.op === "feature.remove") && o.vm === "dom0") ctx.addCheck({ check: "feature", vm: "dom0", name: o.name, expect: o.op === "feature.set" ? { absent: true } : { present: true } });
+    }
+  }
+
   // The first apply that writes any record writes the format record before it; one that writes
   // format-2 records over format-1 ones raises the number first, so a format-1 reader refuses
   // them rather than misreading them (docs/ownership.md, "Versions").
@@ -252,5 +267,5 @@ export function diffState(desired: DesiredState, actual: ActualState, options: D
   }
 
   changes.sort((a, b) => compareAddresses(a.address, b.address));
-  return { changes, steps, checks: ctx.checks(), diagnostics: ctx.diagnostics };
+  return { changes, steps, checks: ctx.checks(), diagnostics: ctx.diagnostics, policies: policy.policies };
 }

@@ -12,6 +12,8 @@ import type { PlannedGuest } from "./diff-guests.js";
 import type { Loosening } from "./loosening.js";
 import type { Check, StepOp } from "./ops.js";
 import type { Plan } from "./plan.js";
+import type { PlannedPolicy } from "./diff-policies.js";
+import type { PolicyRule, PolicyScope, PolicyStatement } from "../model/qrexec-policy.js";
 import type { PlanRelease } from "./release-rules.js";
 
 export const PLAN_FORMAT = "qubes-iac-plan";
@@ -20,7 +22,7 @@ export const PLAN_FORMAT_VERSION = 1;
 
 export type JsonResourceChange = {
   address: string;
-  type: "qube" | "label" | "pool" | "properties" | "guest";
+  type: "qube" | "label" | "pool" | "properties" | "guest" | "policy";
   name: string | null;
   action: Action;
   reasons: string[];
@@ -76,6 +78,25 @@ export type JsonGuest = {
   files: Array<{ path: string; observed: { size: number; sha256: string } | { absent: true } | null }>;
 };
 
+/**
+ * A qrexec policy file the plan reads or writes: content and token before (what policy.Get
+ * returned) and after (null: no file), and the statements of each, for the loosening analysis
+ * and for reviewers. Apply re-reads each file it writes and refuses when the token changed.
+ */
+export type JsonPolicyFile = {
+  address: string;
+  scope: PolicyScope;
+  name: string;
+  /** How the owner holds the file after the plan; null: not (released, removed, or never). */
+  lifecycle: "created" | "adopted" | null;
+  old_token: string | null;
+  new_token: string | null;
+  old_content: string | null;
+  new_content: string | null;
+  old_statements: PolicyStatement[];
+  new_statements: PolicyStatement[];
+};
+
 export type JsonPlan = {
   format: typeof PLAN_FORMAT;
   format_version: number;
@@ -100,6 +121,8 @@ export type JsonPlan = {
   prior_state: Check[];
   /** Present when the config has guests in scope. */
   guests?: JsonGuest[];
+  /** Present when the config names policy files or the inventory lists some (in scope). */
+  policies?: JsonPolicyFile[];
   diagnostics: Diagnostic[];
 };
 
@@ -135,6 +158,27 @@ function toJsonGuest(g: PlannedGuest): JsonGuest {
     reason: g.reason ?? null,
     facts: g.facts === undefined ? null : toJsonFacts(g.facts),
     files: g.files.map((f) => ({ path: f.path, observed: f.observed })),
+  };
+}
+
+/** A statement without where the config wrote it (a plan names files, not config lines). */
+const bareStatement = (s: PolicyStatement): PolicyStatement => {
+  const { at: _at, ...rest } = s;
+  return s.kind === "rule" ? { ...(rest as PolicyRule), params: { ...s.params } } : (rest as PolicyStatement);
+};
+
+function toJsonPolicy(p: PlannedPolicy): JsonPolicyFile {
+  return {
+    address: p.address,
+    scope: p.scope,
+    name: p.name,
+    lifecycle: p.lifecycle,
+    old_token: p.before?.token ?? null,
+    new_token: p.after?.token ?? null,
+    old_content: p.before?.content ?? null,
+    new_content: p.after?.content ?? null,
+    old_statements: p.beforeStatements.map(bareStatement),
+    new_statements: p.afterStatements.map(bareStatement),
   };
 }
 
@@ -174,6 +218,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
     steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
     prior_state: plan.checks,
     ...(plan.guests.length > 0 ? { guests: plan.guests.map(toJsonGuest) } : {}),
+    ...(plan.policies.length > 0 ? { policies: plan.policies.map(toJsonPolicy) } : {}),
     diagnostics: plan.diagnostics,
   };
 }

@@ -8,6 +8,8 @@ import { createHash } from "node:crypto";
 import type { AgentSpec, ContentRef } from "../model/guest.js";
 import type { AssignmentMode, DeviceClass } from "../model/devices.js";
 import { ownershipNames, type RecordKey } from "../model/ownership.js";
+import { policyServiceName, type ExpectedToken } from "../model/qrexec-policy-admin.js";
+import type { PolicyScope } from "../model/qrexec-policy.js";
 
 /** Where a property lives: a qube (`admin.vm.property.*`) or the global Qubes object (`admin.property.*`). */
 export type Holder = { vm: string } | "global";
@@ -81,13 +83,28 @@ export type GuestOp =
   /** guest-shutdown, then waits for the agent's channel to close (the VM powered off). */
   | { op: "guest.shutdown"; guest: string; agent: AgentSpec; wait_ms?: number };
 
-/** What a step runs: Admin API calls and guest operations. */
-export type StepOp = Op | GuestOp;
+/**
+ * One call of qrexec's policy admin API (policy.Replace, policy.Remove, or their policy.include.*
+ * twins), with the token planning read: a compare-and-set, so a file changed since the plan is
+ * left as it is. `content` is the whole file; the executor checks it before writing it.
+ * `restricts` (a removal): the file holds deny or ask rules or includes, so removing it may
+ * loosen isolation and needs the destroy approval; apply checks the claim against the file.
+ */
+export type PolicyOp =
+  | { op: "policy.replace"; scope: PolicyScope; name: string; expected_token: ExpectedToken; content: string }
+  | { op: "policy.remove"; scope: PolicyScope; name: string; expected_token: ExpectedToken; restricts: boolean };
+
+/** What a step runs: Admin API calls, guest operations and policy admin calls. */
+export type StepOp = Op | GuestOp | PolicyOp;
 
 export const isGuestOp = (o: StepOp): o is GuestOp => o.op === "guest.file.write" || o.op === "guest.shutdown";
+export const isPolicyOp = (o: StepOp): o is PolicyOp => o.op === "policy.replace" || o.op === "policy.remove";
+/** An Admin API call (neither a guest operation nor a policy admin call). */
+export const isAdminOp = (o: StepOp): o is Op => !isGuestOp(o) && !isPolicyOp(o);
 
-/** The Admin API method or the agent command an op is about, for the human plan. */
+/** The Admin API method, agent command or qrexec service an op is about, for the human plan. */
 export function stepOpMethod(o: StepOp): string {
+  if (isPolicyOp(o)) return `${policyServiceName(o.scope, o.op === "policy.replace" ? "Replace" : "Remove")}+${o.name}`;
   if (!isGuestOp(o)) return opMethod(o);
   switch (o.op) {
     case "guest.file.write":

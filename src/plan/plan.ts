@@ -15,6 +15,8 @@ import type { Check } from "./ops.js";
 import { orderSteps, resolveDependencies, type OrderedStep } from "./order.js";
 import { planRelease, type PlanRelease } from "./release-rules.js";
 import { selectSteps } from "./scope.js";
+import type { PlannedPolicy } from "./diff-policies.js";
+import { desiredPolicies } from "./policy-desired.js";
 
 export type PlanOptions = {
   allowRestart: boolean;
@@ -40,6 +42,8 @@ export type Plan = {
   checks: Check[];
   /** The guests in scope: how each was read, its facts, and its files as read. */
   guests: PlannedGuest[];
+  /** The policy files in scope, before and after (diff-policies.ts). */
+  policies: PlannedPolicy[];
   diagnostics: Diagnostic[];
 };
 
@@ -61,6 +65,7 @@ function knownAddresses(desired: DesiredState, changes: readonly ResourceChange[
   for (const n of desired.pools.keys()) out.add(`pool.${n}`);
   if (desired.properties.size > 0) out.add("properties");
   for (const a of desired.guests.keys()) out.add(a);
+  for (const a of desiredPolicies(desired).keys()) out.add(a);
   return out;
 }
 
@@ -85,5 +90,5 @@ export function buildPlan(desired: DesiredState, actual: ActualState, options: P
   const changes = [...diff.changes, ...inner.changes].filter((c) => inScope(c.address));
   const loosening = planLoosening(changes, actual);
   for (const c of changes) c.loosens = loosening.get(c.address) ?? [];
-  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), diagnostics };
+  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), policies: (diff.policies ?? []).filter((p) => inScope(p.address)), diagnostics };
 }

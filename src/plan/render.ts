@@ -4,10 +4,11 @@
 // string; the CLI decides where it goes and whether it is coloured.
 
 import { diffArrays } from "diff";
+import { renderPolicyDiff } from "./render-policy.js";
 import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
 import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import type { JsonGuest, JsonPlan, JsonResourceChange, JsonStep } from "./json.js";
+import type { JsonGuest, JsonPlan, JsonPolicyFile, JsonResourceChange, JsonStep } from "./json.js";
 import { LOOSENING_KINDS } from "./loosening.js";
 import { stepOpMethod } from "./ops.js";
 import { describeRelease, RELEASE_IDS } from "../model/release.js";
@@ -180,14 +181,14 @@ function markAttributes(lines: readonly string[], attributes: ReadonlySet<string
   });
 }
 
-function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest): string[] {
+function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest, policy?: JsonPolicyFile): string[] {
   const c = displayed(written);
   const style = actionStyle(c.action);
   const loosens = c.loosens ?? [];
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   const facts = guest === undefined ? undefined : factsLine(guest);
   if (facts !== undefined) comment.push(`# guest: ${facts}`);
-  if (c.destroys_data) comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
+  if (c.destroys_data && c.type !== "policy") comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
   for (const r of c.reasons) comment.push(`# ${r}`);
   const head = `${actionSymbol(c.action).padStart(4)} ${c.address}`;
   const attributes = renderAttributes(c, paint);
@@ -197,6 +198,7 @@ function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[]
     ...errors.map((d) => paint("remove", `  # refused, ${d.code}: ${d.message}`)),
     paint(style, loosens.length > 0 ? marked(head) : head),
     ...(loosens.length > 0 ? markAttributes(attributes, new Set(loosens.flatMap((l) => (l.attribute === undefined ? [] : [l.attribute])))) : attributes),
+    ...(policy === undefined ? [] : renderPolicyDiff(policy, paint)),
     "",
   ];
 }
@@ -267,7 +269,9 @@ export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
     }
     const guestAt = new Map<string, JsonGuest>();
     for (const g of plan.guests ?? []) if (!guestAt.has(g.address)) guestAt.set(g.address, g);
-    for (const c of changed) lines.push(...renderChange(c, errorsAt.get(c.address) ?? [], paint, guestAt.get(c.address)));
+    // Policy content from the plan as written: renderPolicyDiff makes each line printable itself.
+    const policyAt = new Map((written.policies ?? []).map((p) => [p.address, p]));
+    for (const c of changed) lines.push(...renderChange(c, errorsAt.get(c.address) ?? [], paint, guestAt.get(c.address), policyAt.get(c.address)));
     lines.push(...renderSteps(plan.steps, paint));
   }
   const takes = plan.options.take_ownership ?? [];

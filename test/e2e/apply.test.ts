@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { opCall } from "../../src/apply/admin-api.js";
 import type { JsonPlan } from "../../src/plan/json.js";
-import { isGuestOp } from "../../src/plan/ops.js";
+import { isAdminOp } from "../../src/plan/ops.js";
 import { runBuiltCli } from "../helpers/cli.js";
 import { repoRoot } from "../helpers/shared.js";
 import { isMutating, startTestSim, type TestSim } from "../helpers/sim.js";
@@ -119,7 +119,7 @@ describe("apply of the built CLI", () => {
       let from = 0;
       const at: number[] = [];
       for (const op of step.ops) {
-        if (isGuestOp(op)) throw new Error(`reference.yaml has no guests, but step ${step.id} has ${op.op}`);
+        if (!isAdminOp(op)) throw new Error(`reference.yaml has no guests, but step ${step.id} has ${op.op}`);
         const c = opCall(op);
         // The new qube's UUID is read (not a mutation); its record ops name it only once read.
         if (!isMutating(c.method)) continue;

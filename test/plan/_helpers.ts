@@ -11,7 +11,7 @@ import type { Address } from "../../src/model/address.js";
 import type { DesiredState } from "../../src/model/desired.js";
 import { renderDiagnostic } from "../../src/model/diagnostics.js";
 import { toJsonPlan, type JsonPlan } from "../../src/plan/json.js";
-import { isGuestOp, type Op, type StepOp } from "../../src/plan/ops.js";
+import { isAdminOp, type Op, type StepOp } from "../../src/plan/ops.js";
 import { buildPlan, type Plan } from "../../src/plan/plan.js";
 import { readActualState } from "../../src/plan/reader.js";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
@@ -79,7 +79,7 @@ export async function planWith(
 /** Every op of the plan, in step order (these plans have no guests: their ops are Admin API calls). */
 export const planOps = (json: JsonPlan): Op[] =>
   json.steps.flatMap((s) => s.ops).map((o) => {
-    if (isGuestOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
+    if (!isAdminOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
     return o;
   });
 
@@ -87,7 +87,7 @@ export const planOps = (json: JsonPlan): Op[] =>
 export async function runOps(client: AdminClient, ops: readonly StepOp[]): Promise<void> {
   const uuids = new Map<string, string>();
   for (const o of ops) {
-    if (isGuestOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
+    if (!isAdminOp(o)) throw new Error(`a guest op in a plan without guests: ${o.op}`);
     await runOp(client, o, uuids);
   }
 }

@@ -17,6 +17,7 @@ import { applySteps, type ApplyHooks, type OpExecutor } from "../../apply/engine
 import { destroyedByOps, enforcementDiagnostics, ownershipProblems, planProblems, type ObservedOwnership } from "../../apply/enforce.js";
 import { settleFailedCreate } from "../../apply/left-state.js";
 import { checkGuestPriorState, guestOpExecutor, withGuestOps } from "../../apply/guest-agent.js";
+import { checkPolicyPriorState, policyClientOf, policyExecutor } from "../../apply/policy-files.js";
 import { acquireLock, breakLock, describeHolder, heldMessage, lockStoreFromClient, newHolder, readLock, releaseLock, type Acquired, type LockHolder, type LockStore } from "../../apply/lock.js";
 import { checkPriorState, createStateCache, type PriorStateChange, type StateCache } from "../../apply/prior-state.js";
 import { releaseMismatch } from "../../model/release.js";
@@ -383,6 +384,12 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       // What the plan decided by release (maxmem, properties) holds only on that release.
       const mismatch = plan.qubes_release === undefined ? undefined : releaseMismatch(plan.qubes_release.candidates, await client.release());
       if (mismatch !== undefined) throw new CliError(`${mismatch}; nothing was changed. Run \`qubes-iac plan\` again`);
+      // Each policy file the plan writes is still as planning read it: a hand edit since keeps, and nothing runs.
+      const policyProblems = await checkPolicyPriorState(plan, policyClientOf(client.transport));
+      if (policyProblems.length > 0) {
+        write(io.stderr, `${renderDiagnostics(policyProblems, new Map())}\n`);
+        throw new CliError(`${policyProblems.length === 1 ? "a policy file" : `${policyProblems.length} policy files`} changed or cannot be written as planned (above); nothing was changed. Run \`qubes-iac plan\` again`);
+      }
       const changes = [...(await checkPriorState(readerFromClient(client), plan.prior_state, { parallelism, cache })), ...(await checkGuestPriorState(plan))];
       if (changes.length > 0) {
         reportPriorStateChanges(io, changes, o.json === true);
@@ -415,7 +422,8 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       else io.stdout.write("\n");
       const admin = executorFromClient(client, { killAfterTimeout: o.killAfterTimeout === true });
       const reader = readerFromClient(client);
-      const run = interruptible(io, plan.steps, view, withGuestOps(admin, guestOpExecutor()));
+      const policyClient = policyClientOf(client.transport);
+      const run = interruptible(io, plan.steps, view, withGuestOps(admin, guestOpExecutor(), policyClient === undefined ? undefined : policyExecutor(policyClient)));
       const result = await applySteps(plan.steps, {
         parallelism,
         executor: run.executor,

@@ -7,6 +7,9 @@
 import { resolve } from "node:path";
 import { loadConfig, type LoadResult } from "../../config/index.js";
 import { readerFromClient } from "../../apply/admin-api.js";
+import { describePolicyFailure, policyClientOf, policyReaderOf } from "../../apply/policy-files.js";
+import { readPolicies } from "../../plan/policy-reader.js";
+import { desiredPolicies } from "../../plan/policy-desired.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { parseAddress, type Address } from "../../model/address.js";
 import type { DesiredState } from "../../model/desired.js";
@@ -79,7 +82,10 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
   const excludes = parseAddresses(o.exclude, "--exclude");
   const release = o.release ?? [];
   const options = { allowRestart: o.allowRestart === true, targets, excludes, takeOwnership: parseOwners(o.takeOwnership), release, now: Date.now() };
-  const actual = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism, visibility: client.transport.visibility, release });
+  const read = await readActualState(readerFromClient(client), config, { parallelism: o.parallelism, visibility: client.transport.visibility, release });
+  // The policy files the config names or the inventory lists (none: no call).
+  const policies = await readPolicies(policyReaderOf(policyClientOf(client.transport)), config.owner, desiredPolicies(config), read.dom0FeatureNames, describePolicyFailure);
+  const actual = policies === undefined ? read : { ...read, policies };
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
   const plan = buildPlan(config, actual, options, guests);
   plan.diagnostics.unshift(...configDiagnostics);

@@ -11,11 +11,13 @@ import { startSimulator } from "./simulator/index.js";
 import { createQrexecTransport } from "./transport-qrexec.js";
 import { createSocketTransport } from "./transport-socket.js";
 import type { Transport } from "./transport.js";
+import { multiplexerServiceRunner, RPC_MULTIPLEXER, simServiceRunner } from "./service-runner.js";
 
-export async function openTransport(spec: ConnectSpec, opts: { timeoutMs: number }): Promise<Transport> {
+/** `multiplexer`: dom0's qubes-rpc-multiplexer, for policy.* over the qubesd connection (default RPC_MULTIPLEXER). */
+export async function openTransport(spec: ConnectSpec, opts: { timeoutMs: number; multiplexer?: string }): Promise<Transport> {
   switch (spec.kind) {
     case "qubesd":
-      return createSocketTransport(spec.socketPath, { timeoutMs: opts.timeoutMs });
+      return { ...createSocketTransport(spec.socketPath, { timeoutMs: opts.timeoutMs }), service: multiplexerServiceRunner(opts.multiplexer ?? RPC_MULTIPLEXER, { timeoutMs: opts.timeoutMs }) };
     case "qrexec":
       return createQrexecTransport({ timeoutMs: opts.timeoutMs, command: spec.command });
     case "sim": {
@@ -34,6 +36,7 @@ export async function openTransport(spec: ConnectSpec, opts: { timeoutMs: number
         });
         return {
           ...inner,
+          service: simServiceRunner(server.socketPath, { timeoutMs: opts.timeoutMs }),
           close: async () => {
             await server.close();
             cleanup();

@@ -6,6 +6,7 @@
 
 import { spawn } from "node:child_process";
 import { QubesApiError } from "./errors.js";
+import { qrexecServiceRunner } from "./service-runner.js";
 import { MAX_REPLY_BYTES, describeCall, readableStream, type AdminCall, type CallOptions, type RawStream, type Transport } from "./transport.js";
 
 export const QREXEC_CLIENT_VM = "qrexec-client-vm";
@@ -96,5 +97,5 @@ export function createQrexecTransport(opts: { timeoutMs: number; command?: strin
     });
   };
 
-  return { description: `qrexec (${command}) from a management qube`, source: null, visibility: "policy", call, stream, close: async () => {} };
+  return { description: `qrexec (${command}) from a management qube`, source: null, visibility: "policy", call, stream, service: qrexecServiceRunner(command, { timeoutMs: opts.timeoutMs, ...(opts.env ? { env: opts.env } : {}) }), close: async () => {} };
 }

@@ -3,6 +3,8 @@
 // reply is the client's job; transports only move bytes and report transport faults as
 // QubesApiError values with `maybeDelivered` set when the request may have reached qubesd.
 
+import type { ServiceRunner } from "./service-runner.js";
+
 export type AdminCall = {
   method: string;
   dest: string;
@@ -30,6 +32,11 @@ export type Transport = {
    */
   readonly visibility: "all" | "policy";
   call(call: AdminCall, opts?: CallOptions): Promise<Buffer>;
+  /**
+   * Runs one of dom0's qrexec services (policy.*) the way this connection reaches dom0
+   * (service-runner.ts); absent where the connection cannot (a test's bare socket).
+   */
+  service?: ServiceRunner;
   stream(call: AdminCall): RawStream;
   close(): Promise<void>;
 };

@@ -18,6 +18,8 @@ import { checkLatency, createPacer, createSerialQueue, type Latency } from "./la
 import { APP, qubeHolder, readProp } from "./model.js";
 import { worldFromDocument, type FragmentCache, type Qube, type World } from "./state.js";
 import { releaseOf, type SimRelease } from "./releases.js";
+import { isPolicyService, runPolicyService } from "./policy-admin.js";
+import { encodeServiceReply } from "../service-frame.js";
 import { loadStateFile, lockStateFile, saveStateFile, StateFileError } from "./store.js";
 
 export {
@@ -220,6 +222,14 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorS
       return;
     }
     const req = frame.request;
+    if (isPolicyService(req.method)) {
+      // qrexec's policy admin services (policy-admin.ts), not qubesd's: dom0 runs them as root.
+      const ran = runPolicyService(world, req.method, req.arg, Buffer.from(req.payload));
+      if (ran.changed && statePath) saveStateFile(statePath, world, fragments, new Set());
+      endIfOpen(socket, encodeServiceReply(ran.reply));
+      log({ ...entryFor(t0, req, ran.reply.exit === 0 ? "ok" : "exception"), ...(ran.reply.exit !== 0 ? { exc_type: `exit ${ran.reply.exit}` } : {}) });
+      return;
+    }
     const fault = faults.match({ src: req.src, method: req.method, arg: req.arg, dest: req.dest });
     const action = fault?.action;
     const logCall = (reply: SimCallLogEntry["reply"], excType?: string): void =>

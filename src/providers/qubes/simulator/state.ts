@@ -14,6 +14,9 @@
 //            order), tags, firewall (rule lines, or null for the default "action=accept"),
 //            notes, volumes [{name, pool, size, rw, save_on_stop, snap_on_start,
 //            revisions_to_keep, ephemeral}], power, and while not Halted xid and start_time}
+//   policy   (optional, absent = empty) dom0's qrexec policy directory: {files: {name: text}}
+//            for /etc/qubes/policy.d/<name>.policy, {include: {name: text}} for its include/
+//            (served as policy.* by policy-admin.ts; not Admin API state)
 // A document that does not parse is an error naming the file; it is never silently replaced.
 
 import { parseRelease, releaseOf, type Release, type SimRelease } from "./releases.js";
@@ -41,6 +44,7 @@ export type StateDocument = {
   /** The devices the host and its qubes offer; absent: the recorded default (block and pci classes, none offered, PCI offline). */
   devices?: DevicesDocument;
   qubes: QubeDocument[];
+  policy?: { files: Record<string, string>; include: Record<string, string> };
 };
 
 /** Device classes dom0 serves, whether dom0's PCI list answers, and what each backend exposes. */
@@ -117,6 +121,7 @@ export type Qube = {
 };
 
 export type ExposedDevice = DevicesDocument["exposed"][number];
+export type PolicyDir = { files: Map<string, string>; include: Map<string, string> };
 
 export type Label = { index: number; name: string; color: string };
 
@@ -143,6 +148,8 @@ export type World = {
   byUuid: Map<string, Qube>;
   /** Device classes served, dom0's PCI list online or not, and the devices backends expose. */
   devices: { classes: string[]; pciOnline: boolean; exposed: ExposedDevice[]; fromDocument: boolean };
+  /** dom0's qrexec policy directory (file name without `.policy` → text), and its include/. */
+  policy: PolicyDir;
   /** What qubesd keeps in memory only and loses on restart. */
   runtime: {
     /** Labels created in this lifetime: their colour is still bytes, so label.Get fails (upstream quirk). */
@@ -220,6 +227,7 @@ export function worldFromDocument(doc: unknown): World {
     qubes: new Map(),
     byUuid: new Map(),
     devices: parseDevices(top.devices),
+    policy: parsePolicyDir(top.policy),
     runtime: { freshLabels: new Set(), cloneTokens: new Map(), nextXid: 1 },
   };
   for (const [i, q] of arr(top.qubes, "qubes").entries()) {
@@ -262,6 +270,19 @@ function parseAssignments(v: Json | undefined, at: string): AssignmentDocument[]
       }),
     };
   });
+}
+
+function parsePolicyDir(doc: Json | undefined): PolicyDir {
+  const dir: PolicyDir = { files: new Map(), include: new Map() };
+  if (doc === undefined) return dir;
+  const o = obj(doc, "policy");
+  for (const key of ["files", "include"] as const) {
+    for (const [k, v] of Object.entries(obj(o[key] ?? {}, `policy.${key}`))) {
+      if (!/^[A-Za-z0-9_-]+$/.test(k)) throw new StateFormatError(`policy.${key}: ${JSON.stringify(k)} is not a policy file name`);
+      dir[key].set(k, str(v, `policy.${key}.${k}`));
+    }
+  }
+  return dir;
 }
 
 function parseQube(o: { [k: string]: Json }, at: string): Qube {
@@ -381,6 +402,10 @@ export function serializeState(world: World, cache?: FragmentCache, dirty?: Read
     pools: [...world.pools.values()].map((p) => ({ name: p.name, driver: p.driver, config: Object.fromEntries(p.config) })),
     globals: Object.fromEntries(world.globals),
     ...(world.devices.fromDocument ? { devices: { classes: world.devices.classes, pci_online: world.devices.pciOnline, exposed: world.devices.exposed } } : {}),
+    // Only when it holds a file: a state without policy stays byte-identical to the ones before it.
+    ...(world.policy.files.size + world.policy.include.size > 0
+      ? { policy: { files: Object.fromEntries([...world.policy.files].sort(([a], [b]) => (a < b ? -1 : 1))), include: Object.fromEntries([...world.policy.include].sort(([a], [b]) => (a < b ? -1 : 1))) } }
+      : {}),
   };
   const fragments = qubes.map((q) => {
     const hit = cache && dirty && !dirty.has(q.name) ? cache.get(q) : undefined;
