@@ -102,6 +102,11 @@ export type ActualState = {
   referenced?: ReadonlyMap<string, ReadonlyMap<string, ActualProperty>>;
   /** dom0's qrexec policy files the config names or the inventory lists (src/plan/policy-reader.ts); undefined when none was read. */
   policies?: ActualPolicies;
+  /**
+   * Every other policy file's text, for the loosening analysis only (src/plan/policy-context.ts);
+   * undefined when not read.
+   */
+  policyContext?: { policies: ReadonlyMap<string, string>; includes: ReadonlyMap<string, string>; unread: readonly string[]; unlisted: boolean };
 };
 
 /**

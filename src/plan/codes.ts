@@ -62,6 +62,7 @@ export const PLAN_CODES = {
   "QIAC-W171": "R4.2 assigns a device by port only: any device plugged in at that port is attached",
   "QIAC-W172": "`device: any`: the assignment accepts any device at its port (a loosening)",
   "QIAC-W173": "dom0's PCI devices could not be listed, so a PCI device's existence is not checked",
+  "QIAC-W186": "what a plan's policy changes loosen is judged on the policy files the connection could read (a management qube may read only the config's files): a rule elsewhere that decides the same calls first is not seen",
   "QIAC-E190": "a policy file of the config exists in dom0 but is not managed by this owner (set `adopt: true` to take it over)",
   "QIAC-E191": "the policy files could not be read through qrexec's policy admin API (policy.List, policy.Get)",
   "QIAC-E192": "`absent: true` on a policy file this owner does not manage",

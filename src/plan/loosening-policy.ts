@@ -7,12 +7,16 @@
 // is not. New allow/ask rules with a broad source or target (`*`, `@anyvm`, a tag, a type) are
 // marked even when no qube matches them yet (a qube may get the tag tomorrow). Pure.
 
+import { policySet } from "../config/policy/set.js";
 import type { ActualState } from "../model/actual.js";
+import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
 import { evaluate, expandPolicy, type EffectiveRule, type EvalPolicyFile, type EvalQube, type EvalSystem, type IncludeResolver, type PolicyDecision, type PolicyRequest } from "../model/qrexec-eval.js";
 import type { PolicyScope, PolicyStatement } from "../model/qrexec-policy.js";
 import { releaseOf } from "../model/release.js";
 import { isPolicyAdminService } from "../model/qrexec-rights.js";
+import { planDiagnostic } from "./codes.js";
 import type { Loosening } from "./loosening.js";
+import { refuseRightsWrites } from "./mgmt-rights.js";
 
 /** One policy file the plan writes or removes (scope `policy`: a `.policy` file; `include`: include/NAME). */
 export type PolicyFileChange = {
@@ -218,4 +222,50 @@ export function policyLoosening(input: PolicyLooseningInput): Map<string, Loosen
     }
   }
   return out;
+}
+
+/** A policy file of the plan as diff-policies.ts plans it (PlannedPolicy), the part read here. */
+export type PlannedPolicyFile = {
+  address: string;
+  scope: PolicyScope;
+  name: string;
+  before: { content: string } | null;
+  after: { content: string } | null;
+  beforeStatements: readonly PolicyStatement[];
+  afterStatements: readonly PolicyStatement[];
+};
+
+/**
+ * What the plan's policy changes loosen, and the diagnostics that go with it: QIAC-E186 for a
+ * change to a file holding management rights from a management qube (mgmt-rights.ts), QIAC-W186
+ * when the rest of the policy could not be read in full (the judgement is then on what was).
+ */
+export function planPolicyLoosening(planned: readonly PlannedPolicyFile[], actual: ActualState, locate: (address: string) => SourceLocation | undefined): { loosens: Map<string, Loosening[]>; diagnostics: Diagnostic[] } {
+  const changes: PolicyFileChange[] = planned
+    .filter((p) => (p.before?.content ?? null) !== (p.after?.content ?? null))
+    .map((p) => ({ address: p.address, scope: p.scope, name: p.name, before: p.before === null ? null : p.beforeStatements, after: p.after === null ? null : p.afterStatements }));
+  const diagnostics: Diagnostic[] = [];
+  if (changes.length === 0) return { loosens: new Map(), diagnostics };
+  // Every text known: the rest of dom0's policy, and the files the plan read (as they are now).
+  const ctx = actual.policyContext;
+  const policies = new Map(ctx?.policies ?? []);
+  const includes = new Map(ctx?.includes ?? []);
+  for (const p of planned) if (p.before !== null) (p.scope === "policy" ? policies : includes).set(p.name, p.before.content);
+  const release = actual.release === undefined ? undefined : releaseOf(actual.release);
+  const base = policySet({ policies, includes }, release ?? "main").set;
+  const input: PolicyLooseningInput = { files: base.files, changes, system: evalSystemOf(actual) };
+  if (base.include !== undefined) input.include = base.include;
+  const loosens = policyLoosening(input);
+  const known = [...base.files.flatMap((f) => f.statements), ...changes.flatMap((c) => [...(c.before ?? []), ...(c.after ?? [])])];
+  diagnostics.push(...refuseRightsWrites(changes.map((c) => ({ ...c, ...(locate(c.address) !== undefined ? { at: locate(c.address) as SourceLocation } : {}) })), actual.visibility, known));
+  if (ctx === undefined || ctx.unlisted || ctx.unread.length > 0) {
+    const what = ctx === undefined || ctx.unlisted ? "the other policy files could not be listed" : `${ctx.unread.length} policy file${ctx.unread.length === 1 ? "" : "s"} could not be read (${ctx.unread.slice(0, 5).join(", ")}${ctx.unread.length > 5 ? ", …" : ""})`;
+    diagnostics.push(
+      planDiagnostic("QIAC-W186", `what the policy changes loosen is judged on the policy files this connection could read: ${what}; a rule in them that decides the same calls first is not seen`, {
+        address: changes[0]?.address ?? "policy",
+        hint: "plan from dom0 (or grant policy.Get of every file) for the whole judgement",
+      }),
+    );
+  }
+  return { loosens, diagnostics };
 }

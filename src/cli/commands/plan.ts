@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { loadConfig, type LoadResult } from "../../config/index.js";
 import { readerFromClient } from "../../apply/admin-api.js";
 import { describePolicyFailure, policyClientOf, policyReaderOf } from "../../apply/policy-files.js";
+import { readPolicyContext } from "../../plan/policy-context.js";
 import { readPolicies } from "../../plan/policy-reader.js";
 import { desiredPolicies } from "../../plan/policy-desired.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
@@ -87,7 +88,13 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
   const policies = await readPolicies(policyReaderOf(policyClientOf(client.transport)), config.owner, desiredPolicies(config), read.dom0FeatureNames, describePolicyFailure);
   const actual = policies === undefined ? read : { ...read, policies };
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
-  const plan = buildPlan(config, actual, options, guests);
+  let plan = buildPlan(config, actual, options, guests);
+  // A plan that changes a policy file is judged against the rest of dom0's policy
+  // (loosening-policy.ts): read only then, and the pure plan made again with it.
+  if (plan.policies.some((p) => (p.before?.content ?? null) !== (p.after?.content ?? null))) {
+    const policyContext = await readPolicyContext(policyReaderOf(policyClientOf(client.transport)), policies);
+    if (policyContext !== undefined) plan = buildPlan(config, { ...actual, policyContext }, options, guests);
+  }
   plan.diagnostics.unshift(...configDiagnostics);
   return toJsonPlan(plan, { version: packageVersion() });
 }
