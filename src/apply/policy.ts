@@ -9,6 +9,7 @@ import type { DesiredState } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { policyAddress, type DesiredPolicyFile } from "../model/qrexec-policy.js";
 import { rightsIncludes, rightsReason } from "../model/qrexec-rights.js";
+import { desiredPolicies } from "../plan/policy-desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
 import { configReferences } from "../plan/reference-needs.js";
@@ -45,10 +46,9 @@ export type PolicyInput = {
   allowPolicyWrites?: boolean;
 };
 
-/** The config's policy files (`policies:`, `policy_includes:`; the policy-config branch's DesiredState.policies). */
+/** The config's policy files (`policies:`, `policy_includes:`), by address. */
 export function policyFilesOf(desired: DesiredState): DesiredPolicyFile[] {
-  const files = (desired as { policies?: ReadonlyMap<string, DesiredPolicyFile> }).policies;
-  return files === undefined ? [] : [...files.values()].sort((a, b) => (policyAddress(a) < policyAddress(b) ? -1 : 1));
+  return [...desiredPolicies(desired).values()].sort((a, b) => (policyAddress(a) < policyAddress(b) ? -1 : 1));
 }
 
 /**

@@ -2,8 +2,8 @@
 // by effect (old against new state), as data with stable kind codes. The planner runs it on the
 // plan's changes; the JSON plan carries the result per change and the human plan marks it. It
 // decides nothing: narrowing changes are not marked, and nothing but display and the
-// `--deny-loosening` gate reads it. Pure: the policy and device kinds are judged in
-// loosening-policy.ts and loosening-devices.ts over their own rule and assignment sets.
+// `--deny-loosening` gate reads it. Pure: the device kinds are judged in loosening-devices.ts,
+// the policy kinds in loosening-policy.ts over the whole policy before and after (plan.ts runs both).
 
 import type { ActualState } from "../model/actual.js";
 import { isNoOp } from "./action.js";
@@ -79,8 +79,8 @@ function qubeLoosening(c: ResourceChange, changes: readonly ResourceChange[], ac
   if (value(c.after, pn) === "true" && value(c.before, pn) !== "true") {
     out.push({ kind: "provides-network", attribute: pn, detail: created ? "is created providing network (it can serve as a netvm)" : "starts to provide network (it can serve as a netvm)" });
   }
-  // Device assignments (devices branch: ActualQube.devices holds what the qube has, when read).
-  const held = (actual.qubes.get(c.name ?? "") as { devices?: ReadonlyMap<string, readonly unknown[]> } | undefined)?.devices;
+  // Device assignments: ActualQube.devices holds what the qube has of each class read.
+  const held = actual.qubes.get(c.name ?? "")?.devices;
   out.push(...deviceLoosening(created ? null : c.before, c.after, created ? undefined : held));
   // A qube the plan creates has no isolation to lose: its own netvm and firewall are not marked.
   if (created) return out;
