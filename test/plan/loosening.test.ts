@@ -173,6 +173,14 @@ describe("output and the CI gate", () => {
     expect(show.stdout).toContain("1 change loosens isolation: qube.vault (gains a netvm).\n");
   });
 
+  it("apply shows the markers in the plan it asks approval for", async () => {
+    const p = write("q.yaml", "qubes:\n  vault: {adopt: true, properties: {netvm: sys-firewall}}\n");
+    const r = await runCliInProcess(["apply", "--connect", `qubesd:${s.sim.socketPath}`, "--auto-approve", p], { env: { NO_COLOR: "1" } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("!     properties.netvm: none → sys-firewall\n");
+    expect(r.stdout).toContain("1 change loosens isolation: qube.vault (gains a netvm).\n");
+  });
+
   it("the plan schema's kinds are the module's", () => {
     const schema = JSON.parse(readFileSync(join(__dirname, "..", "..", "schemas", "plan.schema.json"), "utf8")) as {
       definitions: { resourceChange: { properties: { loosens: { items: { properties: { kind: { enum: string[] } } } } } } };
