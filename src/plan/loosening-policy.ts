@@ -38,7 +38,7 @@ export type PolicyLooseningInput = {
 };
 
 /** Above this many calls to decide, a change is judged by its lines only (conservatively). */
-const MAX_REQUESTS = 20_000;
+const MAX_REQUESTS = 50_000;
 /** A qube that does not exist yet: what `@anyvm` and `*` also stand for. */
 const ANOTHER_QUBE = "qubes-iac-any-other-qube";
 /** An argument no rule names: what `*` also stands for. */
@@ -156,10 +156,16 @@ const shown = (d: PolicyDecision): string => (d.action === "allow" && d.target !
 /** Rules of a file as lines, to tell a new rule from one it had. */
 const ruleKey = (s: PolicyStatement): string => JSON.stringify(s.kind === "rule" ? [s.service, s.argument, s.source, s.target, s.action, s.params] : s);
 
-/** The syntactic judgement, when there are too many calls to decide: every new allow or ask rule. */
+/** The syntactic judgement, when there are too many calls to decide: every new allow or ask rule, every deny or ask rule gone. */
 function byLines(c: PolicyFileChange): Loosening[] {
   const old = new Set((c.before ?? []).map(ruleKey));
+  const now = new Set((c.after ?? []).map(ruleKey));
   const out: Loosening[] = [];
+  const gone = (c.before ?? []).filter((s) => s.kind === "rule" && s.action !== "allow" && !now.has(ruleKey(s)));
+  if (gone.length > 0) {
+    const s = gone[0] as Extract<PolicyStatement, { kind: "rule" }>;
+    out.push({ kind: "policy-wider", detail: `${gone.length === 1 ? "a rule that" : `${gone.length} rules that`} denied or asked ${gone.length === 1 ? "is" : "are"} gone or changed (${s.service} ${s.argument} ${s.source} ${s.target} ${s.action}; too many calls to decide each: judged by its lines)` });
+  }
   for (const s of c.after ?? []) {
     if (s.kind !== "rule" || s.action === "deny" || old.has(ruleKey(s))) continue;
     const admin = isPolicyAdminService(s.service) && (isDom0(s.target) || s.target === "*" || (s.params.redirect !== undefined && isDom0(s.params.redirect)));

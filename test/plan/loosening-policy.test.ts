@@ -101,3 +101,14 @@ describe("policy-admin: a qube may rewrite policy (the strongest loosening)", ()
     expect(kinds("30-mgmt", null, rules("policy.Get * mgmt @adminvm allow target=dom0"))).toEqual(["policy-admin"]);
   });
 });
+
+describe("too many calls to decide each: judged by the lines", () => {
+  const many: EvalSystem = { qubes: new Map([["dom0", qube("AdminVM")], ...Array.from({ length: 300 }, (_, i) => [`q${i}`, qube("AppVM")] as [string, EvalQube])]) };
+  const judgeMany = (before: PolicyStatement[] | null, after: PolicyStatement[] | null) =>
+    policyLoosening({ files: before === null ? [] : [{ name: "30-x", statements: before }], changes: [{ address: "policy.30-x", scope: "policy", name: "30-x", before, after }], system: many }).get("policy.30-x") ?? [];
+  it("a deny over every pair of qubes removed, and a new broad allow, are marked; adding a deny is not", () => {
+    expect(judgeMany(rules("* * @anyvm @anyvm deny"), rules())[0]?.detail).toBe("a rule that denied or asked is gone or changed (* * @anyvm @anyvm deny; too many calls to decide each: judged by its lines)");
+    expect(judgeMany(null, rules("qubes.Filecopy * @anyvm @anyvm allow")).map((l) => l.kind)).toEqual(["policy-wider"]);
+    expect(judgeMany(null, rules("* * @anyvm @anyvm deny"))).toEqual([]);
+  });
+});

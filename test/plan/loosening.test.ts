@@ -181,6 +181,12 @@ describe("output and the CI gate", () => {
     expect(r.stdout).toContain("1 change loosens isolation: qube.vault (gains a netvm).\n");
   });
 
+  it("docs/plan.md lists every kind, strongest first, and no other", () => {
+    const doc = readFileSync(join(__dirname, "..", "..", "docs", "plan.md"), "utf8");
+    const section = doc.slice(doc.indexOf("## What loosens isolation"), doc.indexOf("## Semantics worth knowing"));
+    expect([...section.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1])).toEqual(LOOSENING_KIND_CODES);
+  });
+
   it("the plan schema's kinds are the module's", () => {
     const schema = JSON.parse(readFileSync(join(__dirname, "..", "..", "schemas", "plan.schema.json"), "utf8")) as {
       definitions: { resourceChange: { properties: { loosens: { items: { properties: { kind: { enum: string[] } } } } } } };
