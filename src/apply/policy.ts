@@ -7,7 +7,7 @@
 
 import type { DesiredState } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import { policyAddress, type DesiredPolicyFile } from "../model/qrexec-policy.js";
+import { policyAddress, type DesiredPolicyFile, type PolicyScope } from "../model/qrexec-policy.js";
 import { rightsIncludes, rightsReason } from "../model/qrexec-rights.js";
 import { desiredPolicies } from "../plan/policy-desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
@@ -44,6 +44,8 @@ export type PolicyInput = {
   inventory?: Inventory;
   /** `--allow-policy-writes`: with `apply`, grant policy.Replace/Remove of the config's policy files. */
   allowPolicyWrites?: boolean;
+  /** The owner's policy file entries (ownership.ts readPolicyInventory), when read: dropped files stay removable. */
+  policyInventory?: ReadonlyMap<string, { scope: PolicyScope; name: string; lifecycle: "created" | "adopted"; records: readonly string[] }>;
 };
 
 /** The config's policy files (`policies:`, `policy_includes:`), by address. */
@@ -54,15 +56,46 @@ export function policyFilesOf(desired: DesiredState): DesiredPolicyFile[] {
 /**
  * The policy admin calls of the config's policy files, each file by its exact name: plan reads
  * (`policy.List`, `policy.Get+NAME`; `policy.include.*` for include files), and only with
- * `apply` and `allowPolicyWrites` the writes (`policy.Replace+NAME`, `policy.Remove+NAME` of a
- * file with `absent: true`). A file released is only read.
+ * `apply` and `allowPolicyWrites` the writes apply makes (diff-policies.ts): `policy.Replace+NAME`
+ * and the file's inventory entry on dom0 (`admin.vm.feature.Set` of
+ * `qubes-iac.<owner>.policy.created.NAME`, or `.adopted.` for `adopt: true`); for `absent: true`
+ * `policy.Remove+NAME` and the entry's removal; for `release: true` the entry's removal. With the
+ * inventory read (`--connect`), the same for the files it lists that the config dropped: a
+ * created one is removed, an adopted one released.
  */
 export function policyFileRules(i: PolicyInput): PolicyRule[] {
   const out: PolicyRule[] = [];
-  for (const f of policyFilesOf(i.desired)) {
-    const svc = (s: "List" | "Get" | "Replace" | "Remove"): string => (f.scope === "include" ? `policy.include.${s}` : `policy.${s}`);
-    out.push({ service: svc("List"), argument: "+", target: ADMINVM, purpose: "policy-read" }, { service: svc("Get"), argument: `+${f.name}`, target: ADMINVM, purpose: "policy-read" });
-    if (i.apply && i.allowPolicyWrites === true && !f.release) out.push({ service: svc(f.absent ? "Remove" : "Replace"), argument: `+${f.name}`, target: ADMINVM, purpose: "policy-write" });
+  const writes = i.apply && i.allowPolicyWrites === true;
+  const names = ownershipNames(i.desired.owner);
+  const svc = (scope: PolicyScope, s: "List" | "Get" | "Replace" | "Remove"): string => (scope === "include" ? `policy.include.${s}` : `policy.${s}`);
+  const entry = (op: "Set" | "Remove", scope: PolicyScope, lifecycle: "created" | "adopted", name: string): PolicyRule => ({
+    service: `admin.vm.feature.${op}`,
+    argument: `+${names.policy(scope, lifecycle, name)}`,
+    target: ADMINVM,
+    purpose: "policy-write",
+  });
+  const read = (scope: PolicyScope, name: string): void => {
+    out.push({ service: svc(scope, "List"), argument: "+", target: ADMINVM, purpose: "policy-read" }, { service: svc(scope, "Get"), argument: `+${name}`, target: ADMINVM, purpose: "policy-read" });
+  };
+  const desired = policyFilesOf(i.desired);
+  for (const f of desired) {
+    read(f.scope, f.name);
+    if (!writes) continue;
+    if (f.release) {
+      out.push(entry("Remove", f.scope, "created", f.name), entry("Remove", f.scope, "adopted", f.name));
+    } else if (f.absent) {
+      out.push({ service: svc(f.scope, "Remove"), argument: `+${f.name}`, target: ADMINVM, purpose: "policy-write" }, entry("Remove", f.scope, "created", f.name), entry("Remove", f.scope, "adopted", f.name));
+    } else {
+      out.push({ service: svc(f.scope, "Replace"), argument: `+${f.name}`, target: ADMINVM, purpose: "policy-write" }, entry("Set", f.scope, f.adopt ? "adopted" : "created", f.name));
+    }
+  }
+  const named = new Set(desired.map(policyAddress));
+  for (const [address, e] of i.policyInventory ?? new Map()) {
+    if (named.has(address)) continue;
+    read(e.scope, e.name);
+    if (!writes) continue;
+    if (e.lifecycle === "created") out.push({ service: svc(e.scope, "Remove"), argument: `+${e.name}`, target: ADMINVM, purpose: "policy-write" });
+    for (const r of e.records) out.push({ service: "admin.vm.feature.Remove", argument: `+${r}`, target: ADMINVM, purpose: "policy-write" });
   }
   return out;
 }

@@ -119,7 +119,7 @@ describe("policy files that hold management rights", () => {
     const gone = { ...file("40-old", [rule("qubes.Filecopy", "deny", "@anyvm", "vault")]), absent: true };
     const inc = file("gpg-targets", [], "include");
     const withFiles = { ...desired, policies: new Map([["policy.30-gpg", gpg], ["policy.40-old", gone], ["policy.include.gpg-targets", inc]]) };
-    const lines = (o: { apply: boolean; allowPolicyWrites?: boolean }) =>
+    const lines = (o: { apply: boolean; allowPolicyWrites?: boolean; policyInventory?: Parameters<typeof policyRules>[0]["policyInventory"] }) =>
       policyRules({ desired: withFiles, mgmt: MGMT, ...o })
         .filter((r) => r.service.startsWith("policy."))
         .map((r) => `${r.service} ${r.argument} ${r.target} ${r.purpose}`);
@@ -138,6 +138,22 @@ describe("policy files that hold management rights", () => {
       "policy.Replace +30-gpg @adminvm policy-write",
       "policy.include.Replace +gpg-targets @adminvm policy-write",
     ]);
+    // The inventory entries apply writes before each file (diff-policies.ts), by exact name.
+    const entries = (o: { apply: boolean; allowPolicyWrites?: boolean; policyInventory?: Parameters<typeof policyRules>[0]["policyInventory"] }) =>
+      policyRules({ desired: withFiles, mgmt: MGMT, ...o })
+        .filter((r) => r.purpose === "policy-write" && r.service.startsWith("admin."))
+        .map((r) => `${r.service} ${r.argument}`);
+    expect(entries({ apply: true })).toEqual([]);
+    expect(entries({ apply: true, allowPolicyWrites: true })).toEqual([
+      "admin.vm.feature.Remove +qubes-iac.lab.policy.adopted.40-old",
+      "admin.vm.feature.Remove +qubes-iac.lab.policy.created.40-old",
+      "admin.vm.feature.Set +qubes-iac.lab.policy.created.30-gpg",
+      "admin.vm.feature.Set +qubes-iac.lab.policy.include.created.gpg-targets",
+    ]);
+    // With the inventory read (--connect): a created file the config dropped is removable, by name.
+    const dropped = new Map([["policy.20-dropped", { scope: "policy" as const, name: "20-dropped", lifecycle: "created" as const, records: ["qubes-iac.lab.policy.created.20-dropped"] }]]);
+    expect(lines({ apply: true, allowPolicyWrites: true, policyInventory: dropped })).toContain("policy.Remove +20-dropped @adminvm policy-write");
+    expect(entries({ apply: true, allowPolicyWrites: true, policyInventory: dropped })).toContain("admin.vm.feature.Remove +qubes-iac.lab.policy.created.20-dropped");
   });
 
   it("--allow-policy-writes needs --apply", async () => {

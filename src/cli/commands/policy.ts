@@ -9,7 +9,7 @@
 import { createdDispvmTemplates, policyFilesOf, policyRules, policyWriteRefusals, renderPolicy } from "../../apply/policy.js";
 import { policyAddress } from "../../model/qrexec-policy.js";
 import { readerFromClient } from "../../apply/admin-api.js";
-import { readInventory, type Inventory } from "../../model/ownership.js";
+import { readInventory, readPolicyInventory, type Inventory } from "../../model/ownership.js";
 import { checkVmName } from "../../model/qubes-rules.js";
 import { withClient, type ConnectionOptions } from "../connection.js";
 import { CliError, interruptFlag, type CliIO } from "../io.js";
@@ -27,10 +27,18 @@ export async function policyCommand(io: CliIO, paths: string[], o: PolicyCommand
   const loaded = loadConfigOrReport(io, paths, false);
   if (!loaded) return 1;
   const desired = loaded.config;
-  const inventory: Inventory | undefined =
-    o.connect === undefined ? undefined : await withClient(io, o, async (client) => readInventory(desired.owner, await readerFromClient(client).featureNames("dom0")));
+  const dom0Features: string[] | undefined = o.connect === undefined ? undefined : await withClient(io, o, async (client) => readerFromClient(client).featureNames("dom0"));
+  const inventory: Inventory | undefined = dom0Features === undefined ? undefined : readInventory(desired.owner, dom0Features);
+  const policyInventory = dom0Features === undefined ? undefined : readPolicyInventory(desired.owner, dom0Features);
   if (stopped() !== undefined) return 1;
-  const input = { desired, mgmt: o.mgmt, apply: o.apply === true, allowPolicyWrites: o.allowPolicyWrites === true, ...(inventory !== undefined ? { inventory } : {}) };
+  const input = {
+    desired,
+    mgmt: o.mgmt,
+    apply: o.apply === true,
+    allowPolicyWrites: o.allowPolicyWrites === true,
+    ...(inventory !== undefined ? { inventory } : {}),
+    ...(policyInventory !== undefined ? { policyInventory } : {}),
+  };
   const refused = policyWriteRefusals(input);
   if (refused.length > 0) {
     io.stderr.write(`${renderDiagnostics(refused, loaded.sources)}\n`);
