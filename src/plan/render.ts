@@ -1,7 +1,8 @@
 // The human plan, rendered from the JSON plan only: one block per changed resource with its
 // symbol (+ ~ - -/+ .), attribute lines `name: old → new` (unchanged attributes hidden), rule
-// lists as a line diff, then the steps in execution order and the summary line. Returns a
-// string; the CLI decides where it goes and whether it is coloured.
+// lists as a line diff, then the steps in execution order and the summary line; a change that
+// loosens isolation has `!` in the first column of its lines that loosen and a closing line
+// lists them all. Returns a string; the CLI decides where it goes and whether it is coloured.
 
 import { diffArrays } from "diff";
 import { renderPolicyDiff } from "./render-policy.js";
