@@ -114,10 +114,12 @@ export function policyWriteRefusals(i: PolicyInput): Diagnostic[] {
   if (!i.apply || i.allowPolicyWrites !== true) return [];
   const files = policyFilesOf(i.desired);
   const includes = rightsIncludes(files.flatMap((f) => f.statements));
+  // The config's own include files, for the `!include` lines of its files.
+  const byPath = new Map(files.filter((f) => f.scope === "include").map((f) => [`include/${f.name}`, f.statements]));
   const out: Diagnostic[] = [];
   for (const f of files) {
     if (f.release) continue;
-    const why = rightsReason(f, includes);
+    const why = rightsReason(f, includes, (path) => byPath.get(path.replace(/^\/etc\/qubes\/policy\.d\//, "")));
     if (why === undefined) continue;
     out.push({
       severity: "error",

@@ -41,14 +41,24 @@ export type PolicyFileRef = { scope: PolicyScope; name: string; statements: read
 
 /**
  * Why `file` holds management rights (a phrase), or undefined: it allows or asks a rights service,
- * routes one through `!include-service`, or is an include file such a line reads (`includes`,
- * from rightsIncludes over every statement known).
+ * routes one through `!include-service`, includes (`!include`) a file that does, or is an include
+ * file such a line reads (`includes`, from rightsIncludes over every statement known). `resolve`
+ * gives the statements of an `!include` path as qrexec reads it (policy syntax), when known.
  */
-export function rightsReason(file: PolicyFileRef, includes: ReadonlySet<string>): string | undefined {
+export function rightsReason(file: PolicyFileRef, includes: ReadonlySet<string>, resolve?: (path: string) => readonly PolicyStatement[] | undefined): string | undefined {
   if (file.scope === "include" && includes.has(file.name)) return `include/${file.name} is read by an !include-service line of the Admin API or policy admin services`;
-  for (const s of file.statements) {
-    if (s.kind === "rule" && s.action !== "deny" && isRightsService(s.service)) return `it ${s.action === "allow" ? "allows" : "asks"} ${s.service === "*" ? "every service" : s.service} (${s.source} → ${s.target})`;
-    if (s.kind === "include-service" && isRightsService(s.service)) return `it routes ${s.service} through ${s.path}`;
-  }
-  return undefined;
+  const walk = (statements: readonly PolicyStatement[], via: readonly string[]): string | undefined => {
+    for (const s of statements) {
+      const through = via.length > 0 ? ` (through ${via.join(" → ")})` : "";
+      if (s.kind === "rule" && s.action !== "deny" && isRightsService(s.service)) return `it ${s.action === "allow" ? "allows" : "asks"} ${s.service === "*" ? "every service" : s.service} (${s.source} → ${s.target})${through}`;
+      if (s.kind === "include-service" && isRightsService(s.service)) return `it routes ${s.service} through ${s.path}${through}`;
+      if (s.kind === "include" && resolve !== undefined && !via.includes(s.path) && via.length < 8) {
+        const inner = resolve(s.path);
+        const why = inner === undefined ? undefined : walk(inner, [...via, s.path]);
+        if (why !== undefined) return why;
+      }
+    }
+    return undefined;
+  };
+  return walk(file.statements, []);
 }

@@ -263,7 +263,8 @@ export function planPolicyLoosening(planned: readonly PlannedPolicyFile[], actua
   if (base.include !== undefined) input.include = base.include;
   const loosens = policyLoosening(input);
   const known = [...base.files.flatMap((f) => f.statements), ...changes.flatMap((c) => [...(c.before ?? []), ...(c.after ?? [])])];
-  diagnostics.push(...refuseRightsWrites(changes.map((c) => ({ ...c, ...(locate(c.address) !== undefined ? { at: locate(c.address) as SourceLocation } : {}) })), actual.visibility, known));
+  const resolve = base.include === undefined ? undefined : (path: string) => base.include?.(path, "policy");
+  diagnostics.push(...refuseRightsWrites(changes.map((c) => ({ ...c, ...(locate(c.address) !== undefined ? { at: locate(c.address) as SourceLocation } : {}) })), actual.visibility, known, resolve));
   if (ctx === undefined || ctx.unlisted || ctx.unread.length > 0) {
     const what = ctx === undefined || ctx.unlisted ? "the other policy files could not be listed" : `${ctx.unread.length} policy file${ctx.unread.length === 1 ? "" : "s"} could not be read (${ctx.unread.slice(0, 5).join(", ")}${ctx.unread.length > 5 ? ", …" : ""})`;
     diagnostics.push(

@@ -22,14 +22,20 @@ export type PolicyFileChange = {
 /**
  * QIAC-E186 at each change to a file that holds management rights before or after, when the
  * connection is a management qube's (`visibility` `policy`, Transport.visibility). `known`: every
- * statement the plan read or writes (for the include files `!include-service` lines name).
+ * statement the plan read or writes (for the include files `!include-service` lines name);
+ * `resolve`: an `!include` path's statements, to follow includes.
  */
-export function refuseRightsWrites(changes: readonly PolicyFileChange[], visibility: "all" | "policy" | undefined, known: Iterable<PolicyStatement>): Diagnostic[] {
+export function refuseRightsWrites(
+  changes: readonly PolicyFileChange[],
+  visibility: "all" | "policy" | undefined,
+  known: Iterable<PolicyStatement>,
+  resolve?: (path: string) => readonly PolicyStatement[] | undefined,
+): Diagnostic[] {
   if (visibility !== "policy") return [];
   const includes = rightsIncludes([...known, ...changes.flatMap((c) => [...(c.before ?? []), ...(c.after ?? [])])]);
   const out: Diagnostic[] = [];
   for (const c of changes) {
-    const why = rightsReason({ scope: c.scope, name: c.name, statements: c.after ?? [] }, includes) ?? rightsReason({ scope: c.scope, name: c.name, statements: c.before ?? [] }, includes);
+    const why = rightsReason({ scope: c.scope, name: c.name, statements: c.after ?? [] }, includes, resolve) ?? rightsReason({ scope: c.scope, name: c.name, statements: c.before ?? [] }, includes, resolve);
     if (why === undefined) continue;
     const verb = c.after === null ? "remove" : c.before === null ? "create" : "change";
     out.push(

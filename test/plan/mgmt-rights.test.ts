@@ -28,6 +28,14 @@ describe("QIAC-E186", () => {
     expect(refuseRightsWrites(changes, "all", [])).toEqual([]);
     expect(refuseRightsWrites(changes, undefined, [])).toEqual([]);
   });
+  it("a file that !includes one granting rights (followed through the resolver)", () => {
+    const inc = change("30-inc", null, [{ kind: "include", path: "include/admin-extra" }]);
+    expect(refuseRightsWrites([inc], "policy", [])).toEqual([]);
+    const resolve = (path: string) => (path === "include/admin-extra" ? [rule("admin.vm.Start")] : undefined);
+    expect(refuseRightsWrites([inc], "policy", [], resolve).map((x) => x.message)).toEqual([
+      "policy.30-inc holds management rights (it allows admin.vm.Start (mgmt → @adminvm) (through include/admin-extra)): a management qube may not create it, only dom0 may",
+    ]);
+  });
   it("an include file read by an !include-service line of a rights service, found among the statements the plan read", () => {
     const inc = change("my-admin", [], [], "include");
     expect(refuseRightsWrites([inc], "policy", [])).toEqual([]);
