@@ -182,6 +182,18 @@ function markAttributes(lines: readonly string[], attributes: ReadonlySet<string
   });
 }
 
+/**
+ * A painter that also marks, in a loosening policy file's diff, the lines that can widen it: an
+ * allow or ask rule added, a deny or ask rule removed (the judgement itself is by effect).
+ */
+function markLoosePolicyLines(paint: Paint): Paint {
+  return (style, text) => {
+    const line = text.trimStart();
+    const widens = (line.startsWith("+") && !line.startsWith("+++") && /\s(allow|ask)(\s|$)/.test(line)) || (line.startsWith("-") && !line.startsWith("---") && /\s(deny|ask)(\s|$)/.test(line));
+    return paint(style, widens ? marked(text) : text);
+  };
+}
+
 function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest, policy?: JsonPolicyFile): string[] {
   const c = displayed(written);
   const style = actionStyle(c.action);
@@ -199,7 +211,7 @@ function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[]
     ...errors.map((d) => paint("remove", `  # refused, ${d.code}: ${d.message}`)),
     paint(style, loosens.length > 0 ? marked(head) : head),
     ...(loosens.length > 0 ? markAttributes(attributes, new Set(loosens.flatMap((l) => (l.attribute === undefined ? [] : [l.attribute])))) : attributes),
-    ...(policy === undefined ? [] : renderPolicyDiff(policy, paint)),
+    ...(policy === undefined ? [] : renderPolicyDiff(policy, loosens.length > 0 ? markLoosePolicyLines(paint) : paint)),
     "",
   ];
 }
