@@ -4,6 +4,7 @@
 // list can tell apart is tried once, so a new accept, a drop removed or moved below an accept,
 // and a wider host or port range are all found, and a rewrite that accepts the same is not. Pure.
 
+import { parseIPv6 } from "../model/ip-address.js";
 import { parseFirewallRule, type FirewallRule } from "../model/qubes-rules.js";
 
 /** What the new list accepts that the old did not, as one example packet a reviewer can read. */
@@ -107,7 +108,10 @@ function describe(p: Packet): string {
       ? p.name
       : p.family === "ipv4"
         ? [24n, 16n, 8n, 0n].map((s) => String((p.addr >> s) & 255n)).join(".")
-        : [...Array(8).keys()].map((i) => ((p.addr >> BigInt((7 - i) * 16)) & 0xffffn).toString(16)).join(":");
+        : (() => {
+            const full = [...Array(8).keys()].map((i) => ((p.addr >> BigInt((7 - i) * 16)) & 0xffffn).toString(16)).join(":");
+            return parseIPv6(full) ?? full;
+          })();
   const what = p.proto === "tcp" || p.proto === "udp" ? `${p.proto} port ${p.port}` : p.proto === "icmp" ? (p.icmp < 0 ? "icmp" : `icmp type ${p.icmp}`) : "other protocols";
   return `${what} to ${host}`;
 }
