@@ -6,6 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { printable } from "../util/printable.js";
 import type { Readable, Writable } from "node:stream";
 import type { Diagnostic } from "../model/diagnostics.js";
+import type { LoadOptions } from "../config/index.js";
 
 export type CliIO = {
   argv: string[];
@@ -22,7 +23,7 @@ export type CliIO = {
    * Loads and checks a config off the main thread, so that a signal ends the command while a
    * large config is parsed (loading is synchronous). Absent (in-process runs): loaded in place.
    */
-  loadInWorker?: (paths: string[]) => Promise<{ diagnostics: Diagnostic[]; sources: ReadonlyMap<string, string> }>;
+  loadInWorker?: (paths: string[], options?: LoadOptions) => Promise<{ diagnostics: Diagnostic[]; sources: ReadonlyMap<string, string> }>;
 };
 
 /** The exit code of a command a signal ended, as a shell reports a process that signal killed: 128 + its number. */

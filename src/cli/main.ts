@@ -12,7 +12,7 @@
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { packageVersion } from "./version.js";
 
-type LoadTask = { task: "load-config"; paths: string[]; cwd: string };
+type LoadTask = { task: "load-config"; paths: string[]; cwd: string; options?: import("../config/index.js").LoadOptions };
 
 // Output piped into a reader that goes away (`qubes-iac plan | head`) must not crash the
 // command with a stack trace, least of all an apply in the middle of its changes: what is left
@@ -35,13 +35,14 @@ if (!isMainThread) {
 async function loadConfigTask(t: LoadTask): Promise<void> {
   const { loadConfig } = await import("../config/index.js");
   const { configIOAt } = await import("./commands/validate.js");
-  const r = loadConfig(t.paths, configIOAt(t.cwd));
+  const r = loadConfig(t.paths, configIOAt(t.cwd), t.options);
   parentPort?.postMessage({ diagnostics: r.diagnostics, sources: r.sources });
 }
 
-function loadInWorker(paths: string[]): Promise<{ diagnostics: import("../model/diagnostics.js").Diagnostic[]; sources: ReadonlyMap<string, string> }> {
+function loadInWorker(paths: string[], options?: import("../config/index.js").LoadOptions): Promise<{ diagnostics: import("../model/diagnostics.js").Diagnostic[]; sources: ReadonlyMap<string, string> }> {
   return new Promise((resolve, reject) => {
     const task: LoadTask = { task: "load-config", paths, cwd: process.cwd() };
+    if (options) task.options = options;
     const w = new Worker(new URL(import.meta.url), { workerData: task });
     w.once("message", resolve);
     w.once("error", reject);

@@ -29,7 +29,8 @@ export async function runCli(io: CliIO): Promise<number> {
     .description("check configuration files; makes no Admin API call")
     .argument("[paths...]", "config files or directories (default: qubes.yaml)")
     .option("--json", "print diagnostics as JSON")
-    .action(async (paths: string[], o: { json?: boolean }) => {
+    .addOption(new Option("--release <release>", "judge qrexec policy files by this release's qrexec only (default: all three; a problem of some is a warning)").choices(["r4.2", "r4.3", "main"]))
+    .action(async (paths: string[], o: { json?: boolean; release?: "r4.2" | "r4.3" | "main" }) => {
       const { validateCommand } = await import("./commands/validate.js");
       exitCode = await untilInterrupted(io, () => validateCommand(io, paths, o));
     });

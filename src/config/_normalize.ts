@@ -56,6 +56,7 @@ import { didYouMean } from "./_suggest.js";
 import type { WrittenFile } from "./_yaml.js";
 import type { DesiredPolicyFile } from "../model/qrexec-policy.js";
 import { normalizePolicies } from "./policy/normalize.js";
+import type { ReleaseId } from "../model/release.js";
 
 export type Located<T> = { value: T; at: SourceLocation };
 
@@ -103,7 +104,7 @@ const reservedLabel = (name: string): string | null =>
 const POOL_NAME_HINT = "pool names are letters, digits and _.-";
 const FEATURE_PAYLOAD_HINT = "feature values are printable ASCII on one line: no newline, tab, NUL or non-ASCII characters";
 
-export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { part: ConfigPart; diagnostics: Diagnostic[] } {
+export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">, policyReleases?: readonly ReleaseId[]): { part: ConfigPart; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const loc = (ptr: string, key = false): SourceLocation => locateIn(w.spans, w.start, ptr, key);
   const report = (code: ConfigCode, message: string, ptr: string, hint?: string, key = false): void => {
@@ -334,7 +335,7 @@ export function normalizeFile(w: WrittenFile, io: Pick<ConfigIO, "inspect">): { 
     if (guest) part.guests.set(guest.address, guest);
   }
 
-  const policies = normalizePolicies(w);
+  const policies = normalizePolicies(w, policyReleases);
   diagnostics.push(...policies.diagnostics);
   part.policies = policies.policies;
 

@@ -5,6 +5,7 @@
 
 import { hasErrors, type Diagnostic } from "../model/diagnostics.js";
 import type { DesiredState } from "../model/desired.js";
+import type { ReleaseId } from "../model/release.js";
 import { diagnostic } from "./codes.js";
 import { mergeParts } from "./_merge.js";
 import { normalizeFile, type ConfigPart } from "./_normalize.js";
@@ -56,8 +57,17 @@ export const DEFAULT_CONFIG_PATH = "qubes.yaml";
 export const MAX_CONFIG_FILE_BYTES = 16 * 1024 * 1024;
 const CONFIG_FILE_RE = /\.ya?ml$/;
 
+/** How a config is judged where that depends on the Qubes release. */
+export type LoadOptions = {
+  /**
+   * The releases whose qrexec judges `policies:` (default all three: a problem of only some is
+   * the warning QIAC-W401). `validate --release` passes one: its problems are errors.
+   */
+  policyReleases?: readonly ReleaseId[];
+};
+
 /** Loads and validates the config at `paths` (files or directories); none means qubes.yaml. */
-export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
+export function loadConfig(paths: string[], io: ConfigIO, options: LoadOptions = {}): LoadResult {
   const diagnostics: Diagnostic[] = [];
   const sources = new Map<string, string>();
   const files = configFiles(paths.length > 0 ? paths : [DEFAULT_CONFIG_PATH], io, diagnostics, paths.length === 0);
@@ -87,7 +97,7 @@ export function loadConfig(paths: string[], io: ConfigIO): LoadResult {
       continue;
     }
     diagnostics.push(...checkSchema(read.written));
-    const normalized = normalizeFile(read.written, io);
+    const normalized = normalizeFile(read.written, io, options.policyReleases);
     diagnostics.push(...normalized.diagnostics);
     parts.push(normalized.part);
   }

@@ -11,7 +11,7 @@
 // plain data; includes are resolved through a function the caller gives.
 
 import type { PolicyAction, PolicyRule, PolicyStatement, PolicySyntax } from "./qrexec-policy.js";
-import { DOM0_UUID, QREXEC_POLICY_RELEASES, type QrexecPolicyRelease } from "./qrexec-release.js";
+import { ACTION_DEFAULTS, DOM0_UUID, QREXEC_POLICY_RELEASES, type QrexecPolicyRelease } from "./qrexec-release.js";
 import type { SourceLocation } from "./diagnostics.js";
 import type { ReleaseId } from "./release.js";
 
@@ -252,7 +252,8 @@ export function evaluate(set: PolicySet | ExpandedPolicy, request: PolicyRequest
   const rule = expanded.rules.find((r) => ruleMatchesButTarget(ctx, r, req) && tokenMatches(ctx, r.rule.target, req.target, req.source));
   if (!rule) return { action: "deny", reason: "no-rule", notify: true, message: "no matching rule found" };
   const p = rule.rule.params;
-  const notify = p.notify ?? rule.rule.action === "deny";
+  const defaults = ACTION_DEFAULTS[rule.rule.action];
+  const notify = p.notify ?? defaults.notify;
   const deny = (message: string): PolicyDecision => ({ action: "deny", rule, reason: "rule", notify, message });
   switch (rule.rule.action) {
     case "deny":
@@ -267,7 +268,7 @@ export function evaluate(set: PolicySet | ExpandedPolicy, request: PolicyRequest
         if (tpl === undefined) return deny(`policy define 'allow' action to @dispvm at ${where(rule)} but no DispVM base is set for this VM`);
         target = `@dispvm:${tpl}`;
       } else if (target === "@adminvm" || (isDom0(target) && ctx.rel.dom0 === "alias-of-adminvm")) target = "dom0";
-      const autostart = p.autostart ?? true;
+      const autostart = p.autostart ?? defaults.autostart ?? true;
       if (!autostart && !startsWithout(ctx, target)) return deny(`target ${target} is denied because it would require autostart`);
       const d: PolicyDecision = { action: "allow", rule, reason: "rule", target, autostart, notify };
       if (p.user !== undefined) d.user = p.user;
@@ -275,7 +276,7 @@ export function evaluate(set: PolicySet | ExpandedPolicy, request: PolicyRequest
     }
     case "ask": {
       let targets: string[] = p.redirect !== undefined ? [isDom0(p.redirect) ? "dom0" : p.redirect] : targetsForAsk(ctx, expanded.rules, req);
-      const autostart = p.autostart ?? true;
+      const autostart = p.autostart ?? defaults.autostart ?? true;
       if (!autostart) targets = targets.filter((t) => startsWithout(ctx, t));
       if (targets.length === 0) return deny(`policy define 'ask' action at ${where(rule)} but no target is available to choose from`);
       let def: string | undefined = p.default_target;

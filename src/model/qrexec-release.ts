@@ -78,20 +78,14 @@ export type QrexecPolicyRelease = {
    * with `@adminvm` and the all-zero UUID). Either way it stands for dom0 in every role.
    */
   dom0: "alias-of-adminvm" | "matched-as-dom0";
-  /**
-   * An empty qube specification (only `target=` or `default_target=` with nothing after `=` can
-   * be one): refused ("invalid empty redirect token", release4.3 and main) or read as a qube
-   * named "" that never exists (R4.2).
-   */
-  emptyTokenRefused: boolean;
   /** Directories qrexec loads policy files from (release4.3 and main add `/run/qubes/policy.d`, merged by file name). */
   policyDirs: readonly string[];
 };
 
 export const QREXEC_POLICY_RELEASES: Readonly<Record<ReleaseId, QrexecPolicyRelease>> = {
-  "r4.2": { title: "R4.2", uuidTokens: false, dom0: "alias-of-adminvm", emptyTokenRefused: false, policyDirs: ["/etc/qubes/policy.d"] },
-  "r4.3": { title: "R4.3", uuidTokens: true, dom0: "matched-as-dom0", emptyTokenRefused: true, policyDirs: ["/run/qubes/policy.d", "/etc/qubes/policy.d"] },
-  main: { title: "main", uuidTokens: true, dom0: "matched-as-dom0", emptyTokenRefused: true, policyDirs: ["/run/qubes/policy.d", "/etc/qubes/policy.d"] },
+  "r4.2": { title: "R4.2", uuidTokens: false, dom0: "alias-of-adminvm", policyDirs: ["/etc/qubes/policy.d"] },
+  "r4.3": { title: "R4.3", uuidTokens: true, dom0: "matched-as-dom0", policyDirs: ["/run/qubes/policy.d", "/etc/qubes/policy.d"] },
+  main: { title: "main", uuidTokens: true, dom0: "matched-as-dom0", policyDirs: ["/run/qubes/policy.d", "/etc/qubes/policy.d"] },
 };
 
 /** qrexec/__init__.py RPCNAME_ALLOWED_CHARSET: service names take these less `+`, arguments these. */

@@ -114,3 +114,28 @@ describe.each(RELEASE_IDS)("%s", (release) => {
     expect(errorsOf(line, "policy", release)).toEqual([]);
   });
 });
+
+test("any text: the parser never throws, and every diagnostic points inside the text (property)", async () => {
+  const fc = (await import("fast-check")).default;
+  const word = fc.oneof(
+    fc.constantFrom("qubes.Gpg", "*", "+", "+a", "@anyvm", "@dispvm", "@dispvm:", "@dispvm:@tag:x", "@tag:", "@type:X", "@default", "dom0", "uuid:x", "allow", "deny", "ask"),
+    fc.constantFrom("target=", "target=@anyvm", "notify=yes", "user=", "autostart=maybe", "default_target=dom0", "=", "#", "!include", "!include-dir", "!include-service", "!compat-4.0"),
+    fc.string({ maxLength: 6 }),
+  );
+  const line = fc.array(word, { maxLength: 8 }).map((ws) => ws.join(" "));
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 10 }), fc.constantFrom(...RELEASE_IDS), fc.constantFrom("policy" as const, "service" as const), (lines, release, syntax) => {
+      const text = lines.join("\n");
+      const parsed = parsePolicyText(text, release, { file: "f", syntax });
+      const count = text.split("\n").length;
+      for (const d of parsed.diagnostics) {
+        expect(d.location?.file).toBe("f");
+        expect(d.location!.line).toBeGreaterThanOrEqual(1);
+        expect(d.location!.line).toBeLessThanOrEqual(count);
+      }
+      // What reads is a statement of the text's lines, never more than there are.
+      expect(parsed.statements.length).toBeLessThanOrEqual(count);
+    }),
+    { numRuns: 500 },
+  );
+});

@@ -135,6 +135,12 @@ describe("text: locations", () => {
     expect(r.diagnostics.map((d) => [d.code, d.location?.line, d.location?.column])).toEqual([["QIAC-E409", 8, 48]]);
   });
 
+  test("a literal block with an indentation indicator: its spaces beyond it are text", () => {
+    const yaml = "version: 1\nowner: t\npolicies:\n  30-a:\n    text: |2\n        qubes.Gpg * @anyvm @anyvm allow notify=perhaps\n";
+    const r = loadConfig(["c.yaml"], memoryIO({ "c.yaml": yaml }));
+    expect(r.diagnostics.map((d) => [d.code, d.location?.line, d.location?.column])).toEqual([["QIAC-E409", 6, 48]]);
+  });
+
   test("every mistake of a file at once", () => {
     const parsed = parsePolicyText("a * b c allow\nq$ * b c allow\nx * b c allw\nx * @default c allow\n", "main", { file: "f" });
     expect(parsed.diagnostics.map((d) => `${d.code} ${d.location?.line}:${d.location?.column}`)).toEqual(["QIAC-E402 2:1", "QIAC-E407 3:9", "QIAC-E404 4:5"]);

@@ -202,3 +202,39 @@ describe("rulesForClass", () => {
     expect(rulesForClass(s, { source: "dom0" }).map((r) => r.at?.line)).toEqual([2]);
   });
 });
+
+describe("first match (property)", () => {
+  test("the deciding rule matches, and no rule before it does; no rule matching means deny", async () => {
+    const fc = (await import("fast-check")).default;
+    const { sourceMatches, targetMatches, verifyTarget } = await import("../../src/model/qrexec-eval.js");
+    const names = ["work", "personal", "vault", "dvm", "fedora", "dom0"];
+    const src = fc.constantFrom(...names, "@anyvm", "*", "@adminvm", "@tag:work", "@type:TemplateVm", "@type:AppVM", "@dispvm:dvm");
+    const tgt = fc.constantFrom(...names, "@anyvm", "*", "@adminvm", "@default", "@dispvm", "@dispvm:dvm", "@dispvm:@tag:dvms", "@tag:work");
+    const rule = fc
+      .record({ svc: fc.constantFrom("a", "b", "*"), src, tgt, action: fc.constantFrom("allow target=vault", "deny", "ask", "allow") })
+      .map((r) => `${r.svc} * ${r.src} ${r.tgt} ${r.action}`);
+    const file = fc.array(rule, { minLength: 0, maxLength: 6 });
+    const request = fc.record({
+      service: fc.constantFrom("a", "b"),
+      argument: fc.constant("+"),
+      source: fc.constantFrom(...names),
+      target: fc.constantFrom(...names, "", "@dispvm", "@dispvm:dvm", "@adminvm", "nosuch"),
+    });
+    fc.assert(
+      fc.property(fc.array(file, { minLength: 1, maxLength: 3 }), request, (files, r) => {
+        const s: PolicySet = { files: files.map((lines, i) => ({ name: `${i}0-f`, statements: parsePolicyText(lines.map((l) => `${l}\n`).join(""), "main", { file: "f" }).statements })) };
+        const sys = system();
+        const d = evaluate(s, r, sys);
+        const v = verifyTarget(r.target, sys);
+        if ("refused" in v) return expect(d.reason).toBe("request");
+        const matches = (x: { service: string; rule: { source: string; target: string } }) =>
+          (x.service === "*" || x.service === r.service) && sourceMatches(x.rule.source, r.source, sys) && targetMatches(x.rule.target, v.target, r.source, sys);
+        const rules = expandPolicy(s).rules;
+        const first = rules.findIndex(matches);
+        if (first < 0) expect(d).toMatchObject({ action: "deny", reason: "no-rule" });
+        else expect(d.rule?.index).toBe(first);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});

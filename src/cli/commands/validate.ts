@@ -4,7 +4,8 @@
 
 import { readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { loadConfig, nodeConfigIO, type ConfigIO } from "../../config/index.js";
+import { loadConfig, nodeConfigIO, type ConfigIO, type LoadOptions } from "../../config/index.js";
+import type { ReleaseId } from "../../model/release.js";
 import { hasErrors, renderDiagnostic, type Diagnostic } from "../../model/diagnostics.js";
 import { write, type CliIO } from "../io.js";
 
@@ -54,8 +55,9 @@ function loadsLong(io: CliIO, paths: readonly string[]): boolean {
   return bytes >= WORKER_LOAD_BYTES;
 }
 
-export async function validateCommand(io: CliIO, paths: string[], o: { json?: boolean }): Promise<number> {
-  const result = io.loadInWorker !== undefined && loadsLong(io, paths) ? await io.loadInWorker(paths) : loadConfig(paths, configIOAt(io.cwd));
+export async function validateCommand(io: CliIO, paths: string[], o: { json?: boolean; release?: ReleaseId }): Promise<number> {
+  const options: LoadOptions = o.release ? { policyReleases: [o.release] } : {};
+  const result = io.loadInWorker !== undefined && loadsLong(io, paths) ? await io.loadInWorker(paths, options) : loadConfig(paths, configIOAt(io.cwd), options);
   const failed = hasErrors(result.diagnostics);
   if (o.json) {
     write(io.stdout, JSON.stringify({ format_version: DIAGNOSTICS_FORMAT_VERSION, valid: !failed, diagnostics: result.diagnostics }, null, 2));

@@ -119,7 +119,9 @@ type Report = (code: ConfigCode, message: string, at: SourceLocation, hint?: str
 export function checkToken(token: string, role: TokenRole, release: ReleaseId, at: SourceLocation, report: Report): boolean {
   const code = ROLE_CODE[role];
   if (token === "") {
-    // R4.3 and main refuse it; R4.2 reads a qube named "" that never exists: wrong either way.
+    // Only `target=` or `default_target=` with nothing after `=` can be empty. R4.3 and main
+    // refuse it ("invalid empty redirect token"); R4.2 reads a qube named "" that never exists:
+    // wrong either way, so one error for every release.
     report(code, `invalid empty ${ROLE_WORD[role]} token`, at, "name a qube or a keyword after =, or leave the parameter out");
     return false;
   }

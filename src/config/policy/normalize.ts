@@ -23,36 +23,40 @@ const INCLUDE_KEYS = ["include", "include_dir", "include_service"] as const;
 /** Judges per release, then folds: the same problem everywhere stays; one of some releases only becomes W401. */
 type Judged = { statements: PolicyStatement[]; diagnostics: Diagnostic[] };
 
-const sameDiag = (a: Diagnostic, b: Diagnostic): boolean =>
-  a.code === b.code && a.message === b.message && a.location?.line === b.location?.line && a.location?.column === b.location?.column;
+/** What makes two releases' diagnostics the same problem. */
+const diagKey = (d: Diagnostic): string => `${d.code}\0${d.message}\0${d.location?.line ?? 0}\0${d.location?.column ?? 0}`;
 
+/** Linear in the diagnostics: a text block of thousands of bad lines folds in one pass per release. */
 function fold(per: ReadonlyMap<ReleaseId, Judged>): { statements: PolicyStatement[]; diagnostics: Diagnostic[]; releaseProblems?: Partial<Record<ReleaseId, Diagnostic[]>> } {
-  const all = [...per.values()];
   const diagnostics: Diagnostic[] = [];
   const releaseProblems: Partial<Record<ReleaseId, Diagnostic[]>> = {};
-  const seenSpecific: Diagnostic[] = [];
+  // Which releases report each problem, in the order first seen.
+  const seen = new Map<string, { d: Diagnostic; releases: ReleaseId[] }>();
   for (const [rel, j] of per) {
     for (const d of j.diagnostics) {
-      const everywhere = all.every((o) => o.diagnostics.some((x) => sameDiag(x, d)));
-      if (everywhere) {
-        if (!diagnostics.some((x) => sameDiag(x, d))) diagnostics.push(d);
-        continue;
-      }
-      if (d.severity === "error") (releaseProblems[rel] ??= []).push(d);
-      if (seenSpecific.some((x) => sameDiag(x, d))) continue;
-      seenSpecific.push(d);
-      const where = RELEASE_IDS.filter((r) => per.get(r)?.diagnostics.some((x) => sameDiag(x, d))).map((r) => QREXEC_POLICY_RELEASES[r].title);
-      const w: Diagnostic = { severity: "warning", code: "QIAC-W401", message: `${where.join(", ")} only (${d.code}): ${d.message}` };
-      if (d.location) w.location = d.location;
-      w.hint = d.hint ?? "plan refuses this against a system of that release";
-      diagnostics.push(w);
+      const k = diagKey(d);
+      const e = seen.get(k);
+      if (e === undefined) seen.set(k, { d, releases: [rel] });
+      else if (!e.releases.includes(rel)) e.releases.push(rel);
     }
   }
+  for (const { d, releases } of seen.values()) {
+    if (releases.length === per.size) {
+      diagnostics.push(d);
+      continue;
+    }
+    if (d.severity === "error") for (const rel of releases) (releaseProblems[rel] ??= []).push(d);
+    const where = RELEASE_IDS.filter((r) => releases.includes(r)).map((r) => QREXEC_POLICY_RELEASES[r].title);
+    const w: Diagnostic = { severity: "warning", code: "QIAC-W401", message: `${where.join(", ")} only (${d.code}): ${d.message}` };
+    if (d.location) w.location = d.location;
+    w.hint = d.hint ?? "plan refuses this against a system of that release";
+    diagnostics.push(w);
+  }
   // The statements of a release that reads the file without error: the newest first.
-  const order: ReleaseId[] = ["main", "r4.3", "r4.2"];
-  const clean = order.find((r) => !(per.get(r)?.diagnostics ?? []).some((d) => d.severity === "error")) ?? "main";
+  const order = (["main", "r4.3", "r4.2"] as const).filter((r) => per.has(r));
+  const clean = order.find((r) => !per.get(r)!.diagnostics.some((d) => d.severity === "error")) ?? order[0];
   const out: { statements: PolicyStatement[]; diagnostics: Diagnostic[]; releaseProblems?: Partial<Record<ReleaseId, Diagnostic[]>> } = {
-    statements: per.get(clean)?.statements ?? [],
+    statements: clean === undefined ? [] : (per.get(clean)?.statements ?? []),
     diagnostics,
   };
   if (Object.keys(releaseProblems).length > 0) out.releaseProblems = releaseProblems;
@@ -65,15 +69,21 @@ export function textOrigin(file: string, span: Span | undefined, fallback: Sourc
   const raw = span?.raw;
   if (raw !== undefined && raw.startsWith("|")) {
     const rawLines = raw.split("\n");
+    // An explicit indentation indicator (`|2`) counts from the indentation of the key's mapping;
+    // otherwise YAML takes the first line with content.
+    const explicit = /^\|[-+]?([1-9])|^\|([1-9])[-+]?/.exec(rawLines[0] ?? "");
+    const digit = explicit ? Number(explicit[1] ?? explicit[2]) : undefined;
     const content = rawLines.slice(1).find((l) => l.trim() !== "");
-    const indent = content === undefined ? 0 : content.length - content.trimStart().length;
+    const indent =
+      digit !== undefined && span?.key !== undefined ? span.key.column - 1 + digit : content === undefined ? 0 : content.length - content.trimStart().length;
     return { file, line: at.line + 1, column: indent + 1, indent, exact: true, syntax };
   }
   return { file, line: at.line, column: at.column, exact: false, syntax };
 }
 
 /** The policy files one config file declares, with every problem found. */
-export function normalizePolicies(w: WrittenFile): { policies: Map<string, DesiredPolicyFile>; diagnostics: Diagnostic[] } {
+/** `releases`: whose qrexec judges (default all three); a problem of only some of them is QIAC-W401. */
+export function normalizePolicies(w: WrittenFile, releases: readonly ReleaseId[] = RELEASE_IDS): { policies: Map<string, DesiredPolicyFile>; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const policies = new Map<string, DesiredPolicyFile>();
   const loc = (ptr: string, key = false): SourceLocation => locateIn(w.spans, w.start, ptr, key);
@@ -160,7 +170,7 @@ export function normalizePolicies(w: WrittenFile): { policies: Map<string, Desir
     }
 
     const per = new Map<ReleaseId, Judged>();
-    for (const release of RELEASE_IDS) {
+    for (const release of releases.length > 0 ? releases : RELEASE_IDS) {
       if (text !== undefined) {
         const tptr = childPointer(ptr, "text");
         const origin = textOrigin(w.file, w.spans.get(tptr), loc(tptr), syntax);

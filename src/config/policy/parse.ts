@@ -69,7 +69,7 @@ export function parsePolicyText(text: string, release: ReleaseId, origin: Policy
       // load_policy_file_service's compatibility substitutions, then `SOURCE TARGET ACTION[,PARAMS]`.
       const subst = line.replace(/\$include:/g, "!include ").replace(/\$/g, "@").replace(/,/g, " ");
       const sws = words(subst);
-      if (sws[0]!.text.startsWith("!")) {
+      if (sws[0]?.text.startsWith("!")) {
         if (sws[0]!.text === "!include" && sws.length === 2) {
           const inc = includeOf("include", [sws[1]!], at, diagnostics, say);
           if (inc) statements.push(inc);
