@@ -23,7 +23,16 @@ export const policyClientOf = (transport: Pick<Transport, "service">): PolicyCli
   transport.service === undefined ? undefined : createPolicyClient(transport.service);
 
 export const policyReaderOf = (client: PolicyClient | undefined): PolicyFilesReader | undefined =>
-  client === undefined ? undefined : { list: (scope) => client.list(scope), get: (scope, name) => client.get(scope, name) };
+  client === undefined
+    ? undefined
+    : {
+        list: (scope) => client.list(scope),
+        get: (scope, name) =>
+          client.get(scope, name).catch((e: unknown) => {
+            if (e instanceof PolicyAdminError && e.kind === "not-found") return undefined;
+            throw e;
+          }),
+      };
 
 export function describePolicyFailure(e: unknown): ReadFailure {
   if (e instanceof PolicyAdminError) return { message: e.message, refused: e.kind === "refused" };
@@ -57,8 +66,9 @@ export function policyExecutor(client: PolicyClient): OpExecutor<PolicyOp> {
         if (e instanceof PolicyAdminError) {
           if (e.kind === "token") return { kind: "failed", failure: failure(o, "token", changedMessage(o, e.message.replace(/^[^:]*: /, ""))) };
           if (e.kind === "refused") return { kind: "failed", failure: failure(o, "refused", `${e.message}; allow it in dom0's /etc/qubes/policy.d (see \`qubes-iac policy\`)`) };
-          if (e.kind === "internal") {
-            // R4.2/R4.3: a failed token check is an internal error too. A changed file says which.
+          if (e.kind === "internal" || e.kind === "rejected") {
+            // R4.2/R4.3 report a failed token check as an internal error, and over qrexec a reply
+            // may come without its message: a file that changed says which it was.
             try {
               const now = await currentToken(client, o);
               if (!matches(o.expected_token, now)) return { kind: "failed", failure: failure(o, "token", changedMessage(o, `its token is ${now?.token ?? "absent"} now`)) };

@@ -236,6 +236,10 @@ export function potentialOps(i: PolicyInput): Op[] {
     ops.push({ op: "feature.set", vm: "dom0", name: names.pool(p.name), value: "own" }, { op: "pool.add", driver: p.driver, name: p.name, params: {} });
   }
   for (const g of desired.properties.keys()) ops.push({ op: "property.set", holder: "global", name: g, value: "" }, { op: "property.reset", holder: "global", name: g });
+  // A policy file's inventory entries (docs/ownership.md, "Policy files"); the policy.* calls themselves are not Admin API calls.
+  for (const f of desiredPolicies(desired).values()) {
+    for (const lc of ["created", "adopted"] as const) ops.push({ op: "feature.set", vm: "dom0", name: names.policy(f.scope, lc, f.name), value: "1" }, { op: "feature.remove", vm: "dom0", name: names.policy(f.scope, lc, f.name) });
+  }
   // Running followers of default_netvm are connected only to a running netvm: apply may start it.
   const defaultNetvm = desired.properties.get("default_netvm");
   if (defaultNetvm?.kind === "vm" && defaultNetvm.value !== null && !desired.qubes.has(defaultNetvm.value)) ops.push({ op: "vm.start", vm: defaultNetvm.value });

@@ -51,7 +51,9 @@ export async function readPolicyContext(reader: PolicyFilesReader | undefined, r
     for (const name of [...names].sort()) {
       if (have.has(name)) continue;
       try {
-        have.set(name, (await reader.get(scope, name)).content);
+        // undefined: the file went away since the list (nothing to judge against).
+        const f = await reader.get(scope, name);
+        if (f !== undefined) have.set(name, f.content);
       } catch {
         unread.push(scope === "include" ? `include/${name}` : name);
       }

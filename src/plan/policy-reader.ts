@@ -10,7 +10,8 @@ import { policyAddressesToRead, type DesiredPolicies } from "./diff-policies.js"
 /** The read-only face of the policy client that planning is given. */
 export type PolicyFilesReader = {
   list(scope: PolicyScope): Promise<string[]>;
-  get(scope: PolicyScope, name: string): Promise<{ token: string; content: string }>;
+  /** undefined: the file is not there (removed since the list was read). */
+  get(scope: PolicyScope, name: string): Promise<{ token: string; content: string } | undefined>;
 };
 
 /** What a reader's failure says, and whether qrexec refused it. */
@@ -33,7 +34,8 @@ export async function readPolicies(
     }
     const files = new Map<string, { token: string; content: string } | { absent: true }>();
     for (const [address, w] of wanted) {
-      files.set(address, listed.get(w.scope)?.has(w.name) ? await reader.get(w.scope, w.name) : { absent: true });
+      const file = listed.get(w.scope)?.has(w.name) ? await reader.get(w.scope, w.name) : undefined;
+      files.set(address, file ?? { absent: true });
     }
     return { kind: "read", files };
   } catch (e) {

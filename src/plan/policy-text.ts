@@ -4,10 +4,9 @@
 // the level of columns and keywords (qrexec/policy/parser.py, QubesOS/qubes-core-qrexec); the
 // full validation of what the config writes is the config loader's (src/config/policy/). Pure.
 
-import { POLICY_PARAM_TEXT, type PolicyParams, type PolicyStatement } from "../model/qrexec-policy.js";
+import { POLICY_PARAM_TEXT, type PolicyParams, type PolicyStatement, type PolicySyntax } from "../model/qrexec-policy.js";
 
-/** `service`: an include file read by `!include-service` (its lines lack the service and argument columns). */
-export type PolicySyntax = "policy" | "service";
+export type { PolicySyntax };
 
 export type ReadStatements = { statements: PolicyStatement[]; /** 1-based lines that are no statement qrexec knows. */ unparsed: number[] };
 

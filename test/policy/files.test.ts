@@ -30,7 +30,7 @@ const at = { file: "qubes.yaml", line: 3, column: 3 };
 const rule = (service: string, source: string, target: string, action: PolicyRule["action"], params: PolicyRule["params"] = {}): PolicyRule => ({ kind: "rule", service, argument: "*", source, target, action, params });
 
 function policyFile(name: string, statements: PolicyRule[], o: Partial<DesiredPolicyFile> = {}): DesiredPolicyFile {
-  return { name, scope: "policy", form: "rules", statements, adopt: false, absent: false, release: false, at, ...o } as DesiredPolicyFile;
+  return { name, scope: "policy", syntax: "policy", form: "rules", statements, adopt: false, absent: false, release: false, at, ...o } as DesiredPolicyFile;
 }
 
 const withPolicies = (files: DesiredPolicyFile[]): DesiredState => ({ ...desiredFromYaml(`version: 1\nowner: ${OWNER}\n`), policies: new Map(files.map((f) => [policyAddress(f), f])) }) as DesiredState;

@@ -238,6 +238,8 @@ describe("the policy stand-in speaks to qubesd as qrexec-daemon does", () => {
     });
   const EXCEPTION = Buffer.from("2\0QubesNoSuchPropertyError\0\0Invalid property 'nope' of work\0");
 
+  // The stand-in reads the simulated policy directory first (policy.List); a bare qubesd serves none.
+  const POLICY_READ = "policy.List+ dom0 name dom0";
   it("names dom0 by keyword on R4.2 and by name on R4.3 and main; a qube by name; exit 0 for an exception reply, 126 for a qube that is not there", async () => {
     const fake = await fakeQubesd(EXCEPTION);
     const policy = policyFile(["admin.vm.List  *  mgmt  @adminvm  allow target=dom0", "admin.vm.property.Get  *  mgmt  work  allow target=dom0", "admin.vm.property.Get  *  mgmt  ghost  allow target=dom0"]);
@@ -255,24 +257,24 @@ describe("the policy stand-in speaks to qubesd as qrexec-daemon does", () => {
       // qrexec-daemon.c handle_execute_service_child: `<svc>+<arg> <src> keyword adminvm` when the
       // requested target is @adminvm (R4.2 reads `dom0` so), `name <target>` otherwise.
       expect(heads).toEqual({
-        "r4.2": ["admin.vm.List+ mgmt keyword adminvm", "admin.vm.List+ dom0 name dom0"],
-        "r4.3": ["admin.vm.List+ mgmt name dom0", "admin.vm.List+ dom0 name dom0"],
-        main: ["admin.vm.List+ mgmt name dom0", "admin.vm.List+ dom0 name dom0"],
+        "r4.2": [POLICY_READ, "admin.vm.List+ mgmt keyword adminvm", "admin.vm.List+ dom0 name dom0"],
+        "r4.3": [POLICY_READ, "admin.vm.List+ mgmt name dom0", "admin.vm.List+ dom0 name dom0"],
+        main: [POLICY_READ, "admin.vm.List+ mgmt name dom0", "admin.vm.List+ dom0 name dom0"],
       });
       fake.headers.length = 0;
       expect((await run(POLICY_STANDIN, ["@adminvm", "admin.vm.List"], env("main"))).code).toBe(0);
-      expect(fake.headers[0]).toBe("admin.vm.List+ mgmt keyword adminvm");
+      expect(fake.headers[1]).toBe("admin.vm.List+ mgmt keyword adminvm");
 
       fake.headers.length = 0;
       const exc = await run(POLICY_STANDIN, ["work", "admin.vm.property.Get+nope"], env("main"));
       expect({ code: exc.code, stdout: exc.stdout.equals(EXCEPTION) }).toEqual({ code: 0, stdout: true });
-      expect(fake.headers).toEqual(["admin.vm.List+ dom0 name dom0", "admin.vm.property.Get+nope mgmt name work"]);
+      expect(fake.headers).toEqual([POLICY_READ, "admin.vm.List+ dom0 name dom0", "admin.vm.property.Get+nope mgmt name work"]);
 
       fake.headers.length = 0;
       const ghost = await run(POLICY_STANDIN, ["ghost", "admin.vm.property.Get+memory"], env("main"));
       expect({ code: ghost.code, stderr: ghost.stderr }).toEqual({ code: 126, stderr: "Request refused\n" });
-      // Only the question of which qubes exist reached qubesd.
-      expect(fake.headers).toEqual(["admin.vm.List+ dom0 name dom0"]);
+      // Only the questions of the policy in force and of which qubes exist reached qubesd.
+      expect(fake.headers).toEqual([POLICY_READ, "admin.vm.List+ dom0 name dom0"]);
     } finally {
       fake.server.close();
     }

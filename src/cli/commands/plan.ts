@@ -11,6 +11,7 @@ import { describePolicyFailure, policyClientOf, policyReaderOf } from "../../app
 import { readPolicyContext } from "../../plan/policy-context.js";
 import { readPolicies } from "../../plan/policy-reader.js";
 import { desiredPolicies } from "../../plan/policy-desired.js";
+import { policyDiagnosticsWithSystem } from "../../plan/policy-names.js";
 import { guestReaderFromAgents } from "../../apply/guest-agent.js";
 import { parseAddress, type Address } from "../../model/address.js";
 import type { DesiredState } from "../../model/desired.js";
@@ -95,7 +96,7 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
     const policyContext = await readPolicyContext(policyReaderOf(policyClientOf(client.transport)), policies);
     if (policyContext !== undefined) plan = buildPlan(config, { ...actual, policyContext }, options, guests);
   }
-  plan.diagnostics.unshift(...configDiagnostics);
+  plan.diagnostics.unshift(...policyDiagnosticsWithSystem(config, actual, configDiagnostics));
   return toJsonPlan(plan, { version: packageVersion() });
 }
 
