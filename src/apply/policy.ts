@@ -13,6 +13,7 @@ import { desiredPolicies } from "../plan/policy-desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
 import { configReferences } from "../plan/reference-needs.js";
+import { deviceQargR42 } from "../model/devices.js";
 import { opCall, READER_CALLS } from "./admin-api.js";
 import { lockOps } from "./lock.js";
 
@@ -297,6 +298,8 @@ export function policyRules(i: PolicyInput): PolicyRule[] {
   const qubeTargets = [...namedQubes(i), createdByTag(i.mgmt)];
   for (const uses of Object.values(READER_CALLS)) {
     for (const u of uses) {
+      if (isDeviceCall(u.method)) continue; // deviceRules: only the classes and qubes the config names
+
       if (u.target === "dom0" || u.target === "qube-or-dom0") add({ service: u.method, argument: ANY, target: ADMINVM, purpose: "read" });
       if (u.target === "qube" || u.target === "qube-or-dom0") for (const t of qubeTargets) add({ service: u.method, argument: ANY, target: t, purpose: "read" });
       // Without a connection the classes are unknown: every property a reference may need is granted.
@@ -311,6 +314,7 @@ export function policyRules(i: PolicyInput): PolicyRule[] {
       add({ service: c.method, argument: argumentOf(c.arg), target: targetOf(c.dest), purpose: "write" });
     }
   }
+  for (const r of deviceRules(i)) add(r);
   for (const g of i.desired.guests.values()) {
     if (g.agent.kind === "qrexec") add({ service: g.agent.service, argument: ANY, target: g.agent.qube, purpose: "guest" });
   }
@@ -320,6 +324,35 @@ export function policyRules(i: PolicyInput): PolicyRule[] {
   return [...rules.values()].sort(
     (a, b) => PURPOSE_ORDER.indexOf(a.purpose) - PURPOSE_ORDER.indexOf(b.purpose) || cmp(a.service, b.service) || cmp(rank(a.target), rank(b.target)) || cmp(a.argument, b.argument),
   );
+}
+
+const isDeviceCall = (method: string): boolean => method.startsWith("admin.vm.device.") || method === "admin.deviceclass.List";
+
+/**
+ * The device calls of the config's `devices:` (src/model/devices.ts), for both device APIs,
+ * since the policy is written without asking which release answers: R4.3+ reads Assigned and
+ * writes Assign/Unassign/Set.assignment (the argument holds the device's identity, known only
+ * when the plan runs: any); R4.2 reads List and writes Attach/Detach with `+BACKEND+PORT`.
+ * Available is read of each backend, for the classes it offers to the config's qubes.
+ */
+function deviceRules(i: PolicyInput): PolicyRule[] {
+  const out: PolicyRule[] = [];
+  const withDevices = [...i.desired.qubes.values()].filter((q) => (q.devices?.size ?? 0) > 0);
+  if (withDevices.length === 0) return out;
+  out.push({ service: "admin.deviceclass.List", argument: ANY, target: ADMINVM, purpose: "read" });
+  for (const q of withDevices) {
+    const writeTarget = q.adopt ? q.name : createdByTag(i.mgmt);
+    for (const d of q.devices?.values() ?? []) {
+      const m = (call: string): string => `admin.vm.device.${d.devclass}.${call}`;
+      // R4.3+ and R4.2 listings of the qube's assignments.
+      for (const call of ["Assigned", "List"]) out.push({ service: m(call), argument: ANY, target: q.name, purpose: "read" });
+      out.push({ service: m("Available"), argument: `+${d.port}`, target: targetOf(d.backend), purpose: "read" });
+      if (!i.apply) continue;
+      for (const call of ["Assign", "Unassign", "Set.assignment"]) out.push({ service: m(call), argument: ANY, target: writeTarget, purpose: "write" });
+      for (const call of ["Attach", "Detach"]) out.push({ service: m(call), argument: `+${deviceQargR42(d.backend, d.port)}`, target: writeTarget, purpose: "write" });
+    }
+  }
+  return out;
 }
 
 const PURPOSE_ORDER: ReadonlyArray<PolicyRule["purpose"]> = ["read", "write", "guest", "policy-read", "policy-write"];

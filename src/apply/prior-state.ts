@@ -4,7 +4,7 @@
 // what changed, as address + old → new; an empty list means the plan still holds.
 
 import type { ListedQube } from "../model/actual.js";
-import { checkedValue, firewallFingerprint, poolFingerprint, type CheckedValue, type Check, type Holder } from "../plan/ops.js";
+import { checkedValue, devicesFingerprint, firewallFingerprint, poolFingerprint, type CheckedValue, type Check, type Holder } from "../plan/ops.js";
 import type { QubesReader } from "../plan/reader.js";
 import { createLimiter } from "../util/concurrency.js";
 
@@ -58,6 +58,7 @@ function checkedQube(c: Check): string | undefined {
     case "tag":
     case "firewall":
     case "volume-size":
+    case "devices":
       return c.vm === "dom0" ? undefined : c.vm;
     default: {
       const never: never = c;
@@ -87,6 +88,8 @@ function checkAddress(c: Check): string {
       return `pool.${c.name}.volumes`;
     case "volume-size":
       return `qube.${c.vm}.volumes.${c.volume}.size`;
+    case "devices":
+      return `qube.${c.vm}.devices.${c.devclass}`;
     default: {
       const never: never = c;
       return never;
@@ -202,6 +205,11 @@ export async function checkPriorState(reader: QubesReader, checks: readonly Chec
       case "volume-size": {
         const v = await volume(JSON.stringify([c.vm, c.volume]));
         return v.size.toString() === c.size ? undefined : { expected: `${c.size} bytes`, actual: `${v.size} bytes` };
+      }
+      case "devices": {
+        const list = await reader.deviceAssignments(c.vm, c.devclass, c.api);
+        const have = devicesFingerprint(list);
+        return sameChecked(have, c.expect) ? undefined : { expected: `${c.devclass} assignments with ${showChecked(c.expect)}`, actual: `${list.length} with ${showChecked(have)}` };
       }
       default: {
         const never: never = c;

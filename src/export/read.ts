@@ -1,12 +1,14 @@
 // What export reads, through the planner's read-only QubesReader: the qube list, dom0's features
 // (the owner's inventory), the global properties, and then — for the qubes, labels and pools it
 // exports — everything a config can say about them: properties, tags, every feature's value,
-// the firewall and the sizes of the volumes a config may size. Returns an ActualState holding
+// the firewall, the sizes of the volumes a config may size and the device assignments. Returns an ActualState holding
 // exactly the selected resources; export's renderer turns that into a config.
 
 import type { ActualLabel, ActualPool, ActualQube, ActualState, ActualVolume, ListedQube } from "../model/actual.js";
 import { readInventory, RESERVED_LABEL_PREFIX, type Inventory } from "../model/ownership.js";
+import { DEVICE_CLASSES } from "../model/devices.js";
 import { DEFAULT_LABELS } from "../model/qubes-rules.js";
+import { rulesFor } from "../model/release.js";
 import type { QubesReader } from "../plan/reader.js";
 import { createLimiter } from "../util/concurrency.js";
 
@@ -53,17 +55,25 @@ export async function readForExport(reader: QubesReader, sel: ExportSelection, o
     ? list.filter((q) => EXPORTABLE_CLASSES.has(q.klass)).map((q) => q.name).sort()
     : inventoryQubes(inventory).filter((n) => EXPORTABLE_CLASSES.has(listing.get(n)?.klass ?? ""));
 
+  // Device assignments of every class dom0 serves, through the release's API (none when it is not known exactly).
+  const [release, deviceClasses] = await Promise.all([r.release(), r.deviceClasses()]);
+  const deviceApi = rulesFor(release).devices?.api;
+  const classes = DEVICE_CLASSES.filter((c) => deviceClasses.includes(c));
+
   const readQube = async (l: ListedQube): Promise<ActualQube> => {
     const vm = l.name;
-    const [properties, tags, featureNames, firewall, volumes] = await Promise.all([
+    const [properties, tags, featureNames, firewall, volumes, devices] = await Promise.all([
       r.properties({ vm }),
       r.tags(vm),
       r.featureNames(vm),
       r.firewall(vm),
       Promise.all(sizedVolumes(l.klass).map(async (v) => [v, await r.volume(vm, v)] as [string, ActualVolume])),
+      deviceApi === undefined ? Promise.resolve([]) : Promise.all(classes.map(async (c) => [c, await r.deviceAssignments(vm, c, deviceApi)] as const)),
     ]);
     const values = await Promise.all(featureNames.map(async (f) => [f, (await r.feature(vm, f)) ?? ""] as const));
-    return { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), featureNames: new Set(featureNames), features: new Map(values), firewall, volumes: new Map(volumes) };
+    const q: ActualQube = { name: vm, klass: l.klass, power: l.power, properties, tags: new Set(tags), featureNames: new Set(featureNames), features: new Map(values), firewall, volumes: new Map(volumes) };
+    if (deviceApi !== undefined) q.devices = new Map(devices);
+    return q;
   };
 
   const readLabels = async (): Promise<Map<string, ActualLabel>> => {

@@ -8,6 +8,7 @@ import { GLOBAL_PROPERTIES, POOL_DRIVERS, QUBE_PROPERTIES, classesOf, type Prope
 import type { ActualProperty, ActualQube, ActualState } from "../model/actual.js";
 import { CONFIG_VERSION, TEMPLATE_BASED_CLASSES, type QubeClass } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
+import { configModeOf, defaultDeviceMode } from "../model/devices.js";
 import { lifecycleOf, ownershipNames, readInventory, readQubeRecords, RECORD_PREFIX } from "../model/ownership.js";
 import { checkFeatureName, checkFeatureValue, checkTagName, parseFirewallRule, parseQubesBool, PROHIBITED_FEATURES, type FirewallRule } from "../model/qubes-rules.js";
 import { exportDiagnostic } from "./codes.js";
@@ -202,6 +203,22 @@ function exportQube(q: ActualQube, actual: ActualState, o: ExportOptions, owned:
     if (size !== undefined && size !== DEFAULT_VOLUME_SIZES[v]) volumes[v] = { size: formatSize(size) };
   }
   if (Object.keys(volumes).length > 0) entry.volumes = volumes;
+
+  // Devices as the config writes them: the mode when not the class's default, options (a list
+  // when all are True), `device: any` for an assignment that accepts any device; a concrete
+  // identity is left to the plan, which keeps the one Qubes holds.
+  const devices: Record<string, Record<string, Record<string, unknown>>> = {};
+  for (const [devclass, list] of [...(q.devices ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    for (const a of [...list].sort((x, y) => (`${x.backend}:${x.port}` < `${y.backend}:${y.port}` ? -1 : 1))) {
+      if (a.mode === "manual") continue;
+      const body: Record<string, unknown> = {};
+      if (a.mode !== defaultDeviceMode(devclass)) body.mode = configModeOf(a.mode);
+      if (a.options.size > 0) body.options = [...a.options.values()].every((v) => v === "True") ? [...a.options.keys()] : Object.fromEntries(a.options);
+      if (a.deviceId === "*") body.device = "any";
+      (devices[devclass] ??= {})[`${a.backend}:${a.port}`] = body;
+    }
+  }
+  if (Object.keys(devices).length > 0) entry.devices = devices;
   return entry;
 }
 
@@ -248,6 +265,8 @@ function styleDocument(doc: Document): void {
     if (tags) tags.flow = true;
     const firewall = q.get("firewall", true) as YAMLSeq | undefined;
     for (const rule of firewall?.items ?? []) (rule as Node & { flow?: boolean }).flow = true;
+    const devices = q.get("devices", true) as YAMLMap | undefined;
+    for (const c of devices?.items ?? []) for (const d of (c.value as YAMLMap).items) (d.value as YAMLMap).flow = true;
     const volumes = q.get("volumes", true) as YAMLMap | undefined;
     for (const v of volumes?.items ?? []) (v.value as YAMLMap).flow = true;
   }

@@ -25,12 +25,20 @@ function classesOf(desired: DesiredState, q: ActualQube): DeviceClass[] {
   return [...out].sort();
 }
 
-export async function readDevices(r: QubesReader, desired: DesiredState, actual: ActualState): Promise<ActualState> {
-  const wanted = [...actual.qubes.values()].filter((q) => q.tags !== undefined).map((q) => [q, classesOf(desired, q)] as const).filter(([, c]) => c.length > 0);
+/**
+ * `everyClassOf`: qubes (read in depth) whose assignments of every served class are read too —
+ * the sources of clones with `clone_devices: true`, whose assignments devicesOfSource
+ * (diff-devices.ts) turns into the clone's.
+ */
+export async function readDevices(r: QubesReader, desired: DesiredState, actual: ActualState, everyClassOf: readonly string[] = []): Promise<ActualState> {
+  const all = new Set(everyClassOf);
+  const wanted0 = [...actual.qubes.values()].filter((q) => q.tags !== undefined).map((q) => [q, classesOf(desired, q)] as const);
   const configHas = [...desired.qubes.values()].some((q) => (q.devices?.size ?? 0) > 0);
-  if (wanted.length === 0 && !configHas) return actual;
+  if (wanted0.every(([q, c]) => c.length === 0 && !all.has(q.name)) && !configHas) return actual;
   const devices = rulesFor(actual.release ?? UNDETECTED).devices;
   const classes = new Set(await r.deviceClasses());
+  const served = [...classes].filter(isDeviceClass).sort();
+  const wanted = wanted0.map(([q, c]) => [q, all.has(q.name) ? served : c] as const).filter(([, c]) => c.length > 0);
   // An ambiguous release has no one device API: the planner refuses devices then (diff-devices.ts).
   if (devices === undefined) return { ...actual, deviceClasses: classes };
   const api = devices.api;
@@ -47,8 +55,10 @@ export async function readDevices(r: QubesReader, desired: DesiredState, actual:
     for (const d of dq.devices?.values() ?? []) {
       if (!classes.has(d.devclass) || !actual.listing.has(d.backend)) continue;
       const assigned = have?.get(d.devclass)?.some((a) => a.backend === d.backend && a.port === d.port && a.deviceId !== "*") ?? false;
+      // Any new assignment: its identity, or (given in the config) whether anything is plugged in there.
+      const isNew = !(have?.get(d.devclass)?.some((a) => a.backend === d.backend && a.port === d.port) ?? false);
       const needsIdentity = devices.identity && d.identity.kind === "present" && !assigned;
-      if (d.devclass === "pci" || needsIdentity) ports.set(devicePortKey(d.devclass, d.backend, d.port), d);
+      if (d.devclass === "pci" || needsIdentity || isNew) ports.set(devicePortKey(d.devclass, d.backend, d.port), d);
     }
   }
   const at = await Promise.all([...ports].map(async ([k, p]) => [k, await r.deviceAt(p.backend, p.devclass, p.port, api)] as const));

@@ -1,8 +1,8 @@
 // The diff of a qube's device assignments (src/model/devices.ts) against what Qubes holds, per
 // release (src/model/release.ts `devices`): R4.3+ Assign/Unassign/Set.assignment by port and
 // identity, R4.2 persistent Attach/Detach by port. Only assignments the qube's records say
-// qubes-iac made are changed or removed; one the config lists that exists as written is claimed
-// (its record is written, Qubes is not touched); one that exists otherwise is refused. What it
+// qubes-iac made are changed or removed; one the config lists that exists as written needs nothing
+// (and stays not qubes-iac's, as a feature of the same value); one that exists otherwise is refused. What it
 // decides and reports: release limits (no `ask`, no identity on R4.2), a PCI device dom0 does not
 // offer, the identity of the device present at a port, `device: any` as a loosening. Pure.
 
@@ -24,7 +24,7 @@ import { describeRelease, type ReleaseInfo } from "../model/release.js";
 import type { DiffContext } from "./_context.js";
 import type { AttrValue } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
-import type { Op } from "./ops.js";
+import { devicesFingerprint, type Op } from "./ops.js";
 import { detectedRelease, releaseRules } from "./release-rules.js";
 
 /** Where the device diff writes: the same accumulator fields as the attribute diff. */
@@ -73,6 +73,18 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     );
     return;
   }
+  // What the plan relied on: each class's assignments as read (a saved plan re-reads them).
+  if (current !== undefined) {
+    const classesRead = new Set<DeviceClass>([...desired.values()].map((d) => d.devclass));
+    for (const k of owned) {
+      const p = parseDeviceRecord(k);
+      if (p !== undefined) classesRead.add(p.devclass);
+    }
+    for (const c of [...classesRead].sort()) {
+      const list = current.devices.get(c);
+      if (list !== undefined) ctx.addCheck({ check: "devices", vm, devclass: c, api: rules.api, expect: devicesFingerprint(list) });
+    }
+  }
   const setRecord = (key: RecordKey): Op => (current === undefined ? { op: "record.set", vm, owner: ctx.desired.owner, record: key } : { op: "record.set", vm, owner: ctx.desired.owner, uuid: current.uuid, record: key });
   const classes = ctx.actual.deviceClasses ?? new Set<string>();
 
@@ -81,6 +93,7 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     if (pci !== undefined) err("QIAC-E178", pci, "its virt_mode is pvh, and a PCI device needs hvm (qubes/ext/pci.py refuses PCI in pvh mode)", "add `virt_mode: hvm` to its properties");
   }
 
+  const start = acc.ops.length;
   for (const [key, d] of desired) {
     const where = `${d.devclass} device ${deviceAddress(d.backend, d.port)}`;
     if (!classes.has(d.devclass)) {
@@ -113,7 +126,17 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
       else if (cur !== undefined && cur.deviceId !== undefined && cur.deviceId !== "*") deviceId = cur.deviceId;
       else if (at?.kind === "found" && at.device.deviceId !== undefined) deviceId = at.device.deviceId;
       if (deviceId === undefined || !(deviceId === "*" || isSafeDeviceId(deviceId))) {
-        const why = deviceId !== undefined ? `the identity ${JSON.stringify(deviceId)} of the device there cannot be sent` : at?.kind === "unavailable" ? `what is at the port cannot be read (${at.why})` : ctx.actual.listing.get(d.backend)?.power !== "Running" && d.backend !== "dom0" ? `${d.backend} is not running, so the device at the port is unknown` : "no device is plugged in at that port";
+        const backend = ctx.actual.listing.get(d.backend);
+        const why =
+          deviceId !== undefined
+            ? `the identity ${JSON.stringify(deviceId)} of the device there cannot be sent`
+            : at?.kind === "unavailable"
+              ? `what is at the port cannot be read (${at.why})`
+              : backend === undefined
+                ? `${d.backend} does not exist yet (this plan creates it), so the device at the port is unknown`
+                : backend.power !== "Running" && d.backend !== "dom0"
+                  ? `${d.backend} is not running, so the device at the port is unknown`
+                  : "no device is plugged in at that port";
         err("QIAC-E175", key, `${where}: ${why}, and an assignment holds the identity of the device it accepts`, "plug the device in (start its backend), or write `device: <identity>` or `device: any`");
         continue;
       }
@@ -122,12 +145,13 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
           planDiagnostic("QIAC-W172", `qube ${vm}: ${where} accepts any device plugged in at that port (\`device: any\`): a loosening`, { location: locate(q, key as QubeField), address }),
         );
       }
-    } else if (cur === undefined || !isOwned) {
+    } else if (cur === undefined && d.devclass !== "pci") {
+      // Said of what this plan attaches (a PCI port is a fixed slot: what sits there is the board's).
       ctx.diagnostics.push(
         planDiagnostic("QIAC-W171", `qube ${vm}: ${where}: ${release} assigns by port only, so any device plugged in there is attached (no identity, no ask)`, { location: locate(q, key as QubeField), address }),
       );
     }
-    if (at?.kind === "absent" && d.devclass !== "pci" && rules.identity && d.identity.kind !== "present") {
+    if (at?.kind === "absent" && d.devclass !== "pci" && (!rules.identity || d.identity.kind !== "present")) {
       ctx.diagnostics.push(planDiagnostic("QIAC-W170", `qube ${vm}: ${where}: nothing is plugged in there now (or ${d.backend} is halted); the assignment takes effect when it is`, { location: locate(q, key as QubeField), address }));
     }
     const attr = deviceAttrKey(d.devclass, d.backend, d.port);
@@ -150,10 +174,9 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     const sameId = rules.api === "persistent" || cur.deviceId === deviceId;
     const sameOpts = sameOptions(cur.options, d.options);
     if (rules.api === "persistent") acc.after[attr] = describe(cur.mode, undefined, d.options);
-    if (sameMode && sameId && sameOpts) {
-      if (!isOwned) acc.ops.push(setRecord(record));
-      continue;
-    }
+    // As written: nothing to do. Not claimed either (as for a feature of the same value): it is
+    // not qubes-iac's to remove later, and an exported config plans no change.
+    if (sameMode && sameId && sameOpts) continue;
     if (!isOwned) {
       err("QIAC-E176", key, `${where} is assigned already (${describe(cur.mode, cur.deviceId, cur.options)}), not by qubes-iac: it is never changed or detached`, `make the config match it, or unassign it by hand first (qvm-device ${d.devclass} unassign ${vm} ${deviceAddress(d.backend, d.port)})`);
       continue;
@@ -167,7 +190,9 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     if (!rules.removeWhileRunning) acc.halted.push(attr);
   }
 
-  // Assignments qubes-iac made that the config no longer lists: removed, then their records.
+  // Assignments qubes-iac made that the config no longer lists: removed (then their records)
+  // before any is added, so an interruption leaves the qube with fewer devices, never more.
+  const adds = acc.ops.splice(start);
   for (const k of [...owned].sort()) {
     const p = parseOwned(k);
     if (p === undefined || desired.has(deviceAttrKey(p.devclass, p.backend, p.port))) continue;
@@ -183,6 +208,7 @@ export function diffDevices(ctx: DiffContext, q: DesiredQube, current: CurrentDe
     }
     if (current !== undefined) acc.ops.push({ op: "record.remove", vm, owner: ctx.desired.owner, uuid: current.uuid, record: recordKeyOf(p.devclass, p.backend, p.port) });
   }
+  acc.ops.push(...adds);
 }
 
 function removeOp(rules: ReleaseInfo["devices"], vm: string, cur: ActualAssignment): Op {

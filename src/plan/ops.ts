@@ -210,7 +210,9 @@ export type Check =
   | { check: "pool"; name: string; expect: CheckedValue }
   /** The vids a pool the plan removes holds, sorted, one per line: all of them go with the qubes the plan deletes. */
   | { check: "pool-volumes"; name: string; expect: CheckedValue }
-  | { check: "volume-size"; vm: string; volume: string; size: string };
+  | { check: "volume-size"; vm: string; volume: string; size: string }
+  /** A qube's assignments of one device class, through the release's API, hashed (`devicesFingerprint`). */
+  | { check: "devices"; vm: string; devclass: DeviceClass; api: "assignment" | "persistent"; expect: CheckedValue };
 
 /** Values longer than this are checked by hash: a saved plan never holds large contents. */
 export const LARGE_VALUE = 256;
@@ -225,6 +227,12 @@ export function checkedValue(value: string | undefined): CheckedValue {
 /** The form a pool's identity is checked in: driver and parameters, sorted, one `k=v` per line. */
 export function poolFingerprint(driver: string, params: ReadonlyMap<string, string>): string {
   return [`driver=${driver}`, ...[...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`)].join("\n");
+}
+
+/** The form a qube's assignments of one class are checked in: one sorted line each, hashed. */
+export function devicesFingerprint(list: ReadonlyArray<{ backend: string; port: string; deviceId?: string; mode: string; options: ReadonlyMap<string, string> }>): CheckedValue {
+  const lines = list.map((a) => [`${a.backend}:${a.port}`, a.deviceId ?? "", a.mode, ...[...a.options].map(([k, v]) => `${k}=${v}`)].join(" ")).sort();
+  return { sha256: sha256(lines.join("\n")) };
 }
 
 export const firewallFingerprint = (rules: readonly string[]): CheckedValue => ({ sha256: sha256(rules.join("\n")) });

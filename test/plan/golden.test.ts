@@ -48,6 +48,20 @@ describe("golden plans of the examples against the default fixture", () => {
   }
 });
 
+describe("golden plan of device assignments against the laptop fixture", () => {
+  it("devices: sys-net's and sys-usb's controllers as they are, new qubes with PCI, USB, block and mic devices", async () => {
+    const s = await startSession({ fixture: "laptop" });
+    try {
+      const out = await planOutputs(s, ["test/plan/fixtures/devices.yaml"]);
+      expect(out.code).toBe(2);
+      expectGolden("plan/devices.txt", out.human);
+      expectGolden("plan/devices.json", out.json);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
 describe("golden plans of changes to an applied config", () => {
   let s: SimSession;
   beforeAll(async () => {

@@ -125,7 +125,7 @@ export function shownState(desired: DesiredState, actual: ActualState, guests: G
 function showValue(key: string, v: AttrValue, isDefault: boolean): string {
   let text: string;
   if (Array.isArray(v)) text = v.length === 0 ? "(none)" : v.join(", ");
-  else if (v === null) text = key === "colour" ? "unknown (qubesd tells a new label's colour only after it restarts)" : key.startsWith("features.") ? "(absent)" : "none";
+  else if (v === null) text = key === "colour" ? "unknown (qubesd tells a new label's colour only after it restarts)" : key.startsWith("features.") ? "(absent)" : key.startsWith("devices.") ? "(not assigned)" : "none";
   else if (v === "") text = '""';
   else if (key.endsWith(".size") && /^[0-9]+$/.test(v)) text = String(formatSize(BigInt(v)));
   else text = v;
