@@ -177,8 +177,9 @@ function markAttributes(lines: readonly string[], attributes: ReadonlySet<string
   const ind = "      ";
   return lines.map((l) => {
     if (!l.startsWith(ind) || l.startsWith(`${ind} `)) return l;
-    const key = l.slice(ind.length).split(":")[0] ?? "";
-    return attributes.has(key) ? marked(l) : l;
+    // A key may hold a colon itself (`devices.usb.sys-usb:2-1`): matched with the `: ` that follows it.
+    const text = l.slice(ind.length);
+    return [...attributes].some((a) => text === `${a}:` || text.startsWith(`${a}: `) || text.startsWith(`${a}:\x1b`)) ? marked(l) : l;
   });
 }
 
