@@ -24,10 +24,14 @@ export type ApprovalDecision =
 
 export function decideApproval(r: ApprovalRequest): ApprovalDecision {
   const destroying = r.destroys.length > 0;
-  const list = r.destroys.join(", ");
+  // Policy files removed with their deny or ask rules hold no data, but removing them may loosen isolation.
+  const rules = r.destroys.filter((a) => a.startsWith("policy."));
+  const data = r.destroys.filter((a) => !a.startsWith("policy."));
+  const ruleNote = rules.length > 0 ? `the deny and ask rules of ${rules.join(", ")} (removing them may loosen isolation)` : "";
+  const list = data.length > 0 ? [data.join(", "), ...(ruleNote ? [ruleNote] : [])].join(", and ") : ruleNote;
   if (r.autoApprove) {
     if (destroying && !r.allowDestroy) {
-      return { kind: "refused", message: `the plan destroys ${list} and all of its data; --auto-approve alone never destroys data: add --allow-destroy` };
+      return { kind: "refused", message: `the plan destroys ${list}${data.length > 0 ? " and all of its data" : ""}; --auto-approve alone never destroys data: add --allow-destroy` };
     }
     return { kind: "approved" };
   }
@@ -37,7 +41,7 @@ export function decideApproval(r: ApprovalRequest): ApprovalDecision {
       message: `no terminal to ask for approval: run with --auto-approve${destroying ? ` --allow-destroy (the plan destroys ${list})` : ""}`,
     };
   }
-  if (destroying) return { kind: "ask", prompt: `This plan destroys ${list}, with all of its data.\nApply these changes? Type yes to confirm: `, word: "yes" };
+  if (destroying) return { kind: "ask", prompt: `This plan destroys ${list}${data.length > 0 ? ", with all of its data" : ""}.\nApply these changes? Type yes to confirm: `, word: "yes" };
   return { kind: "ask", prompt: "Apply these changes? [y/N] ", word: "y" };
 }
 

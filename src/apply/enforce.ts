@@ -13,6 +13,7 @@ import { isUuid, ownerOfRecord, ownershipNames, policyEntryOf, readQubeRecords }
 import { isExpectedToken, isPolicyFileName } from "../model/qrexec-policy-admin.js";
 import { policyHeader, type PolicyScope } from "../model/qrexec-policy.js";
 import { readStatements } from "../plan/policy-text.js";
+import { RELEASE_IDS, type ReleaseId } from "../model/release.js";
 import type { Action } from "../plan/action.js";
 import type { StepKind } from "../plan/changes.js";
 import type { JsonPlan, JsonResourceChange, JsonStep } from "../plan/json.js";
@@ -99,7 +100,7 @@ function referencedQubes(step: JsonStep): Set<string> {
 }
 
 /** Why `o` may not run in `step` of a plan of `owner`; undefined when it belongs there. */
-function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): string | undefined {
+function opMisplaced(owner: string, releases: readonly ReleaseId[], step: JsonStep, s: Subject, o: StepOp): string | undefined {
   if (isGuestOp(o)) return s.type === "guest" && o.guest === s.address ? undefined : `a guest operation on ${o.guest} in a step for ${step.address}`;
   const dom0Record = (name: string, removes: boolean): string | undefined => {
     // A take-over removes the other owner's entries of the object (allowed only with --take-ownership: approval.ts).
@@ -169,7 +170,7 @@ function opMisplaced(owner: string, step: JsonStep, s: Subject, o: StepOp): stri
       return s.type === "pool" && s.name === o.name ? undefined : `it acts on pool ${o.name}, not on ${step.address}`;
     case "policy.replace":
     case "policy.remove":
-      return policyOpMisplaced(owner, step, s, o);
+      return policyOpMisplaced(owner, releases, step, s, o);
     default: {
       const never: never = o;
       return `unknown op ${JSON.stringify(never)}`;
@@ -198,7 +199,7 @@ export const MAX_POLICY_CONTENT = 1024 * 1024;
  * delete step, and write content that carries this owner's header and parses as policy — a
  * saved plan's content is hostile input until it does.
  */
-function policyOpMisplaced(owner: string, step: JsonStep, s: Subject, o: Extract<StepOp, { op: "policy.replace" | "policy.remove" }>): string | undefined {
+function policyOpMisplaced(owner: string, releases: readonly ReleaseId[], step: JsonStep, s: Subject, o: Extract<StepOp, { op: "policy.replace" | "policy.remove" }>): string | undefined {
   if (typeof o.name !== "string" || !isPolicyFileName(o.name) || (o.scope !== "policy" && o.scope !== "include")) return `${JSON.stringify(o.name)} in scope ${JSON.stringify(o.scope)} is not a policy file qubes-iac writes`;
   if (s.type !== "policy" || s.scope !== o.scope || s.file !== o.name) return `it acts on policy file ${o.scope === "include" ? "include/" : ""}${o.name}, not on ${step.address}`;
   if (!isExpectedToken(o.expected_token)) return `${JSON.stringify(o.expected_token)} is not a token qubes-iac sends (new, or sha256:<hex>)`;
@@ -213,10 +214,13 @@ function policyOpMisplaced(owner: string, step: JsonStep, s: Subject, o: Extract
   if (Buffer.byteLength(o.content, "utf8") > MAX_POLICY_CONTENT) return `its content is larger than ${MAX_POLICY_CONTENT} bytes`;
   if (!o.content.startsWith(policyHeader(owner))) return `its content does not start with the header of owner ${owner}`;
   if (o.content.includes("\0") || o.content.includes("\r")) return "its content holds a NUL or carriage return";
+  // As every release the plan may have been made on reads it (an include file in either syntax).
   const body = o.content.slice(policyHeader(owner).length);
-  const asPolicy = readStatements(body, "policy").unparsed;
-  if (asPolicy.length > 0 && (o.scope !== "include" || readStatements(body, "service").unparsed.length > 0)) {
-    return `its content does not parse as qrexec policy (line ${(asPolicy[0] ?? 0) + 1})`;
+  for (const release of releases) {
+    const asPolicy = readStatements(body, "policy", release).unparsed;
+    if (asPolicy.length > 0 && (o.scope !== "include" || readStatements(body, "service", release).unparsed.length > 0)) {
+      return `its content does not parse as qrexec policy of ${release} (line ${(asPolicy[0] ?? 0) + 1})`;
+    }
   }
   return undefined;
 }
@@ -232,6 +236,7 @@ const destroys = (o: StepOp): boolean => (o.op === "policy.remove" && o.restrict
 export function planProblems(plan: JsonPlan): OpProblem[] {
   const problems: OpProblem[] = [];
   const changes = new Map<string, JsonResourceChange>(plan.resource_changes.map((c) => [c.address, c]));
+  const releases = plan.qubes_release?.candidates.length ? plan.qubes_release.candidates : RELEASE_IDS;
   for (const step of plan.steps) {
     const s = subjectOf(step.address);
     if (s === undefined) {
@@ -248,7 +253,7 @@ export function planProblems(plan: JsonPlan): OpProblem[] {
       else if (step.ops.some(destroys) && !change.destroys_data && s.type === "qube") problems.push({ step: step.id, why: `it removes ${step.address}, but its change does not say it destroys data` });
     }
     for (const [opIndex, o] of step.ops.entries()) {
-      const why = opMisplaced(plan.owner, step, s, o);
+      const why = opMisplaced(plan.owner, releases, step, s, o);
       if (why !== undefined) problems.push({ step: step.id, opIndex, op: o, why });
     }
   }

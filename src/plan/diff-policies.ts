@@ -10,6 +10,8 @@ import type { Diagnostic, SourceLocation } from "../model/diagnostics.js";
 import { ownershipNames, readOtherPolicyOwners, readPolicyInventory, type Lifecycle } from "../model/ownership.js";
 import { policyToken, type ExpectedToken } from "../model/qrexec-policy-admin.js";
 import { policyAddress, policyHeader, renderPolicyFile, type DesiredPolicyFile, type PolicyScope, type PolicyStatement } from "../model/qrexec-policy.js";
+import type { ReleaseId } from "../model/release.js";
+import { resolveIncludePath } from "../config/policy/index.js";
 import type { Action } from "./action.js";
 import { newResourceChange, stepId, type PlannedStep, type ResourceChange, type StepKind } from "./changes.js";
 import { planDiagnostic } from "./codes.js";
@@ -40,7 +42,7 @@ export type DesiredPolicies = ReadonlyMap<string, DesiredPolicyFile>;
 const syntaxOf = (f: { scope: PolicyScope; syntax?: PolicySyntax } | undefined): PolicySyntax => f?.syntax ?? "policy";
 
 /** The statements of a file's text, without qubes-iac's header line. */
-const statementsOf = (content: string | undefined, syntax: PolicySyntax): PolicyStatement[] => (content === undefined ? [] : readStatements(content, syntax).statements);
+const statementsOf = (content: string | undefined, syntax: PolicySyntax, release: ReleaseId): PolicyStatement[] => (content === undefined ? [] : readStatements(content, syntax, release).statements);
 
 /** Every address the diff must read: the config's files and the inventory's. */
 export function policyAddressesToRead(owner: string, desired: DesiredPolicies, dom0FeatureNames: Iterable<string>): Map<string, { scope: PolicyScope; name: string }> {
@@ -50,7 +52,7 @@ export function policyAddressesToRead(owner: string, desired: DesiredPolicies, d
   return out;
 }
 
-export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pick<ActualState, "dom0FeatureNames" | "policies">, o: { takeOwnership?: readonly string[]; at: SourceLocation }): PolicyDiff {
+export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pick<ActualState, "dom0FeatureNames" | "policies" | "release">, o: { takeOwnership?: readonly string[]; at: SourceLocation }): PolicyDiff {
   const out: PolicyDiff = { changes: [], steps: [], policies: [], diagnostics: [] };
   const addresses = policyAddressesToRead(owner, desired, actual.dom0FeatureNames);
   if (addresses.size === 0) return out;
@@ -65,6 +67,8 @@ export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pi
     return out;
   }
   const inventory = readPolicyInventory(owner, actual.dom0FeatureNames);
+  // Statements are read as the newest release that may have answered reads them (all read the same statements; only their problems differ).
+  const release: ReleaseId = actual.release?.candidates[actual.release.candidates.length - 1] ?? "main";
   const others = readOtherPolicyOwners(owner, actual.dom0FeatureNames);
   const take = new Set(o.takeOwnership ?? []);
   const names = ownershipNames(owner);
@@ -81,8 +85,8 @@ export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pi
       lifecycle: entry?.lifecycle ?? null,
       before: file === undefined ? null : { token: file.token, content: file.content },
       after: file === undefined ? null : { token: file.token, content: file.content },
-      beforeStatements: statementsOf(file?.content, syntaxOf(d)),
-      afterStatements: statementsOf(file?.content, syntaxOf(d)),
+      beforeStatements: statementsOf(file?.content, syntaxOf(d), release),
+      afterStatements: statementsOf(file?.content, syntaxOf(d), release),
     };
     const change = newResourceChange("policy", address.slice("policy.".length), address, "no-op");
     const error = (code: Parameters<typeof planDiagnostic>[0], message: string, hint?: string): void => {
@@ -96,7 +100,7 @@ export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pi
     const write = (token: ExpectedToken, content: string): void => {
       ops.push({ op: "policy.replace", scope: where.scope, name: where.name, expected_token: token, content });
       planned.after = { token: policyToken(content), content };
-      planned.afterStatements = statementsOf(content.startsWith(policyHeader(owner)) ? content.slice(policyHeader(owner).length) : content, syntaxOf(d));
+      planned.afterStatements = statementsOf(content.startsWith(policyHeader(owner)) ? content.slice(policyHeader(owner).length) : content, syntaxOf(d), release);
     };
     const remove = (): void => {
       if (file === undefined) return;
@@ -184,9 +188,21 @@ export function diffPolicies(owner: string, desired: DesiredPolicies, actual: Pi
     }
     out.changes.push(change);
     out.policies.push(planned);
-    if (ops.length > 0) out.steps.push({ id: stepId(kind, address), address, kind, ops, uses: [], unreferences: [], after: [] });
+    // qrexec validates the whole directory on every write (admin.py _validate): an include file is
+    // written before the files that include it, and removed after the files that stop including it.
+    const includedBy = (statements: readonly PolicyStatement[]): Set<string> => new Set(statements.flatMap((x) => (x.kind === "include" || x.kind === "include-service" ? [includedAddress(x.path)] : [])).filter((a): a is string => a !== undefined && a !== address));
+    const before = includedBy(planned.beforeStatements);
+    const after = includedBy(planned.afterStatements);
+    if (ops.length > 0) out.steps.push({ id: stepId(kind, address), address, kind, ops, uses: [...after].sort(), unreferences: [...before].filter((a) => !after.has(a)).sort(), after: [] });
   }
   return out;
+}
+
+/** The address of the file an `!include` path names (`include/NAME`, a policy file, absolute or relative); undefined for a directory or a bad path. */
+function includedAddress(path: string): string | undefined {
+  const r = resolveIncludePath(path);
+  if ("error" in r || r.scope === "dir") return undefined;
+  return r.scope === "include" ? `policy.include.${r.name}` : `policy.${r.name}`;
 }
 
 /** The address of a desired file (re-exported for callers that build DesiredPolicies by hand). */

@@ -164,7 +164,9 @@ function toJsonGuest(g: PlannedGuest): JsonGuest {
 /** A statement without where the config wrote it (a plan names files, not config lines). */
 const bareStatement = (s: PolicyStatement): PolicyStatement => {
   const { at: _at, ...rest } = s;
-  return s.kind === "rule" ? { ...(rest as PolicyRule), params: { ...s.params } } : (rest as PolicyStatement);
+  if (s.kind !== "rule") return rest as PolicyStatement;
+  const { fieldAt: _fieldAt, ...rule } = rest as PolicyRule;
+  return { ...rule, params: { ...s.params } };
 };
 
 function toJsonPolicy(p: PlannedPolicy): JsonPolicyFile {

@@ -31,7 +31,7 @@ describe("diffPolicies", () => {
     expect(d.steps[0]?.ops).toEqual([{ op: "policy.replace", scope: "policy", name: "30-x", expected_token: policyToken(edited), content: ours }]);
     expect(d.diagnostics.map((x) => x.code)).toEqual(["QIAC-W190"]);
     expect(d.policies[0]?.beforeStatements).toHaveLength(2);
-    expect(d.policies[0]?.afterStatements).toEqual([{ kind: "rule", service: "qubes.Gpg", argument: "*", source: "work", target: "vault", action: "allow", params: {} }]);
+    expect(d.policies[0]?.afterStatements).toEqual([expect.objectContaining({ kind: "rule", service: "qubes.Gpg", argument: "*", source: "work", target: "vault", action: "allow", params: {} })]);
   });
 
   it("an inventoried file that is gone is written again (QIAC-W191); dropped, its entry is forgotten", () => {
@@ -77,5 +77,37 @@ describe("diffPolicies", () => {
   it("files that cannot be read are one located error (QIAC-E191), with the rights to grant when qrexec refused", () => {
     const d = diffPolicies(OWNER, new Map([["policy.30-x", file()]]), { dom0FeatureNames: new Set(), policies: { kind: "failed", error: "policy.List to dom0 was refused by qrexec policy", refused: true } }, { at });
     expect(d.diagnostics).toEqual([expect.objectContaining({ code: "QIAC-E191", location: at, hint: expect.stringContaining("policy.List and policy.Get") })]);
+  });
+});
+
+describe("policyDiagnosticsWithSystem", () => {
+  it("judges the rules' qube names again with the system's qubes: a name only the system has is no warning, one nowhere stays (QIAC-W400)", async () => {
+    const { policyDiagnosticsWithSystem } = await import("../../src/plan/policy-names.js");
+    const { loadConfig } = await import("../../src/config/index.js");
+    const text = "version: 1\nowner: me\npolicies:\n  30-x:\n    - {service: qubes.Gpg, source: work, target: ghost, action: allow}\n";
+    const r = loadConfig(["qubes.yaml"], { readFile: () => text, readDir: () => [], isDirectory: () => false, exists: (p: string) => p === "qubes.yaml" });
+    if (!r.config) throw new Error("config did not load");
+    expect(r.diagnostics.filter((d) => d.code === "QIAC-W400").map((d) => d.message)).toEqual([
+      "qube 'work' in a rule of policy.30-x is not defined in this config",
+      "qube 'ghost' in a rule of policy.30-x is not defined in this config",
+    ]);
+    const listing = new Map([["work", { name: "work", klass: "AppVM", power: "Halted" }]]);
+    const out = policyDiagnosticsWithSystem(r.config, { listing } as never, r.diagnostics);
+    expect(out.filter((d) => d.code === "QIAC-W400")).toEqual([expect.objectContaining({ message: "qube 'ghost' in a rule of policy.30-x does not exist", location: expect.objectContaining({ file: "qubes.yaml", line: 5 }) })]);
+  });
+});
+
+describe("policyDiagnosticsWithSystem: the answering release", () => {
+  it("a problem only some releases have (uuid: tokens before R4.3) is an error when the system answers as such a release, none otherwise", async () => {
+    const { policyDiagnosticsWithSystem } = await import("../../src/plan/policy-names.js");
+    const { loadConfig } = await import("../../src/config/index.js");
+    const text = "version: 1\nowner: me\npolicies:\n  30-x:\n    - {service: qubes.Gpg, source: 'uuid:5e1d3c2b-0a9f-4e8d-b7c6-1a2b3c4d5e6f', target: '@adminvm', action: allow}\n";
+    const r = loadConfig(["qubes.yaml"], { readFile: () => text, readDir: () => [], isDirectory: () => false, exists: (p: string) => p === "qubes.yaml" });
+    if (!r.config) throw new Error(`config did not load: ${JSON.stringify(r.diagnostics)}`);
+    const on = (candidates: string[]) => policyDiagnosticsWithSystem(r.config as never, { listing: new Map(), release: { candidates, evidence: [] } } as never, r.diagnostics).filter((d) => d.severity === "error");
+    expect(on(["r4.2"]).length).toBeGreaterThan(0);
+    expect(on(["r4.2"])[0]?.location).toMatchObject({ file: "qubes.yaml", line: 5 });
+    expect(on(["r4.3"])).toEqual([]);
+    expect(on(["main"])).toEqual([]);
   });
 });

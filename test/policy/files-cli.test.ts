@@ -61,6 +61,8 @@ describe("policies: through the built CLI", () => {
     expect(planned.stdout).toContain("+qubes.OpenInVM + work @dispvm:default-dvm allow");
     expect(planned.stdout).toContain("+qubes.Gpg2 * personal vault ask default_target=vault");
     expect(planned.stdout).toContain("Plan: 2 to add, 0 to change, 0 to destroy.");
+    // validate warned of work, vault, personal and default-dvm (not in the config); plan finds them on the system.
+    expect(planned.stderr).not.toContain("QIAC-W400");
     const json = JSON.parse(readFileSync(join(dir, "plan.json"), "utf8")) as { policies: Array<{ address: string; new_token: string }> };
     expect(json.policies.map((p) => p.address)).toEqual(["policy.30-split-gpg", "policy.31-raw"]);
     const applied = await run(["apply", "--auto-approve", "plan.json"]);
@@ -69,6 +71,42 @@ describe("policies: through the built CLI", () => {
     const again = await run(["plan", "--detailed-exitcode", config]);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("No changes.");
+  }, 120_000);
+});
+
+describe("policies: include files through the built CLI", () => {
+  it("an include file is written before the file that includes it and removed after it (qrexec validates the directory on each write)", async () => {
+    const statePath = join(dir, "state.json");
+    const run = (args: string[]) => runBuiltCli([args[0] as string, "--connect", `sim:${statePath}`, ...args.slice(1)], { cwd: dir, timeoutMs: 60_000 });
+    writeFileSync(
+      config,
+      `version: 1
+owner: laptop
+policies:
+  20-admin:
+    text: |
+      !include-service admin.vm.List * include/admin-ro
+      !include include/gpg
+policy_includes:
+  admin-ro:
+    syntax: service
+    text: |
+      work @adminvm allow target=dom0
+  gpg:
+    - {service: qubes.Gpg, source: work, target: vault, action: ask}
+`,
+    );
+    const applied = await run(["apply", "--auto-approve", config]);
+    expect(applied.stderr).not.toContain("QIAC-E");
+    expect(applied.code).toBe(0);
+    const doc = JSON.parse(readFileSync(statePath, "utf8")) as { policy: { files: Record<string, string>; include: Record<string, string> } };
+    expect(Object.keys(doc.policy.files)).toEqual(["20-admin"]);
+    expect(Object.keys(doc.policy.include).sort()).toEqual(["admin-ro", "gpg"]);
+    writeFileSync(config, "version: 1\nowner: laptop\n");
+    const dropped = await run(["apply", "--auto-approve", "--allow-destroy", config]);
+    expect(dropped.stderr).not.toContain("QIAC-E");
+    expect(dropped.code).toBe(0);
+    expect(state(statePath)).toEqual({});
   }, 120_000);
 });
 

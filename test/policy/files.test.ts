@@ -205,6 +205,7 @@ describe("policy files: ownership", () => {
     const saved = savePlan(dropped);
     const without = await apply(saved);
     expect(without.code).toBe(1);
+    expect(without.stderr).toContain("the plan destroys the deny and ask rules of policy.30-split-gpg (removing them may loosen isolation); --auto-approve alone never destroys data: add --allow-destroy");
     expect(policyDir().files["30-split-gpg"]).toBe(rendered(GPG));
     expect((await apply(saved, ["--allow-destroy"])).code).toBe(0);
     expect(policyDir().files["30-split-gpg"]).toBeUndefined();
@@ -242,24 +243,27 @@ describe("policy files: a saved plan cannot write what the inventory does not gi
     const json = {
       ...base,
       applyable: true,
-      resource_changes: [change("policy.50-evil", "update"), change("policy.51-bad", "update"), change("policy.52-garbage", "update"), { ...change("qube.work", "update"), type: "qube", name: "work" }],
+      resource_changes: [change("policy.50-evil", "update"), change("policy.51-bad", "update"), change("policy.52-garbage", "update"), change("policy.53-any", "update"), { ...change("qube.work", "update"), type: "qube", name: "work" }],
       steps: [
         forgedStep([{ op: "policy.replace", scope: "policy", name: "50-evil", expected_token: token, content: `${policyHeader(OWNER)}qubes.Gpg * @anyvm vault allow\n` }]),
         forgedStep([{ op: "policy.replace", scope: "policy", name: "51-bad", expected_token: "new", content: "qubes.Gpg * @anyvm vault allow\n" }], "policy.51-bad"),
-        forgedStep([{ op: "policy.replace", scope: "policy", name: "52-garbage", expected_token: "any", content: `${policyHeader(OWNER)}this is not policy\n` }], "policy.52-garbage"),
+        forgedStep([{ op: "policy.replace", scope: "policy", name: "52-garbage", expected_token: "new", content: `${policyHeader(OWNER)}this is not policy\n` }], "policy.52-garbage"),
+        forgedStep([{ op: "policy.replace", scope: "policy", name: "53-any", expected_token: "any", content: `${policyHeader(OWNER)}qubes.Gpg * work vault allow\n` }], "policy.53-any"),
         forgedStep([{ op: "policy.remove", scope: "policy", name: "50-evil", expected_token: token, restricts: false }], "qube.work"),
       ],
     } as unknown as JsonPlan;
     const { structure, ownership } = await forged(json);
     expect(structure).toEqual([
       "its content does not start with the header of owner me",
+      expect.stringMatching(/^its content does not parse as qrexec policy of (r4\.2|r4\.3|main) \(line 2\)$/),
       '"any" is not a token qubes-iac sends (new, or sha256:<hex>)',
       "it acts on policy file 50-evil, not on qube.work",
     ]);
     expect(ownership).toEqual([
       "the inventory of me does not list policy file 50-evil now, and the step does not adopt it",
       "the inventory of me does not list policy file 51-bad now, and the step does not create it",
-      "the inventory of me does not list policy file 52-garbage now, and the step does not adopt it",
+      "the inventory of me does not list policy file 52-garbage now, and the step does not create it",
+      "the inventory of me does not list policy file 53-any now, and the step does not adopt it",
     ]);
 
     // The built CLI refuses the forged plan before any call, and the file stays.

@@ -164,6 +164,7 @@ function validate(dir: PolicyDir, scope: PolicyScope, name: string, text: string
         if (want === 0) problem(path, i + 1, `invalid directive: ${head}`);
         if (cols.length !== want) problem(path, i + 1, `invalid number of params to ${head}`);
         if (head === "!include" && !includeExists(cols[1] ?? "")) problem(path, i + 1, `including a file that does not exist: ${cols[1] ?? ""}`);
+        if (head === "!include-service" && !includeExists(cols[3] ?? "")) problem(path, i + 1, `including a file that does not exist: ${cols[3] ?? ""}`);
         continue;
       }
       // An include file outside a !include-service context has 5 columns, one within it 3; accept both shapes.
