@@ -62,7 +62,7 @@ describe("policy loosening against the simulator's policy directory", () => {
     const json = await plan(withPolicies([file("30-gpg", [rule("qubes.Gpg", "work", "vault", "allow")])]), {});
     expect(marks(json)).toEqual(["policy.30-gpg policy-wider"]);
     const human = renderHumanPlan(json, { color: false });
-    expect(human).toContain("  # loosens isolation (policy-wider): lets through what it did not: qubes.Gpg from work to vault: deny (no rule) → allow (to vault) (30-gpg.policy)\n!  + policy.30-gpg\n");
+    expect(human).toContain("  # loosens isolation (policy-wider): lets through what it did not: qubes.Gpg from work to vault: deny (no rule) → allow (to vault) (30-gpg.policy:1)\n!  + policy.30-gpg\n");
     expect(human).toContain("1 change loosens isolation: policy.30-gpg (policy allows more).\n");
     // In the file's diff, the added allow line is marked too.
     expect(human).toContain("\n!     +qubes.Gpg * work vault allow\n");
