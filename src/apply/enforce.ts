@@ -303,7 +303,12 @@ function otherClaims(owner: string, dom0: ReadonlySet<string>): ReadonlyMap<stri
   return new Map([...out].map(([k, v]) => [k, [...v].sort()]));
 }
 
-export type OwnershipPolicy = { takeOwnership: ReadonlySet<string> };
+/**
+ * `savedPlan`: the plan comes from a file, not from the config now: it may not take over a policy
+ * file (writing one the inventory does not list over its current content grants whatever the
+ * file says; only a config's `adopt: true`, planned and applied at once, may).
+ */
+export type OwnershipPolicy = { takeOwnership: ReadonlySet<string>; savedPlan?: boolean };
 
 /**
  * From what is read now: every qube an op acts on is created by its step (and absent, or removed
@@ -408,7 +413,12 @@ function policyOwnershipProblems(owner: string, step: JsonStep, s: Extract<Subje
     if (o.op !== "policy.replace" && o.op !== "policy.remove") continue;
     if (listed) continue;
     const entry = o.op === "policy.replace" && o.expected_token === "new" ? created : adopted;
-    if (o.op === "policy.replace" && writesEntry.has(entry)) continue;
+    if (o.op === "policy.replace" && writesEntry.has(entry)) {
+      if (entry === adopted && policy.savedPlan === true) {
+        problems.push({ step: step.id, opIndex, op: o, why: `a saved plan may not take over policy file ${s.name}, which exists and is not ${owner}'s: apply the config that says adopt: true (qubes-iac apply CONFIG)` });
+      }
+      continue;
+    }
     problems.push({ step: step.id, opIndex, op: o, why: `the inventory of ${owner} does not list policy file ${s.name} now${o.op === "policy.replace" ? `, and the step does not ${o.expected_token === "new" ? "create" : "adopt"} it` : ""}` });
   }
   return problems;

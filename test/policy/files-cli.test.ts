@@ -145,8 +145,13 @@ describe("policies: dom0 and a management qube, through the stand-ins", () => {
     const seed = createPolicyClient(simServiceRunner(sim.socketPath, { timeoutMs: 10_000 }));
     const rights = (replace: string[]) =>
       ["policy.List * mgmt @adminvm allow target=dom0", "policy.Get +30-split-gpg mgmt @adminvm allow target=dom0", "policy.Get +31-raw mgmt @adminvm allow target=dom0", ...replace.map((f) => `policy.Replace +${f} mgmt @adminvm allow target=dom0`), ""].join("\n");
-    await seed.replace("policy", "20-mgmt", "new", rights(["31-raw"]));
     const s = { socketPath: sim.socketPath, src: "mgmt", policy: base, log: join(dir, "decisions.jsonl") };
+    // Without policy.List and policy.Get, planning cannot read the files: a located error naming the refusal.
+    const unread = await viaQrexec(["plan", config], s);
+    expect(unread.code).toBe(1);
+    expect(unread.stderr).toContain("QIAC-E191");
+    expect(unread.stderr).toContain("policy.List to dom0 was refused by qrexec policy");
+    await seed.replace("policy", "20-mgmt", "new", rights(["31-raw"]));
 
     const planned = await viaQrexec(["plan", config], s);
     expect(planned.stderr).not.toContain("QIAC-E");

@@ -182,7 +182,20 @@ describe("policy files: ownership", () => {
     const ops = adopted.steps.find((s) => s.address === "policy.30-split-gpg")?.ops;
     expect(ops?.[0]).toEqual({ op: "feature.set", vm: "dom0", name: "qubes-iac.me.policy.adopted.30-split-gpg", value: "1" });
     expect(ops?.[1]).toMatchObject({ op: "policy.replace", expected_token: policyToken("qubes.Gpg * work vault ask\n") });
-    expect((await apply(savePlan(adopted))).code).toBe(0);
+    // A saved plan may not take a file over: only the config's adopt: true, planned and applied at once.
+    const saved = await apply(savePlan(adopted));
+    expect(saved.code).toBe(1);
+    expect(saved.stderr).toContain("a saved plan may not take over policy file 30-split-gpg");
+    expect(policyDir().files["30-split-gpg"]).toBe("qubes.Gpg * work vault ask\n");
+    const config = join(dir, "qubes.yaml");
+    writeFileSync(
+      config,
+      'version: 1\nowner: me\npolicies:\n  30-split-gpg:\n    adopt: true\n    rules:\n      - {service: qubes.Gpg, source: work, target: vault, action: allow}\n      - {service: "*", source: "@anyvm", target: vault, action: deny, notify: false}\n',
+    );
+    const fromConfig = await runBuiltCli(["apply", "--connect", `sim:${statePath}`, "--auto-approve", config], { cwd: repoRoot, timeoutMs: 60_000 });
+    expect(fromConfig.stderr).not.toContain("QIAC-E");
+    expect(fromConfig.code).toBe(0);
+    expect(policyDir().files["30-split-gpg"]).toBe(rendered(GPG));
 
     // Dropped from the config: an adopted file is released, left as it is.
     const released = await plan(withPolicies([]));

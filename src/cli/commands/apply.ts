@@ -405,7 +405,7 @@ export async function applyCommand(io: CliIO, args: string[], o: ApplyCommandOpt
       // Under the lock, from what is read now (with the re-check's reads): every op acts on what
       // the plan's owner owns, creates or adopts, and on nothing of another owner's.
       const cache = createStateCache(readerFromClient(client), { parallelism });
-      const problems = await ownershipProblems(plan, observedFrom(cache), { takeOwnership: new Set(takeOwnership) });
+      const problems = await ownershipProblems(plan, observedFrom(cache), { takeOwnership: new Set(takeOwnership), savedPlan: savedFile !== undefined });
       if (problems.length > 0) {
         write(io.stderr, `${renderDiagnostics(enforcementDiagnostics(problems), new Map())}\n`);
         throw new CliError(`the plan acts on what ${plan.owner} does not own (${problems.length} op${problems.length === 1 ? "" : "s"} above); nothing was changed`);
