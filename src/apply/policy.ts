@@ -55,9 +55,10 @@ export function policyFilesOf(desired: DesiredState): DesiredPolicyFile[] {
 }
 
 /**
- * The policy admin calls of the config's policy files, each file by its exact name: plan reads
- * (`policy.List`, `policy.Get+NAME`; `policy.include.*` for include files), and only with
- * `apply` and `allowPolicyWrites` the writes apply makes (diff-policies.ts): `policy.Replace+NAME`
+ * The policy admin calls of the config's policy files, each file by its exact name, and none at
+ * all without `allowPolicyWrites` (`policy.*` only with --allow-policy-writes): plan's reads
+ * (`policy.List`, `policy.Get+NAME`; `policy.include.*` for include files), and with `apply` the
+ * writes apply makes (diff-policies.ts): `policy.Replace+NAME`
  * and the file's inventory entry on dom0 (`admin.vm.feature.Set` of
  * `qubes-iac.<owner>.policy.created.NAME`, or `.adopted.` for `adopt: true`); for `absent: true`
  * `policy.Remove+NAME` and the entry's removal; for `release: true` the entry's removal. With the
@@ -66,7 +67,8 @@ export function policyFilesOf(desired: DesiredState): DesiredPolicyFile[] {
  */
 export function policyFileRules(i: PolicyInput): PolicyRule[] {
   const out: PolicyRule[] = [];
-  const writes = i.apply && i.allowPolicyWrites === true;
+  if (i.allowPolicyWrites !== true) return out;
+  const writes = i.apply;
   const names = ownershipNames(i.desired.owner);
   const svc = (scope: PolicyScope, s: "List" | "Get" | "Replace" | "Remove"): string => (scope === "include" ? `policy.include.${s}` : `policy.${s}`);
   const entry = (op: "Set" | "Remove", scope: PolicyScope, lifecycle: "created" | "adopted", name: string): PolicyRule => ({
@@ -403,12 +405,13 @@ export function renderPolicy(rules: readonly PolicyRule[], h: PolicyHeader): str
       "# that holds a management qube's rights (Admin API or policy admin services): those only dom0 writes.",
       ...policyWrites.map(line),
     );
-  } else if (h.apply && (h.policyFiles?.length ?? 0) > 0) {
+  } else if (policyReads.length === 0 && (h.policyFiles?.length ?? 0) > 0) {
     out.push(
       "",
-      `# Not granted: writing the config's policy files (${(h.policyFiles ?? []).join(", ")}). The right to write a`,
-      "# policy file is the right to put any rule in it; qubes-iac policy --allow-policy-writes grants it for",
-      "# exactly those files. Without it, apply them from dom0.",
+      `# Not granted: qrexec's policy admin services for the config's policy files (${(h.policyFiles ?? []).join(", ")}).`,
+      "# The right to write a policy file is the right to put any rule in it; qubes-iac policy",
+      "# --allow-policy-writes grants policy.* for exactly those files (with --apply, their writes too).",
+      "# Without it, plan and apply them from dom0.",
     );
   }
   return `${out.join("\n")}\n`;

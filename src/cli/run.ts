@@ -130,7 +130,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .argument("[paths...]", "config files or directories (default: qubes.yaml)")
     .requiredOption("--mgmt <qube>", "the management qube that runs qubes-iac")
     .option("--apply", "also grant the calls apply makes (without it: plan only, read-only)")
-    .option("--allow-policy-writes", "with --apply: also grant policy.Replace/Remove of the config's qrexec policy files, each by name (the right to write a policy file is full control)")
+    .option("--allow-policy-writes", "grant qrexec's policy admin services (policy.*) for the config's qrexec policy files, each by name: plan's reads, and with --apply their writes (the right to write a policy file is full control)")
     .addOption(connectOption().default(undefined, "none: from the config alone"))
     .addOption(timeoutOption())
     .action(async (paths: string[], o: import("./commands/policy.js").PolicyCommandOptions) => {

@@ -130,8 +130,10 @@ describe("policy files that hold management rights", () => {
       "policy.include.Get +gpg-targets @adminvm policy-read",
       "policy.include.List + @adminvm policy-read",
     ];
-    expect(lines({ apply: false })).toEqual(reads);
-    expect(lines({ apply: true })).toEqual(reads);
+    // policy.* only with --allow-policy-writes: without it, not even the reads.
+    expect(lines({ apply: false })).toEqual([]);
+    expect(lines({ apply: true })).toEqual([]);
+    expect(lines({ apply: false, allowPolicyWrites: true })).toEqual(reads);
     expect(lines({ apply: true, allowPolicyWrites: true })).toEqual([
       ...reads,
       "policy.Remove +40-old @adminvm policy-write",
@@ -156,12 +158,26 @@ describe("policy files that hold management rights", () => {
     expect(lines({ apply: true, allowPolicyWrites: true, policyInventory: dropped })).toContain("policy.Remove +20-dropped @adminvm policy-write");
     expect(entries({ apply: true, allowPolicyWrites: true, policyInventory: dropped })).toContain("admin.vm.feature.Remove +qubes-iac.lab.policy.created.20-dropped");
     expect(entries({ apply: true, policyInventory: dropped })).toEqual([]);
+    expect(lines({ apply: true, policyInventory: dropped })).toEqual([]);
   });
 
-  it("--allow-policy-writes needs --apply", async () => {
-    const r = await runIn(["policy", "--mgmt", MGMT, "--allow-policy-writes", "examples/minimal.yaml"]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("--allow-policy-writes grants apply's policy writes: give --apply too");
+  it("the generated policy says what it does not grant, and --allow-policy-writes without --apply grants the reads only", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qiac-rights-cli-"));
+    try {
+      const config = join(dir, "qubes.yaml");
+      writeFileSync(config, "version: 1\nowner: lab\npolicies:\n  30-gpg:\n    - {service: qubes.Gpg, source: work, target: vault, action: allow}\n");
+      const without = await runIn(["policy", "--mgmt", MGMT, "--apply", config]);
+      expect(without.code).toBe(0);
+      expect(without.stdout).not.toMatch(/^policy\./m);
+      expect(without.stdout).toContain("# Not granted: qrexec's policy admin services for the config's policy files (policy.30-gpg).\n");
+      const reads = await runIn(["policy", "--mgmt", MGMT, "--allow-policy-writes", config]);
+      expect(reads.code).toBe(0);
+      expect(reads.stdout.split("\n").filter((l) => l.startsWith("policy.")).map((l) => l.split(/\s+/).slice(0, 2).join(" "))).toEqual(["policy.Get +30-gpg", "policy.List +"]);
+      const all = await runIn(["policy", "--mgmt", MGMT, "--apply", "--allow-policy-writes", config]);
+      expect(all.stdout.split("\n").filter((l) => l.startsWith("policy.")).map((l) => l.split(/\s+/).slice(0, 2).join(" "))).toEqual(["policy.Get +30-gpg", "policy.List +", "policy.Replace +30-gpg"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("policy --allow-policy-writes refuses to grant one, located at its key (QIAC-E310); without the flag nothing is refused", () => {

@@ -1,8 +1,9 @@
-// `qubes-iac policy [CONFIG…] --mgmt QUBE [--apply [--allow-policy-writes]] [--connect HOW]`:
+// `qubes-iac policy [CONFIG…] --mgmt QUBE [--apply] [--allow-policy-writes] [--connect HOW]`:
 // prints the qrexec policy (Qubes 4.1+, for /etc/qubes/policy.d/) that lets the management qube
-// plan — and with --apply, apply — this config, and nothing else. Writing the config's qrexec
-// policy files (policy.Replace/Remove) is granted only with --allow-policy-writes, file by file,
-// and never for a file that holds management rights (QIAC-E310). Computed from the config alone;
+// plan — and with --apply, apply — this config, and nothing else. qrexec's policy admin services
+// (policy.*) for the config's policy files are granted only with --allow-policy-writes, file by
+// file (their writes only with --apply too), and never the writes of a file that holds
+// management rights (QIAC-E310). Computed from the config alone;
 // with an explicit --connect it also reads the owner's inventory (one call), so that what the
 // config no longer names can still be removed.
 
@@ -22,7 +23,6 @@ export type PolicyCommandOptions = ConnectionOptions & { mgmt: string; apply?: b
 export async function policyCommand(io: CliIO, paths: string[], o: PolicyCommandOptions): Promise<number> {
   const bad = checkVmName(o.mgmt);
   if (bad !== null || o.mgmt === "dom0") throw new CliError(`--mgmt '${o.mgmt}' is not the name of a management qube${bad !== null ? `: ${bad}` : ""}`);
-  if (o.allowPolicyWrites === true && o.apply !== true) throw new CliError("--allow-policy-writes grants apply's policy writes: give --apply too");
   const stopped = interruptFlag(io);
   const loaded = loadConfigOrReport(io, paths, false);
   if (!loaded) return 1;
