@@ -7,6 +7,7 @@ const RELEASE_MATRIX = [
   "test/e2e/apply.test.ts",
   "test/e2e/laptop.test.ts",
   "test/devices/apply.test.ts",
+  "test/devices/loosening.test.ts",
   "test/apply/cli.test.ts",
   "test/apply/enforce.test.ts",
   "test/apply/clone.test.ts",

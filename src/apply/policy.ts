@@ -7,6 +7,9 @@
 
 import type { CloneVolume } from "../model/clone.js";
 import type { DesiredState } from "../model/desired.js";
+import type { Diagnostic } from "../model/diagnostics.js";
+import { policyAddress, type DesiredPolicyFile, type PolicyScope } from "../model/qrexec-policy.js";
+import { rightsIncludes, rightsReason } from "../model/qrexec-rights.js";
 import { desiredPolicies } from "../plan/policy-desired.js";
 import { ownershipNames, type Inventory } from "../model/ownership.js";
 import type { Op, OpName } from "../plan/ops.js";
@@ -29,9 +32,11 @@ export type PolicyRule = {
   target: string;
   /**
    * `read`/`write`: Admin API calls, redirected to dom0. `guest`: a guest agent's qrexec service
-   * in the qube itself (docs/guests.md), which plan and apply both call.
+   * in the qube itself (docs/guests.md), which plan and apply both call. `policy-read` /
+   * `policy-write`: qrexec's policy admin API in dom0 (policy.List/Get, and with
+   * --allow-policy-writes policy.Replace/Remove), for exactly the policy files the config manages.
    */
-  purpose: "read" | "write" | "guest";
+  purpose: "read" | "write" | "guest" | "policy-read" | "policy-write";
 };
 
 export type PolicyInput = {
@@ -41,7 +46,109 @@ export type PolicyInput = {
   apply: boolean;
   /** The owner's inventory, when read: what the config no longer names must still be removable. */
   inventory?: Inventory;
+  /** `--allow-policy-writes`: with `apply`, grant policy.Replace/Remove of the config's policy files. */
+  allowPolicyWrites?: boolean;
+  /** The owner's policy file entries (ownership.ts readPolicyInventory), when read: dropped files stay removable. */
+  policyInventory?: ReadonlyMap<string, { scope: PolicyScope; name: string; lifecycle: "created" | "adopted"; records: readonly string[] }>;
 };
+
+/** The config's policy files (`policies:`, `policy_includes:`), by address. */
+export function policyFilesOf(desired: DesiredState): DesiredPolicyFile[] {
+  return [...desiredPolicies(desired).values()].sort((a, b) => (policyAddress(a) < policyAddress(b) ? -1 : 1));
+}
+
+/**
+ * The policy admin calls of the config's policy files, each file by its exact name, and none at
+ * all without `allowPolicyWrites` (`policy.*` only with --allow-policy-writes): plan's reads
+ * (`policy.List`, `policy.Get+NAME`; `policy.include.*` for include files), and with `apply` the
+ * writes apply makes (diff-policies.ts): `policy.Replace+NAME`
+ * and the file's inventory entry on dom0 (`admin.vm.feature.Set` of
+ * `qubes-iac.<owner>.policy.created.NAME`, or `.adopted.` for `adopt: true`); for `absent: true`
+ * `policy.Remove+NAME` and the entry's removal; for `release: true` the entry's removal. With the
+ * inventory read (`--connect`), the same for the files it lists that the config dropped: a
+ * created one is removed, an adopted one released.
+ */
+export function policyFileRules(i: PolicyInput): PolicyRule[] {
+  const out: PolicyRule[] = [];
+  if (i.allowPolicyWrites !== true) return out;
+  const writes = i.apply;
+  const names = ownershipNames(i.desired.owner);
+  const svc = (scope: PolicyScope, s: "List" | "Get" | "Replace" | "Remove"): string => (scope === "include" ? `policy.include.${s}` : `policy.${s}`);
+  const entry = (op: "Set" | "Remove", scope: PolicyScope, lifecycle: "created" | "adopted", name: string): PolicyRule => ({
+    service: `admin.vm.feature.${op}`,
+    argument: `+${names.policy(scope, lifecycle, name)}`,
+    target: ADMINVM,
+    purpose: "policy-write",
+  });
+  const read = (scope: PolicyScope, name: string): void => {
+    out.push({ service: svc(scope, "List"), argument: "+", target: ADMINVM, purpose: "policy-read" }, { service: svc(scope, "Get"), argument: `+${name}`, target: ADMINVM, purpose: "policy-read" });
+  };
+  const desired = policyFilesOf(i.desired);
+  for (const f of desired) {
+    read(f.scope, f.name);
+    if (!writes) continue;
+    if (f.release) {
+      out.push(entry("Remove", f.scope, "created", f.name), entry("Remove", f.scope, "adopted", f.name));
+    } else if (f.absent) {
+      out.push({ service: svc(f.scope, "Remove"), argument: `+${f.name}`, target: ADMINVM, purpose: "policy-write" }, entry("Remove", f.scope, "created", f.name), entry("Remove", f.scope, "adopted", f.name));
+    } else {
+      out.push({ service: svc(f.scope, "Replace"), argument: `+${f.name}`, target: ADMINVM, purpose: "policy-write" }, entry("Set", f.scope, f.adopt ? "adopted" : "created", f.name));
+    }
+  }
+  const named = new Set(desired.map(policyAddress));
+  for (const [address, e] of i.policyInventory ?? new Map()) {
+    if (named.has(address)) continue;
+    read(e.scope, e.name);
+    if (!writes) continue;
+    if (e.lifecycle === "created") out.push({ service: svc(e.scope, "Remove"), argument: `+${e.name}`, target: ADMINVM, purpose: "policy-write" });
+    for (const r of e.records) out.push({ service: "admin.vm.feature.Remove", argument: `+${r}`, target: ADMINVM, purpose: "policy-write" });
+  }
+  return out;
+}
+
+/** The diagnostic codes of `qubes-iac policy` (docs/policy.md lists them; a test keeps the two in step). */
+export const POLICY_COMMAND_CODES = {
+  "QIAC-E310": "with --allow-policy-writes: a policy file of the config holds management rights (it allows or asks an Admin API, policy admin or every service, routes one through !include-service, or is an include file such a line reads): only dom0 may write it",
+} as const;
+
+/**
+ * QIAC-E310, at each policy file of the config that holds management rights (qrexec-rights.ts),
+ * when the policy is to grant policy writes: a management qube that may write the file that holds
+ * its own rights may give itself any right, so such a file is written only from dom0.
+ */
+export function policyWriteRefusals(i: PolicyInput): Diagnostic[] {
+  if (!i.apply || i.allowPolicyWrites !== true) return [];
+  const files = policyFilesOf(i.desired);
+  const includes = rightsIncludes(files.flatMap((f) => f.statements));
+  // The config's own include files, for the `!include` lines of its files.
+  const byPath = new Map(files.filter((f) => f.scope === "include").map((f) => [`include/${f.name}`, f.statements]));
+  const out: Diagnostic[] = [];
+  for (const f of files) {
+    if (f.release) continue;
+    const why = rightsReason(f, includes, (path) => byPath.get(path.replace(/^\/etc\/qubes\/policy\.d\//, "")));
+    if (why === undefined) continue;
+    out.push({
+      severity: "error",
+      code: "QIAC-E310" satisfies keyof typeof POLICY_COMMAND_CODES,
+      message: `${policyAddress(f)} holds management rights (${why}): it can be written only from dom0, so --allow-policy-writes does not grant it to ${i.mgmt}`,
+      hint: "apply this file from dom0 (a config of its own, or `--target` from dom0), and generate the management qube's policy without it",
+      location: f.at,
+    });
+  }
+  return out;
+}
+
+/**
+ * Disposable templates the config creates: their DispVMs carry the template's tags, the
+ * management qube's `created-by-` tag among them (qubes-core-admin qubes/vm/dispvm.py copies
+ * `template.tags`), whoever starts them.
+ */
+export function createdDispvmTemplates(desired: DesiredState): string[] {
+  return [...desired.qubes.values()]
+    .filter((q) => !q.adopt && q.class !== undefined && q.properties.get("template_for_dispvms")?.kind === "bool" && (q.properties.get("template_for_dispvms") as { value: boolean }).value)
+    .map((q) => q.name)
+    .sort();
+}
 
 /** Qubes the config refers to without declaring them: templates, netvms, disposable templates, globals. */
 function referencedQubes(desired: DesiredState): string[] {
@@ -239,6 +346,7 @@ export function policyRules(i: PolicyInput): PolicyRule[] {
   for (const g of i.desired.guests.values()) {
     if (g.agent.kind === "qrexec") add({ service: g.agent.service, argument: ANY, target: g.agent.qube, purpose: "guest" });
   }
+  for (const r of policyFileRules(i)) add(r);
   const rank = (t: string): string => (t === ADMINVM ? `0${t}` : t.startsWith("@tag:") ? `2${t}` : `1${t}`);
   const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
   return [...rules.values()].sort(
@@ -287,9 +395,21 @@ function deviceRules(i: PolicyInput): PolicyRule[] {
   return out;
 }
 
-const PURPOSE_ORDER: ReadonlyArray<PolicyRule["purpose"]> = ["read", "write", "guest"];
+const PURPOSE_ORDER: ReadonlyArray<PolicyRule["purpose"]> = ["read", "write", "guest", "policy-read", "policy-write"];
 
-export type PolicyHeader = { owner: string; mgmt: string; apply: boolean; configs: readonly string[]; generator: string };
+export type PolicyHeader = {
+  owner: string;
+  mgmt: string;
+  apply: boolean;
+  configs: readonly string[];
+  generator: string;
+  /** --allow-policy-writes was given (with --apply). */
+  allowPolicyWrites?: boolean;
+  /** Policy files the config manages (addresses): said when their writes are not granted. */
+  policyFiles?: readonly string[];
+  /** Disposable templates the config creates (createdDispvmTemplates): their DispVMs are reachable by the tag. */
+  dispvmTemplates?: readonly string[];
+};
 
 export function renderPolicy(rules: readonly PolicyRule[], h: PolicyHeader): string {
   const width = (f: (r: PolicyRule) => string): number => Math.max(0, ...rules.map((r) => f(r).length));
@@ -304,6 +424,7 @@ export function renderPolicy(rules: readonly PolicyRule[], h: PolicyHeader): str
     `# Install in dom0 as /etc/qubes/policy.d/30-qubes-iac-${h.owner}.policy (Qubes 4.1 or later).`,
     "# Qubes the config names are matched by name; qubes it creates by @tag:created-by-" + `${h.mgmt},`,
     "# a tag only dom0 sets. No line matches managed-by-* tags: the management qube could set those.",
+    ...reachableNote(h),
     "",
     "# Reads: plan, and apply's checks before and after it acts.",
     ...rules.filter((r) => r.purpose === "read").map(line),
@@ -311,5 +432,38 @@ export function renderPolicy(rules: readonly PolicyRule[], h: PolicyHeader): str
   if (h.apply) out.push("", "# Writes: apply.", ...rules.filter((r) => r.purpose === "write").map(line));
   const guests = rules.filter((r) => r.purpose === "guest");
   if (guests.length > 0) out.push("", "# Guest agents: the qrexec service in each qube that bridges its local qemu-ga (plan reads, apply writes).", ...guests.map(line));
+  const policyReads = rules.filter((r) => r.purpose === "policy-read");
+  if (policyReads.length > 0) out.push("", "# qrexec policy files the config manages, each by name: plan reads them (policy admin API, qrexec/policy/admin.py).", ...policyReads.map(line));
+  const policyWrites = rules.filter((r) => r.purpose === "policy-write");
+  if (policyWrites.length > 0) {
+    out.push(
+      "",
+      "# Policy writes (--allow-policy-writes): the right to replace a policy file is the right to put any rule",
+      "# in it, full control of the system. Only the files the config manages, each by name; never a file",
+      "# that holds a management qube's rights (Admin API or policy admin services): those only dom0 writes.",
+      ...policyWrites.map(line),
+    );
+  } else if (policyReads.length === 0 && (h.policyFiles?.length ?? 0) > 0) {
+    out.push(
+      "",
+      `# Not granted: qrexec's policy admin services for the config's policy files (${(h.policyFiles ?? []).join(", ")}).`,
+      "# The right to write a policy file is the right to put any rule in it; qubes-iac policy",
+      "# --allow-policy-writes grants policy.* for exactly those files (with --apply, their writes too).",
+      "# Without it, plan and apply them from dom0.",
+    );
+  }
   return `${out.join("\n")}\n`;
+}
+
+/** What the created-by tag reaches beyond the qubes the config creates: the DispVMs of its disposable templates. */
+function reachableNote(h: PolicyHeader): string[] {
+  const t = h.dispvmTemplates ?? [];
+  if (t.length === 0) return [];
+  const tag = `@tag:created-by-${h.mgmt}`;
+  return [
+    `# Also reachable through ${tag}: every DispVM started from ${t.join(", ")} (disposable templates`,
+    `# this config creates), whoever starts it. qubesd copies a disposable template's tags to its DispVMs`,
+    `# (qubes/vm/dispvm.py), ${tag.slice(5)} among them, so each ${tag} line below also lets ${h.mgmt}`,
+    `# ${h.apply ? "read, change and remove those DispVMs" : "read those DispVMs"}.`,
+  ];
 }

@@ -50,6 +50,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .option("--allow-restart", "let apply shut qubes down for changes Qubes makes only on halted qubes, and start them again")
     .option("--take-ownership <owner>", "take over the qubes, labels and pools of the config that owner OWNER manages (apply needs the same flag); repeatable", collect)
     .option("--detailed-exitcode", "exit 0 when there are no changes, 2 when there are, 1 on errors")
+    .option("--deny-loosening", "exit 3 when a change loosens isolation (before 2 of --detailed-exitcode; 1 still wins)")
     .option("--no-color", "never colour the output (colour is used only on a terminal, and never with NO_COLOR)")
     .action(async (paths: string[], o: import("./commands/plan.js").PlanCommandOptions) => {
       const { planCommand } = await import("./commands/plan.js");
@@ -130,6 +131,7 @@ export async function runCli(io: CliIO): Promise<number> {
     .argument("[paths...]", "config files or directories (default: qubes.yaml)")
     .requiredOption("--mgmt <qube>", "the management qube that runs qubes-iac")
     .option("--apply", "also grant the calls apply makes (without it: plan only, read-only)")
+    .option("--allow-policy-writes", "grant qrexec's policy admin services (policy.*) for the config's qrexec policy files, each by name: plan's reads, and with --apply their writes (the right to write a policy file is full control)")
     .addOption(connectOption().default(undefined, "none: from the config alone"))
     .addOption(timeoutOption())
     .action(async (paths: string[], o: import("./commands/policy.js").PolicyCommandOptions) => {

@@ -112,6 +112,11 @@ export type ActualState = {
   policies?: ActualPolicies;
   /** Existing qubes the config creates copies of, read as clone sources (src/plan/clone-reader.ts); undefined when none. */
   cloneSources?: ReadonlyMap<string, CloneSource>;
+  /**
+   * Every other policy file's text, for the loosening analysis only (src/plan/policy-context.ts);
+   * undefined when not read.
+   */
+  policyContext?: { policies: ReadonlyMap<string, string>; includes: ReadonlyMap<string, string>; unread: readonly string[]; unlisted: boolean };
 };
 
 /** An existing qube read as a clone source: what qvm-clone copies of it, and the volumes to copy with their pool's driver. */

@@ -4,6 +4,7 @@
 
 import type { ResourceType } from "../model/address.js";
 import type { Action } from "./action.js";
+import type { Loosening } from "./loosening.js";
 import type { StepOp } from "./ops.js";
 
 /**
@@ -44,6 +45,8 @@ export type ResourceChange = {
   destroysData: boolean;
   /** A qube created by cloning: its source, and the `after` keys whose values are copied from it. */
   fromSource?: { qube: string; attributes: string[] };
+  /** What it loosens (loosening.ts), strongest first; empty when nothing. Display and --deny-loosening only. */
+  loosens: Loosening[];
 };
 
 export type StepKind = "setup" | "create" | "update" | "delete" | "forget" | "release";
@@ -83,5 +86,6 @@ export function newResourceChange(type: ResourceType, name: string | null, addre
     needsHalt: [],
     reasons: [],
     destroysData: false,
+    loosens: [],
   };
 }

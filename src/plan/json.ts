@@ -9,6 +9,7 @@ import { countsAsAdd, countsAsChange, countsAsDestroy, countsAsForget, countsAsR
 import type { AgentSpec, GuestFacts } from "../model/guest.js";
 import type { AttrValue, StepKind } from "./changes.js";
 import type { PlannedGuest } from "./diff-guests.js";
+import type { Loosening } from "./loosening.js";
 import type { Check, StepOp } from "./ops.js";
 import type { Plan } from "./plan.js";
 import type { PlannedPolicy } from "./diff-policies.js";
@@ -33,6 +34,8 @@ export type JsonResourceChange = {
   needs_halt: string[];
   /** A qube created by cloning: its source, and the `after` keys whose values are copied from it. */
   from_source?: { qube: string; attributes: string[] };
+  /** What the change loosens, strongest first (absent in plans made before qubes-iac marked it). */
+  loosens?: Loosening[];
 };
 
 export type JsonStep = {
@@ -215,6 +218,7 @@ export function toJsonPlan(plan: Plan, generator: { version: string }): JsonPlan
       after_default: c.afterDefault,
       needs_halt: c.needsHalt,
       ...(c.fromSource !== undefined ? { from_source: { qube: c.fromSource.qube, attributes: [...c.fromSource.attributes] } } : {}),
+      loosens: c.loosens,
     })),
     steps: plan.steps.map((s) => ({ id: s.id, address: s.address, kind: s.kind, wave: s.wave, depends_on: s.dependsOn, ops: s.ops })),
     prior_state: plan.checks,

@@ -9,6 +9,8 @@ import type { DesiredState } from "../model/desired.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { ResourceChange } from "./changes.js";
 import { diffState } from "./diff.js";
+import { planLoosening, sortLoosenings } from "./loosening.js";
+import { planPolicyLoosening } from "./loosening-policy.js";
 import { diffGuests, NO_GUEST_READINGS, type GuestReadings, type PlannedGuest } from "./diff-guests.js";
 import type { Check } from "./ops.js";
 import { orderSteps, resolveDependencies, type OrderedStep } from "./order.js";
@@ -87,5 +89,11 @@ export function buildPlan(desired: DesiredState, actual: ActualState, options: P
   );
   const diagnostics = [...[...diff.diagnostics, ...inner.diagnostics].filter((d) => inScope(d.address)), ...selection.diagnostics, ...ordered.diagnostics];
   const changes = [...diff.changes, ...inner.changes].filter((c) => inScope(c.address));
-  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), policies: (diff.policies ?? []).filter((p) => inScope(p.address)), diagnostics };
+  const policies = (diff.policies ?? []).filter((p) => inScope(p.address));
+  // What the plan loosens: qubes and globals from their before/after, policy files by effect over the whole policy.
+  const loosening = planLoosening(changes, actual);
+  const policy = planPolicyLoosening(policies, actual, (address) => desiredPolicies(desired).get(address)?.at);
+  diagnostics.push(...policy.diagnostics);
+  for (const c of changes) c.loosens = sortLoosenings([...(loosening.get(c.address) ?? []), ...(policy.loosens.get(c.address) ?? [])]);
+  return { owner: desired.owner, release: planRelease(actual), options, changes, steps: ordered.steps, checks: diff.checks, guests: inner.guests.filter((g) => inScope(g.address)), policies, diagnostics };
 }

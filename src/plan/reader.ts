@@ -8,7 +8,8 @@
 // names only when the DispVM carries format-1 records (docs/ownership.md, "Migration"). Other
 // qubes cost nothing beyond their admin.vm.List line and the one property a reference of the
 // config needs of them, unless something may be removed: then every qube's properties are read
-// once to find who still refers to it (the reference scan).
+// once to find who still refers to it (the reference scan), or a global default qubes follow moves
+// (the follower scan: the plan counts the qubes it moves, src/plan/loosening.ts).
 
 import type { ActualLabel, ActualPool, ActualProperty, ActualQube, ActualState, ActualVolume, DeviceAtPort, ListedQube } from "../model/actual.js";
 import type { ActualAssignment, DeviceClass } from "../model/devices.js";
@@ -19,6 +20,8 @@ import { refineRelease, rulesFor, type DetectedRelease } from "../model/release.
 import { createLimiter } from "../util/concurrency.js";
 import { readDevices } from "./device-reader.js";
 import { needsReferenceScan } from "./diff.js";
+import { FOLLOWED_DEFAULTS } from "./loosening.js";
+import { compareProperty } from "./normalize.js";
 import { needsRunningScan } from "./power-order.js";
 import type { Holder } from "./ops.js";
 import { referenceReads } from "./reference-needs.js";
@@ -123,7 +126,6 @@ async function readQube(r: QubesReader, desired: DesiredState, listed: ListedQub
   return intent === undefined ? { qube } : { qube, intent };
 }
 
-/** The running scan (power-order.ts): the properties of every qube that is not halted and was not read. */
 /**
  * What the volume and notes settings of the config need besides the qubes' own reads: the
  * Info of the pools holding a volume whose revisions_to_keep the config sets (its driver bounds
@@ -163,8 +165,26 @@ async function readVolumePoolsAndNotes(
   for (const [p, info] of infos) pools.set(p, info);
 }
 
-async function readRunning(r: QubesReader, actual: ActualState): Promise<ActualState> {
-  const rest = [...actual.listing.values()].filter((l) => l.power !== "Halted" && !actual.qubes.has(l.name) && l.klass !== "AdminVM").sort((a, b) => (a.name < b.name ? -1 : 1));
+/**
+ * Whether the plan moves a global default that qubes follow (loosening.ts FOLLOWED_DEFAULTS): the
+ * plan then counts the qubes that follow it, which needs every qube's properties.
+ */
+export function needsFollowerScan(desired: DesiredState, actual: ActualState): boolean {
+  return Object.keys(FOLLOWED_DEFAULTS).some((g) => {
+    const want = desired.properties.get(g);
+    const current = actual.globals?.get(g);
+    return want !== undefined && (current === undefined || compareProperty(want, current).kind !== "equal");
+  });
+}
+
+/**
+ * The running scan (power-order.ts): the properties of every qube that is not halted and was not
+ * read; with `all` (the follower scan), of every qube that was not read.
+ */
+async function readRunning(r: QubesReader, actual: ActualState, everyQube = false): Promise<ActualState> {
+  const rest = [...actual.listing.values()]
+    .filter((l) => !actual.qubes.has(l.name) && (everyQube || (l.power !== "Halted" && l.klass !== "AdminVM")))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
   const scanned = await Promise.all(rest.map(async (l) => [l, await r.properties({ vm: l.name })] as const));
   const all = new Map(actual.qubes);
   for (const [l, properties] of scanned) all.set(l.name, { name: l.name, klass: l.klass, power: l.power, properties, features: new Map(), volumes: new Map() });
@@ -264,7 +284,8 @@ export async function readActualState(reader: QubesReader, desired: DesiredState
   if (globals !== undefined) actual.globals = globals;
   Object.assign(actual, await readDevices(r, desired, actual));
   if (!needsReferenceScan(desired, actual, { release: o.release ?? [] })) {
-    return withReferenced(r, desired, needsRunningScan(desired, actual) ? await readRunning(r, actual) : actual);
+    const followers = needsFollowerScan(desired, actual);
+    return withReferenced(r, desired, followers || needsRunningScan(desired, actual) ? await readRunning(r, actual, followers) : actual);
   }
 
   // The reference scan: who else refers to what may be removed.

@@ -1,7 +1,8 @@
 // The human plan, rendered from the JSON plan only: one block per changed resource with its
 // symbol (+ ~ - -/+ .), attribute lines `name: old → new` (unchanged attributes hidden), rule
-// lists as a line diff, then the steps in execution order and the summary line. Returns a
-// string; the CLI decides where it goes and whether it is coloured.
+// lists as a line diff, then the steps in execution order and the summary line; a change that
+// loosens isolation has `!` in the first column of its lines that loosen and a closing line
+// lists them all. Returns a string; the CLI decides where it goes and whether it is coloured.
 
 import { diffArrays } from "diff";
 import { renderPolicyDiff } from "./render-policy.js";
@@ -9,6 +10,7 @@ import { actionPhrase, actionSymbol, isNoOp, type Action } from "./action.js";
 import type { AttrValue } from "./changes.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { JsonGuest, JsonPlan, JsonPolicyFile, JsonResourceChange, JsonStep } from "./json.js";
+import { LOOSENING_KINDS } from "./loosening.js";
 import { stepOpMethod } from "./ops.js";
 import { describeRelease, RELEASE_IDS } from "../model/release.js";
 import { POOL_DRIVERS } from "../config/catalog.js";
@@ -178,20 +180,50 @@ export function factsLine(g: Pick<JsonGuest, "facts">): string | undefined {
   return parts.join("; ");
 }
 
+/** `line` with its first column replaced by the loosening mark `!` (the indent keeps its width). */
+const marked = (line: string): string => `!${line.slice(1)}`;
+
+/** The attribute lines of `c`, those of a loosening attribute marked (a rule list: its first line). */
+function markAttributes(lines: readonly string[], attributes: ReadonlySet<string>): string[] {
+  const ind = "      ";
+  return lines.map((l) => {
+    if (!l.startsWith(ind) || l.startsWith(`${ind} `)) return l;
+    // A key may hold a colon itself (`devices.usb.sys-usb:2-1`): matched with the `: ` that follows it.
+    const text = l.slice(ind.length);
+    return [...attributes].some((a) => text === `${a}:` || text.startsWith(`${a}: `) || text.startsWith(`${a}:\x1b`)) ? marked(l) : l;
+  });
+}
+
+/**
+ * A painter that also marks, in a loosening policy file's diff, the lines that can widen it: an
+ * allow or ask rule added, a deny or ask rule removed (the judgement itself is by effect).
+ */
+function markLoosePolicyLines(paint: Paint): Paint {
+  return (style, text) => {
+    const line = text.trimStart();
+    const widens = (line.startsWith("+") && !line.startsWith("+++") && /\s(allow|ask)(\s|$)/.test(line)) || (line.startsWith("-") && !line.startsWith("---") && /\s(deny|ask)(\s|$)/.test(line));
+    return paint(style, widens ? marked(text) : text);
+  };
+}
+
 function renderChange(written: JsonResourceChange, errors: readonly Diagnostic[], paint: Paint, guest?: JsonGuest, policy?: JsonPolicyFile): string[] {
   const c = displayed(written);
   const style = actionStyle(c.action);
+  const loosens = c.loosens ?? [];
   const comment = [`# ${c.address} ${actionPhrase(c.action)}`];
   const facts = guest === undefined ? undefined : factsLine(guest);
   if (facts !== undefined) comment.push(`# guest: ${facts}`);
   if (c.destroys_data && c.type !== "policy") comment.push(c.type === "qube" ? "# its volumes (all of its data) are destroyed" : "# what it holds is destroyed");
   for (const r of c.reasons) comment.push(`# ${r}`);
+  const head = `${actionSymbol(c.action).padStart(4)} ${c.address}`;
+  const attributes = renderAttributes(c, paint);
   return [
     ...comment.map((l) => paint("dim", `  ${l}`)),
+    ...loosens.map((l) => paint("change", `  # loosens isolation (${l.kind}): ${l.detail}`)),
     ...errors.map((d) => paint("remove", `  # refused, ${d.code}: ${d.message}`)),
-    paint(style, `${actionSymbol(c.action).padStart(4)} ${c.address}`),
-    ...renderAttributes(c, paint),
-    ...(policy === undefined ? [] : renderPolicyDiff(policy, paint)),
+    paint(style, loosens.length > 0 ? marked(head) : head),
+    ...(loosens.length > 0 ? markAttributes(attributes, new Set(loosens.flatMap((l) => (l.attribute === undefined ? [] : [l.attribute])))) : attributes),
+    ...(policy === undefined ? [] : renderPolicyDiff(policy, loosens.length > 0 ? markLoosePolicyLines(paint) : paint)),
     "",
   ];
 }
@@ -230,6 +262,20 @@ export function summaryLine(plan: JsonPlan): string {
   return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy${release > 0 ? `, ${release} to release` : ""}${forget > 0 ? `, ${forget} to forget` : ""}.`;
 }
 
+/**
+ * `2 changes loosen isolation: qube.work (gains a netvm), properties (moves what qubes follow).`,
+ * strongest first; undefined when nothing loosens.
+ */
+export function looseningLine(plan: Pick<JsonPlan, "resource_changes">): string | undefined {
+  const loosening = plan.resource_changes.filter((c) => !isNoOp(c.action) && (c.loosens ?? []).length > 0);
+  if (loosening.length === 0) return undefined;
+  const strongest = (c: JsonResourceChange): number => Math.min(...(c.loosens ?? []).map((l) => LOOSENING_KINDS[l.kind].rank));
+  const parts = [...loosening]
+    .sort((a, b) => strongest(a) - strongest(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
+    .map((c) => `${c.address} (${[...new Set((c.loosens ?? []).map((l) => (l.affects ? `${LOOSENING_KINDS[l.kind].summary}: ${l.affects.at_least ? "at least " : ""}${l.affects.qubes}` : LOOSENING_KINDS[l.kind].summary)))].join(", ")})`);
+  return `${loosening.length} change${loosening.length === 1 ? " loosens" : "s loosen"} isolation: ${parts.join(", ")}.`;
+}
+
 export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
   // Every string of the plan came from a config, qubesd, a guest or a saved plan's file.
   const plan = printableDeep(written);
@@ -260,6 +306,8 @@ export function renderHumanPlan(written: JsonPlan, o: RenderOptions): string {
     lines.push(paint("change", `Scope limited by ${scope}: other changes are not shown and will not be made.`));
   }
   lines.push(paint("bold", summaryLine(plan)));
+  const loosening = looseningLine(plan);
+  if (loosening !== undefined) lines.push(paint("change", loosening));
   const errors = plan.diagnostics.filter((d) => d.severity === "error").length;
   if (errors > 0) lines.push(paint("remove", `The plan holds ${errors} error${errors === 1 ? "" : "s"} (listed on stderr) and cannot be applied.`));
   return `${lines.join("\n")}\n`;

@@ -34,7 +34,8 @@ const plan = (args: string[]) => runIn(["plan", ...connect(), ...args]);
 /** The mutating calls, but the apply lock's (test/reliability/apply-lock.test.ts covers those). */
 const mutated = (): string[] => mutations(s.sim.calls.filter((c) => !isLockCall(c)), isMutating);
 /** stdout after the plan, from the first progress line on. */
-const progress = (stdout: string): string => stdout.slice(stdout.indexOf("\n", stdout.lastIndexOf("Plan: ")) + 1);
+/** What apply printed after the plan (its summary line and the closing line of what loosens isolation). */
+const progress = (stdout: string): string => stdout.slice(stdout.indexOf("\n", stdout.lastIndexOf("Plan: ")) + 1).replace(/^[0-9]+ changes? loosens? isolation: .*\n/, "");
 
 describe("approval", () => {
   it("without a terminal: refuses unless --auto-approve, and changes nothing", async () => {

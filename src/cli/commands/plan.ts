@@ -1,12 +1,14 @@
 // `qubes-iac plan [PATH…]`: loads the config, reads the actual state through a read-only view
 // of the Admin API client, builds the plan and prints it — human (from the JSON plan) on stdout
 // with diagnostics on stderr, or the JSON plan with --json — and with --out saves it for apply.
-// Exit 0 (with --detailed-exitcode: no changes), 1 on any error, 2 changes (--detailed-exitcode).
+// Exit 0 (with --detailed-exitcode: no changes), 1 on any error, 2 changes (--detailed-exitcode),
+// 3 a change loosens isolation (--deny-loosening; 1 wins over it, it wins over 2).
 
 import { resolve } from "node:path";
 import { loadConfig, type LoadResult } from "../../config/index.js";
 import { readerFromClient } from "../../apply/admin-api.js";
 import { describePolicyFailure, policyClientOf, policyReaderOf } from "../../apply/policy-files.js";
+import { readPolicyContext } from "../../plan/policy-context.js";
 import { readPolicies } from "../../plan/policy-reader.js";
 import { desiredPolicies } from "../../plan/policy-desired.js";
 import { policyDiagnosticsWithSystem } from "../../plan/policy-names.js";
@@ -31,6 +33,8 @@ export type PlanCommandOptions = ConnectionOptions & {
   target?: string[];
   exclude?: string[];
   detailedExitcode?: boolean;
+  /** Exit 3 when any change loosens isolation (a CI gate). */
+  denyLoosening?: boolean;
   /** commander's --no-color sets this to false. */
   color?: boolean;
   allowRestart?: boolean;
@@ -53,8 +57,10 @@ function parseAddresses(values: readonly string[] | undefined, flag: string): Ad
   });
 }
 
-function exitCode(plan: JsonPlan, detailed: boolean): number {
+/** Precedence: 1 (error) over 3 (loosens, with --deny-loosening) over 2 (changes, with --detailed-exitcode). */
+export function exitCode(plan: JsonPlan, detailed: boolean, denyLoosening = false): number {
   if (plan.errored) return 1;
+  if (denyLoosening && plan.resource_changes.some((c) => (c.loosens ?? []).length > 0)) return 3;
   if (!detailed) return 0;
   return plan.steps.length > 0 ? 2 : 0;
 }
@@ -83,7 +89,13 @@ export async function computePlan(client: AdminClient, config: DesiredState, con
   const policies = await readPolicies(policyReaderOf(policyClientOf(client.transport)), config.owner, desiredPolicies(config), read.dom0FeatureNames, describePolicyFailure);
   const actual = policies === undefined ? read : { ...read, policies };
   const guests = await readGuests(guestReaderFromAgents(), config, actual, { parallelism: o.parallelism, inScope: guestInScope(options) });
-  const plan = buildPlan(config, actual, options, guests);
+  let plan = buildPlan(config, actual, options, guests);
+  // A plan that changes a policy file is judged against the rest of dom0's policy
+  // (loosening-policy.ts): read only then, and the pure plan made again with it.
+  if (plan.policies.some((p) => (p.before?.content ?? null) !== (p.after?.content ?? null))) {
+    const policyContext = await readPolicyContext(policyReaderOf(policyClientOf(client.transport)), policies);
+    if (policyContext !== undefined) plan = buildPlan(config, { ...actual, policyContext }, options, guests);
+  }
   plan.diagnostics.unshift(...policyDiagnosticsWithSystem(config, actual, configDiagnostics));
   return toJsonPlan(plan, { version: packageVersion() });
 }
@@ -134,5 +146,5 @@ export async function planCommand(io: CliIO, paths: string[], o: PlanCommandOpti
       if (!o.json) write(io.stdout, `\nSaved the plan to ${o.out}. To make exactly these changes, run: qubes-iac apply ${o.out}`);
     }
   }
-  return exitCode(json, o.detailedExitcode === true);
+  return exitCode(json, o.detailedExitcode === true, o.denyLoosening === true);
 }
