@@ -48,7 +48,7 @@ export async function connectClient(io: CliIO, o: ConnectionOptions): Promise<Ad
   try {
     // QUBES_IAC_RPC_MULTIPLEXER: where dom0's qubes-rpc-multiplexer is, when not in /usr/lib/qubes (tests' stand-in).
     const multiplexer = io.env.QUBES_IAC_RPC_MULTIPLEXER;
-    const transport = await openTransport(chosen.choice.spec, { timeoutMs, ...(multiplexer ? { multiplexer } : {}) });
+    const transport = await openTransport(chosen.choice.spec, { timeoutMs, ...(multiplexer ? { multiplexer, env: { ...process.env, ...io.env } } : {}) });
     return createAdminClient(transport, { timeoutMs, parallelism: parsePositiveInt(o.parallelism, "--parallelism", 8) });
   } catch (e) {
     if (e instanceof QubesApiError) throw new CliError(e.message);

@@ -9,6 +9,8 @@ import { isAdminOp } from "../../src/plan/ops.js";
 import { runBuiltCli } from "../helpers/cli.js";
 import { repoRoot } from "../helpers/shared.js";
 import { isMutating, startTestSim, type TestSim } from "../helpers/sim.js";
+import { POLICY_STANDIN_DIR } from "../reliability/_qrexec.js";
+import { join } from "node:path";
 
 let sim: TestSim;
 beforeEach(async () => {
@@ -18,7 +20,13 @@ afterEach(async () => {
   await sim.stop();
 });
 
-const cli = (args: string[]) => runBuiltCli([args[0] as string, "--connect", `qubesd:${sim.socketPath}`, ...args.slice(1)], { cwd: repoRoot });
+// Connected as dom0 is, through qubesd's socket: policy files go through dom0's
+// qubes-rpc-multiplexer, here its stand-in, which runs policy.* on the simulator's policy directory.
+const cli = (args: string[]) =>
+  runBuiltCli([args[0] as string, "--connect", `qubesd:${sim.socketPath}`, ...args.slice(1)], {
+    cwd: repoRoot,
+    env: { QUBES_IAC_RPC_MULTIPLEXER: join(POLICY_STANDIN_DIR, "qubes-rpc-multiplexer"), QIAC_STANDIN_SOCKET: sim.socketPath },
+  });
 /** Mutating calls as `method+arg → dest`; a qube's UUID (random for a new one) as `<uuid>`. */
 const mutations = (from = 0): string[] =>
   sim.calls
@@ -139,7 +147,7 @@ describe("apply of the built CLI", () => {
     }
   });
 
-  for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "examples/templates.yaml"]) {
+  for (const example of ["examples/minimal.yaml", "examples/workstation.yaml", "examples/offline-vault.yaml", "examples/vpn.yaml", "examples/split-config", "examples/templates.yaml", "examples/split-gpg.yaml"]) {
     it(`${example}: applies, then No changes. and a second apply makes no mutating call`, async () => {
       expect((await applyAndConverge(example)).length).toBeGreaterThan(0);
     });

@@ -3,6 +3,8 @@
 // test/plan/fixtures/lab-v1.yaml applied: a delete and a replace (lab-v2), a blocked halted-only
 // change and a protected qube (lab-v3), and the same halted-only change with --allow-restart.
 // UPDATE_GOLDEN=1 rewrites the files; review the diff before committing.
+import { join } from "node:path";
+import { POLICY_STANDIN_DIR } from "../reliability/_qrexec.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCliInProcess } from "./_cli.js";
 import { expectGolden } from "./_golden.js";
@@ -16,12 +18,15 @@ const EXAMPLES: Array<[string, string]> = [
   ["vpn", "examples/vpn.yaml"],
   ["split-config", "examples/split-config"],
   ["templates", "examples/templates.yaml"],
+  ["split-gpg", "examples/split-gpg.yaml"],
 ];
 
 async function planOutputs(s: SimSession, args: string[]): Promise<{ human: string; json: string; code: number }> {
   const connect = ["--connect", `qubesd:${s.sim.socketPath}`];
-  const human = await runCliInProcess(["plan", ...connect, "--detailed-exitcode", ...args], { env: { NO_COLOR: "1" } });
-  const json = await runCliInProcess(["plan", ...connect, "--json", ...args]);
+  // As from dom0: policy files through the stand-in of dom0's qubes-rpc-multiplexer, on the simulator's policy directory.
+  const env = { QUBES_IAC_RPC_MULTIPLEXER: join(POLICY_STANDIN_DIR, "qubes-rpc-multiplexer"), QIAC_STANDIN_SOCKET: s.sim.socketPath };
+  const human = await runCliInProcess(["plan", ...connect, "--detailed-exitcode", ...args], { env: { NO_COLOR: "1", ...env } });
+  const json = await runCliInProcess(["plan", ...connect, "--json", ...args], { env });
   const parsed = JSON.parse(json.stdout) as { qubes_iac_version: string; errored: boolean };
   expectValidPlanJson(parsed);
   expect(json.code).toBe(parsed.errored ? 1 : 0);

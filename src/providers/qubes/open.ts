@@ -13,11 +13,14 @@ import { createSocketTransport } from "./transport-socket.js";
 import type { Transport } from "./transport.js";
 import { multiplexerServiceRunner, RPC_MULTIPLEXER, simServiceRunner } from "./service-runner.js";
 
-/** `multiplexer`: dom0's qubes-rpc-multiplexer, for policy.* over the qubesd connection (default RPC_MULTIPLEXER). */
-export async function openTransport(spec: ConnectSpec, opts: { timeoutMs: number; multiplexer?: string }): Promise<Transport> {
+/**
+ * `multiplexer`: dom0's qubes-rpc-multiplexer, for policy.* over the qubesd connection (default
+ * RPC_MULTIPLEXER); `env`: the environment it runs in (the command's, default this process's).
+ */
+export async function openTransport(spec: ConnectSpec, opts: { timeoutMs: number; multiplexer?: string; env?: NodeJS.ProcessEnv }): Promise<Transport> {
   switch (spec.kind) {
     case "qubesd":
-      return { ...createSocketTransport(spec.socketPath, { timeoutMs: opts.timeoutMs }), service: multiplexerServiceRunner(opts.multiplexer ?? RPC_MULTIPLEXER, { timeoutMs: opts.timeoutMs }) };
+      return { ...createSocketTransport(spec.socketPath, { timeoutMs: opts.timeoutMs }), service: multiplexerServiceRunner(opts.multiplexer ?? RPC_MULTIPLEXER, { timeoutMs: opts.timeoutMs, ...(opts.env ? { env: opts.env } : {}) }) };
     case "qrexec":
       return createQrexecTransport({ timeoutMs: opts.timeoutMs, command: spec.command });
     case "sim": {
