@@ -289,7 +289,9 @@ export async function runCase(s: Setup, kind: MatrixKind, index: number): Promis
     const all = s.plan.steps.map((x) => x.id);
     const failedStep = target.step.id;
     // A late call is reported unknown; only when apply re-read it after it landed (a very slow run) is it done.
-    const settled = unreadable(s, target);
+    // After a timeout "not done" is only "not done yet": unknown (settle in src/apply/engine.ts).
+    const unread = unreadable(s, target);
+    const settled = unread === "not-done" && shortTimeout(kind) ? "unknown" : unread;
     const preset = kind !== "exception" && madeByQubesd(target);
     const completes = settled === undefined && (callRuns(kind) || preset || (callRunsLate(kind) && resolved[0] === "done"));
     const skipped = completes ? new Set<string>() : dependents(s.plan, failedStep);
