@@ -21,6 +21,7 @@ const RELEASE_MATRIX = [
   "test/reliability/faults-b.test.ts",
   "test/reliability/faults-c.test.ts",
   "test/reliability/faults-d.test.ts",
+  "test/reliability/faults-laptop.test.ts",
 ];
 const REDUCED = RELEASE_MATRIX.filter((f) => !/faults-[bcd]\.test\.ts$/.test(f));
 

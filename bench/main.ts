@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { generateFixtureState, GENERATED_MAX_QUBES, GENERATED_MIN_QUBES } from "../src/providers/qubes/simulator/index.js";
 import { adoptConfig, createConfig, planCallsNeeded, withProperty, type Config } from "./fleet.js";
 import { desiredOf, measurePlanComputation } from "./plan-compute.js";
-import { renderReadme, VALIDATE_SIZES, validateTargets, type Results } from "./report.js";
+import { LAPTOP_PREFIX, renderReadme, VALIDATE_SIZES, validateTargets, type Results } from "./report.js";
 import { adoptInMemory, checkBundle, measureApply, measureNaive, measurePlan, measureStartup, measureValidate, PARALLELISM, writeConfig, type PlanFigure } from "./scenarios.js";
 import type { StateDocument } from "../src/providers/qubes/simulator/index.js";
 
@@ -33,6 +33,9 @@ const NAIVE_QUBES = 50;
 /** qubesd's cost of one mutating call at 200 qubes, round trip included (issue 7). */
 const APPLY_LATENCY = { readMs: 15, writeMs: 37 };
 const CREATE_QUBES = 50;
+/** Issue 14's example: a whole small system (clones, a standalone, PCI assignments) built from the simulator's laptop fixture. */
+const LAPTOP_EXAMPLE = join(ROOT, "examples", "laptop.yaml");
+const LAPTOP_SCENARIO = `${LAPTOP_PREFIX} from the laptop fixture`;
 const CHANGE_QUBES = 200;
 const COMPUTE_SIZES = [1000, 2000, 5000, GENERATED_MAX_QUBES - 1];
 /** A plan shorter than this is measured three times (median); a longer one once. */
@@ -180,6 +183,8 @@ async function measureAll(): Promise<Results> {
         applies.push(await measureApply({ bundle: BUNDLE, dir: applyDir, scenario: `create ${CREATE_QUBES} qubes`, configPath: createPath, latency, from: { generated: CHANGE_QUBES + 1 } }));
         progress(`apply: change qrexec_timeout on ${CHANGE_QUBES} managed qubes, ${l} per read/write`);
         applies.push(await measureApply({ bundle: BUNDLE, dir: applyDir, scenario: `change 1 property on ${CHANGE_QUBES} qubes`, configPath: changePath, latency, from: { statePath: adopted.statePath } }));
+        progress(`apply: ${LAPTOP_SCENARIO}, ${l} per read/write`);
+        applies.push(await measureApply({ bundle: BUNDLE, dir: applyDir, scenario: LAPTOP_SCENARIO, configPath: LAPTOP_EXAMPLE, latency, from: { fixture: "laptop" } }));
       }
     }
 

@@ -231,12 +231,12 @@ export async function measureApply(o: {
   scenario: string;
   configPath: string;
   latency: Latency;
-  from: { statePath: string } | { generated: number };
+  from: { statePath: string } | { generated: number } | { fixture: "laptop" };
 }): Promise<ApplyFigure> {
   const work = mkdtempSync(join(o.dir, "apply-"));
   const statePath = join(work, "state.json");
   if ("statePath" in o.from) copyFileSync(o.from.statePath, statePath);
-  const sim = await startBenchSim({ dir: work, statePath, latency: o.latency, ...("generated" in o.from ? { generated: o.from.generated } : {}) });
+  const sim = await startBenchSim({ dir: work, statePath, latency: o.latency, ...("generated" in o.from ? { generated: o.from.generated } : {}), ...("fixture" in o.from ? { fixture: o.from.fixture } : {}) });
   try {
     const r = await runNodeOk([o.bundle, "apply", "--connect", `qubesd:${sim.socketPath}`, "--auto-approve", o.configPath], { cwd: o.dir, probe: true });
     const calls = callFigures(sim.takeCalls());

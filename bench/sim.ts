@@ -3,7 +3,7 @@
 // answered. Latency is the simulator's own (server-side), as a qrexec round trip would add it.
 
 import { join } from "node:path";
-import { startSimulator, type Latency, type SimCallLogEntry, type SimulatorServer } from "../src/providers/qubes/simulator/index.js";
+import { startSimulator, type Latency, type SimCallLogEntry, type SimFixture, type SimulatorServer } from "../src/providers/qubes/simulator/index.js";
 
 export type BenchSim = {
   socketPath: string;
@@ -15,9 +15,11 @@ export type BenchSim = {
 
 export type BenchSimOptions = {
   dir: string;
-  /** State file; reused as it is unless `generated` is given (then the system is generated afresh). */
+  /** State file; reused as it is unless `generated` or `fixture` is given (then the system starts afresh from it). */
   statePath: string;
   generated?: number;
+  /** A named fixture of the simulator (`laptop`), started afresh. */
+  fixture?: Exclude<SimFixture, { generated: number }>;
   latency?: Latency;
   /** Faults from the start (README of the simulator), e.g. GetAll refused. */
   faults?: string[];
@@ -31,7 +33,7 @@ export async function startBenchSim(o: BenchSimOptions): Promise<BenchSim> {
   const server = await startSimulator({
     socketPath,
     statePath: o.statePath,
-    ...(o.generated !== undefined ? { fixture: { generated: o.generated }, reset: true } : {}),
+    ...(o.generated !== undefined ? { fixture: { generated: o.generated }, reset: true } : o.fixture !== undefined ? { fixture: o.fixture, reset: true } : {}),
     ...(o.latency ? { latency: o.latency } : {}),
     ...(o.faults ? { faults: o.faults } : {}),
     onCall: (entry) => calls.push(entry),

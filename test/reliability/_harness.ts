@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { createAdminClient, type AdminClient } from "../../src/providers/qubes/client.js";
 import { createSocketTransport } from "../../src/providers/qubes/transport-socket.js";
-import { startSimulator, type SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
+import { startSimulator, type SimFixture, type SimulatorOptions } from "../../src/providers/qubes/simulator/index.js";
 import { applyEvents } from "../helpers/apply-events.js";
 import { startTestSim, testRelease, type TestSim } from "../helpers/sim.js";
 import { applyCommand, type ApplyCommandOptions, type ApplyDeps } from "../../src/cli/commands/apply.js";
@@ -28,15 +28,18 @@ export const clientOf = (sim: { socketPath: string }, timeoutMs = 10_000): Admin
   createAdminClient(createSocketTransport(sim.socketPath, { timeoutMs }), { timeoutMs, slowTimeoutMs: timeoutMs });
 
 /**
- * Adds to the default fixture what a careless apply could damage: `foreign` (another owner's
+ * Adds to a fixture (`default`, or `o.fixture`) what a careless apply could damage: `foreign` (another owner's
  * qube, its records and tag, a netvm that is one of our qubes, firewall rules), `impostor` (a
  * hand-added `managed-by-<owner>` tag and a fake per-qube record of that owner: neither makes it
  * ours), `bystander` (running, with notes), another owner's dom0 inventory including one whose
- * name extends ours (`<owner>-old`), a dom0 GUI feature, two custom labels and a pool.
+ * name extends ours (`<owner>-old`), a dom0 GUI feature, two custom labels and a pool. The foreign
+ * qubes are AppVMs on `o.template` (default fedora-40, which the laptop fixture lacks).
  */
-export async function buildForeignState(path: string, owner: string): Promise<void> {
+export async function buildForeignState(path: string, owner: string, o: { fixture?: SimFixture; template?: string } = {}): Promise<void> {
+  /** The foreign qubes' template, one the fixture has. */
+  const template = o.template ?? "fedora-40";
   const dir = mkdtempSync(join(tmpdir(), "qiac-rel-build-"));
-  const sim = await startSimulator({ socketPath: join(dir, "qubesd.sock"), statePath: path, reset: true, release: testRelease() });
+  const sim = await startSimulator({ socketPath: join(dir, "qubesd.sock"), statePath: path, reset: true, release: testRelease(), ...(o.fixture === undefined ? {} : { fixture: o.fixture }) });
   const c = clientOf(sim);
   try {
     await c.label.create("foreign-label", "0x123456");
@@ -47,7 +50,7 @@ export async function buildForeignState(path: string, owner: string): Promise<vo
       ["impostor", "orange"],
       ["bystander", "green"],
     ] as const) {
-      await c.vm.create({ klass: "AppVM", name, label, template: "fedora-40" });
+      await c.vm.create({ klass: "AppVM", name, label, template });
     }
     await c.property.set({ vm: "foreign" }, "netvm", "sys-firewall");
     await c.property.set({ vm: "foreign" }, "memory", "555");
