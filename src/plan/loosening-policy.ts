@@ -16,17 +16,10 @@ import { releaseOf } from "../model/release.js";
 import { isPolicyAdminService } from "../model/qrexec-rights.js";
 import { planDiagnostic } from "./codes.js";
 import type { Loosening } from "./loosening.js";
-import { refuseRightsWrites } from "./mgmt-rights.js";
+import { refuseRightsWrites, type PolicyFileChange } from "./mgmt-rights.js";
 
-/** One policy file the plan writes or removes (scope `policy`: a `.policy` file; `include`: include/NAME). */
-export type PolicyFileChange = {
-  address: string;
-  scope: PolicyScope;
-  name: string;
-  /** Statements before (null: no such file) and after (null: removed). */
-  before: readonly PolicyStatement[] | null;
-  after: readonly PolicyStatement[] | null;
-};
+/** One policy file the plan writes or removes: the type the management-rights check takes too. */
+export type { PolicyFileChange };
 
 export type PolicyLooseningInput = {
   /** Every `.policy` file as read before the plan (managed by qubes-iac or not). */
