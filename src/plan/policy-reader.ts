@@ -43,19 +43,3 @@ export async function readPolicies(
     return { kind: "failed", error: f.message, refused: f.refused };
   }
 }
-
-/**
- * Every policy and include file of the system, as src/config/policy/set.ts `policySet` takes them:
- * for evaluating the whole policy before and after a plan (files qubes-iac does not manage
- * included). Reads only; planning itself reads no more than `readPolicies` does.
- */
-export async function readPolicyTexts(reader: PolicyFilesReader): Promise<{ policies: Map<string, string>; includes: Map<string, string> }> {
-  const out = { policies: new Map<string, string>(), includes: new Map<string, string>() };
-  for (const scope of ["policy", "include"] as const) {
-    for (const name of await reader.list(scope)) {
-      const f = await reader.get(scope, name);
-      if (f !== undefined) (scope === "policy" ? out.policies : out.includes).set(name, f.content);
-    }
-  }
-  return out;
-}

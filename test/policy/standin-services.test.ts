@@ -136,19 +136,3 @@ describe("the dom0 multiplexer stand-in runs policy.* locally", () => {
     expect((await run(MULTIPLEXER, ["admin.vm.List", "dom0"])).code).toBe(127);
   });
 });
-
-describe("readPolicyTexts", () => {
-  it("reads every policy and include file of the system, for the whole-policy evaluation", async () => {
-    const { readPolicyTexts } = await import("../../src/plan/policy-reader.js");
-    const { policyReaderOf } = await import("../../src/apply/policy-files.js");
-    const c = createPolicyClient(simServiceRunner(sim.socketPath, { timeoutMs: 10_000 }));
-    await c.replace("include", "admin-ro", "new", "mgmt @adminvm allow\n");
-    await seed("30-gpg", "qubes.Gpg * work vault allow\n");
-    await seed("10-inc", "!include-service admin.vm.List * include/admin-ro\n");
-    const texts = await readPolicyTexts(policyReaderOf(c) as NonNullable<ReturnType<typeof policyReaderOf>>);
-    expect(texts).toEqual({
-      policies: new Map([["10-inc", "!include-service admin.vm.List * include/admin-ro\n"], ["30-gpg", "qubes.Gpg * work vault allow\n"]]),
-      includes: new Map([["admin-ro", "mgmt @adminvm allow\n"]]),
-    });
-  });
-});
