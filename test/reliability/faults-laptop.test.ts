@@ -8,8 +8,8 @@
 // what re-reading must settle for a CloneTo or an Assign) and `delay` (made, its reply held past
 // the client's timeout: a lost CloneFrom token is then unknown, not "not done"). The others
 // (garbage, truncate: the same re-reading as close-after; delay-before) are left to the
-// workstation matrix to keep this file under ~90 s per release (measured alone on 2 cores, four
-// kinds: main ~75 s; three kinds: main 54 s, R4.2 60 s, R4.3 115 s with other tests beside it).
+// workstation matrix to keep this file under ~90 s per release (measured on the shared 2-core
+// machine: main 53 s, R4.3 62 s, R4.2 59 s; up to twice that with other test files beside it).
 import { describeMatrix, LAPTOP } from "./_matrix.js";
 
 describeMatrix(["exception", "close-before", "close-after", "delay"], LAPTOP);
