@@ -67,29 +67,24 @@ describe("golden plans refused at their config lines", () => {
   });
 });
 
-describe("golden plan of device assignments against the laptop fixture", () => {
-  it("laptop: the whole-system example (clones, a standalone, the controllers, a new HVM with one)", async () => {
-    const s = await startSession({ fixture: "laptop" });
-    try {
-      const out = await planOutputs(s, ["examples/laptop.yaml"]);
-      expect(out.code).toBe(2);
-      expectGolden("plan/laptop.txt", out.human);
-      expectGolden("plan/laptop.json", out.json);
-    } finally {
-      await s.stop();
-    }
-  });
-  it("devices: sys-net's and sys-usb's controllers as they are, new qubes with PCI, USB, block and mic devices", async () => {
-    const s = await startSession({ fixture: "laptop" });
-    try {
-      const out = await planOutputs(s, ["test/plan/fixtures/devices.yaml"]);
-      expect(out.code).toBe(2);
-      expectGolden("plan/devices.txt", out.human);
-      expectGolden("plan/devices.json", out.json);
-    } finally {
-      await s.stop();
-    }
-  });
+describe("golden plans against the laptop fixture", () => {
+  const LAPTOP: Array<[string, string, string]> = [
+    ["laptop", "examples/laptop.yaml", "the whole-system example (clones, a standalone, the controllers, a new HVM with one)"],
+    ["devices", "test/plan/fixtures/devices.yaml", "sys-net's and sys-usb's controllers as they are, new qubes with PCI, USB, block and mic devices"],
+  ];
+  for (const [name, path, what] of LAPTOP) {
+    it(`${name}: ${what}`, async () => {
+      const s = await startSession({ fixture: "laptop" });
+      try {
+        const out = await planOutputs(s, [path]);
+        expect(out.code).toBe(2);
+        expectGolden(`plan/${name}.txt`, out.human);
+        expectGolden(`plan/${name}.json`, out.json);
+      } finally {
+        await s.stop();
+      }
+    });
+  }
 });
 
 describe("golden plans of changes to an applied config", () => {
