@@ -218,8 +218,12 @@ async function lockLeft(sim: Sim, owner: string): Promise<string[]> {
 
 export type CaseOutcome = { code: number; applied: string[]; failed: string[]; skipped: string[] };
 
-/** The call a fault holds: only it gets the short timeout. */
-export type HeldCall = { method: string; arg?: string; dest?: string };
+/**
+ * The call a fault holds: only it gets the short timeout. `nth`: a call pinned by count is the
+ * nth of its method to its destination (the others of that method wait behind it in qubesd's
+ * write queue, and must not time out with it).
+ */
+export type HeldCall = { method: string; arg?: string; dest?: string; nth?: number };
 
 /**
  * A client whose calls time out after the usual 10 s but for the held one (absent: every mutating
@@ -228,8 +232,12 @@ export type HeldCall = { method: string; arg?: string; dest?: string };
  */
 export function shortWriteTimeoutClient(sim: Sim, held?: HeldCall): AdminClient {
   const socket = createSocketTransport(sim.socketPath, { timeoutMs: 10_000 });
-  const isHeld = (c: { method: string; arg?: string; dest: string }): boolean =>
-    held === undefined ? isMutating(c.method) : c.method === held.method && (held.arg === undefined || (c.arg ?? "") === held.arg) && (held.dest === undefined || c.dest === held.dest);
+  let seen = 0;
+  const isHeld = (c: { method: string; arg?: string; dest: string }): boolean => {
+    if (held === undefined) return isMutating(c.method);
+    const matches = c.method === held.method && (held.arg === undefined || (c.arg ?? "") === held.arg) && (held.dest === undefined || c.dest === held.dest);
+    return matches && (held.nth === undefined || ++seen === held.nth);
+  };
   const transport: Transport = { ...socket, call: (c, o) => socket.call(c, isHeld(c) ? { timeoutMs: SHORT_TIMEOUT_MS } : o) };
   return createAdminClient(transport, { timeoutMs: 10_000, slowTimeoutMs: 10_000 });
 }
@@ -271,7 +279,7 @@ export async function runCase(s: Setup, kind: MatrixKind, index: number): Promis
   const tag = { kind, call: target.label };
   // A call not told apart by its argument is pinned by count: the nth of its method to its destination.
   const { byCount } = target;
-  const held: HeldCall = byCount ? { method: target.method, dest: target.dest } : target;
+  const held: HeldCall = byCount ? { method: target.method, dest: target.dest, nth: target.nth } : { method: target.method, arg: target.arg, dest: target.dest };
   try {
     sim.faults.add({ method: target.method, ...(byCount ? {} : { arg: target.arg }), dest: target.dest, calls: byCount ? { from: target.nth, to: target.nth } : { from: 1, to: 1 }, action: ACTIONS[kind] });
     const first = await runFaultedApply(sim, kind, held, example, target.sequential);
